@@ -1,0 +1,15 @@
+from accounts.permissions import Perm
+from accounts.tenancy import memberships_of
+
+
+def organization(request):
+    context = getattr(request, "org_context", None)
+    if context is None or not context:
+        return {"org_context": None, "Perm": Perm}
+    return {
+        "org_context": context,
+        "current_org": context.organization,
+        "current_role": context.role,
+        "user_memberships": memberships_of(request.user) if request.user.is_authenticated else [],
+        "Perm": Perm,
+    }

@@ -1,0 +1,20 @@
+"""The Celery app; the periodic schedule lives here, in code."""
+
+import os
+
+from celery import Celery
+from celery.schedules import crontab
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("tollgate")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# Tasks are registered by name so this module needs no imports from the apps.
+app.conf.beat_schedule = {
+    "accounts-invitations-expire": {
+        "task": "accounts.invitations_expire",
+        "schedule": crontab(minute=0),
+    },
+}

@@ -1,0 +1,109 @@
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Organization, Team
+from keys.presets import PROVIDER_CHOICES
+
+
+class VirtualKey(models.Model):
+    """A key handed to a developer or a team; Tollgate keeps only its keyed hash."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="virtual_keys")
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="virtual_keys")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="virtual_keys")
+    name = models.CharField(_("name"), max_length=120)
+    prefix = models.CharField(max_length=16, help_text=_("The first characters of the secret, to recognise it."))
+    key_hash = models.CharField(max_length=64, unique=True)
+    # After a rotation with a grace period the old secret keeps working until previous_valid_until.
+    previous_key_hash = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    previous_valid_until = models.DateTimeField(null=True, blank=True)
+    allowed_models = models.JSONField(_("allowed models"), default=list, blank=True, help_text=_("Empty means every model."))
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    rpm_limit = models.PositiveIntegerField(_("requests per minute"), null=True, blank=True)
+    tpm_limit = models.PositiveIntegerField(_("tokens per minute"), null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+
+class ProviderCredential(models.Model):
+    """An upstream account: where to send requests and the (encrypted) key to send them with."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="provider_credentials")
+    name = models.CharField(_("name"), max_length=120)
+    provider = models.CharField(_("provider"), max_length=32, choices=PROVIDER_CHOICES)
+    base_url = models.URLField(_("base URL"), max_length=500, blank=True)
+    api_version = models.CharField(_("API version"), max_length=40, blank=True, help_text=_("Azure only."))
+    api_key_encrypted = models.TextField(blank=True)
+    api_key_hint = models.CharField(max_length=16, blank=True, help_text=_("Last characters, for recognition."))
+    extra_headers_encrypted = models.TextField(blank=True)
+    connect_timeout = models.FloatField(_("connect timeout (s)"), default=10, validators=[MinValueValidator(0.1)])
+    read_timeout = models.FloatField(_("read timeout (s)"), default=300, validators=[MinValueValidator(0.1)])
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="credential_unique_name_per_org")]
+
+    def __str__(self):
+        return self.name
+
+
+class Model(models.Model):
+    """The public model name callers use; its deployments say where it is served."""
+
+    class Routing(models.TextChoices):
+        WEIGHTED = "weighted", _("Weighted split per request")
+        STICKY = "sticky", _("Weighted split, sticky per key")
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="models")
+    name = models.CharField(_("name"), max_length=120)
+    description = models.CharField(_("description"), max_length=300, blank=True)
+    routing = models.CharField(_("routing"), max_length=16, choices=Routing.choices, default=Routing.WEIGHTED)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="model_unique_name_per_org")]
+
+    def __str__(self):
+        return self.name
+
+
+class Deployment(models.Model):
+    """One place a Model is served: a credential and the upstream model name there."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="deployments")
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="deployments")
+    credential = models.ForeignKey(ProviderCredential, on_delete=models.PROTECT, related_name="deployments")
+    upstream_model = models.CharField(_("upstream model"), max_length=200)
+    name = models.CharField(_("variant name"), max_length=120, blank=True)
+    weight = models.PositiveIntegerField(_("weight"), default=1)
+    order = models.PositiveIntegerField(_("fallback order"), default=0)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["order", "id"]
+
+    def __str__(self):
+        return self.name or f"{self.credential.name}:{self.upstream_model}"

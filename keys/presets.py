@@ -1,0 +1,41 @@
+"""Provider presets: the stored `ProviderCredential.provider` value, its wire format and default base URL.
+
+Wire facts and sources: ../shared/PROVIDERS.md. Adding an OpenAI-compatible provider is one line here.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    slug: str
+    label: str
+    wire: str  # adapter module under relay/providers/: openai, anthropic, gemini, azure, mock
+    base_url: str
+    # Whether the upstream honours stream_options.include_usage (unconfirmed ones are asked anyway
+    # and fall back to an offline token estimate when no usage arrives).
+    stream_usage: bool = True
+
+
+PRESETS: dict[str, Preset] = {
+    p.slug: p
+    for p in [
+        Preset("openai", "OpenAI", "openai", "https://api.openai.com/v1"),
+        Preset("deepseek", "DeepSeek", "openai", "https://api.deepseek.com/v1"),
+        Preset("moonshot-cn", "Moonshot / Kimi (China, CNY)", "openai", "https://api.moonshot.cn/v1"),
+        Preset("moonshot-ai", "Moonshot / Kimi (global, USD)", "openai", "https://api.moonshot.ai/v1"),
+        Preset("zhipu", "Zhipu GLM (China)", "openai", "https://open.bigmodel.cn/api/paas/v4"),
+        Preset("zai", "Z.ai GLM (global)", "openai", "https://api.z.ai/api/paas/v4"),
+        Preset("qianfan", "Baidu Qianfan v2", "openai", "https://qianfan.baidubce.com/v2"),
+        Preset("ark", "Volcengine Ark / Doubao", "openai", "https://ark.cn-beijing.volces.com/api/v3"),
+        Preset("qiniu", "Qiniu AI inference", "openai", "https://api.qnaigc.com/v1"),
+        Preset("dashscope", "Alibaba DashScope (Model Studio)", "openai", "https://dashscope.aliyuncs.com/compatible-mode/v1"),
+        Preset("custom", "Custom OpenAI-compatible", "openai", ""),
+        Preset("anthropic", "Anthropic Claude", "anthropic", "https://api.anthropic.com"),
+        Preset("gemini", "Google Gemini", "gemini", "https://generativelanguage.googleapis.com/v1beta"),
+        Preset("azure", "Azure OpenAI", "azure", ""),
+        Preset("mock", "Demo (local mock, no internet)", "mock", "mock://local"),
+    ]
+}
+
+PROVIDER_CHOICES = [(p.slug, p.label) for p in PRESETS.values()]

@@ -1,0 +1,54 @@
+"""Cross-app fixtures only; each app keeps its factories in tests/<app>/factories.py."""
+
+import pytest
+
+from accounts.models import Role
+from accounts.tenancy import OrgContext
+from tests.accounts.factories import MembershipFactory, OrganizationFactory, UserFactory
+
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture
+def org(db):
+    return OrganizationFactory()
+
+
+@pytest.fixture
+def other_org(db):
+    return OrganizationFactory()
+
+
+def _member(org, role):
+    return MembershipFactory(organization=org, role=role, user=UserFactory())
+
+
+@pytest.fixture
+def owner(org):
+    return _member(org, Role.OWNER).user
+
+
+@pytest.fixture
+def admin_user(org):
+    return _member(org, Role.ADMIN).user
+
+
+@pytest.fixture
+def member_user(org):
+    return _member(org, Role.MEMBER).user
+
+
+@pytest.fixture
+def viewer_user(org):
+    return _member(org, Role.VIEWER).user
+
+
+@pytest.fixture
+def owner_ctx(org, owner):
+    return OrgContext(organization=org, role=Role.OWNER, user=owner)
+
+
+@pytest.fixture
+def member_of(db):
+    """member_of(org, role) -> a new user with that role in org."""
+    return _member
