@@ -1,0 +1,395 @@
+"""Dashboard pages of the accounts app.
+
+Forms check the shape of input; every write goes through accounts.services, whose refusals
+(ApplicationError) are shown on the form that caused them. Objects are always read through
+`get_scoped_or_404`, so another organization's object is a 404.
+"""
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db import IntegrityError, transaction
+from django.db.models import Count
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts import services
+from accounts.decorators import org_required, permission_required
+from accounts.errors import ApplicationError
+from accounts.forms import (
+    InvitationForm,
+    InvitationSignupForm,
+    MemberRoleForm,
+    MemberTeamsForm,
+    OrganizationCreateForm,
+    OrganizationForm,
+    SignupForm,
+    TeamForm,
+    add_service_error,
+    assignable_roles,
+)
+from accounts.models import AuditLog, Invitation, Membership, Role, Team, User
+from accounts.permissions import Perm
+from accounts.tenancy import SESSION_ORG_KEY, get_scoped_or_404, scoped
+
+AUDIT_PAGE_SIZE = 50
+
+
+def _ip(request):
+    return request.META.get("REMOTE_ADDR")
+
+
+def _form_status(form, default=400) -> int:
+    return getattr(form, "service_status", None) or default
+
+
+def _service_error(form, exc: ApplicationError) -> None:
+    add_service_error(form, exc)
+    form.service_status = exc.status
+
+
+def _forbidden(request):
+    return render(request, "accounts/forbidden.html", status=403)
+
+
+# --- Sign-up, organization choice -------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request):
+    if request.user.is_authenticated:
+        return redirect("home")
+    form = SignupForm(request.POST) if request.method == "POST" else SignupForm()
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            user, org = services.user_signup(
+                email=data["email"], password=data["password1"], name=data["name"],
+                organization_name=data["organization_name"], ip=_ip(request),
+            )
+        except ApplicationError as exc:
+            _service_error(form, exc)
+        else:
+            login(request, user)
+            request.session[SESSION_ORG_KEY] = org.pk
+            messages.success(request, _("Welcome to Tollgate. Your organization %(org)s is ready.") % {"org": org.name})
+            return redirect("home")
+    return render(request, "registration/signup.html", {"form": form}, status=_form_status(form) if form.errors else 200)
+
+
+@org_required
+def home(request):
+    org = request.org_context.organization
+    context = {
+        "member_count": scoped(Membership, org).count(),
+        "team_count": scoped(Team, org).count(),
+        "pending_invitation_count": scoped(Invitation, org).filter(accepted_at=None, revoked_at=None).count(),
+    }
+    return render(request, "accounts/home.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def no_organization(request):
+    """Where a signed-in user without any membership lands; they may start a new organization."""
+    if request.org_context:
+        return redirect("home")
+    form = OrganizationCreateForm(request.POST) if request.method == "POST" else OrganizationCreateForm()
+    if request.method == "POST" and form.is_valid():
+        try:
+            org = services.organization_create(name=form.cleaned_data["name"], owner=request.user, ip=_ip(request))
+        except ApplicationError as exc:
+            _service_error(form, exc)
+        else:
+            request.session[SESSION_ORG_KEY] = org.pk
+            messages.success(request, _("Organization %(org)s created.") % {"org": org.name})
+            return redirect("home")
+    return render(request, "accounts/no_organization.html", {"form": form}, status=_form_status(form) if form.errors else 200)
+
+
+@login_required
+@require_POST
+def org_switch(request):
+    try:
+        org_id = int(request.POST.get("organization", ""))
+    except ValueError:
+        raise Http404("Not found.") from None
+    membership = get_object_or_404(Membership.objects.select_related("organization"), user=request.user, organization_id=org_id)
+    request.session[SESSION_ORG_KEY] = membership.organization_id
+    messages.info(request, _("Switched to %(org)s.") % {"org": membership.organization.name})
+    # Home, not the page the switch came from: that page may show an object of the previous organization.
+    return redirect("home")
+
+
+# --- Members and invitations -------------------------------------------------------------------
+
+
+def _members_page(request, *, invite_form=None, row_errors=None, status=200):
+    ctx = request.org_context
+    org = ctx.organization
+    manage = ctx.can(Perm.MANAGE_MEMBERS)
+    teams = list(scoped(Team, org))
+    memberships = scoped(Membership, org).select_related("user").prefetch_related("teams").order_by("user__email")
+    row_errors = row_errors or {}
+    rows = []
+    for membership in memberships:
+        team_ids = {team.pk for team in membership.teams.all()}
+        rows.append({
+            "membership": membership,
+            "team_ids": team_ids,
+            "is_self": membership.user_id == request.user.pk,
+            # Owners are only editable by owners; the service enforces it, this only hides dead controls.
+            "editable": manage and (membership.role != Role.OWNER or ctx.can(Perm.MANAGE_OWNERS)),
+            "errors": row_errors.get(membership.pk, []),
+        })
+    context = {
+        "rows": rows,
+        "teams": teams,
+        "roles": assignable_roles(ctx),
+        "can_manage": manage,
+    }
+    if manage:
+        context["invite_form"] = invite_form or InvitationForm(org_context=ctx)
+        context["invitations"] = (
+            scoped(Invitation, org).filter(accepted_at=None, revoked_at=None).select_related("team", "invited_by")
+        )
+    return render(request, "accounts/members.html", context, status=status)
+
+
+def _errors_of(form) -> list[str]:
+    return [message for messages_ in form.errors.values() for message in messages_]
+
+
+@permission_required(Perm.VIEW_ORG)
+def members(request):
+    return _members_page(request)
+
+
+@require_POST
+@permission_required(Perm.MANAGE_MEMBERS)
+def member_invite(request):
+    ctx = request.org_context
+    form = InvitationForm(request.POST, org_context=ctx)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            invitation = services.invitation_create(
+                actor=ctx, email=data["email"], role=data["role"], team=data["team"], ip=_ip(request)
+            )[0]
+        except ApplicationError as exc:
+            _service_error(form, exc)
+        else:
+            # The token travels only by email: showing the link here would let anyone at this screen use it.
+            messages.success(request, _("Invitation sent to %(email)s.") % {"email": invitation.email})
+            return redirect("members")
+    return _members_page(request, invite_form=form, status=_form_status(form))
+
+
+@require_POST
+@permission_required(Perm.MANAGE_MEMBERS)
+def member_role(request, pk):
+    ctx = request.org_context
+    membership = get_scoped_or_404(Membership.objects.select_related("user"), ctx.organization, pk=pk)
+    form = MemberRoleForm(request.POST, org_context=ctx)
+    if form.is_valid():
+        try:
+            services.membership_set_role(actor=ctx, membership=membership, role=form.cleaned_data["role"], ip=_ip(request))
+        except ApplicationError as exc:
+            _service_error(form, exc)
+        else:
+            messages.success(
+                request,
+                _("%(user)s is now %(role)s.") % {"user": membership.user, "role": Role(form.cleaned_data["role"]).label},
+            )
+            return redirect("members")
+    return _members_page(request, row_errors={membership.pk: _errors_of(form)}, status=_form_status(form))
+
+
+@require_POST
+@permission_required(Perm.MANAGE_MEMBERS)
+def member_teams(request, pk):
+    ctx = request.org_context
+    membership = get_scoped_or_404(Membership.objects.select_related("user"), ctx.organization, pk=pk)
+    form = MemberTeamsForm(request.POST, organization=ctx.organization)
+    if form.is_valid():
+        try:
+            services.membership_set_teams(actor=ctx, membership=membership, teams=list(form.cleaned_data["teams"]), ip=_ip(request))
+        except ApplicationError as exc:
+            _service_error(form, exc)
+        else:
+            messages.success(request, _("Teams of %(user)s saved.") % {"user": membership.user})
+            return redirect("members")
+    return _members_page(request, row_errors={membership.pk: _errors_of(form)}, status=_form_status(form))
+
+
+@require_POST
+@permission_required(Perm.MANAGE_MEMBERS)
+def member_remove(request, pk):
+    ctx = request.org_context
+    membership = get_scoped_or_404(Membership.objects.select_related("user"), ctx.organization, pk=pk)
+    try:
+        services.membership_remove(actor=ctx, membership=membership, ip=_ip(request))
+    except ApplicationError as exc:
+        return _members_page(request, row_errors={membership.pk: [exc.message]}, status=exc.status)
+    messages.success(request, _("%(user)s was removed from the organization.") % {"user": membership.user})
+    return redirect("home" if membership.user_id == request.user.pk else "members")
+
+
+@require_POST
+@permission_required(Perm.MANAGE_MEMBERS)
+def invitation_revoke(request, pk):
+    ctx = request.org_context
+    invitation = get_scoped_or_404(Invitation, ctx.organization, pk=pk, accepted_at=None, revoked_at=None)
+    services.invitation_revoke(actor=ctx, invitation=invitation, ip=_ip(request))
+    messages.success(request, _("Invitation for %(email)s revoked.") % {"email": invitation.email})
+    return redirect("members")
+
+
+@require_http_methods(["GET", "POST"])
+def invitation_accept(request, token):
+    """Open to anyone holding the link; what they can do depends on who they are signed in as."""
+    try:
+        invitation = services.invitation_lookup(token=token)
+    except ApplicationError as exc:
+        return render(request, "accounts/invitation_invalid.html", {"error": exc}, status=exc.status)
+    context = {"invitation": invitation}
+    user = request.user
+    if user.is_authenticated:
+        if user.email.lower() != invitation.email.lower():
+            return render(request, "accounts/invitation_accept.html", {**context, "wrong_user": True}, status=403)
+        if request.method == "POST":
+            try:
+                membership = services.invitation_accept(token=token, user=user, ip=_ip(request))
+            except ApplicationError as exc:
+                return render(request, "accounts/invitation_invalid.html", {"error": exc}, status=exc.status)
+            return _joined(request, membership)
+        return render(request, "accounts/invitation_accept.html", context)
+
+    if User.objects.filter(email__iexact=invitation.email).exists():
+        status = 400 if request.method == "POST" else 200
+        return render(request, "accounts/invitation_accept.html", {**context, "account_exists": True}, status=status)
+    form = InvitationSignupForm(request.POST if request.method == "POST" else None, email=invitation.email)
+    if request.method == "POST" and form.is_valid():
+        try:
+            with transaction.atomic():
+                new_user = User.objects.create_user(
+                    email=invitation.email, password=form.cleaned_data["password1"], name=form.cleaned_data["name"].strip()
+                )
+                membership = services.invitation_accept(token=token, user=new_user, ip=_ip(request))
+        except IntegrityError:  # the same address signed up in the meantime
+            form.add_error(None, _("An account with this email already exists. Log in to accept the invitation."))
+        except ApplicationError as exc:
+            return render(request, "accounts/invitation_invalid.html", {"error": exc}, status=exc.status)
+        else:
+            login(request, new_user)
+            return _joined(request, membership)
+    return render(request, "accounts/invitation_accept.html", {**context, "form": form}, status=400 if form.errors else 200)
+
+
+def _joined(request, membership):
+    request.session[SESSION_ORG_KEY] = membership.organization_id
+    messages.success(request, _("You joined %(org)s.") % {"org": membership.organization.name})
+    return redirect("home")
+
+
+# --- Teams ---------------------------------------------------------------------------------------
+
+
+def _teams_page(request, *, create_form=None, row_errors=None, status=200):
+    org = request.org_context.organization
+    row_errors = row_errors or {}
+    teams = scoped(Team, org).annotate(member_count=Count("memberships"))
+    rows = [{"team": team, "errors": row_errors.get(team.pk, [])} for team in teams]
+    context = {
+        "rows": rows,
+        "can_manage": request.org_context.can(Perm.MANAGE_MEMBERS),
+        "create_form": create_form or TeamForm(),
+    }
+    return render(request, "accounts/teams.html", context, status=status)
+
+
+@permission_required(Perm.VIEW_ORG)
+def teams(request):
+    return _teams_page(request)
+
+
+@require_POST
+@permission_required(Perm.MANAGE_MEMBERS)
+def team_create(request):
+    form = TeamForm(request.POST)
+    if form.is_valid():
+        try:
+            team = services.team_create(actor=request.org_context, name=form.cleaned_data["name"], ip=_ip(request))
+        except ApplicationError as exc:
+            _service_error(form, exc)
+        else:
+            messages.success(request, _("Team %(team)s created.") % {"team": team.name})
+            return redirect("teams")
+    return _teams_page(request, create_form=form, status=_form_status(form))
+
+
+@require_POST
+@permission_required(Perm.MANAGE_MEMBERS)
+def team_rename(request, pk):
+    ctx = request.org_context
+    team = get_scoped_or_404(Team, ctx.organization, pk=pk)
+    form = TeamForm(request.POST)
+    if form.is_valid():
+        try:
+            team = services.team_rename(actor=ctx, team=team, name=form.cleaned_data["name"], ip=_ip(request))
+        except ApplicationError as exc:
+            _service_error(form, exc)
+        else:
+            messages.success(request, _("Team renamed to %(team)s.") % {"team": team.name})
+            return redirect("teams")
+    return _teams_page(request, row_errors={team.pk: _errors_of(form)}, status=_form_status(form))
+
+
+@require_POST
+@permission_required(Perm.MANAGE_MEMBERS)
+def team_delete(request, pk):
+    ctx = request.org_context
+    team = get_scoped_or_404(Team, ctx.organization, pk=pk)
+    name = team.name
+    services.team_delete(actor=ctx, team=team, ip=_ip(request))
+    messages.success(request, _("Team %(team)s deleted.") % {"team": name})
+    return redirect("teams")
+
+
+# --- Organization settings and audit log ----------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required(Perm.VIEW_ORG)
+def org_settings(request):
+    ctx = request.org_context
+    can_edit = ctx.can(Perm.MANAGE_ORG)
+    if request.method == "POST" and not can_edit:
+        return _forbidden(request)
+    form = OrganizationForm.for_organization(ctx.organization, request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.organization_update(actor=ctx, ip=_ip(request), **form.cleaned_data)
+        except ApplicationError as exc:
+            _service_error(form, exc)
+        except ValidationError as exc:  # model validation the form did not foresee
+            ctx.organization.refresh_from_db()  # the service set the rejected values on this instance
+            form.add_error(None, exc.messages)
+        else:
+            messages.success(request, _("Settings saved."))
+            return redirect("org_settings")
+    return render(
+        request, "accounts/org_settings.html", {"form": form, "can_edit": can_edit},
+        status=_form_status(form) if form.errors else 200,
+    )
+
+
+@permission_required(Perm.VIEW_AUDIT)
+def audit_log(request):
+    entries = scoped(AuditLog, request.org_context.organization)
+    page = Paginator(entries, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "accounts/audit_log.html", {"page": page})

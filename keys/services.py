@@ -1,0 +1,344 @@
+"""Writes for virtual keys, provider credentials, models and deployments.
+
+Every write bumps the configuration version after commit, so relay processes drop their cached
+snapshots within a poll interval. Secrets are returned once and never stored or logged in clear.
+"""
+
+from datetime import timedelta
+
+import orjson
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.crypto import keyed_hash, new_secret, visible_prefix
+from accounts.errors import ApplicationError
+from accounts.models import Team, User
+from accounts.permissions import Perm, has_perm
+from accounts.services import audit_record
+from accounts.tenancy import OrgContext
+from keys import encryption
+from keys.invalidation import config_changed
+from keys.models import Deployment, Model, ProviderCredential, VirtualKey
+from keys.presets import PRESETS
+
+VIRTUAL_KEY_PREFIX = "tg-"
+
+
+def _changed() -> None:
+    transaction.on_commit(config_changed)
+
+
+def _require(allowed: bool) -> None:
+    if not allowed:
+        raise ApplicationError(_("Your role does not allow this."), code="permission_denied", status=403)
+
+
+def can_manage_key(actor: OrgContext, key: VirtualKey) -> bool:
+    if has_perm(actor.role, Perm.MANAGE_KEYS):
+        return True
+    own = actor.user is not None and key.user_id == getattr(actor.user, "pk", None)
+    return own and has_perm(actor.role, Perm.MANAGE_OWN_KEYS)
+
+
+def _check_models(organization, names) -> list[str]:
+    if names is None:
+        return []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ApplicationError(_("Allowed models must be a list of model names."), field="allowed_models")
+    known = set(Model.objects.filter(organization=organization, name__in=names).values_list("name", flat=True))
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ApplicationError(_("Unknown model: %(name)s") % {"name": unknown[0]}, field="allowed_models")
+    return sorted(set(names))
+
+
+def _check_limit(value, field: str):
+    if value in (None, ""):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ApplicationError(_("Use a whole number of at least 1, or leave empty for no limit."), field=field)
+    return value
+
+
+@transaction.atomic
+def virtual_key_create(
+    *, actor: OrgContext, name: str, user: User | None = None, team: Team | None = None, allowed_models=None,
+    expires_at=None, rpm_limit=None, tpm_limit=None, metadata=None, ip=None,
+) -> tuple[VirtualKey, str]:
+    """Create a key; returns (key, secret). The secret is shown once and only its keyed hash is kept."""
+    org = actor.organization
+    if has_perm(actor.role, Perm.MANAGE_KEYS):
+        owner = user
+    else:
+        _require(has_perm(actor.role, Perm.MANAGE_OWN_KEYS))
+        if user is not None and user != actor.user:
+            raise ApplicationError(_("You can only create keys for yourself."), field="user", code="permission_denied", status=403)
+        owner = actor.user
+    if owner is not None and not owner.memberships.filter(organization=org).exists():
+        raise ApplicationError(_("Unknown user."), field="user", code="not_found")
+    if team is not None and team.organization_id != org.pk:
+        raise ApplicationError(_("Unknown team."), field="team", code="not_found")
+    if team is not None and not has_perm(actor.role, Perm.MANAGE_KEYS) and not team.memberships.filter(user=actor.user).exists():
+        raise ApplicationError(_("You are not a member of this team."), field="team", code="permission_denied", status=403)
+    if not name or not name.strip():
+        raise ApplicationError(_("A key needs a name."), field="name")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ApplicationError(_("The expiry must be in the future."), field="expires_at")
+    secret = new_secret(VIRTUAL_KEY_PREFIX)
+    key = VirtualKey.objects.create(
+        organization=org, team=team, user=owner, name=name.strip(), prefix=visible_prefix(secret),
+        key_hash=keyed_hash(secret), allowed_models=_check_models(org, allowed_models), expires_at=expires_at,
+        rpm_limit=_check_limit(rpm_limit, "rpm_limit"), tpm_limit=_check_limit(tpm_limit, "tpm_limit"),
+        metadata=metadata or {}, created_by=actor.user,
+    )
+    audit_record(organization=org, actor=actor.user, action="key.create", target=key, ip=ip)
+    _changed()
+    return key, secret
+
+
+@transaction.atomic
+def virtual_key_update(*, actor: OrgContext, key: VirtualKey, ip=None, **changes) -> VirtualKey:
+    _require(can_manage_key(actor, key))
+    if "name" in changes:
+        if not str(changes["name"] or "").strip():
+            raise ApplicationError(_("A key needs a name."), field="name")
+        key.name = changes["name"].strip()
+    if "allowed_models" in changes:
+        key.allowed_models = _check_models(key.organization, changes["allowed_models"])
+    for field in ("rpm_limit", "tpm_limit"):
+        if field in changes:
+            setattr(key, field, _check_limit(changes[field], field))
+    if "expires_at" in changes:
+        key.expires_at = changes["expires_at"]
+    if "metadata" in changes:
+        key.metadata = changes["metadata"] or {}
+    key.save()
+    audit_record(organization=key.organization, actor=actor.user, action="key.update", target=key, data={"fields": sorted(changes)}, ip=ip)
+    _changed()
+    return key
+
+
+@transaction.atomic
+def virtual_key_rotate(*, actor: OrgContext, key: VirtualKey, grace_seconds: int = 0, ip=None) -> tuple[VirtualKey, str]:
+    """A new secret; the old one keeps working for `grace_seconds` (0: stops at once)."""
+    _require(can_manage_key(actor, key))
+    if key.revoked_at is not None:
+        raise ApplicationError(_("A revoked key cannot be rotated."), code="revoked")
+    if not isinstance(grace_seconds, int) or not 0 <= grace_seconds <= 30 * 86400:
+        raise ApplicationError(_("The grace period must be between 0 and 30 days."), field="grace_seconds")
+    secret = new_secret(VIRTUAL_KEY_PREFIX)
+    if grace_seconds:
+        key.previous_key_hash, key.previous_valid_until = key.key_hash, timezone.now() + timedelta(seconds=grace_seconds)
+    else:
+        key.previous_key_hash, key.previous_valid_until = None, None
+    key.key_hash, key.prefix = keyed_hash(secret), visible_prefix(secret)
+    key.save()
+    audit_record(organization=key.organization, actor=actor.user, action="key.rotate", target=key, data={"grace_seconds": grace_seconds}, ip=ip)
+    _changed()
+    return key, secret
+
+
+@transaction.atomic
+def virtual_key_revoke(*, actor: OrgContext, key: VirtualKey, ip=None) -> VirtualKey:
+    _require(can_manage_key(actor, key))
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.previous_key_hash, key.previous_valid_until = None, None
+        key.save()
+        audit_record(organization=key.organization, actor=actor.user, action="key.revoke", target=key, ip=ip)
+    _changed()
+    return key
+
+
+def _clean_headers(headers) -> dict[str, str]:
+    if headers in (None, ""):
+        return {}
+    if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise ApplicationError(_("Extra headers must be an object of string names to string values."), field="extra_headers")
+    for name, value in headers.items():
+        if any(c in name + value for c in "\r\n\x00") or not name.strip():
+            raise ApplicationError(_("Header names and values may not contain line breaks."), field="extra_headers")
+        if name.lower() in ("host", "content-length", "transfer-encoding", "connection"):
+            raise ApplicationError(_("The header %(name)s cannot be set.") % {"name": name}, field="extra_headers")
+    return headers
+
+
+def _check_base_url(provider: str, base_url: str) -> str:
+    from keys.egress import check_url
+
+    preset = PRESETS.get(provider)
+    if preset is None:
+        raise ApplicationError(_("Unknown provider."), field="provider", code="invalid_choice")
+    url = (base_url or "").strip() or preset.base_url
+    if not url:
+        raise ApplicationError(_("This provider needs a base URL."), field="base_url")
+    if preset.wire != "mock":
+        check_url(url, field="base_url")
+    return url.rstrip("/")
+
+
+@transaction.atomic
+def credential_create(
+    *, actor: OrgContext, name: str, provider: str, api_key: str = "", base_url: str = "", api_version: str = "",
+    extra_headers=None, connect_timeout: float = 10, read_timeout: float = 300, ip=None,
+) -> ProviderCredential:
+    _require(has_perm(actor.role, Perm.MANAGE_PROVIDERS))
+    org = actor.organization
+    if not name or not name.strip():
+        raise ApplicationError(_("A credential needs a name."), field="name")
+    if ProviderCredential.objects.filter(organization=org, name=name.strip()).exists():
+        raise ApplicationError(_("A credential with this name already exists."), field="name", code="duplicate")
+    url = _check_base_url(provider, base_url)
+    if PRESETS[provider].wire != "mock" and not api_key:
+        raise ApplicationError(_("An API key is required."), field="api_key")
+    credential = ProviderCredential(
+        organization=org, name=name.strip(), provider=provider, base_url=url, api_version=api_version or "",
+        api_key_encrypted=encryption.encrypt(api_key), api_key_hint=api_key[-4:] if len(api_key) >= 12 else "",
+        extra_headers_encrypted=encryption.encrypt(orjson.dumps(_clean_headers(extra_headers)).decode()) if extra_headers else "",
+        connect_timeout=connect_timeout, read_timeout=read_timeout,
+    )
+    credential.full_clean(exclude=["base_url"])
+    credential.save()
+    audit_record(organization=org, actor=actor.user, action="credential.create", target=credential, data={"provider": provider}, ip=ip)
+    _changed()
+    return credential
+
+
+@transaction.atomic
+def credential_update(*, actor: OrgContext, credential: ProviderCredential, ip=None, **changes) -> ProviderCredential:
+    """Update fields; `api_key` replaces the secret only when given (the old one is never shown)."""
+    _require(has_perm(actor.role, Perm.MANAGE_PROVIDERS))
+    if "name" in changes and changes["name"]:
+        credential.name = changes["name"].strip()
+    if "base_url" in changes:
+        credential.base_url = _check_base_url(credential.provider, changes["base_url"])
+    if changes.get("api_key"):
+        credential.api_key_encrypted = encryption.encrypt(changes["api_key"])
+        credential.api_key_hint = changes["api_key"][-4:] if len(changes["api_key"]) >= 12 else ""
+    if "extra_headers" in changes:
+        headers = _clean_headers(changes["extra_headers"])
+        credential.extra_headers_encrypted = encryption.encrypt(orjson.dumps(headers).decode()) if headers else ""
+    for field in ("api_version", "connect_timeout", "read_timeout"):
+        if field in changes and changes[field] is not None:
+            setattr(credential, field, changes[field])
+    credential.full_clean(exclude=["base_url"])
+    credential.save()
+    audit_record(organization=credential.organization, actor=actor.user, action="credential.update", target=credential,
+                 data={"fields": sorted(k for k in changes if k != "api_key") + (["api_key"] if changes.get("api_key") else [])}, ip=ip)
+    _changed()
+    return credential
+
+
+@transaction.atomic
+def credential_delete(*, actor: OrgContext, credential: ProviderCredential, ip=None) -> None:
+    _require(has_perm(actor.role, Perm.MANAGE_PROVIDERS))
+    if credential.deployments.exists():
+        raise ApplicationError(_("Remove the deployments using this credential first."), code="in_use")
+    audit_record(organization=credential.organization, actor=actor.user, action="credential.delete", target=credential, ip=ip)
+    credential.delete()
+    _changed()
+
+
+def credentials_reencrypt() -> int:
+    """Re-encrypt every stored provider secret under the primary key (after adding a new one)."""
+    count = 0
+    for credential in ProviderCredential.objects.all().iterator():
+        credential.api_key_encrypted = encryption.rotate(credential.api_key_encrypted)
+        credential.extra_headers_encrypted = encryption.rotate(credential.extra_headers_encrypted)
+        credential.save(update_fields=["api_key_encrypted", "extra_headers_encrypted"])
+        count += 1
+    return count
+
+
+@transaction.atomic
+def model_create(*, actor: OrgContext, name: str, description: str = "", routing: str = Model.Routing.WEIGHTED, ip=None) -> Model:
+    _require(has_perm(actor.role, Perm.MANAGE_PROVIDERS))
+    name = (name or "").strip()
+    if not name or any(c in name for c in "\x00\r\n") or len(name) > 120:
+        raise ApplicationError(_("A model needs a name without line breaks, at most 120 characters."), field="name")
+    if Model.objects.filter(organization=actor.organization, name=name).exists():
+        raise ApplicationError(_("A model with this name already exists."), field="name", code="duplicate")
+    if routing not in Model.Routing.values:
+        raise ApplicationError(_("Unknown routing."), field="routing", code="invalid_choice")
+    model = Model.objects.create(organization=actor.organization, name=name, description=description, routing=routing)
+    audit_record(organization=actor.organization, actor=actor.user, action="model.create", target=model, ip=ip)
+    _changed()
+    return model
+
+
+@transaction.atomic
+def model_update(*, actor: OrgContext, model: Model, ip=None, **changes) -> Model:
+    _require(has_perm(actor.role, Perm.MANAGE_PROVIDERS))
+    for field in ("description", "routing", "is_active"):
+        if field in changes and changes[field] is not None:
+            setattr(model, field, changes[field])
+    if model.routing not in Model.Routing.values:
+        raise ApplicationError(_("Unknown routing."), field="routing", code="invalid_choice")
+    model.save()
+    audit_record(organization=model.organization, actor=actor.user, action="model.update", target=model, data={"fields": sorted(changes)}, ip=ip)
+    _changed()
+    return model
+
+
+@transaction.atomic
+def model_delete(*, actor: OrgContext, model: Model, ip=None) -> None:
+    _require(has_perm(actor.role, Perm.MANAGE_PROVIDERS))
+    audit_record(organization=model.organization, actor=actor.user, action="model.delete", target=model, ip=ip)
+    model.delete()
+    _changed()
+
+
+def _check_deployment_fields(credential, weight, order):
+    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
+        raise ApplicationError(_("The weight must be a whole number of 0 or more."), field="weight")
+    if isinstance(order, bool) or not isinstance(order, int) or order < 0:
+        raise ApplicationError(_("The order must be a whole number of 0 or more."), field="order")
+
+
+@transaction.atomic
+def deployment_create(
+    *, actor: OrgContext, model: Model, credential: ProviderCredential, upstream_model: str, name: str = "",
+    weight: int = 1, order: int = 0, ip=None,
+) -> Deployment:
+    _require(has_perm(actor.role, Perm.MANAGE_PROVIDERS))
+    if model.organization_id != actor.organization.pk:
+        raise ApplicationError(_("Unknown model."), field="model", code="not_found", status=404)
+    if credential.organization_id != actor.organization.pk:
+        raise ApplicationError(_("Unknown credential."), field="credential", code="not_found")
+    upstream_model = (upstream_model or "").strip()
+    if not upstream_model or any(c in upstream_model for c in "\x00\r\n"):
+        raise ApplicationError(_("Name the model at the provider."), field="upstream_model")
+    _check_deployment_fields(credential, weight, order)
+    deployment = Deployment.objects.create(
+        organization=actor.organization, model=model, credential=credential, upstream_model=upstream_model,
+        name=name.strip(), weight=weight, order=order,
+    )
+    audit_record(organization=actor.organization, actor=actor.user, action="deployment.create", target=deployment, ip=ip)
+    _changed()
+    return deployment
+
+
+@transaction.atomic
+def deployment_update(*, actor: OrgContext, deployment: Deployment, ip=None, **changes) -> Deployment:
+    _require(has_perm(actor.role, Perm.MANAGE_PROVIDERS))
+    if "credential" in changes and changes["credential"] is not None:
+        if changes["credential"].organization_id != deployment.organization_id:
+            raise ApplicationError(_("Unknown credential."), field="credential", code="not_found")
+        deployment.credential = changes["credential"]
+    for field in ("upstream_model", "name", "weight", "order", "is_active"):
+        if field in changes and changes[field] is not None:
+            setattr(deployment, field, changes[field])
+    _check_deployment_fields(deployment.credential, deployment.weight, deployment.order)
+    deployment.save()
+    audit_record(organization=deployment.organization, actor=actor.user, action="deployment.update", target=deployment, data={"fields": sorted(changes)}, ip=ip)
+    _changed()
+    return deployment
+
+
+@transaction.atomic
+def deployment_delete(*, actor: OrgContext, deployment: Deployment, ip=None) -> None:
+    _require(has_perm(actor.role, Perm.MANAGE_PROVIDERS))
+    audit_record(organization=deployment.organization, actor=actor.user, action="deployment.delete", target=deployment, ip=ip)
+    deployment.delete()
+    _changed()

@@ -1,0 +1,157 @@
+"""Shared counters served from per-process leases, so admission costs no round trip per request.
+
+A process takes a batch ("lease") of units from a shared counter with one atomic script and spends
+it locally. The shared counter counts every unit leased, so the total admitted across all processes
+never exceeds the limit; the price is that units still leased by idle processes are unusable until
+the window ends: at most (lease size - 1) per process. Leases shrink as the counter nears its limit
+(to one unit, or one request's worst case, at the end), which keeps that slack small.
+
+`RedisLeaseStore` shares counters between processes; `LocalLeaseStore` is the embedded default.
+"""
+
+import asyncio
+import logging
+import time
+
+log = logging.getLogger(__name__)
+
+# KEYS[1] counter; ARGV: limit, wanted, minimum, ttl. Grants min(wanted, room) if room >= minimum.
+LEASE_SCRIPT = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local room = tonumber(ARGV[1]) - used
+local grant = math.min(tonumber(ARGV[2]), room)
+if grant < tonumber(ARGV[3]) or grant <= 0 then return {0, used} end
+used = redis.call('INCRBYFLOAT', KEYS[1], grant)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return {tostring(grant), tostring(used)}
+"""
+
+
+class LocalLeaseStore:
+    """One process holds the whole counter: a lease is the exact remaining room."""
+
+    def __init__(self):
+        self._used: dict[str, float] = {}
+        self._expiry: dict[str, float] = {}
+
+    async def grant(self, counter: str, limit: float, wanted: float, minimum: float, ttl: int) -> tuple[float, float]:
+        now = time.monotonic()
+        if self._expiry.get(counter, now + 1) <= now:
+            self._used.pop(counter, None)
+        used = self._used.get(counter, 0.0)
+        grant = min(wanted, limit - used)
+        if grant <= 0 or grant < minimum:
+            return 0.0, used
+        self._used[counter] = used + grant
+        self._expiry[counter] = now + ttl
+        if len(self._expiry) > 100_000:  # forget expired windows
+            for name in [n for n, t in self._expiry.items() if t <= now]:
+                self._used.pop(name, None)
+                self._expiry.pop(name, None)
+        return grant, used + grant
+
+    async def give_back(self, counter: str, amount: float) -> None:
+        if counter in self._used:
+            self._used[counter] = max(0.0, self._used[counter] - amount)
+
+
+class RedisLeaseStore:
+    def __init__(self, redis):
+        self._redis = redis
+        self._script = redis.register_script(LEASE_SCRIPT)
+
+    async def grant(self, counter: str, limit: float, wanted: float, minimum: float, ttl: int) -> tuple[float, float]:
+        granted, used = await self._script(keys=[counter], args=[limit, wanted, minimum, ttl])
+        return float(granted), float(used)
+
+    async def give_back(self, counter: str, amount: float) -> None:
+        await self._redis.incrbyfloat(counter, -amount)
+
+
+class Lease:
+    __slots__ = ("counter", "available", "used", "lock")
+
+    def __init__(self, counter: str):
+        self.counter = counter
+        self.available = 0.0
+        self.used = 0.0  # shared counter value seen at the last grant
+        self.lock = asyncio.Lock()
+
+
+class LeaseBook:
+    """Per-process leases over a store. `take` admits `amount` or returns False."""
+
+    def __init__(self, store, *, fraction: float = 1 / 20, max_leases: int = 100_000):
+        self.store = store
+        self.fraction = fraction  # a lease is at most this share of the limit...
+        self._leases: dict[str, Lease] = {}
+        self._max = max_leases
+
+    def _lease(self, counter: str) -> Lease:
+        lease = self._leases.get(counter)
+        if lease is None:
+            if len(self._leases) >= self._max:
+                self._leases.clear()
+            lease = self._leases[counter] = Lease(counter)
+        return lease
+
+    async def take(self, counter: str, limit: float, amount: float, *, ttl: int) -> bool:
+        lease = self._lease(counter)
+        if lease.available >= amount:
+            lease.available -= amount
+            return True
+        async with lease.lock:
+            if lease.available >= amount:
+                lease.available -= amount
+                return True
+            need = amount - lease.available
+            room = max(limit - lease.used, 0)
+            # ...and at most an eighth of what seemed left, so the final units are spread thin.
+            wanted = max(need, min(limit * self.fraction, room / 8))
+            granted, used = await self.store.grant(counter, limit, wanted, need, ttl)
+            lease.used = used
+            if granted <= 0:
+                return False
+            lease.available += granted - amount
+            return True
+
+    async def adjust(self, counter: str, delta: float) -> None:
+        """Settle a reservation: spend `delta` more (or give back when negative) from the lease."""
+        lease = self._leases.get(counter)
+        if lease is None:
+            return
+        lease.available -= delta  # may go negative: a debt the next lease pays first
+
+    def remaining_estimate(self, counter: str, limit: float) -> float:
+        lease = self._leases.get(counter)
+        if lease is None:
+            return limit
+        return max(0.0, limit - lease.used + lease.available)
+
+
+class FailoverLeaseStore:
+    """Redis first; while Redis fails, this process's own counters (README: fail-open table).
+
+    During an outage each process enforces the full limit on its own, so the bound becomes
+    (processes x limit); the shared counters resume when Redis answers again.
+    """
+
+    def __init__(self, primary, fallback, *, timeout: float = 0.5, retry_after: float = 5.0):
+        self.primary, self.fallback = primary, fallback
+        self.timeout, self.retry_after = timeout, retry_after
+        self._down_until = 0.0
+
+    async def grant(self, counter, limit, wanted, minimum, ttl):
+        if time.monotonic() >= self._down_until:
+            try:
+                return await asyncio.wait_for(self.primary.grant(counter, limit, wanted, minimum, ttl), self.timeout)
+            except Exception as exc:
+                log.warning("lease store unavailable (%s); using local counters", exc.__class__.__name__)
+                self._down_until = time.monotonic() + self.retry_after
+        return await self.fallback.grant(counter, limit, wanted, minimum, ttl)
+
+    async def give_back(self, counter, amount):
+        try:
+            await asyncio.wait_for(self.primary.give_back(counter, amount), self.timeout)
+        except Exception:
+            await self.fallback.give_back(counter, amount)

@@ -1,0 +1,325 @@
+"""The /v1 request flow, one flat pass: authenticate → parse → resolve → admit → forward → record.
+
+Retries and fallbacks happen only before the first byte reaches the client; after that an error
+becomes an SSE error event. Usage is recorded in `finally`, so cancelled streams count too.
+"""
+
+import asyncio
+import logging
+import time
+
+import orjson
+
+from accounts.crypto import keyed_hash
+from relay import tokens
+from relay.errors import (
+    InvalidApiKey, InvalidRequest, MethodNotAllowed, ModelNotAllowed, ModelNotFound, NotFound, RelayError, UpstreamError,
+)
+from relay.providers import get_adapter
+from relay.streaming import DONE, SSEParser, encode_chunk, encode_error
+from relay.upstream import iter_body, read_body, send
+from relay.validation import check_body
+
+log = logging.getLogger(__name__)
+
+ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings"}
+KEY_HEADERS = (b"authorization", b"api-key", b"x-api-key")
+
+
+class ClientGone(Exception):
+    """The client disconnected; nothing more can be written."""
+
+
+async def handle(rt, conn) -> None:
+    try:
+        path, method = conn.scope["path"], conn.scope["method"]
+        endpoint = ENDPOINTS.get(path)
+        if endpoint is not None:
+            if method != "POST":
+                raise MethodNotAllowed(f"Use POST for {path}.")
+            await _relay(rt, conn, endpoint)
+        elif path == "/v1/models" or path.startswith("/v1/models/"):
+            if method != "GET":
+                raise MethodNotAllowed(f"Use GET for {path}.")
+            await _models(rt, conn, path[len("/v1/models/") :] if path != "/v1/models" else None)
+        else:
+            raise NotFound(f"Unknown endpoint {method} {path}.")
+    except RelayError as error:
+        if not conn.started:
+            await conn.respond_error(error)
+    except ClientGone:
+        pass
+    except Exception:
+        log.exception("relay failure on %s", conn.request_id)
+        if not conn.started:
+            await conn.respond_error(RelayError("The gateway failed to handle this request."))
+
+
+async def _authenticate(rt, conn):
+    secret = None
+    for name in KEY_HEADERS:
+        value = conn.header(name)
+        if value:
+            secret = value[7:].strip() if name == b"authorization" and value[:7].lower() == "bearer " else value.strip()
+            break
+    if not secret:
+        raise InvalidApiKey("Missing API key. Send it as 'Authorization: Bearer <key>'.")
+    key = await rt.cache.key(keyed_hash(secret))
+    if key is None or (key.expires_at is not None and key.expires_at <= time.time()):
+        raise InvalidApiKey("Incorrect, expired or revoked API key.")
+    return key
+
+
+async def _models(rt, conn, model_id: str | None) -> None:
+    key = await _authenticate(rt, conn)
+    names = [(name, created) for name, created in await rt.cache.model_names(key.organization_id)
+             if not key.allowed_models or name in key.allowed_models]
+    if model_id is None:
+        data = [{"id": name, "object": "model", "created": created, "owned_by": "tollgate"} for name, created in names]
+        await conn.respond(200, orjson.dumps({"object": "list", "data": data}))
+        return
+    for name, created in names:
+        if name == model_id:
+            await conn.respond(200, orjson.dumps({"id": name, "object": "model", "created": created, "owned_by": "tollgate"}))
+            return
+    raise ModelNotFound(f"The model '{model_id}' does not exist.", param="model")
+
+
+def _parse(raw: bytes, content_type: str | None) -> dict:
+    if content_type and "json" not in content_type.lower():
+        raise InvalidRequest("Content-Type must be application/json.")
+    if not raw:
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON ({exc.msg}).") from exc
+
+
+async def _relay(rt, conn, endpoint: str) -> None:
+    key = await _authenticate(rt, conn)
+    body = _parse(await conn.read_body(rt.max_body), conn.header(b"content-type"))
+    check_body(endpoint, body)
+    name = body["model"]
+    if key.allowed_models and name not in key.allowed_models:
+        raise ModelNotAllowed(f"This key may not use the model '{name}'.", param="model")
+    model = await rt.cache.model(key.organization_id, name)
+    if model is None or not model.deployments:
+        raise ModelNotFound(f"The model '{name}' does not exist or has no deployment.", param="model")
+
+    stream = bool(body.get("stream")) and endpoint != "embeddings"
+    prompt_estimate = tokens.estimate_prompt(endpoint, body)
+    reserved = prompt_estimate + int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
+    record = Record(conn.request_id, key, model.name, endpoint, stream)
+    record.prompt_estimate = prompt_estimate
+    try:
+        limit_headers, tpm_counter = await rt.limiter.admit(key, reserved)
+    except RelayError as error:
+        record.fail(error)
+        rt.sink.emit(record.as_dict())
+        raise
+    try:
+        await _forward(rt, conn, endpoint, body, key, model, record, limit_headers)
+    except RelayError as error:
+        record.fail(error)
+        raise
+    except (ClientGone, asyncio.CancelledError):
+        record.status_code, record.error_type = 499, "client_disconnected"
+        raise
+    finally:
+        record.finish()
+        await rt.limiter.settle(tpm_counter, reserved, record.prompt_tokens + record.completion_tokens)
+        rt.sink.emit(record.as_dict())
+
+
+async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers) -> None:
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    last_error: RelayError | None = None
+    for attempt, deployment in enumerate(rt.router.plan(model, sticky_id=key.id), start=1):
+        target = deployment.target
+        adapter = get_adapter(target.wire)
+        if endpoint not in adapter.endpoints:
+            last_error = InvalidRequest(f"The model '{model.name}' does not support the {endpoint} endpoint.", param="model")
+            continue
+        record.attempt(attempt, target)
+        upstream_body = dict(body)
+        upstream_body["model"] = target.upstream_model
+        request = adapter.build_request(endpoint=endpoint, body=upstream_body, target=target, stream=record.stream)
+        try:
+            response = await send(rt.session, adapter, request, target, endpoint)
+            if response.status >= 400:
+                raise adapter.map_error(status=response.status, body=await read_body(response, 1024 * 1024), headers=response.headers)
+        except UpstreamError as error:
+            last_error = error
+            if error.retryable:
+                continue
+            raise
+        headers = [
+            *limit_headers,
+            (b"x-tollgate-model", model.name.encode()),
+            (b"x-tollgate-deployment", str(target.deployment_id).encode()),
+            (b"x-tollgate-attempts", str(attempt).encode()),
+        ]
+        if record.stream:
+            await _stream(conn, adapter, response, target, model.name, record, headers, include_usage)
+        else:
+            await _whole(conn, adapter, endpoint, response, target, model.name, record, headers, body)
+        return
+    raise last_error or ModelNotFound(f"The model '{model.name}' has no usable deployment.", param="model")
+
+
+async def _whole(conn, adapter, endpoint, response, target, model_name, record, headers, body) -> None:
+    raw = await read_body(response)
+    answer, usage = adapter.parse_response(endpoint=endpoint, body=raw, target=target, model=model_name)
+    if usage is not None:
+        record.usage(usage, "provider")
+    else:
+        parsed = orjson.loads(raw) if isinstance(answer, bytes) else answer
+        record.estimate(_completion_text(parsed))
+    payload = answer if isinstance(answer, bytes) else orjson.dumps(answer)
+    record.status_code = 200
+    await conn.respond(200, payload, [(b"content-type", b"application/json"), *headers])
+
+
+async def _stream(conn, adapter, response, target, model_name, record, headers, include_usage) -> None:
+    translator = adapter.stream_translator(target=target, model=model_name, request_id=conn.request_id, include_usage=include_usage)
+    parser = SSEParser()
+    delivered: list = []  # what reached the client, to estimate usage when the upstream gives none
+    await conn.start(200, [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), *headers])
+    record.status_code = 200
+    watcher = asyncio.ensure_future(_wait_disconnect(conn))
+    try:
+        async for chunk in iter_body(response):
+            if watcher.done():
+                raise ClientGone()
+            for event in parser.feed(chunk):
+                for item in translator.feed(event):
+                    await _write_item(conn, item, record, delivered)
+        for item in [*(translator.feed(e) for e in parser.close()), translator.finish()]:
+            for piece in item:
+                await _write_item(conn, piece, record, delivered)
+        if translator.usage is not None:
+            record.usage(translator.usage, "provider")
+        else:
+            record.estimate(_stream_text(delivered))
+        if include_usage and not getattr(translator, "usage_forwarded", False):
+            await conn.write(encode_chunk(_usage_chunk(conn.request_id, model_name, record)))
+        await conn.write(DONE)
+        await conn.end()
+    except UpstreamError as error:
+        # Past the first byte nothing can be retried: tell the client in the stream and close it.
+        record.fail(error)
+        record.estimate(_stream_text(delivered)) if translator.usage is None else record.usage(translator.usage, "provider")
+        await conn.write(encode_error(error))
+        await conn.end()
+    except (ClientGone, asyncio.CancelledError):
+        record.estimate(_stream_text(delivered)) if translator.usage is None else record.usage(translator.usage, "provider")
+        raise
+    finally:
+        watcher.cancel()
+
+
+async def _write_item(conn, item, record, delivered) -> None:
+    data = item if isinstance(item, bytes) else encode_chunk(item)
+    if record.ttft_ms is None:
+        record.ttft_ms = int((time.perf_counter() - record.started) * 1000)
+    delivered.append(item)
+    await conn.write(data)
+
+
+async def _wait_disconnect(conn) -> None:
+    while (await conn.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _completion_text(answer) -> str:
+    parts = []
+    for choice in (answer or {}).get("choices") or []:
+        message = choice.get("message") or {}
+        parts.append(str(message.get("content") or choice.get("text") or ""))
+        for call in message.get("tool_calls") or []:
+            parts.append(str((call.get("function") or {}).get("arguments", "")))
+    return "".join(parts)
+
+
+def _stream_text(delivered: list) -> str:
+    parts = []
+    for item in delivered:
+        chunk = item
+        if isinstance(item, bytes):
+            try:
+                chunk = orjson.loads(item[6:]) if item.startswith(b"data: ") else {}
+            except orjson.JSONDecodeError:
+                continue
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            parts.append(str(delta.get("content") or choice.get("text") or ""))
+            for call in delta.get("tool_calls") or []:
+                parts.append(str((call.get("function") or {}).get("arguments", "")))
+    return "".join(parts)
+
+
+def _usage_chunk(request_id: str, model: str, record) -> dict:
+    return {
+        "id": request_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model, "choices": [],
+        "usage": {
+            "prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens,
+            "total_tokens": record.prompt_tokens + record.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": record.cached_tokens},
+        },
+    }
+
+
+class Record:
+    """What one request used; becomes a billing.UsageEvent through the usage sink."""
+
+    __slots__ = (
+        "request_id", "key", "model_name", "endpoint", "stream", "started", "created_at", "status_code", "error_type",
+        "prompt_tokens", "cached_tokens", "completion_tokens", "usage_source", "attempts", "deployment_id", "provider",
+        "upstream_model", "ttft_ms", "latency_ms", "prompt_estimate",
+    )
+
+    def __init__(self, request_id, key, model_name, endpoint, stream):
+        self.request_id, self.key, self.model_name, self.endpoint, self.stream = request_id, key, model_name, endpoint, stream
+        self.started = time.perf_counter()
+        self.created_at = time.time()
+        self.status_code, self.error_type = 0, ""
+        self.prompt_tokens = self.cached_tokens = self.completion_tokens = 0
+        self.usage_source = "missing"
+        self.attempts, self.deployment_id, self.provider, self.upstream_model = 0, None, "", ""
+        self.ttft_ms = None
+        self.latency_ms = 0
+        self.prompt_estimate = 0
+
+    def attempt(self, number: int, target) -> None:
+        self.attempts, self.deployment_id = number, target.deployment_id
+        self.provider, self.upstream_model = target.provider, target.upstream_model
+
+    def usage(self, usage, source: str) -> None:
+        self.prompt_tokens, self.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        self.cached_tokens, self.usage_source = usage.cached_tokens, source
+
+    def estimate(self, completion_text: str) -> None:
+        self.prompt_tokens = self.prompt_estimate
+        self.completion_tokens = tokens.count_text(completion_text)
+        self.usage_source = "estimated"
+
+    def fail(self, error: RelayError) -> None:
+        self.status_code, self.error_type = error.status, error.code
+
+    def finish(self) -> None:
+        self.latency_ms = int((time.perf_counter() - self.started) * 1000)
+        if not self.status_code:
+            self.status_code = 500
+
+    def as_dict(self) -> dict:
+        key = self.key
+        return {
+            "request_id": self.request_id, "organization_id": key.organization_id, "team_id": key.team_id,
+            "key_id": key.id, "user_id": key.user_id, "model_name": self.model_name, "deployment_id": self.deployment_id,
+            "provider": self.provider, "upstream_model": self.upstream_model, "endpoint": self.endpoint,
+            "stream": self.stream, "status_code": self.status_code, "error_type": self.error_type,
+            "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens,
+            "completion_tokens": self.completion_tokens, "usage_source": self.usage_source, "attempts": self.attempts,
+            "latency_ms": self.latency_ms, "ttft_ms": self.ttft_ms, "created_at": self.created_at,
+        }

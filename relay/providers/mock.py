@@ -1,0 +1,122 @@
+"""The demo provider: answers in-process, deterministically, in OpenAI format (streaming too).
+
+It lets `make run` give a working chat call with no internet. Requests go through the same
+pipeline as a real upstream (admission, usage, billing); only the transport is local.
+"""
+
+import asyncio
+import hashlib
+import time
+
+import orjson
+
+from relay import tokens
+from relay.providers.base import UpstreamRequest
+from relay.providers.openai import OpenAIAdapter
+
+REPLY = "This is Tollgate's demo model answering locally. You said: "
+EMBEDDING_DIMENSIONS = 16
+
+
+def _last_user_text(messages) -> str:
+    for message in reversed(messages or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return str(content or "")
+    return ""
+
+
+def _embedding(text: str) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round((byte - 128) / 128, 6) for byte in digest[:EMBEDDING_DIMENSIONS]]
+
+
+class LocalResponse:
+    """Quacks like the part of an aiohttp response the relay reads."""
+
+    def __init__(self, status: int, body_chunks):
+        self.status = status
+        self.headers = {"content-type": "application/json"}
+        self._chunks = body_chunks
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self._chunks])
+
+    async def iter_chunks(self):
+        async for chunk in self._chunks:
+            yield chunk
+
+    def close(self) -> None:
+        pass
+
+    release = close
+
+
+class MockAdapter(OpenAIAdapter):
+    name = "mock"
+    local = True
+
+    def url(self, target, endpoint):
+        return f"mock://local/{endpoint}"
+
+    def auth_headers(self, target):
+        return {}
+
+    async def local_call(self, request: UpstreamRequest, endpoint: str) -> LocalResponse:
+        body = orjson.loads(request.body)
+        model = body.get("model", "demo")
+        created = int(time.time())
+        if endpoint == "embeddings":
+            inputs = body.get("input")
+            inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
+            data = [{"object": "embedding", "index": i, "embedding": _embedding(str(text))} for i, text in enumerate(inputs)]
+            prompt = sum(tokens.count_text(str(text)) for text in inputs)
+            answer = {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}
+            return LocalResponse(200, _once(orjson.dumps(answer)))
+        said = body.get("prompt") if endpoint == "completions" else _last_user_text(body.get("messages"))
+        text = REPLY + str(said or "")[:200]
+        prompt_tokens = tokens.estimate_prompt(endpoint, body)
+        words = text.split(" ")
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if isinstance(limit, int) and limit > 0:
+            words = words[:limit]
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words), "total_tokens": prompt_tokens + len(words)}
+        request_id = f"mock-{hashlib.sha256(request.body).hexdigest()[:16]}"
+        if not body.get("stream"):
+            if endpoint == "completions":
+                choice = {"index": 0, "text": " ".join(words), "finish_reason": "stop", "logprobs": None}
+                answer = {"id": request_id, "object": "text_completion", "created": created, "model": model, "choices": [choice], "usage": usage}
+            else:
+                message = {"role": "assistant", "content": " ".join(words)}
+                choice = {"index": 0, "message": message, "finish_reason": "stop"}
+                answer = {"id": request_id, "object": "chat.completion", "created": created, "model": model, "choices": [choice], "usage": usage}
+            return LocalResponse(200, _once(orjson.dumps(answer)))
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return LocalResponse(200, _stream(request_id, model, created, words, usage if include_usage else None, endpoint))
+
+
+async def _once(payload: bytes):
+    yield payload
+
+
+async def _stream(request_id, model, created, words, usage, endpoint):
+    kind = "text_completion" if endpoint == "completions" else "chat.completion.chunk"
+    for index, word in enumerate(words):
+        piece = word if index == 0 else " " + word
+        if endpoint == "completions":
+            choice = {"index": 0, "text": piece, "finish_reason": None}
+        else:
+            delta = {"role": "assistant", "content": piece} if index == 0 else {"content": piece}
+            choice = {"index": 0, "delta": delta, "finish_reason": None}
+        yield b"data: " + orjson.dumps({"id": request_id, "object": kind, "created": created, "model": model, "choices": [choice]}) + b"\n\n"
+        await asyncio.sleep(0)
+    last = {"index": 0, "text": "", "finish_reason": "stop"} if endpoint == "completions" else {"index": 0, "delta": {}, "finish_reason": "stop"}
+    yield b"data: " + orjson.dumps({"id": request_id, "object": kind, "created": created, "model": model, "choices": [last]}) + b"\n\n"
+    if usage:
+        yield b"data: " + orjson.dumps({"id": request_id, "object": kind, "created": created, "model": model, "choices": [], "usage": usage}) + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+adapter = MockAdapter()

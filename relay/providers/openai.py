@@ -1,0 +1,151 @@
+"""OpenAI wire format, shared by every OpenAI-compatible preset (keys.presets).
+
+Nothing needs translating, so bodies pass through untouched: the response bytes are forwarded as
+they are and stream events are only scanned for `usage`. Provider extras such as DeepSeek's
+`reasoning_content` therefore reach the client intact.
+"""
+
+import time
+
+import orjson
+
+from relay.errors import UpstreamError, UpstreamRateLimited, UpstreamRejected, sanitize_upstream_message
+from relay.providers.base import SSEEvent, Target, UpstreamRequest, Usage
+
+PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+_CONTEXT_CODES = {"context_length_exceeded", "string_above_max_length"}
+
+
+def usage_from_openai(usage: dict | None) -> Usage | None:
+    if not isinstance(usage, dict):
+        return None
+    prompt = int(usage.get("prompt_tokens") or 0)
+    details = usage.get("prompt_tokens_details") or {}
+    # DeepSeek reports cache hits beside prompt tokens rather than in the details.
+    cached = int(details.get("cached_tokens") or usage.get("prompt_cache_hit_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=min(cached, prompt))
+
+
+def retry_after_seconds(headers) -> float | None:
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return float(value) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            return None
+    return None
+
+
+def map_http_error(status: int, message: str, headers, *, code: str | None = None) -> UpstreamError:
+    """Classify an upstream failure for every wire format: whose fault, and may another attempt help."""
+    message = sanitize_upstream_message(message) or f"Upstream answered HTTP {status}."
+    if status == 429:
+        return UpstreamRateLimited(message, upstream_status=status, retry_after=retry_after_seconds(headers))
+    if status in (401, 403):
+        # The provider refused the gateway's credential: an operator problem, not the caller's.
+        return UpstreamError("The upstream provider rejected the gateway's credentials.", upstream_status=status, code="upstream_auth_error")
+    if status == 402:
+        return UpstreamError("The upstream provider account has no balance left.", upstream_status=status, code="upstream_billing")
+    if status in (400, 413, 422):
+        reject_code = code if code in _CONTEXT_CODES else "upstream_invalid_request"
+        return UpstreamRejected(message, status=400 if status == 422 else status, upstream_status=status, code=reject_code)
+    if status == 404:
+        return UpstreamError("The upstream does not know this model or endpoint.", upstream_status=status, code="upstream_not_found")
+    return UpstreamError(f"Upstream error (HTTP {status}).", upstream_status=status, retry_after=retry_after_seconds(headers))
+
+
+class PassthroughStream:
+    """Forwards OpenAI stream events as they are, noting usage on the way."""
+
+    def __init__(self, *, include_usage: bool):
+        self.include_usage = include_usage  # the client asked for the usage chunk
+        self.usage: Usage | None = None
+        self.usage_forwarded = False
+        self.error: UpstreamError | None = None
+
+    def feed(self, event: SSEEvent) -> list:
+        data = event.data
+        if data == b"[DONE]":
+            return []
+        if b'"usage":{' in data or b'"usage": {' in data:
+            parsed = orjson.loads(data)
+            self.usage = usage_from_openai(parsed.get("usage")) or self.usage
+            if not parsed.get("choices"):
+                if not self.include_usage:
+                    return []  # we asked for it on the client's behalf
+                self.usage_forwarded = True
+        elif data.startswith(b'{"error"'):
+            parsed = orjson.loads(data)
+            error = parsed.get("error") or {}
+            raise UpstreamError(sanitize_upstream_message(error.get("message", "")) or "Upstream stream failed.", retryable=False)
+        return [b"data: " + data + b"\n\n"]
+
+    def finish(self) -> list:
+        return []
+
+
+class OpenAIAdapter:
+    name = "openai"
+    endpoints = frozenset(PATHS)
+    local = False
+
+    def url(self, target: Target, endpoint: str) -> str:
+        return target.base_url.rstrip("/") + PATHS[endpoint]
+
+    def auth_headers(self, target: Target) -> dict[str, str]:
+        return {"authorization": f"Bearer {target.api_key}"}
+
+    def build_request(self, *, endpoint: str, body: dict, target: Target, stream: bool) -> UpstreamRequest:
+        if stream and target.stream_usage and endpoint in ("chat", "completions"):
+            options = body.get("stream_options") or {}
+            if not options.get("include_usage"):
+                body["stream_options"] = {**options, "include_usage": True}
+        headers = {**target.extra_headers, **self.auth_headers(target), "content-type": "application/json"}
+        if stream:
+            headers["accept"] = "text/event-stream"
+        return UpstreamRequest("POST", self.url(target, endpoint), headers, orjson.dumps(body))
+
+    def parse_response(self, *, endpoint: str, body: bytes, target: Target, model: str) -> tuple[bytes, Usage | None]:
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError("The upstream answered with a body that is not JSON.") from exc
+        if not isinstance(parsed, dict):
+            raise UpstreamError("The upstream answered with an unexpected body.")
+        return body, usage_from_openai(parsed.get("usage"))
+
+    def stream_translator(self, *, target: Target, model: str, request_id: str, include_usage: bool = False):
+        return PassthroughStream(include_usage=include_usage)
+
+    def map_error(self, *, status: int, body: bytes, headers) -> UpstreamError:
+        message, code = "", None
+        try:
+            error = orjson.loads(body).get("error")
+            if isinstance(error, dict):
+                message, code = str(error.get("message") or ""), error.get("code")
+            elif isinstance(error, str):
+                message = error
+        except (orjson.JSONDecodeError, AttributeError):
+            pass
+        return map_http_error(status, message, headers, code=code)
+
+
+def chat_chunk(request_id: str, model: str, delta: dict, finish_reason=None, created: int | None = None) -> dict:
+    """An OpenAI `chat.completion.chunk`, for adapters that translate."""
+    return {
+        "id": request_id,
+        "object": "chat.completion.chunk",
+        "created": created or int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+
+
+adapter = OpenAIAdapter()

@@ -1,0 +1,54 @@
+"""Which deployment serves an attempt: smooth weighted round-robin, then the fallback chain.
+
+Smooth WRR (as nginx does it) spreads a 70/30 split as A A B A A B A A B A rather than in random
+bursts. Deployments with weight 0 are drained: they take no split traffic but stay in the chain.
+"""
+
+import zlib
+
+from keys.selectors import DeploymentSnapshot, ModelSnapshot
+
+
+class Router:
+    def __init__(self):
+        self._current: dict[tuple[int, int], dict[int, int]] = {}
+
+    def plan(self, model: ModelSnapshot, *, sticky_id: int | None = None) -> list[DeploymentSnapshot]:
+        """The primary choice first, then every other deployment in fallback order."""
+        weighted = [d for d in model.deployments if d.weight > 0]
+        if not weighted:
+            return list(model.deployments)
+        if model.routing == "sticky" and sticky_id is not None:
+            primary = _sticky_pick(weighted, model.id, sticky_id)
+        else:
+            primary = self._smooth_pick(model, weighted)
+        rest = sorted((d for d in model.deployments if d is not primary), key=lambda d: (d.order, d.target.deployment_id))
+        return [primary, *rest]
+
+    def _smooth_pick(self, model: ModelSnapshot, weighted: list[DeploymentSnapshot]) -> DeploymentSnapshot:
+        if len(weighted) == 1:
+            return weighted[0]
+        state_key = (model.id, hash(tuple((d.target.deployment_id, d.weight) for d in weighted)))
+        current = self._current.setdefault(state_key, {})
+        total = 0
+        best, best_value = None, None
+        for deployment in weighted:
+            ident = deployment.target.deployment_id
+            value = current.get(ident, 0) + deployment.weight
+            current[ident] = value
+            total += deployment.weight
+            if best_value is None or value > best_value:
+                best, best_value = deployment, value
+        current[best.target.deployment_id] -= total
+        return best
+
+
+def _sticky_pick(weighted: list[DeploymentSnapshot], model_id: int, sticky_id: int) -> DeploymentSnapshot:
+    """A stable hash of (model, key) onto the weight line: same key, same variant, in every process."""
+    total = sum(d.weight for d in weighted)
+    point = zlib.crc32(f"{model_id}:{sticky_id}".encode()) % total
+    for deployment in sorted(weighted, key=lambda d: d.target.deployment_id):
+        if point < deployment.weight:
+            return deployment
+        point -= deployment.weight
+    return weighted[-1]

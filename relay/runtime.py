@@ -1,0 +1,59 @@
+"""Per-process relay state, built once at start-up from settings.
+
+The shared (Redis) or local implementations are chosen here, once; the hot path only calls the
+interfaces and never branches on the deployment mode.
+"""
+
+import asyncio
+import logging
+
+from django.conf import settings
+
+from config.env import DATA_DIR
+from relay import tokens
+from relay.cache import SnapshotCache
+from relay.leases import FailoverLeaseStore, LeaseBook, LocalLeaseStore, RedisLeaseStore
+from relay.limits import RateLimiter
+from relay.routing import Router
+from relay.upstream import new_session
+from relay.usage import LocalSink, RedisStreamSink
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(self):
+        self.redis = None
+        if settings.REDIS_URL:
+            import redis.asyncio
+
+            self.redis = redis.asyncio.Redis.from_url(
+                settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1, health_check_interval=30
+            )
+            store = FailoverLeaseStore(RedisLeaseStore(self.redis), LocalLeaseStore())
+            self.sink = RedisStreamSink(self.redis, DATA_DIR / "spool")
+        else:
+            store = LocalLeaseStore()
+            self.sink = LocalSink()
+        self.cache = SnapshotCache(self.redis)
+        self.limiter = RateLimiter(LeaseBook(store))
+        self.router = Router()
+        self.session = None
+        self.max_body = settings.TOLLGATE_MAX_BODY_BYTES
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        self.session = new_session()
+        await asyncio.get_running_loop().run_in_executor(None, tokens.warm_up)
+        self._tasks = [asyncio.create_task(self.cache.watch()), asyncio.create_task(self.sink.run())]
+
+    async def stop(self) -> None:
+        """Graceful shutdown: stop the background loops, then flush every pending usage record."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.sink.flush()
+        if self.session is not None:
+            await self.session.close()
+        if self.redis is not None:
+            await self.redis.aclose()

@@ -1,0 +1,81 @@
+"""The hot path's upstream client: one pooled aiohttp session per process.
+
+Timeouts are split: connect, then `read_timeout` for the first byte and for every idle gap
+between chunks (aiohttp's sock_read). Response bodies and single stream lines are capped.
+"""
+
+import asyncio
+
+import aiohttp
+
+from relay.errors import UpstreamError, UpstreamTimeout
+from relay.providers.base import Target, UpstreamRequest
+
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+READ_CHUNK = 64 * 1024
+
+
+def new_session() -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
+    # auto_decompress off: bodies are forwarded, never re-encoded; upstreams get no accept-encoding.
+    return aiohttp.ClientSession(
+        connector=connector, auto_decompress=False, skip_auto_headers=("Accept-Encoding", "User-Agent"),
+        json_serialize=None, raise_for_status=False, trust_env=False,
+    )
+
+
+async def send(session: aiohttp.ClientSession, adapter, request: UpstreamRequest, target: Target, endpoint: str):
+    """Start the upstream call; returns the response once its headers arrived."""
+    if adapter.local:
+        return await adapter.local_call(request, endpoint)
+    timeout = aiohttp.ClientTimeout(total=None, connect=target.connect_timeout, sock_connect=target.connect_timeout, sock_read=target.read_timeout)
+    try:
+        return await session.request(
+            request.method, request.url, data=request.body, headers=request.headers, timeout=timeout, allow_redirects=False,
+        )
+    except asyncio.TimeoutError as exc:
+        raise UpstreamTimeout("The upstream did not answer in time.") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamError("Could not connect to the upstream.", code="upstream_connect_error") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamError("The upstream connection failed.", code="upstream_connect_error") from exc
+
+
+async def read_body(response, limit: int = MAX_RESPONSE_BYTES) -> bytes:
+    try:
+        if hasattr(response, "content"):
+            body = bytearray()
+            async for chunk in response.content.iter_chunked(READ_CHUNK):
+                body += chunk
+                if len(body) > limit:
+                    raise UpstreamError("The upstream response is too large.", retryable=False)
+            return bytes(body)
+        return await response.read()
+    except asyncio.TimeoutError as exc:
+        raise UpstreamTimeout("The upstream stopped sending its answer.") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamError("The upstream connection failed while reading.") from exc
+    finally:
+        response.release()
+
+
+async def iter_body(response, limit: int = MAX_RESPONSE_BYTES):
+    """Yield raw chunks as they arrive (never buffered), enforcing the size cap."""
+    total = 0
+    completed = False
+    try:
+        source = response.content.iter_any() if hasattr(response, "content") else response.iter_chunks()
+        async for chunk in source:
+            total += len(chunk)
+            if total > limit:
+                raise UpstreamError("The upstream stream is too large.", retryable=False)
+            yield chunk
+        completed = True
+    except asyncio.TimeoutError as exc:
+        raise UpstreamTimeout("The upstream stream went silent.") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamError("The upstream connection broke mid-stream.") from exc
+    finally:
+        # A finished response returns its connection to the pool; an abandoned one is closed,
+        # which is what cancels the generation upstream.
+        response.release() if completed else response.close()

@@ -1,0 +1,107 @@
+"""Usage emission off the response path: records are buffered and flushed in batches.
+
+`RedisStreamSink` pipelines each batch into the Redis stream that the Celery drain job reads
+(billing.ledger); if Redis fails, the batch is spooled to a local file and replayed later.
+`LocalSink` (embedded default) writes batches straight into the ledger from a worker thread.
+Either way `emit` never blocks or fails the response; a hard kill loses at most the records
+buffered since the last flush (FLUSH_SECONDS).
+"""
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+
+import orjson
+from asgiref.sync import sync_to_async
+
+log = logging.getLogger(__name__)
+
+STREAM = "tollgate:usage"
+FLUSH_SECONDS = 0.2
+BATCH = 500
+
+
+class _BufferedSink:
+    def __init__(self):
+        self._buffer: list[dict] = []
+        self._wake = asyncio.Event()
+        self._task = None
+        self.flushed = 0
+
+    def emit(self, record: dict) -> None:
+        self._buffer.append(record)
+        if len(self._buffer) >= BATCH:
+            self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        while self._buffer:
+            batch, self._buffer = self._buffer[:BATCH], self._buffer[BATCH:]
+            try:
+                await self._write(batch)
+                self.flushed += len(batch)
+            except Exception as exc:
+                log.warning("usage flush failed (%s); spooling %d records", exc.__class__.__name__, len(batch))
+                await self._spool(batch)
+                return
+
+    async def _write(self, batch: list[dict]) -> None:
+        raise NotImplementedError
+
+    async def _spool(self, batch: list[dict]) -> None:
+        raise NotImplementedError
+
+
+class RedisStreamSink(_BufferedSink):
+    def __init__(self, redis, spool_dir: Path):
+        super().__init__()
+        self._redis = redis
+        self._spool_dir = spool_dir
+        self._last_replay = 0.0
+
+    async def _write(self, batch: list[dict]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for record in batch:
+                pipe.xadd(STREAM, {"r": orjson.dumps(record)})
+            await asyncio.wait_for(pipe.execute(), timeout=5)
+        if time.monotonic() - self._last_replay > 5:
+            self._last_replay = time.monotonic()
+            await self._replay()
+
+    async def _spool(self, batch: list[dict]) -> None:
+        self._spool_dir.mkdir(parents=True, exist_ok=True)
+        path = self._spool_dir / f"usage-{os.getpid()}-{time.time_ns()}.jsonl"
+        path.write_bytes(b"\n".join(orjson.dumps(r) for r in batch) + b"\n")
+
+    async def _replay(self) -> None:
+        """Send spooled batches once Redis answers again; a file is deleted only after its XADDs."""
+        for path in sorted(self._spool_dir.glob("usage-*.jsonl")) if self._spool_dir.exists() else []:
+            records = [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for record in records:
+                    pipe.xadd(STREAM, {"r": orjson.dumps(record)})
+                await asyncio.wait_for(pipe.execute(), timeout=5)
+            path.unlink()
+            log.info("replayed %d spooled usage records", len(records))
+
+
+class LocalSink(_BufferedSink):
+    async def _write(self, batch: list[dict]) -> None:
+        from billing.ledger import usage_ingest
+
+        await sync_to_async(usage_ingest, thread_sensitive=False)(batch)
+
+    async def _spool(self, batch: list[dict]) -> None:
+        # The database refused (locked, restarting): keep the records and try again next flush.
+        self._buffer[:0] = batch
+        await asyncio.sleep(1)

@@ -1,0 +1,113 @@
+"""The accounts dashboard in a real browser: sign-up, invitation by email, joining, teams and roles."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from accounts.models import Membership, Role, Team, User
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PASSWORD = "a-long-browser-passphrase-7"
+OWNER_EMAIL = "owner@example.com"
+COLLEAGUE_EMAIL = "colleague@example.com"
+
+
+def invitation_link(outbox) -> str:
+    assert len(outbox) == 1, [message.subject for message in outbox]
+    assert outbox[0].to == [COLLEAGUE_EMAIL]
+    return re.search(r"https?://\S+/invitation/\S+/", outbox[0].body).group(0)
+
+
+def test_signup_invite_accept_team_and_role(live_server, settings, mailoutbox, new_page, console_errors, screenshot):
+    settings.TOLLGATE_PUBLIC_URL = live_server.url
+    url = live_server.url
+
+    # A new user signs up and lands on the overview of their new organization.
+    owner = new_page()
+    owner.goto(f"{url}/signup/")
+    screenshot(owner, "signup")
+    owner.get_by_label("Email").fill(OWNER_EMAIL)
+    owner.get_by_label("Your name").fill("Olivia Owner")
+    owner.get_by_label("Password", exact=True).fill(PASSWORD)
+    owner.get_by_label("Password (again)").fill(PASSWORD)
+    owner.get_by_label("Organization name").fill("Acme AI")
+    owner.get_by_role("button", name="Sign up").click()
+    expect(owner).to_have_url(f"{url}/")
+    expect(owner.locator("h1")).to_have_text("Acme AI")
+    expect(owner.locator(".messages")).to_contain_text("Acme AI is ready")
+    screenshot(owner, "home")
+    assert Membership.objects.get(user__email=OWNER_EMAIL).role == Role.OWNER
+
+    # They invite a colleague; the link arrives by email only.
+    owner.get_by_role("link", name="Members").click()
+    owner.locator("#invite").get_by_label("Email").fill(COLLEAGUE_EMAIL)
+    owner.locator("#invite").get_by_label("Role").select_option(Role.MEMBER)
+    owner.get_by_role("button", name="Send invitation").click()
+    expect(owner.locator(".messages")).to_contain_text(f"Invitation sent to {COLLEAGUE_EMAIL}")
+    expect(owner.locator(f'tr[data-invitation="{COLLEAGUE_EMAIL}"]')).to_contain_text("expires in")
+    link = invitation_link(mailoutbox)
+    assert link.startswith(url) and link.rsplit("/", 2)[-2] not in owner.content()
+
+    # The colleague opens the link in another browser and creates an account.
+    colleague = new_page()
+    colleague.goto(link)
+    expect(colleague.locator("h1")).to_have_text("Join Acme AI")
+    expect(colleague.get_by_label("Email")).to_have_value(COLLEAGUE_EMAIL)
+    screenshot(colleague, "invitation-accept")
+    colleague.get_by_label("Your name").fill("Carl Colleague")
+    colleague.get_by_label("Password", exact=True).fill(PASSWORD)
+    colleague.get_by_label("Password (again)").fill(PASSWORD)
+    colleague.get_by_role("button", name="Create account and join").click()
+    expect(colleague).to_have_url(f"{url}/")
+    expect(colleague.locator(".messages")).to_contain_text("You joined Acme AI")
+    expect(colleague.get_by_role("link", name="Audit log")).to_have_count(0)  # a member does not see it
+    carl = User.objects.get(email=COLLEAGUE_EMAIL)
+    assert Membership.objects.get(user=carl).role == Role.MEMBER
+
+    # The owner creates a team.
+    owner.get_by_role("link", name="Teams").click()
+    owner.get_by_label("Team name").fill("Platform")
+    owner.get_by_role("button", name="Create team").click()
+    expect(owner.locator(".messages")).to_contain_text("Team Platform created")
+    expect(owner.locator('tr[data-team="Platform"]')).to_be_visible()
+    screenshot(owner, "teams")
+    platform = Team.objects.get(name="Platform")
+
+    # The owner makes the colleague an admin and puts them in the team.
+    owner.get_by_role("link", name="Members").click()
+    row = owner.locator(f'tr[data-member="{COLLEAGUE_EMAIL}"]')
+    row.locator("select[name=role]").select_option(Role.ADMIN)
+    row.get_by_role("button", name="Change").click()
+    expect(owner.locator(".messages")).to_contain_text("Carl Colleague is now Admin")
+    row = owner.locator(f'tr[data-member="{COLLEAGUE_EMAIL}"]')
+    row.get_by_text("Edit teams").click()
+    row.get_by_label("Platform").check()
+    row.get_by_role("button", name="Save teams").click()
+    expect(owner.locator(".messages")).to_contain_text("Teams of Carl Colleague saved")
+    expect(owner.locator(f'tr[data-member="{COLLEAGUE_EMAIL}"] .chip')).to_have_text("Platform")
+    screenshot(owner, "members")
+    membership = Membership.objects.get(user=carl)
+    assert membership.role == Role.ADMIN and list(membership.teams.all()) == [platform]
+
+    # The colleague, now an admin, sees the management pages.
+    colleague.reload()
+    colleague.get_by_role("link", name="Audit log").click()
+    expect(colleague.locator("#audit-table")).to_contain_text("member.role_change")
+    screenshot(colleague, "audit-log")
+
+    owner.get_by_role("link", name="Settings").click()
+    expect(owner.get_by_label("Display currency")).to_have_value("USD")
+    screenshot(owner, "org-settings")
+
+    # The language switch submits itself (app.js) and Django remembers the choice.
+    owner.locator("#lang-select").select_option("zh-hans")
+    expect(owner.locator("html")).to_have_attribute("lang", "zh-hans")
+
+    # Logging out is a POST from the nav.
+    owner.locator("form[action='/logout/'] button").click()
+    expect(owner).to_have_url(re.compile(r"/login/"))
+    screenshot(owner, "login")
+
+    assert console_errors == []

@@ -1,0 +1,121 @@
+"""A real relay (uvicorn serving config.asgi in a thread) in front of a real mock upstream."""
+
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+import openai
+import pytest
+import uvicorn
+
+from accounts.models import Role
+from accounts.tenancy import OrgContext
+from keys import services as key_services
+from tests.accounts.factories import MembershipFactory, OrganizationFactory, UserFactory
+from tests.upstream.server import MockUpstream
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    server = MockUpstream().start()
+    yield server
+    server.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ThreadedServer:
+    def __init__(self, app, port):
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio", http="httptools", lifespan="on", log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://127.0.0.1:{port}"
+
+    def start(self):
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started:
+            if time.time() > deadline:
+                raise RuntimeError("relay did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def relay_server(django_db_setup, django_db_blocker):
+    from config.asgi import application, relay_application
+
+    server = ThreadedServer(application, _free_port()).start()
+    server.relay = relay_application
+    yield server
+    server.stop()
+
+
+@dataclass
+class Gateway:
+    org: object
+    ctx: OrgContext
+    key: object
+    secret: str
+    credential: object
+    model: object
+    base_url: str
+
+    def client(self, secret=None, **kwargs) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.base_url, api_key=secret or self.secret, max_retries=0, timeout=kwargs.pop("timeout", 20), **kwargs)
+
+    def add_model(self, name: str, upstream_model: str, *, credential=None, weight=1, order=0):
+        model = key_services.model_create(actor=self.ctx, name=name)
+        key_services.deployment_create(actor=self.ctx, model=model, credential=credential or self.credential, upstream_model=upstream_model, weight=weight, order=order)
+        return model
+
+
+@pytest.fixture
+def gateway(transactional_db, relay_server, upstream, settings):
+    settings.TOLLGATE_EGRESS_ALLOW_HOSTS = ["127.0.0.1"]
+    upstream.reset()
+    org = OrganizationFactory()
+    owner = MembershipFactory(organization=org, role=Role.OWNER, user=UserFactory()).user
+    ctx = OrgContext(organization=org, role=Role.OWNER, user=owner)
+    credential = key_services.credential_create(actor=ctx, name="mock-openai", provider="custom", base_url=upstream.url + "/v1", api_key="test-key")
+    model = key_services.model_create(actor=ctx, name="gpt-test")
+    key_services.deployment_create(actor=ctx, model=model, credential=credential, upstream_model="echo")
+    key, secret = key_services.virtual_key_create(actor=ctx, name="test key", user=owner)
+    return Gateway(org, ctx, key, secret, credential, model, relay_server.url + "/v1")
+
+
+def wait_for(predicate, timeout=10.0, interval=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def drain_usage():
+    """Make the relay's recorded usage land in the ledger (Redis stream → ledger when Redis is on)."""
+    from django.conf import settings
+
+    if settings.REDIS_URL:
+        import redis
+
+        from billing.ledger import usage_drain
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        try:
+            return usage_drain(client)
+        finally:
+            client.close()
+    return 0
+

@@ -1,0 +1,131 @@
+"""A real HTTP mock upstream on loopback that keeps its own ledger.
+
+Runs an aiohttp server in a background thread. Each wire format adds its routes through
+`add_routes(app, upstream)` in tests/upstream/<format>_routes.py. Behaviour is chosen by the
+upstream model name, so a test configures a Deployment and needs no side channel:
+
+  echo          normal answer (default for any unknown name)
+  fail-<code>   answers HTTP <code> with the format's error body (429 adds Retry-After: 1)
+  slow-<secs>   waits before answering (timeouts)
+  silent        accepts the connection and never answers
+  stall         streams two chunks then stalls forever
+  reset         closes the connection without an answer
+  nousage       normal answer but without any usage figures
+"""
+
+import asyncio
+import itertools
+import threading
+from importlib import import_module
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+# Deterministic token accounting shared by all formats: the mock "tokenizer" counts words.
+REPLY_WORDS = ["Hello", "from", "the", "mock", "upstream", "at", "your", "service", "today", "friend"]
+
+
+def count_prompt_tokens(texts: list[str]) -> int:
+    return sum(len(t.split()) for t in texts) + 3
+
+
+@dataclass
+class LedgerEntry:
+    upstream_id: str
+    wire: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    stream: bool
+    completed: bool = False  # False while a stream is still being written (or was cut short)
+
+
+@dataclass
+class MockUpstream:
+    host: str = "127.0.0.1"
+    port: int = 0
+    ledger: list[LedgerEntry] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)  # method, path, headers, json
+    chunk_delay: float = 0.0
+
+    def __post_init__(self):
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._loop = None
+        self._runner = None
+
+    # -- used by the route modules --
+    def next_id(self, prefix: str) -> str:
+        with self._lock:
+            return f"{prefix}{next(self._ids):06d}"
+
+    def record(self, entry: LedgerEntry) -> LedgerEntry:
+        with self._lock:
+            self.ledger.append(entry)
+        return entry
+
+    async def behave(self, model: str):
+        """Apply failure/latency behaviour named by the model; returns an error status or None."""
+        if model.startswith("slow-"):
+            await asyncio.sleep(float(model.split("-", 1)[1]))
+        elif model == "silent":
+            await asyncio.sleep(3600)
+        elif model.startswith("fail-"):
+            return int(model.split("-", 1)[1])
+        return None
+
+    # -- lifecycle --
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "MockUpstream":
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.middlewares.append(self._log_middleware)
+        for name in ("openai", "anthropic", "gemini", "azure"):
+            try:
+                module = import_module(f"tests.upstream.{name}_routes")
+            except ModuleNotFoundError as exc:  # TEMPORARY while the formats are being written
+                if exc.name != f"tests.upstream.{name}_routes":
+                    raise
+                continue
+            module.add_routes(app, self)
+        started = threading.Event()
+
+        def run():
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            self._runner = web.AppRunner(app, handle_signals=False)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, self.host, self.port)
+            self._loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]
+            started.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="mock-upstream", daemon=True)
+        self._thread.start()
+        started.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.ledger.clear()
+            self.requests.clear()
+
+    @web.middleware
+    async def _log_middleware(self, request, handler):
+        try:
+            body = await request.json() if request.can_read_body else None
+        except Exception:
+            body = None
+        with self._lock:
+            self.requests.append({"method": request.method, "path": request.path, "query": dict(request.query), "headers": dict(request.headers), "json": body})
+        return await handler(request)
