@@ -256,6 +256,10 @@ def invitation_accept(*, token: str, user: User, ip=None) -> Membership:
 @transaction.atomic
 def invitation_revoke(*, actor: OrgContext, invitation: Invitation, ip=None) -> None:
     _require(actor, Perm.MANAGE_MEMBERS)
+    if invitation.accepted_at is not None:
+        raise ApplicationError(_("This invitation has already been accepted."), code="already_accepted")
+    if invitation.revoked_at is not None:
+        return
     invitation.revoked_at = timezone.now()
     invitation.save(update_fields=["revoked_at"])
     audit_record(organization=invitation.organization, actor=actor.user, action="invitation.revoke", target=invitation, ip=ip)
@@ -284,6 +288,8 @@ def api_token_create(*, organization: Organization, name: str, role: str = Role.
 @transaction.atomic
 def api_token_revoke(*, actor: OrgContext, token: ApiToken, ip=None) -> None:
     _require(actor, Perm.MANAGE_ORG)
+    if token.revoked_at is not None:
+        return
     token.revoked_at = timezone.now()
     token.save(update_fields=["revoked_at"])
     audit_record(organization=token.organization, actor=actor.user, action="api_token.revoke", target=token, ip=ip)

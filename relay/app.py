@@ -53,7 +53,7 @@ class Connection:
         await self.send({"type": "http.response.start", "status": status, "headers": [*headers, (b"x-request-id", self.request_id.encode())]})
 
     async def respond(self, status: int, body: bytes, headers=JSON_HEADERS) -> None:
-        await self.start(status, headers)
+        await self.start(status, [*headers, (b"content-length", str(len(body)).encode())])
         await self.send({"type": "http.response.body", "body": body})
 
     async def respond_error(self, error: RelayError, extra_headers=()) -> None:

@@ -108,6 +108,31 @@ def test_revoked_invitation_is_invalid(invite, owner_ctx):
     assert info.value.code == "invalid_token"
 
 
+def test_revoke_is_idempotent_and_refuses_accepted(invite, owner_ctx):
+    invitation, token = invite("keep@example.com")
+    services.invitation_accept(token=token, user=UserFactory(email="keep@example.com"))
+    invitation.refresh_from_db()
+    with pytest.raises(ApplicationError) as info:
+        services.invitation_revoke(actor=owner_ctx, invitation=invitation)
+    assert info.value.code == "already_accepted"
+
+    pending, _ = invite("later@example.com")
+    services.invitation_revoke(actor=owner_ctx, invitation=pending)
+    first = Invitation.objects.get(pk=pending.pk).revoked_at
+    services.invitation_revoke(actor=owner_ctx, invitation=Invitation.objects.get(pk=pending.pk))
+    assert Invitation.objects.get(pk=pending.pk).revoked_at == first
+    assert AuditLog.objects.filter(action="invitation.revoke").count() == 1
+
+
+def test_token_revoke_is_idempotent(owner_ctx, org):
+    token, _ = services.api_token_create(organization=org, name="ci")
+    services.api_token_revoke(actor=owner_ctx, token=token)
+    first = ApiToken.objects.get(pk=token.pk).revoked_at
+    services.api_token_revoke(actor=owner_ctx, token=ApiToken.objects.get(pk=token.pk))
+    assert ApiToken.objects.get(pk=token.pk).revoked_at == first
+    assert AuditLog.objects.filter(action="api_token.revoke").count() == 1
+
+
 def test_reinviting_revokes_the_previous_link(invite):
     first, first_token = invite("twice@example.com")
     _second, second_token = invite("twice@example.com")

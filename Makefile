@@ -1,0 +1,47 @@
+# Tollgate: `make run` starts it, `make test` tests it. Nothing else is needed on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CHROMIUM ?= /usr/bin/chromium
+export DJANGO_SETTINGS_MODULE := config.settings
+
+.PHONY: run prod test deps messages chromium bench bench-smoke
+
+$(BIN)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+node_modules/.installed: package.json
+	npm install --no-audit --no-fund --loglevel error
+	touch $@
+
+deps: $(BIN)/.installed node_modules/.installed messages
+
+messages: $(BIN)/.installed
+	@if ls locale/*/LC_MESSAGES/django.po >/dev/null 2>&1; then $(BIN)/python manage.py compilemessages --verbosity 0; fi
+
+# Embedded default: SQLite, no Redis, Celery on a filesystem broker. Set DATABASE_URL/REDIS_URL to use servers.
+run: deps
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py tollgate_demo
+	$(BIN)/honcho -f Procfile.dev start
+
+# Production processes (README "Production"): needs DJANGO_DEBUG=false and the settings it lists.
+prod: deps
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(BIN)/honcho -f Procfile start
+
+# Debian's chromium for the browser tests (Playwright's own browser download cannot work offline).
+chromium:
+	@test -x $(CHROMIUM) || (command -v apt-get >/dev/null && (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null))) || echo "warning: no $(CHROMIUM); browser tests will fail"
+
+test: deps chromium
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: deps
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+bench-smoke: deps
+	$(BIN)/python benchmarks/run.py --smoke
