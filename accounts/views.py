@@ -43,13 +43,14 @@ def _ip(request):
     return request.META.get("REMOTE_ADDR")
 
 
-def _form_status(form, default=400) -> int:
-    return getattr(form, "service_status", None) or default
-
-
 def _service_error(form, exc: ApplicationError) -> None:
     add_service_error(form, exc)
-    form.service_status = exc.status
+    form.service_status = exc.status  # a refusal by role is a 403 page, a bad value a 400
+
+
+def _form_status(form) -> int:
+    """The status of a page re-rendered with form errors."""
+    return getattr(form, "service_status", 400)
 
 
 def _forbidden(request):
@@ -244,8 +245,12 @@ def member_remove(request, pk):
 def invitation_revoke(request, pk):
     ctx = request.org_context
     invitation = get_scoped_or_404(Invitation, ctx.organization, pk=pk, accepted_at=None, revoked_at=None)
-    services.invitation_revoke(actor=ctx, invitation=invitation, ip=_ip(request))
-    messages.success(request, _("Invitation for %(email)s revoked.") % {"email": invitation.email})
+    try:
+        services.invitation_revoke(actor=ctx, invitation=invitation, ip=_ip(request))
+    except ApplicationError as exc:  # accepted since the page was loaded
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("Invitation for %(email)s revoked.") % {"email": invitation.email})
     return redirect("members")
 
 

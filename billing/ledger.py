@@ -12,16 +12,18 @@ from datetime import datetime, timezone as dt_timezone
 from decimal import Decimal
 
 import orjson
-from django.db import transaction
+from django.db import connection, transaction
 
 from accounts.models import Organization
 from billing.models import UsageEvent
+from billing.rollups import rollup_add
 
 log = logging.getLogger(__name__)
 
 STREAM = "tollgate:usage"
 GROUP = "ledger"
 CLAIM_IDLE_MS = 60_000  # entries a dead consumer read but never acknowledged are reclaimed after this
+LEDGER_LOCK = 0x7011_6A7E
 
 _FIELDS = {f.name for f in UsageEvent._meta.concrete_fields} | {"organization_id"}
 
@@ -29,8 +31,9 @@ _FIELDS = {f.name for f in UsageEvent._meta.concrete_fields} | {"organization_id
 def _event(record: dict) -> UsageEvent:
     data = {k: v for k, v in record.items() if k in _FIELDS}
     data["created_at"] = datetime.fromtimestamp(record["created_at"], tz=dt_timezone.utc)
-    if data.get("cost") is not None:
-        data["cost"] = Decimal(str(data["cost"]))
+    for field in ("cost", "exchange_rate", "cost_display"):
+        if data.get(field) is not None:
+            data[field] = Decimal(data[field])
     return UsageEvent(**data)
 
 
@@ -43,21 +46,15 @@ def usage_ingest(records: list[dict]) -> int:
     events = [_event(r) for r in records if r["organization_id"] in live_orgs]
     ids = [e.request_id for e in events]
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Serialise ingests so "which events are new" is exact even with several drains at once.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LEDGER_LOCK])
         existing = set(UsageEvent.objects.filter(request_id__in=ids).values_list("request_id", flat=True))
-        fresh = {e.request_id: e for e in events if e.request_id not in existing}
-        UsageEvent.objects.bulk_create(list(fresh.values()), ignore_conflicts=True, batch_size=1000)
-        new_events = list(fresh.values())
-        transaction.on_commit(lambda: _after_ingest(new_events))
-    return len(new_events)
-
-
-def _after_ingest(events: list[UsageEvent]) -> None:
-    """Hook for rollups and budget evaluation (billing services register here)."""
-    for listener in INGEST_LISTENERS:
-        listener(events)
-
-
-INGEST_LISTENERS: list = []
+        fresh = list({e.request_id: e for e in events if e.request_id not in existing}.values())
+        UsageEvent.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=1000)
+        rollup_add(fresh)
+    return len(fresh)
 
 
 def consumer_name() -> str:

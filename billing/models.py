@@ -37,8 +37,14 @@ class UsageEvent(models.Model):
     attempts = models.PositiveSmallIntegerField(default=1)
     latency_ms = models.PositiveIntegerField(default=0)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Cost in the price's currency, and converted to the org's display currency at `exchange_rate`.
+    # Null means unpriced (no price known): shown and alerted as such, never counted as zero.
     cost = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)
+    exchange_rate = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
+    cost_display = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
+    price_id = models.BigIntegerField(null=True, blank=True)
+    downgraded_from = models.CharField(max_length=120, blank=True)
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:
@@ -47,3 +53,191 @@ class UsageEvent(models.Model):
 
     def __str__(self):
         return self.request_id
+
+
+class Price(models.Model):
+    """A price book entry per provider and upstream model, per 1M tokens, in the provider's currency.
+
+    Rows are never edited in place by the services: a change is a new row with a later
+    `effective_from`, so past usage keeps the price it was charged at. `organization` null means
+    the seeded global book; an organization's own row for the same model takes precedence.
+    `tiers`: [{"above_prompt_tokens": 32000, "input": "…", "cached_input": "…", "output": "…"}] — the
+    highest tier below the request's prompt size prices the whole request. `windows`:
+    [{"days": [0..6 Monday=0], "start": "HH:MM", "end": "HH:MM", "multiplier": "2"}] in `time_zone`.
+    """
+
+    organization = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="prices")
+    provider = models.CharField(_("provider"), max_length=32)
+    upstream_model = models.CharField(_("upstream model"), max_length=200)
+    currency = models.CharField(_("currency"), max_length=3)
+    input_per_m = models.DecimalField(_("input per 1M"), max_digits=20, decimal_places=10)
+    cached_input_per_m = models.DecimalField(_("cached input per 1M"), max_digits=20, decimal_places=10, null=True, blank=True)
+    output_per_m = models.DecimalField(_("output per 1M"), max_digits=20, decimal_places=10)
+    tiers = models.JSONField(default=list, blank=True)
+    windows = models.JSONField(default=list, blank=True)
+    time_zone = models.CharField(max_length=64, default="UTC")
+    effective_from = models.DateTimeField(_("effective from"))
+    source = models.CharField(_("source"), max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["provider", "upstream_model", "-effective_from"]
+        indexes = [models.Index(fields=["provider", "upstream_model", "-effective_from"], name="price_lookup")]
+
+    def __str__(self):
+        return f"{self.provider}/{self.upstream_model} from {self.effective_from:%Y-%m-%d}"
+
+
+class ExchangeRate(models.Model):
+    """How much one unit of `currency` is worth in the organization's display currency."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="exchange_rates")
+    currency = models.CharField(max_length=3)
+    rate = models.DecimalField(max_digits=20, decimal_places=10)
+    effective_from = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["currency", "-effective_from"]
+
+    def __str__(self):
+        return f"1 {self.currency} = {self.rate} {self.organization.currency}"
+
+
+class UsageRollup(models.Model):
+    """Usage summed per hour or day and per dimension; ids are 0 where a dimension is absent."""
+
+    class Grain(models.TextChoices):
+        HOUR = "hour", _("Hour")
+        DAY = "day", _("Day")
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="usage_rollups")
+    grain = models.CharField(max_length=4, choices=Grain.choices)
+    bucket = models.DateTimeField()
+    team_id = models.BigIntegerField(default=0)
+    key_id = models.BigIntegerField(default=0)
+    user_id = models.BigIntegerField(default=0)
+    model_name = models.CharField(max_length=120)
+    deployment_id = models.BigIntegerField(default=0)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=24, decimal_places=10, default=0)  # in the org's display currency
+    unpriced = models.PositiveIntegerField(default=0)
+    latency_ms_sum = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "grain", "bucket", "team_id", "key_id", "user_id", "model_name", "deployment_id"],
+                name="rollup_unique_bucket",
+            )
+        ]
+        indexes = [models.Index(fields=["organization", "grain", "bucket"], name="rollup_org_bucket")]
+
+    def __str__(self):
+        return f"{self.grain} {self.bucket:%Y-%m-%d %H:00} {self.model_name}"
+
+
+class Budget(models.Model):
+    class Scope(models.TextChoices):
+        ORGANIZATION = "org", _("Organization")
+        TEAM = "team", _("Team")
+        KEY = "key", _("Virtual key")
+        USER = "user", _("User")
+
+    class Period(models.TextChoices):
+        DAY = "day", _("Day")
+        WEEK = "week", _("Week")
+        MONTH = "month", _("Month")
+        TOTAL = "total", _("Total")
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="budgets")
+    name = models.CharField(_("name"), max_length=120, blank=True)
+    scope = models.CharField(_("scope"), max_length=8, choices=Scope.choices)
+    team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="budgets")
+    key = models.ForeignKey("keys.VirtualKey", null=True, blank=True, on_delete=models.CASCADE, related_name="budgets")
+    user = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.CASCADE, related_name="budgets")
+    period = models.CharField(_("period"), max_length=8, choices=Period.choices, default=Period.MONTH)
+    amount = models.DecimalField(_("amount"), max_digits=20, decimal_places=6)
+    hard = models.BooleanField(_("hard limit"), default=True, help_text=_("Block requests past the amount; otherwise only alert."))
+    thresholds = models.JSONField(_("alert thresholds (%)"), default=list, blank=True)
+    downgrade_model = models.CharField(_("downgrade to model"), max_length=120, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["scope", "name"]
+
+    def __str__(self):
+        return self.name or f"{self.get_scope_display()} {self.get_period_display()}"
+
+
+class AlertChannel(models.Model):
+    class Kind(models.TextChoices):
+        EMAIL = "email", _("Email")
+        WEBHOOK = "webhook", _("Webhook (signed)")
+        FEISHU = "feishu", _("Feishu / Lark bot")
+        DINGTALK = "dingtalk", _("DingTalk bot")
+        WECOM = "wecom", _("WeCom bot")
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="alert_channels")
+    name = models.CharField(_("name"), max_length=120)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    target = models.TextField(_("emails or URL"))
+    secret_encrypted = models.TextField(blank=True)
+    previous_secret_encrypted = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Alert(models.Model):
+    """One event worth telling people about; `dedupe_key` makes each (budget, period, threshold) fire once."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=32)  # budget.threshold, budget.forecast, price.missing, test
+    dedupe_key = models.CharField(max_length=200, unique=True)
+    budget = models.ForeignKey(Budget, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.dedupe_key
+
+
+class AlertDelivery(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SENT = "sent", _("Sent")
+        RETRYING = "retrying", _("Retrying")
+        FAILED = "failed", _("Failed")
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="alert_deliveries")
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.ForeignKey(AlertChannel, on_delete=models.CASCADE, related_name="deliveries")
+    message_id = models.CharField(max_length=64, unique=True)  # webhook-id: the same on every retry
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["alert", "channel"], name="delivery_once_per_channel")]
+
+    def __str__(self):
+        return f"{self.alert} → {self.channel}"

@@ -13,8 +13,8 @@ app.autodiscover_tasks()
 
 # Tasks are registered by name so this module needs no imports from the apps.
 app.conf.beat_schedule = {
-    "accounts-invitations-expire": {
-        "task": "accounts.invitations_expire",
-        "schedule": crontab(minute=0),
-    },
+    "accounts-invitations-expire": {"task": "accounts.invitations_expire", "schedule": crontab(minute=0)},
+    "billing-usage-drain": {"task": "billing.usage_drain", "schedule": 2.0},
+    "billing-budgets-evaluate-all": {"task": "billing.budgets_evaluate_all", "schedule": 60.0},
+    "billing-usage-retention": {"task": "billing.usage_retention", "schedule": crontab(hour=3, minute=17)},
 }

@@ -218,6 +218,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # Tollgate
 TOLLGATE_PUBLIC_URL = env("TOLLGATE_PUBLIC_URL", default="http://127.0.0.1:8000")
 TOLLGATE_MAX_BODY_BYTES = env.int("TOLLGATE_MAX_BODY_BYTES", default=8 * 1024 * 1024)
+TOLLGATE_OUTPUT_RESERVE_TOKENS = env.int("TOLLGATE_OUTPUT_RESERVE_TOKENS", default=4096)
+TOLLGATE_USAGE_RETENTION_DAYS = env.int("TOLLGATE_USAGE_RETENTION_DAYS", default=400)
 TOLLGATE_INVITATION_DAYS = env.int("TOLLGATE_INVITATION_DAYS", default=7)
 # Hosts that server-side fetches may reach although they resolve to private addresses (tests, intranets).
 TOLLGATE_EGRESS_ALLOW_HOSTS = env.list("TOLLGATE_EGRESS_ALLOW_HOSTS", default=[])

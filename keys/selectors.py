@@ -5,15 +5,33 @@ dataclasses, built here in one query each and never touched by the ORM afterward
 """
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 import orjson
 from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
+from accounts.permissions import Perm
+from billing.models import Budget, ExchangeRate, Price
+from billing.pricing import PriceSnapshot, snapshot_from_row, to_micros
 from keys import encryption
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
 from keys.presets import PRESETS
 from relay.providers.base import Target
+
+DEFAULT_THRESHOLDS = (50, 80, 100)
+
+
+@dataclass(frozen=True)
+class BudgetSnapshot:
+    id: int
+    scope: str
+    label: str
+    period: str
+    limit_micros: int  # amount in micro-units of the org currency
+    hard: bool
+    thresholds: tuple[int, ...]
+    downgrade_model: str
 
 
 @dataclass(frozen=True)
@@ -29,6 +47,7 @@ class KeySnapshot:
     tpm_limit: int | None
     currency: str
     time_zone: str
+    budgets: tuple[BudgetSnapshot, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -37,6 +56,7 @@ class DeploymentSnapshot:
     weight: int
     order: int
     name: str
+    prices: tuple[PriceSnapshot, ...] = ()  # newest first
 
 
 @dataclass(frozen=True)
@@ -47,6 +67,16 @@ class ModelSnapshot:
     routing: str
     deployments: tuple[DeploymentSnapshot, ...]
     created: int
+    currency: str = "USD"  # the org's display currency
+    exchange_rates: tuple[tuple[str, Decimal], ...] = ()  # (currency, value in the display currency)
+
+    def exchange_rate(self, currency: str) -> Decimal | None:
+        if currency == self.currency:
+            return Decimal(1)
+        for name, rate in self.exchange_rates:
+            if name == currency:
+                return rate
+        return None
 
 
 def key_snapshot_by_hash(key_hash: str) -> KeySnapshot | None:
@@ -74,6 +104,24 @@ def key_snapshot_by_hash(key_hash: str) -> KeySnapshot | None:
         tpm_limit=key.tpm_limit,
         currency=key.organization.currency,
         time_zone=key.organization.time_zone,
+        budgets=budgets_in_force(key),
+    )
+
+
+def budgets_in_force(key: VirtualKey) -> tuple[BudgetSnapshot, ...]:
+    """Every budget that a request with this key counts against: org, its team, itself, its user."""
+    scopes = Q(scope=Budget.Scope.ORGANIZATION) | Q(scope=Budget.Scope.KEY, key_id=key.pk)
+    if key.team_id:
+        scopes |= Q(scope=Budget.Scope.TEAM, team_id=key.team_id)
+    if key.user_id:
+        scopes |= Q(scope=Budget.Scope.USER, user_id=key.user_id)
+    budgets = Budget.objects.filter(scopes, organization_id=key.organization_id).order_by("id")
+    return tuple(
+        BudgetSnapshot(
+            id=b.pk, scope=b.scope, label=str(b), period=b.period, limit_micros=to_micros(b.amount), hard=b.hard,
+            thresholds=tuple(sorted(int(t) for t in (b.thresholds or DEFAULT_THRESHOLDS))), downgrade_model=b.downgrade_model,
+        )
+        for b in budgets
     )
 
 
@@ -100,22 +148,45 @@ def credential_extra_headers(credential: ProviderCredential) -> dict[str, str]:
     return orjson.loads(raw) if raw else {}
 
 
+def prices_for(*, organization_id: int, provider: str, upstream_model: str) -> tuple[PriceSnapshot, ...]:
+    """The price book entries of a model, newest first; the org's own book hides the global one."""
+    rows = list(Price.objects.filter(organization_id=organization_id, provider=provider, upstream_model=upstream_model).order_by("-effective_from"))
+    if not rows:
+        rows = list(Price.objects.filter(organization=None, provider=provider, upstream_model=upstream_model).order_by("-effective_from"))
+    return tuple(snapshot_from_row(row) for row in rows)
+
+
+def exchange_rates_for(*, organization_id: int) -> tuple[tuple[str, Decimal], ...]:
+    latest: dict[str, Decimal] = {}
+    now = timezone.now()
+    for row in ExchangeRate.objects.filter(organization_id=organization_id, effective_from__lte=now).order_by("currency", "-effective_from"):
+        latest.setdefault(row.currency, row.rate)
+    return tuple(latest.items())
+
+
 def model_snapshot(*, organization_id: int, name: str) -> ModelSnapshot | None:
     deployments = Deployment.objects.filter(is_active=True).select_related("credential").order_by("order", "id")
     model = (
         Model.objects.filter(organization_id=organization_id, name=name, is_active=True)
+        .select_related("organization")
         .prefetch_related(Prefetch("deployments", queryset=deployments))
         .first()
     )
     if model is None:
         return None
+    snapshots = []
+    for d in model.deployments.all():
+        prices = prices_for(organization_id=organization_id, provider=d.credential.provider, upstream_model=d.upstream_model)
+        snapshots.append(DeploymentSnapshot(target_for(d), d.weight, d.order, str(d), prices))
     return ModelSnapshot(
         id=model.pk,
         organization_id=organization_id,
         name=model.name,
         routing=model.routing,
-        deployments=tuple(DeploymentSnapshot(target_for(d), d.weight, d.order, str(d)) for d in model.deployments.all()),
+        deployments=tuple(snapshots),
         created=int(model.created_at.timestamp()),
+        currency=model.organization.currency,
+        exchange_rates=exchange_rates_for(organization_id=organization_id),
     )
 
 
@@ -128,6 +199,26 @@ def model_names(*, organization_id: int) -> list[tuple[str, int]]:
 def virtual_key_list(*, organization, user=None, only_own: bool = False) -> QuerySet[VirtualKey]:
     keys = VirtualKey.objects.filter(organization=organization).select_related("team", "user")
     return keys.filter(user=user) if only_own else keys
+
+
+def virtual_key_visible_list(
+    *, actor, team_id: int | None = None, user_id: int | None = None, revoked: bool | None = None
+) -> QuerySet[VirtualKey]:
+    """The keys `actor` (an OrgContext) may see: all of the organization's with manage_keys, else only their own."""
+    if actor.can(Perm.MANAGE_KEYS):
+        keys = virtual_key_list(organization=actor.organization)
+    elif actor.user is not None and actor.can(Perm.MANAGE_OWN_KEYS):
+        keys = virtual_key_list(organization=actor.organization, user=actor.user, only_own=True)
+    else:
+        # No person behind the caller (a token whose creator left): "own" would match the unowned keys.
+        return VirtualKey.objects.none()
+    if team_id is not None:
+        keys = keys.filter(team_id=team_id)
+    if user_id is not None:
+        keys = keys.filter(user_id=user_id)
+    if revoked is not None:
+        keys = keys.filter(revoked_at__isnull=not revoked)
+    return keys
 
 
 def credential_list(*, organization) -> QuerySet[ProviderCredential]:

@@ -54,6 +54,13 @@ class LocalLeaseStore:
         if counter in self._used:
             self._used[counter] = max(0.0, self._used[counter] - amount)
 
+    async def exists(self, counter: str) -> bool:
+        return counter in self._used
+
+    async def initialise(self, counter: str, value: float, ttl: int) -> None:
+        self._used.setdefault(counter, float(value))
+        self._expiry.setdefault(counter, time.monotonic() + ttl)
+
 
 class RedisLeaseStore:
     def __init__(self, redis):
@@ -66,6 +73,12 @@ class RedisLeaseStore:
 
     async def give_back(self, counter: str, amount: float) -> None:
         await self._redis.incrbyfloat(counter, -amount)
+
+    async def exists(self, counter: str) -> bool:
+        return bool(await self._redis.exists(counter))
+
+    async def initialise(self, counter: str, value: float, ttl: int) -> None:
+        await self._redis.set(counter, value, nx=True, ex=ttl)
 
 
 class Lease:
@@ -122,6 +135,11 @@ class LeaseBook:
             return
         lease.available -= delta  # may go negative: a debt the next lease pays first
 
+    def spent_estimate(self, counter: str) -> float:
+        """The shared counter as last seen, minus what this process holds unspent."""
+        lease = self._leases.get(counter)
+        return lease.used - lease.available if lease else 0.0
+
     def remaining_estimate(self, counter: str, limit: float) -> float:
         lease = self._leases.get(counter)
         if lease is None:
@@ -155,3 +173,19 @@ class FailoverLeaseStore:
             await asyncio.wait_for(self.primary.give_back(counter, amount), self.timeout)
         except Exception:
             await self.fallback.give_back(counter, amount)
+
+    async def exists(self, counter):
+        if time.monotonic() >= self._down_until:
+            try:
+                return await asyncio.wait_for(self.primary.exists(counter), self.timeout)
+            except Exception:
+                self._down_until = time.monotonic() + self.retry_after
+        return await self.fallback.exists(counter)
+
+    async def initialise(self, counter, value, ttl):
+        await self.fallback.initialise(counter, value, ttl)
+        if time.monotonic() >= self._down_until:
+            try:
+                await asyncio.wait_for(self.primary.initialise(counter, value, ttl), self.timeout)
+            except Exception:
+                self._down_until = time.monotonic() + self.retry_after

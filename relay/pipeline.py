@@ -8,9 +8,12 @@ import asyncio
 import logging
 import time
 
+from decimal import Decimal
+
 import orjson
 
 from accounts.crypto import keyed_hash
+from billing.pricing import price_at, to_micros
 from relay import tokens
 from relay.errors import (
     InvalidApiKey, InvalidRequest, MethodNotAllowed, ModelNotAllowed, ModelNotFound, NotFound, RelayError, UpstreamError,
@@ -109,13 +112,17 @@ async def _relay(rt, conn, endpoint: str) -> None:
 
     stream = bool(body.get("stream")) and endpoint != "embeddings"
     prompt_estimate = tokens.estimate_prompt(endpoint, body)
-    reserved = prompt_estimate + int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
-    record = Record(conn.request_id, key, model.name, endpoint, stream)
+    max_output = 0 if endpoint == "embeddings" else int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
+    reserved_tokens = prompt_estimate + max_output
+    record = Record(conn.request_id, key, model, endpoint, stream)
     record.prompt_estimate = prompt_estimate
     try:
-        limit_headers, tpm_counter = await rt.limiter.admit(key, reserved)
+        limit_headers, tpm_counter = await rt.limiter.admit(key, reserved_tokens)
+        reserved_micros = worst_case_micros(model, prompt_estimate, max_output or rt.output_reserve, record.created_at)
+        held = await rt.budgets.reserve(key, reserved_micros, record.created_at) if key.budgets else ()
     except RelayError as error:
         record.fail(error)
+        record.finish()
         rt.sink.emit(record.as_dict())
         raise
     try:
@@ -128,8 +135,21 @@ async def _relay(rt, conn, endpoint: str) -> None:
         raise
     finally:
         record.finish()
-        await rt.limiter.settle(tpm_counter, reserved, record.prompt_tokens + record.completion_tokens)
+        await rt.limiter.settle(tpm_counter, reserved_tokens, record.prompt_tokens + record.completion_tokens)
+        if held:
+            await rt.budgets.settle(held, reserved_micros, to_micros(record.cost_display or 0))
         rt.sink.emit(record.as_dict())
+
+
+def worst_case_micros(model, prompt_tokens: int, output_tokens: int, now: float) -> int:
+    """The dearest deployment's price for this request size, in the org currency (0 if unpriced)."""
+    worst = Decimal(0)
+    for deployment in model.deployments:
+        price = price_at(deployment.prices, now)
+        rate = model.exchange_rate(price.currency) if price else None
+        if rate is not None:
+            worst = max(worst, price.worst_case(prompt_tokens=prompt_tokens, completion_tokens=output_tokens) * rate)
+    return to_micros(worst)
 
 
 async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers) -> None:
@@ -141,7 +161,7 @@ async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers) 
         if endpoint not in adapter.endpoints:
             last_error = InvalidRequest(f"The model '{model.name}' does not support the {endpoint} endpoint.", param="model")
             continue
-        record.attempt(attempt, target)
+        record.attempt(attempt, deployment)
         upstream_body = dict(body)
         upstream_body["model"] = target.upstream_model
         request = adapter.build_request(endpoint=endpoint, body=upstream_body, target=target, stream=record.stream)
@@ -274,13 +294,17 @@ class Record:
     """What one request used; becomes a billing.UsageEvent through the usage sink."""
 
     __slots__ = (
-        "request_id", "key", "model_name", "endpoint", "stream", "started", "created_at", "status_code", "error_type",
-        "prompt_tokens", "cached_tokens", "completion_tokens", "usage_source", "attempts", "deployment_id", "provider",
-        "upstream_model", "ttft_ms", "latency_ms", "prompt_estimate",
+        "request_id", "key", "model", "model_name", "endpoint", "stream", "started", "created_at", "status_code",
+        "error_type", "prompt_tokens", "cached_tokens", "completion_tokens", "usage_source", "attempts", "deployment",
+        "deployment_id", "provider", "upstream_model", "ttft_ms", "latency_ms", "prompt_estimate", "cost", "currency",
+        "exchange_rate", "cost_display", "price_id",
     )
 
-    def __init__(self, request_id, key, model_name, endpoint, stream):
-        self.request_id, self.key, self.model_name, self.endpoint, self.stream = request_id, key, model_name, endpoint, stream
+    def __init__(self, request_id, key, model, endpoint, stream):
+        self.request_id, self.key, self.endpoint, self.stream = request_id, key, endpoint, stream
+        self.model, self.model_name = model, model.name
+        self.deployment = None
+        self.cost = self.currency = self.exchange_rate = self.cost_display = self.price_id = None
         self.started = time.perf_counter()
         self.created_at = time.time()
         self.status_code, self.error_type = 0, ""
@@ -291,8 +315,9 @@ class Record:
         self.latency_ms = 0
         self.prompt_estimate = 0
 
-    def attempt(self, number: int, target) -> None:
-        self.attempts, self.deployment_id = number, target.deployment_id
+    def attempt(self, number: int, deployment) -> None:
+        target = deployment.target
+        self.attempts, self.deployment, self.deployment_id = number, deployment, target.deployment_id
         self.provider, self.upstream_model = target.provider, target.upstream_model
 
     def usage(self, usage, source: str) -> None:
@@ -311,6 +336,20 @@ class Record:
         self.latency_ms = int((time.perf_counter() - self.started) * 1000)
         if not self.status_code:
             self.status_code = 500
+        self._price()
+
+    def _price(self) -> None:
+        """Exact cost of what was used, at the price in force when the request started."""
+        if self.deployment is None or not (self.prompt_tokens or self.completion_tokens):
+            return
+        price = price_at(self.deployment.prices, self.created_at)
+        if price is None:
+            return  # unpriced: recorded and alerted as such, never as zero
+        self.cost = price.cost(prompt_tokens=self.prompt_tokens, cached_tokens=self.cached_tokens, completion_tokens=self.completion_tokens, at=self.created_at)
+        self.currency, self.price_id = price.currency, price.id
+        self.exchange_rate = self.model.exchange_rate(price.currency)
+        if self.exchange_rate is not None:
+            self.cost_display = self.cost * self.exchange_rate
 
     def as_dict(self) -> dict:
         key = self.key
@@ -322,4 +361,11 @@ class Record:
             "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens,
             "completion_tokens": self.completion_tokens, "usage_source": self.usage_source, "attempts": self.attempts,
             "latency_ms": self.latency_ms, "ttft_ms": self.ttft_ms, "created_at": self.created_at,
+            "cost": _text(self.cost), "currency": self.currency or "", "exchange_rate": _text(self.exchange_rate),
+            "cost_display": _text(self.cost_display), "price_id": self.price_id,
         }
+
+
+def _text(amount: Decimal | None) -> str | None:
+    """Decimals travel as strings: exact through JSON and the stream."""
+    return None if amount is None else str(amount)

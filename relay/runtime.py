@@ -11,6 +11,7 @@ from django.conf import settings
 
 from config.env import DATA_DIR
 from relay import tokens
+from relay.budgets import BudgetGate, threshold_notifier
 from relay.cache import SnapshotCache
 from relay.leases import FailoverLeaseStore, LeaseBook, LocalLeaseStore, RedisLeaseStore
 from relay.limits import RateLimiter
@@ -37,6 +38,9 @@ class Runtime:
             self.sink = LocalSink()
         self.cache = SnapshotCache(self.redis)
         self.limiter = RateLimiter(LeaseBook(store))
+        self.budgets = BudgetGate(LeaseBook(store), store, on_threshold=threshold_notifier())
+        # Reserved for the output of a request that sets no max_tokens (README "Budgets").
+        self.output_reserve = settings.TOLLGATE_OUTPUT_RESERVE_TOKENS
         self.router = Router()
         self.session = None
         self.max_body = settings.TOLLGATE_MAX_BODY_BYTES

@@ -32,7 +32,6 @@ from accounts.permissions import Perm
 from accounts.tenancy import OrgContext
 
 
-
 class ApiTokenAuthenticationScheme(OpenApiAuthenticationExtension):
     """Documents `Authorization: Bearer tgo_…` in the schema (drf-spectacular finds it by subclassing)."""
 
@@ -126,11 +125,12 @@ class MemberDetailApi(OrgAPIView):
         data = serializer.validated_data
         teams = _scoped_teams(self, data["teams"]) if "teams" in data else None
         # Role and teams change together or not at all.
+        actor, ip = self.org_context, self.client_ip()
         with transaction.atomic():
             if "role" in data:
-                services.membership_set_role(actor=self.org_context, membership=membership, role=data["role"], ip=self.client_ip())
+                services.membership_set_role(actor=actor, membership=membership, role=data["role"], ip=ip)
             if teams is not None:
-                services.membership_set_teams(actor=self.org_context, membership=membership, teams=teams, ip=self.client_ip())
+                services.membership_set_teams(actor=actor, membership=membership, teams=teams, ip=ip)
         return Response(self.OutputSerializer(self._get(pk)).data)
 
     @extend_schema(tags=["members"], responses={204: None})
@@ -310,7 +310,8 @@ class InvitationAcceptApi(APIView):
         membership = services.invitation_accept(
             token=serializer.validated_data["token"], user=request.user, ip=request.META.get("REMOTE_ADDR")
         )
-        membership = selectors.member_list(organization=membership.organization).select_related("organization").get(pk=membership.pk)
+        members = selectors.member_list(organization=membership.organization).select_related("organization")
+        membership = members.get(pk=membership.pk)
         return Response(self.OutputSerializer(membership).data)
 
 

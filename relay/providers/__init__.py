@@ -1,16 +1,15 @@
-"""The adapter registry: wire format name (keys.presets.Preset.wire) → adapter module's `adapter`."""
+"""The adapter registry: wire format name (keys.presets.Preset.wire) → that module's `adapter`."""
 
-from importlib import import_module
+from relay.providers import anthropic, azure, gemini, mock, openai
 
-WIRES = ("openai", "anthropic", "gemini", "azure", "mock")
-
-_REGISTRY: dict = {}
+REGISTRY = {
+    "openai": openai.adapter,
+    "anthropic": anthropic.adapter,
+    "gemini": gemini.adapter,
+    "azure": azure.adapter,
+    "mock": mock.adapter,
+}
 
 
 def get_adapter(wire: str):
-    adapter = _REGISTRY.get(wire)
-    if adapter is None:
-        if wire not in WIRES:
-            raise KeyError(wire)
-        adapter = _REGISTRY[wire] = import_module(f"relay.providers.{wire}").adapter
-    return adapter
+    return REGISTRY[wire]

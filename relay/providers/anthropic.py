@@ -282,6 +282,7 @@ class AnthropicStream:
 
 class AnthropicAdapter:
     name = "anthropic"
+    local = False  # relay.upstream sends over HTTP (only the demo adapter answers in-process)
     endpoints = frozenset({"chat"})
 
     def build_request(self, *, endpoint: str, body: dict, target: Target, stream: bool) -> UpstreamRequest:

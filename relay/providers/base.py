@@ -61,6 +61,7 @@ class StreamTranslator(Protocol):
 
 class Adapter(Protocol):
     name: str
+    local: bool  # True: answers in-process through `local_call` (the demo provider), no HTTP
     # Endpoints this wire format serves: chat, completions, embeddings.
     endpoints: frozenset[str]
 

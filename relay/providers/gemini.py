@@ -208,6 +208,7 @@ class GeminiStream:
 
 class GeminiAdapter:
     name = "gemini"
+    local = False  # relay.upstream sends over HTTP (only the demo adapter answers in-process)
     endpoints = frozenset({"chat", "embeddings"})
 
     def build_request(self, *, endpoint: str, body: dict, target: Target, stream: bool) -> UpstreamRequest:

@@ -83,13 +83,7 @@ class MockUpstream:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.middlewares.append(self._log_middleware)
         for name in ("openai", "anthropic", "gemini", "azure"):
-            try:
-                module = import_module(f"tests.upstream.{name}_routes")
-            except ModuleNotFoundError as exc:  # TEMPORARY while the formats are being written
-                if exc.name != f"tests.upstream.{name}_routes":
-                    raise
-                continue
-            module.add_routes(app, self)
+            import_module(f"tests.upstream.{name}_routes").add_routes(app, self)
         started = threading.Event()
 
         def run():

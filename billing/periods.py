@@ -1,0 +1,32 @@
+"""Budget periods: calendar day, week (Monday) and month in the organization's time zone, or all time."""
+
+import zoneinfo
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+EPOCH = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+
+
+def period_bounds(period: str, time_zone: str, at: datetime) -> tuple[datetime, datetime | None]:
+    """(start, end) of the period containing `at`, as aware datetimes; end is None for "total"."""
+    if period == "total":
+        return EPOCH, None
+    local = at.astimezone(zoneinfo.ZoneInfo(time_zone))
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        start, end = midnight, midnight + timedelta(days=1)
+    elif period == "week":
+        start = midnight - timedelta(days=midnight.weekday())
+        end = start + timedelta(days=7)
+    elif period == "month":
+        start = midnight.replace(day=1)
+        end = (start + timedelta(days=32)).replace(day=1)
+    else:
+        raise ValueError(f"unknown period {period!r}")
+    # Re-localise so a DST change inside the period gives the right wall-clock boundary.
+    tz = zoneinfo.ZoneInfo(time_zone)
+    return start.replace(tzinfo=None).replace(tzinfo=tz), end.replace(tzinfo=None).replace(tzinfo=tz)
+
+
+def period_start_epoch(period: str, time_zone: str, at_epoch: float) -> int:
+    start, _ = period_bounds(period, time_zone, datetime.fromtimestamp(at_epoch, tz=dt_timezone.utc))
+    return int(start.timestamp())

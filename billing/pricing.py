@@ -1,0 +1,113 @@
+"""Pricing a request exactly, in Decimal: tiers by prompt size, time-of-day windows, effective dates.
+
+Snapshots are immutable so the relay can cache them beside the model snapshot.
+"""
+
+import zoneinfo
+from dataclasses import dataclass
+from datetime import datetime, timezone as dt_timezone
+from decimal import ROUND_CEILING, Decimal
+
+MILLION = Decimal(1_000_000)
+MICROS = Decimal(1_000_000)  # budget counters count micro-units of the org currency
+
+
+@dataclass(frozen=True)
+class Rates:
+    input: Decimal
+    cached_input: Decimal
+    output: Decimal
+
+
+@dataclass(frozen=True)
+class Window:
+    days: frozenset[int]  # Monday = 0
+    start_minute: int
+    end_minute: int
+    multiplier: Decimal
+
+    def covers(self, local: datetime) -> bool:
+        minute = local.hour * 60 + local.minute
+        return local.weekday() in self.days and self.start_minute <= minute < self.end_minute
+
+
+@dataclass(frozen=True)
+class PriceSnapshot:
+    id: int
+    currency: str
+    effective_from: float  # epoch seconds
+    base: Rates
+    tiers: tuple[tuple[int, Rates], ...]  # (above_prompt_tokens, rates), ascending
+    time_zone: str
+    windows: tuple[Window, ...]
+
+    def rates_for(self, prompt_tokens: int) -> Rates:
+        rates = self.base
+        for above, tier in self.tiers:
+            if prompt_tokens > above:
+                rates = tier
+        return rates
+
+    def multiplier_at(self, epoch: float) -> Decimal:
+        if not self.windows:
+            return Decimal(1)
+        local = datetime.fromtimestamp(epoch, tz=zoneinfo.ZoneInfo(self.time_zone))
+        for window in self.windows:
+            if window.covers(local):
+                return window.multiplier
+        return Decimal(1)
+
+    def cost(self, *, prompt_tokens: int, cached_tokens: int, completion_tokens: int, at: float) -> Decimal:
+        rates = self.rates_for(prompt_tokens)
+        cached = min(cached_tokens, prompt_tokens)
+        cached_rate = rates.cached_input if rates.cached_input is not None else rates.input
+        amount = (prompt_tokens - cached) * rates.input + cached * cached_rate + completion_tokens * rates.output
+        return amount * self.multiplier_at(at) / MILLION
+
+    def worst_case(self, *, prompt_tokens: int, completion_tokens: int) -> Decimal:
+        """The most a request of this size can cost: no cache hits, the dearest window."""
+        rates = self.rates_for(prompt_tokens)
+        multiplier = max([Decimal(1), *(w.multiplier for w in self.windows)])
+        return (prompt_tokens * rates.input + completion_tokens * rates.output) * multiplier / MILLION
+
+
+def _decimal(value) -> Decimal | None:
+    return None if value in (None, "") else Decimal(str(value))
+
+
+def _minutes(text: str) -> int:
+    hours, minutes = text.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def snapshot_from_row(row) -> PriceSnapshot:
+    """A Price model instance to its immutable snapshot."""
+    base = Rates(row.input_per_m, row.cached_input_per_m, row.output_per_m)
+    tiers = tuple(
+        sorted(
+            (int(t["above_prompt_tokens"]), Rates(_decimal(t["input"]), _decimal(t.get("cached_input")), _decimal(t["output"])))
+            for t in row.tiers or []
+        )
+    )
+    windows = tuple(
+        Window(frozenset(int(d) for d in w["days"]), _minutes(w["start"]), _minutes(w["end"]), _decimal(w["multiplier"]))
+        for w in row.windows or []
+    )
+    return PriceSnapshot(row.pk, row.currency, row.effective_from.timestamp(), base, tiers, row.time_zone, windows)
+
+
+def price_at(prices: tuple[PriceSnapshot, ...], epoch: float) -> PriceSnapshot | None:
+    """The entry in force at `epoch` (prices sorted newest first)."""
+    for price in prices:
+        if price.effective_from <= epoch:
+            return price
+    return None
+
+
+def to_micros(amount: Decimal) -> int:
+    """Budget counter units, rounded up so reservations never undercount."""
+    return int((amount * MICROS).to_integral_value(rounding=ROUND_CEILING))
+
+
+def utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=dt_timezone.utc)

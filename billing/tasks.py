@@ -1,0 +1,49 @@
+"""Celery tasks: thin wrappers over billing services, named explicitly (schedule: config/celery.py)."""
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from billing import ledger, services
+
+log = logging.getLogger(__name__)
+
+DRAIN_LOCK = "tollgate:drain-lock"
+
+
+@shared_task(name="billing.usage_drain", ignore_result=True)
+def usage_drain() -> int:
+    """Move the relay's usage stream into the ledger (one drain at a time; embedded mode has no stream)."""
+    if not settings.REDIS_URL:
+        return 0
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10, socket_connect_timeout=5)
+    try:
+        lock = client.lock(DRAIN_LOCK, timeout=120, blocking=False)
+        if not lock.acquire():
+            return 0
+        try:
+            return ledger.usage_drain(client)
+        finally:
+            lock.release()
+    finally:
+        client.close()
+
+
+@shared_task(name="billing.budget_evaluate", ignore_result=True)
+def budget_evaluate(budget_id: int) -> None:
+    usage_drain()  # the relay asks promptly: bring the ledger up to date first
+    services.budget_evaluate(budget_id=budget_id)
+
+
+@shared_task(name="billing.budgets_evaluate_all", ignore_result=True)
+def budgets_evaluate_all() -> None:
+    services.budgets_evaluate_all()
+    services.unpriced_usage_alert()
+
+
+@shared_task(name="billing.usage_retention", ignore_result=True)
+def usage_retention() -> None:
+    services.usage_retention(days=settings.TOLLGATE_USAGE_RETENTION_DAYS)

@@ -1,0 +1,22 @@
+"""Re-encrypt every stored provider secret under the first of TOLLGATE_ENCRYPTION_KEYS.
+
+Run it after putting a new key first in the list; once it reports success the old keys can be dropped.
+"""
+
+from cryptography.fernet import InvalidToken
+from django.core.management.base import BaseCommand, CommandError
+
+from keys import services
+
+
+class Command(BaseCommand):
+    help = "Re-encrypt all provider credentials under the newest TOLLGATE_ENCRYPTION_KEYS entry; prints the count."
+
+    def handle(self, *args, **options):
+        try:
+            count = services.credentials_reencrypt()
+        except InvalidToken as exc:
+            raise CommandError(
+                "A stored secret cannot be decrypted with any of TOLLGATE_ENCRYPTION_KEYS; keep the old key in the list."
+            ) from exc
+        self.stdout.write(self.style.SUCCESS(f"Re-encrypted {count} credential(s)."))

@@ -1,0 +1,101 @@
+"""Budget admission: reserve a request's worst-case cost against every budget in force, from leases.
+
+Counters count micro-units of the org currency per (budget, period) and live in the lease store
+(Redis, or this process in the embedded default). A counter that is missing (first use in a
+period, or Redis lost it) is rebuilt from the ledger before the first lease. Bound: a hard budget
+is overspent by at most what admitted requests cost beyond their reservation (only possible when
+the upstream reports more tokens than max_tokens allowed for) — see README "Budgets".
+"""
+
+import asyncio
+import logging
+
+from asgiref.sync import sync_to_async
+
+from billing.periods import period_start_epoch
+from relay.errors import BudgetExceeded
+
+log = logging.getLogger(__name__)
+
+UNLIMITED = 10**18  # soft budgets still count, but never refuse
+
+
+class BudgetGate:
+    def __init__(self, book, store, *, on_threshold=None):
+        self.book = book
+        self.store = store
+        self._ready: set[str] = set()
+        self._notified: dict[str, int] = {}
+        self._on_threshold = on_threshold  # callable(budget_id), e.g. enqueue the Celery evaluation
+
+    async def reserve(self, key, micros: int, now: float) -> list[tuple[str, object]]:
+        """Reserve `micros` on each budget; raises BudgetExceeded (nothing held) if a hard one is full."""
+        held: list[tuple[str, object]] = []
+        for budget in key.budgets:
+            counter = f"tg:b:{budget.id}:{period_start_epoch(budget.period, key.time_zone, now)}"
+            await self._ensure(counter, budget, key, now)
+            limit = budget.limit_micros if budget.hard else UNLIMITED
+            if not await self.book.take(counter, limit, micros, ttl=_ttl(budget.period)):
+                for taken, _ in held:
+                    await self.book.adjust(taken, -micros)
+                raise BudgetExceeded(
+                    f"The {budget.scope} budget '{budget.label}' is exhausted for this {budget.period}.",
+                    param=budget.scope,
+                )
+            held.append((counter, budget))
+            self._check_thresholds(counter, budget)
+        return held
+
+    async def settle(self, held, reserved: int, actual: int) -> None:
+        if actual != reserved:
+            for counter, budget in held:
+                await self.book.adjust(counter, actual - reserved)
+                self._check_thresholds(counter, budget)
+
+    async def _ensure(self, counter: str, budget, key, now: float) -> None:
+        if counter in self._ready:
+            return
+        from billing.selectors import budget_spent_micros
+
+        if not await self.store.exists(counter):
+            spent = await sync_to_async(budget_spent_micros, thread_sensitive=False)(budget_id=budget.id, at=now)
+            await self.store.initialise(counter, spent, _ttl(budget.period))
+        self._ready.add(counter)
+        if len(self._ready) > 100_000:
+            self._ready.clear()
+
+    def forget(self) -> None:
+        """After a store outage: counters may be gone, check them again."""
+        self._ready.clear()
+
+    def _check_thresholds(self, counter: str, budget) -> None:
+        if self._on_threshold is None or not budget.limit_micros:
+            return
+        percent = self.book.spent_estimate(counter) * 100 / budget.limit_micros
+        crossed = max((t for t in budget.thresholds if percent >= t), default=0)
+        if crossed > self._notified.get(counter, 0):
+            self._notified[counter] = crossed
+            self._on_threshold(budget.id)
+
+
+def _ttl(period: str) -> int:
+    return {"day": 2 * 86400, "week": 8 * 86400, "month": 32 * 86400}.get(period, 400 * 86400)
+
+
+def threshold_notifier():
+    """Enqueue billing's evaluation off the event loop (a broker call is blocking I/O)."""
+
+    def notify(budget_id: int) -> None:
+        from billing.tasks import budget_evaluate
+
+        loop = asyncio.get_running_loop()
+        loop.run_in_executor(None, _send, budget_evaluate, budget_id)
+
+    return notify
+
+
+def _send(task, budget_id: int) -> None:
+    try:
+        task.delay(budget_id)
+    except Exception as exc:  # the periodic evaluation catches what a lost message misses
+        log.warning("could not enqueue budget evaluation: %s", exc.__class__.__name__)
