@@ -12,7 +12,7 @@ MODEL_SPACED = "bench-spaced"  # SSE with events spaced in time (asyncio mock)
 
 # Spaced stream timing (asyncio mock): first event after TTFT_MS, then one event every GAP_MS.
 SPACED_TTFT_MS = 50
-SPACED_GAP_MS = 20
+SPACED_GAP_MS = 10
 CONTENT_PIECES = ["Toll", " gates", " collect", " a", " small", " fee", " so", " roads", " stay", " open", "."]
 
 

@@ -12,6 +12,7 @@ from datetime import datetime, timezone as dt_timezone
 from decimal import Decimal
 
 import orjson
+from django.conf import settings
 from django.db import connection, transaction
 
 from accounts.models import Organization
@@ -22,7 +23,6 @@ log = logging.getLogger(__name__)
 
 STREAM = "tollgate:usage"
 GROUP = "ledger"
-CLAIM_IDLE_MS = 60_000  # entries a dead consumer read but never acknowledged are reclaimed after this
 LEDGER_LOCK = 0x7011_6A7E
 
 _FIELDS = {f.name for f in UsageEvent._meta.concrete_fields} | {"organization_id"}
@@ -77,7 +77,9 @@ def usage_drain(client, *, batch: int = 2000, max_batches: int = 50) -> int:
     consumer = consumer_name()
     total = 0
     # First reclaim what crashed consumers left pending, then read new entries.
-    _, claimed, _ = client.xautoclaim(STREAM, GROUP, consumer, min_idle_time=CLAIM_IDLE_MS, start_id="0-0", count=batch)
+    # Entries a dead consumer read but never acknowledged are reclaimed once idle this long.
+    idle_ms = settings.TOLLGATE_USAGE_CLAIM_IDLE_MS
+    _, claimed, _ = client.xautoclaim(STREAM, GROUP, consumer, min_idle_time=idle_ms, start_id="0-0", count=batch)
     pending = [claimed] if claimed else []
     for _ in range(max_batches):
         if pending:

@@ -17,4 +17,6 @@ app.conf.beat_schedule = {
     "billing-usage-drain": {"task": "billing.usage_drain", "schedule": 2.0},
     "billing-budgets-evaluate-all": {"task": "billing.budgets_evaluate_all", "schedule": 60.0},
     "billing-usage-retention": {"task": "billing.usage_retention", "schedule": crontab(hour=3, minute=17)},
+    # Retries of alert deliveries; a run older than its interval is dropped rather than piled up.
+    "billing-alert-deliveries-due": {"task": "billing.alert_deliveries_due", "schedule": 30.0, "options": {"expires": 25}},
 }

@@ -210,7 +210,10 @@ def credential_update(*, actor: OrgContext, credential: ProviderCredential, ip=N
     """Update fields; `api_key` replaces the secret only when given (the old one is never shown)."""
     _require(has_perm(actor.role, Perm.MANAGE_PROVIDERS))
     if "name" in changes and changes["name"]:
-        credential.name = changes["name"].strip()
+        name = changes["name"].strip()
+        if ProviderCredential.objects.filter(organization=credential.organization, name=name).exclude(pk=credential.pk).exists():
+            raise ApplicationError(_("A credential with this name already exists."), field="name", code="duplicate")
+        credential.name = name
     if "base_url" in changes:
         credential.base_url = _check_base_url(credential.provider, changes["base_url"])
     if changes.get("api_key"):
@@ -289,6 +292,13 @@ def model_delete(*, actor: OrgContext, model: Model, ip=None) -> None:
     _changed()
 
 
+def _check_upstream_model(upstream_model) -> str:
+    upstream_model = (upstream_model or "").strip()
+    if not upstream_model or any(c in upstream_model for c in "\x00\r\n"):
+        raise ApplicationError(_("Name the model at the provider."), field="upstream_model")
+    return upstream_model
+
+
 def _check_deployment_fields(credential, weight, order):
     if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
         raise ApplicationError(_("The weight must be a whole number of 0 or more."), field="weight")
@@ -306,9 +316,7 @@ def deployment_create(
         raise ApplicationError(_("Unknown model."), field="model", code="not_found", status=404)
     if credential.organization_id != actor.organization.pk:
         raise ApplicationError(_("Unknown credential."), field="credential", code="not_found")
-    upstream_model = (upstream_model or "").strip()
-    if not upstream_model or any(c in upstream_model for c in "\x00\r\n"):
-        raise ApplicationError(_("Name the model at the provider."), field="upstream_model")
+    upstream_model = _check_upstream_model(upstream_model)
     _check_deployment_fields(credential, weight, order)
     deployment = Deployment.objects.create(
         organization=actor.organization, model=model, credential=credential, upstream_model=upstream_model,
@@ -326,7 +334,9 @@ def deployment_update(*, actor: OrgContext, deployment: Deployment, ip=None, **c
         if changes["credential"].organization_id != deployment.organization_id:
             raise ApplicationError(_("Unknown credential."), field="credential", code="not_found")
         deployment.credential = changes["credential"]
-    for field in ("upstream_model", "name", "weight", "order", "is_active"):
+    if changes.get("upstream_model") is not None:
+        deployment.upstream_model = _check_upstream_model(changes["upstream_model"])
+    for field in ("name", "weight", "order", "is_active"):
         if field in changes and changes[field] is not None:
             setattr(deployment, field, changes[field])
     _check_deployment_fields(deployment.credential, deployment.weight, deployment.order)

@@ -10,10 +10,10 @@ the upstream reports more tokens than max_tokens allowed for) — see README "Bu
 import asyncio
 import logging
 
-from asgiref.sync import sync_to_async
-
 from billing.periods import period_start_epoch
+from relay.db import run_db
 from relay.errors import BudgetExceeded
+from relay.leases import MissingCounter
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,6 @@ class BudgetGate:
     def __init__(self, book, store, *, on_threshold=None):
         self.book = book
         self.store = store
-        self._ready: set[str] = set()
         self._notified: dict[str, int] = {}
         self._on_threshold = on_threshold  # callable(budget_id), e.g. enqueue the Celery evaluation
 
@@ -33,9 +32,14 @@ class BudgetGate:
         held: list[tuple[str, object]] = []
         for budget in key.budgets:
             counter = f"tg:b:{budget.id}:{period_start_epoch(budget.period, key.time_zone, now)}"
-            await self._ensure(counter, budget, key, now)
             limit = budget.limit_micros if budget.hard else UNLIMITED
-            if not await self.book.take(counter, limit, micros, ttl=_ttl(budget.period)):
+            ttl = _ttl(budget.period)
+            try:
+                admitted = await self.book.take(counter, limit, micros, ttl=ttl, must_exist=True)
+            except MissingCounter:
+                await self._rebuild(counter, budget, now, ttl)
+                admitted = await self.book.take(counter, limit, micros, ttl=ttl, must_exist=True)
+            if not admitted:
                 for taken, _ in held:
                     await self.book.adjust(taken, -micros)
                 raise BudgetExceeded(
@@ -52,21 +56,12 @@ class BudgetGate:
                 await self.book.adjust(counter, actual - reserved)
                 self._check_thresholds(counter, budget)
 
-    async def _ensure(self, counter: str, budget, key, now: float) -> None:
-        if counter in self._ready:
-            return
+    async def _rebuild(self, counter: str, budget, now: float, ttl: int) -> None:
+        """First use in a period, or the store lost the counter: start it from the ledger."""
         from billing.selectors import budget_spent_micros
 
-        if not await self.store.exists(counter):
-            spent = await sync_to_async(budget_spent_micros, thread_sensitive=False)(budget_id=budget.id, at=now)
-            await self.store.initialise(counter, spent, _ttl(budget.period))
-        self._ready.add(counter)
-        if len(self._ready) > 100_000:
-            self._ready.clear()
-
-    def forget(self) -> None:
-        """After a store outage: counters may be gone, check them again."""
-        self._ready.clear()
+        spent = await run_db(budget_spent_micros, budget_id=budget.id, at=now)
+        await self.store.initialise(counter, spent, ttl)
 
     def _check_thresholds(self, counter: str, budget) -> None:
         if self._on_threshold is None or not budget.limit_micros:

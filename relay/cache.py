@@ -10,10 +10,9 @@ import logging
 import time
 from collections import OrderedDict
 
-from asgiref.sync import sync_to_async
-
 from keys import selectors
 from keys.invalidation import REDIS_KEY, local_version_path
+from relay.db import run_db
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class SnapshotCache:
     async def _load(self, cache_key, loader, *args):
         try:
             version = self._version
-            value = await sync_to_async(loader, thread_sensitive=False)(*args)
+            value = await run_db(loader, *args)
             self.loads += 1
             if version == self._version:  # not invalidated while loading
                 self._entries[cache_key] = (time.monotonic() + TTL_SECONDS, value)

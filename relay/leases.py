@@ -15,9 +15,16 @@ import time
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] counter; ARGV: limit, wanted, minimum, ttl. Grants min(wanted, room) if room >= minimum.
+
+class MissingCounter(Exception):
+    """A counter that should hold history is gone (e.g. Redis restarted): rebuild it, then retry."""
+
+# KEYS[1] counter; ARGV: limit, wanted, minimum, ttl, must_exist. Grants min(wanted, room) if room >= minimum.
+# A counter that must exist but does not (Redis lost it) answers -1 so the caller rebuilds it.
 LEASE_SCRIPT = """
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local current = redis.call('GET', KEYS[1])
+if not current and ARGV[5] == '1' then return {-1, 0} end
+local used = tonumber(current or '0')
 local room = tonumber(ARGV[1]) - used
 local grant = math.min(tonumber(ARGV[2]), room)
 if grant < tonumber(ARGV[3]) or grant <= 0 then return {0, used} end
@@ -34,10 +41,12 @@ class LocalLeaseStore:
         self._used: dict[str, float] = {}
         self._expiry: dict[str, float] = {}
 
-    async def grant(self, counter: str, limit: float, wanted: float, minimum: float, ttl: int) -> tuple[float, float]:
+    async def grant(self, counter: str, limit: float, wanted: float, minimum: float, ttl: int, must_exist: bool = False) -> tuple[float, float]:
         now = time.monotonic()
         if self._expiry.get(counter, now + 1) <= now:
             self._used.pop(counter, None)
+        if must_exist and counter not in self._used:
+            raise MissingCounter(counter)
         used = self._used.get(counter, 0.0)
         grant = min(wanted, limit - used)
         if grant <= 0 or grant < minimum:
@@ -67,8 +76,10 @@ class RedisLeaseStore:
         self._redis = redis
         self._script = redis.register_script(LEASE_SCRIPT)
 
-    async def grant(self, counter: str, limit: float, wanted: float, minimum: float, ttl: int) -> tuple[float, float]:
-        granted, used = await self._script(keys=[counter], args=[limit, wanted, minimum, ttl])
+    async def grant(self, counter: str, limit: float, wanted: float, minimum: float, ttl: int, must_exist: bool = False) -> tuple[float, float]:
+        granted, used = await self._script(keys=[counter], args=[limit, wanted, minimum, ttl, "1" if must_exist else "0"])
+        if float(granted) < 0:
+            raise MissingCounter(counter)
         return float(granted), float(used)
 
     async def give_back(self, counter: str, amount: float) -> None:
@@ -108,7 +119,7 @@ class LeaseBook:
             lease = self._leases[counter] = Lease(counter)
         return lease
 
-    async def take(self, counter: str, limit: float, amount: float, *, ttl: int) -> bool:
+    async def take(self, counter: str, limit: float, amount: float, *, ttl: int, must_exist: bool = False) -> bool:
         lease = self._lease(counter)
         if lease.available >= amount:
             lease.available -= amount
@@ -121,7 +132,7 @@ class LeaseBook:
             room = max(limit - lease.used, 0)
             # ...and at most an eighth of what seemed left, so the final units are spread thin.
             wanted = max(need, min(limit * self.fraction, room / 8))
-            granted, used = await self.store.grant(counter, limit, wanted, need, ttl)
+            granted, used = await self.store.grant(counter, limit, wanted, need, ttl, must_exist)
             lease.used = used
             if granted <= 0:
                 return False
@@ -159,14 +170,16 @@ class FailoverLeaseStore:
         self.timeout, self.retry_after = timeout, retry_after
         self._down_until = 0.0
 
-    async def grant(self, counter, limit, wanted, minimum, ttl):
+    async def grant(self, counter, limit, wanted, minimum, ttl, must_exist=False):
         if time.monotonic() >= self._down_until:
             try:
-                return await asyncio.wait_for(self.primary.grant(counter, limit, wanted, minimum, ttl), self.timeout)
+                return await asyncio.wait_for(self.primary.grant(counter, limit, wanted, minimum, ttl, must_exist), self.timeout)
+            except MissingCounter:
+                raise
             except Exception as exc:
                 log.warning("lease store unavailable (%s); using local counters", exc.__class__.__name__)
                 self._down_until = time.monotonic() + self.retry_after
-        return await self.fallback.grant(counter, limit, wanted, minimum, ttl)
+        return await self.fallback.grant(counter, limit, wanted, minimum, ttl, must_exist)
 
     async def give_back(self, counter, amount):
         try:

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 import orjson
-from asgiref.sync import sync_to_async
+
+from relay.db import run_db
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class LocalSink(_BufferedSink):
     async def _write(self, batch: list[dict]) -> None:
         from billing.ledger import usage_ingest
 
-        await sync_to_async(usage_ingest, thread_sensitive=False)(batch)
+        await run_db(usage_ingest, batch)
 
     async def _spool(self, batch: list[dict]) -> None:
         # The database refused (locked, restarting): keep the records and try again next flush.

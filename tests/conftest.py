@@ -6,7 +6,15 @@ from accounts.models import Role
 from accounts.tenancy import OrgContext
 from tests.accounts.factories import MembershipFactory, OrganizationFactory, UserFactory
 
+# The relay served for real (uvicorn) in front of the loopback mock upstream: see tests/gateway.py.
+pytest_plugins = ["tests.gateway"]
+
 PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

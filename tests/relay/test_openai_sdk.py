@@ -5,7 +5,7 @@ import pytest
 
 from billing.models import UsageEvent
 from keys import services as key_services
-from tests.relay.conftest import drain_usage, wait_for
+from tests.gateway import drain_usage, wait_for
 
 
 def ledger_row(request_id):

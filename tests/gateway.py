@@ -1,4 +1,4 @@
-"""A real relay (uvicorn serving config.asgi in a thread) in front of a real mock upstream."""
+"""Fixtures: a real relay (uvicorn serving config.asgi in a thread) in front of a real mock upstream."""
 
 import socket
 import threading
@@ -54,10 +54,34 @@ class ThreadedServer:
 def relay_server(django_db_setup, django_db_blocker):
     from config.asgi import application, relay_application
 
+    _flush_test_redis()
     server = ThreadedServer(application, _free_port()).start()
     server.relay = relay_application
     yield server
     server.stop()
+    _close_other_sessions(django_db_blocker)
+
+
+def _flush_test_redis():
+    """Counters of an earlier run would otherwise meet the same ids again."""
+    from django.conf import settings
+
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        client.flushdb()
+        client.close()
+
+
+def _close_other_sessions(django_db_blocker):
+    """The relay's worker threads keep connections open; end them so the test database can be dropped."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
 
 @dataclass

@@ -1,0 +1,19 @@
+"""Celery tasks for alert delivery: thin wrappers over billing.alerts (schedule: config/celery.py).
+
+No Celery retries here: the service records each failure and schedules the next attempt itself,
+and a worker that dies mid-attempt leaves a claim lease that alert_deliveries_due picks up later.
+"""
+
+from celery import shared_task
+
+from billing import alerts
+
+
+@shared_task(name="billing.alert_deliver", ignore_result=True)
+def alert_deliver(delivery_id: int) -> None:
+    alerts.alert_deliver(delivery_id=delivery_id)
+
+
+@shared_task(name="billing.alert_deliveries_due", ignore_result=True)
+def alert_deliveries_due() -> int:
+    return alerts.alert_deliveries_due()

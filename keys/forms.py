@@ -1,0 +1,347 @@
+"""Dashboard forms for keys, provider credentials, models and deployments.
+
+They check the shape of input only; the rules live in keys.services. Choices (teams, users,
+models, credentials) are always limited to the current organization.
+"""
+
+import json
+
+from django import forms
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Team, User
+from accounts.permissions import Perm
+from keys.models import Deployment, Model, ProviderCredential
+from keys.presets import PRESETS, PROVIDER_CHOICES
+
+MAX_LIMIT = 2_147_483_647  # PositiveIntegerField's ceiling on every database
+MAX_WEIGHT = 1_000_000
+GRACE_CHOICES = [
+    (0, _("None: the old secret stops working now")),
+    (3600, _("1 hour")),
+    (86400, _("1 day")),
+    (7 * 86400, _("7 days")),
+    (30 * 86400, _("30 days")),
+]
+
+
+class DateTimeLocalInput(forms.DateTimeInput):
+    input_type = "datetime-local"
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs, format="%Y-%m-%dT%H:%M")
+
+
+# --- Virtual keys ---------------------------------------------------------------------------------------
+
+
+class KeyFilterForm(forms.Form):
+    """The list filters (GET). Invalid values are reported and ignored, never a 500."""
+
+    STATUS_CHOICES = [("", _("Any status")), ("active", _("Active")), ("revoked", _("Revoked")), ("expired", _("Expired"))]
+
+    q = forms.CharField(label=_("Search"), required=False, max_length=120, widget=forms.TextInput(attrs={"type": "search", "placeholder": _("Name or prefix")}))
+    team = forms.ModelChoiceField(label=_("Team"), queryset=Team.objects.none(), required=False, empty_label=_("Any team"))
+    user = forms.ModelChoiceField(label=_("User"), queryset=User.objects.none(), required=False, empty_label=_("Anyone"))
+    status = forms.ChoiceField(label=_("Status"), choices=STATUS_CHOICES, required=False)
+
+    def __init__(self, *args, org_context, **kwargs):
+        super().__init__(*args, **kwargs)
+        org = org_context.organization
+        self.fields["team"].queryset = Team.objects.filter(organization=org)
+        if org_context.can(Perm.MANAGE_KEYS):
+            self.fields["user"].queryset = User.objects.filter(memberships__organization=org).order_by("email")
+        else:
+            del self.fields["user"]  # a member only ever sees their own keys
+
+    def filter(self, keys):
+        if not self.is_bound:
+            return keys
+        self.is_valid()
+        data = self.cleaned_data  # only the fields that passed
+        if data.get("team"):
+            keys = keys.filter(team=data["team"])
+        if data.get("user"):
+            keys = keys.filter(user=data["user"])
+        now = timezone.now()
+        status = data.get("status")
+        if status == "active":
+            keys = keys.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now), revoked_at__isnull=True)
+        elif status == "revoked":
+            keys = keys.filter(revoked_at__isnull=False)
+        elif status == "expired":
+            keys = keys.filter(revoked_at__isnull=True, expires_at__lte=now)
+        if data.get("q"):
+            keys = keys.filter(Q(name__icontains=data["q"]) | Q(prefix__startswith=data["q"]))
+        return keys
+
+
+class _KeyFieldsForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=120)
+    allowed_models = forms.MultipleChoiceField(
+        label=_("Allowed models"), required=False, widget=forms.CheckboxSelectMultiple,
+        help_text=_("None ticked: every model of the organization."),
+    )
+    expires_at = forms.DateTimeField(label=_("Expires at"), required=False, widget=DateTimeLocalInput())
+    rpm_limit = forms.IntegerField(
+        label=_("Requests per minute"), required=False, min_value=1, max_value=MAX_LIMIT, help_text=_("Empty: no limit."),
+    )
+    tpm_limit = forms.IntegerField(
+        label=_("Tokens per minute"), required=False, min_value=1, max_value=MAX_LIMIT, help_text=_("Empty: no limit."),
+    )
+
+    def __init__(self, *args, org_context, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.org_context = org_context
+        names = Model.objects.filter(organization=org_context.organization).order_by("name").values_list("name", flat=True)
+        self.fields["allowed_models"].choices = [(name, name) for name in names]
+        self.fields["expires_at"].help_text = _("In %(tz)s. Empty: never expires.") % {"tz": org_context.organization.time_zone}
+
+    def clean_expires_at(self):
+        value = self.cleaned_data["expires_at"]
+        # An already past expiry may stay as it is when other fields are edited; a new one must be ahead.
+        # The input has minutes only, so the stored value is compared to the minute.
+        current = self.initial.get("expires_at")
+        unchanged = current is not None and value is not None and value == current.replace(second=0, microsecond=0)
+        if unchanged:
+            return current
+        if value is not None and value <= timezone.now():
+            raise forms.ValidationError(_("The expiry must be in the future."))
+        return value
+
+
+class KeyCreateForm(_KeyFieldsForm):
+    team = forms.ModelChoiceField(label=_("Team"), queryset=Team.objects.none(), required=False, empty_label=_("No team"))
+    user = forms.ModelChoiceField(
+        label=_("User"), queryset=User.objects.none(), required=False, empty_label=_("Nobody (a service key)"),
+        help_text=_("Whose key this is: their usage and budgets count it."),
+    )
+    field_order = ["name", "team", "user", "allowed_models", "expires_at", "rpm_limit", "tpm_limit"]
+
+    def __init__(self, *args, org_context, **kwargs):
+        super().__init__(*args, org_context=org_context, **kwargs)
+        org = org_context.organization
+        teams = Team.objects.filter(organization=org)
+        if org_context.can(Perm.MANAGE_KEYS):
+            self.fields["team"].queryset = teams
+            self.fields["user"].queryset = User.objects.filter(memberships__organization=org).order_by("email")
+            self.initial.setdefault("user", getattr(org_context.user, "pk", None))
+        else:
+            self.fields["team"].queryset = teams.filter(memberships__user=org_context.user)
+            del self.fields["user"]  # members create keys for themselves only
+
+    def service_kwargs(self) -> dict:
+        data = dict(self.cleaned_data)
+        data.setdefault("user", None)
+        return data
+
+
+class KeyUpdateForm(_KeyFieldsForm):
+    @classmethod
+    def for_key(cls, key, *, org_context, data=None):
+        initial = {
+            "name": key.name, "allowed_models": list(key.allowed_models or []), "expires_at": key.expires_at,
+            "rpm_limit": key.rpm_limit, "tpm_limit": key.tpm_limit,
+        }
+        return cls(data, initial=initial, org_context=org_context, prefix="edit")
+
+
+class KeyRotateForm(forms.Form):
+    grace_seconds = forms.TypedChoiceField(
+        label=_("Old secret keeps working for"), choices=GRACE_CHOICES, coerce=int, initial=0,
+        help_text=_("A grace period lets running services switch to the new secret without downtime."),
+    )
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("prefix", "rotate")
+        super().__init__(*args, **kwargs)
+
+
+# --- Provider credentials -----------------------------------------------------------------------------
+
+
+class PresetSelect(forms.Select):
+    """The provider choice; each option carries its preset's default base URL and wire format for keys.js."""
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex=subindex, attrs=attrs)
+        preset = PRESETS.get(value)
+        if preset is not None:
+            option["attrs"]["data-base-url"] = preset.base_url
+            option["attrs"]["data-wire"] = preset.wire
+        return option
+
+
+def _headers_field():
+    return forms.CharField(
+        label=_("Extra headers (JSON)"), required=False, max_length=20_000,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": '{"X-Org-Id": "…"}', "spellcheck": "false", "data-wire-hide": "mock"}),
+    )
+
+
+def _parse_headers(text: str):
+    """JSON object text to a dict of strings; None when the field was left empty."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise forms.ValidationError(_("This is not valid JSON.")) from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise forms.ValidationError(_('Use a JSON object of header names to string values, e.g. {"X-Team": "ml"}.'))
+    return value
+
+
+class _CredentialFieldsForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=120)
+    base_url = forms.CharField(
+        label=_("Base URL"), required=False, max_length=500,
+        widget=forms.URLInput(attrs={"data-base-url-input": "", "data-placeholder-required": _("Required for this provider")}),
+        help_text=_("Empty: the provider's default. HTTPS to a public address."),
+    )
+    api_key = forms.CharField(
+        label=_("API key"), required=False, strip=False, max_length=4000,
+        widget=forms.PasswordInput(attrs={"autocomplete": "off", "data-wire-hide": "mock"}, render_value=False),
+    )
+    api_version = forms.CharField(
+        label=_("API version"), required=False, max_length=40, help_text=_("Azure OpenAI only."),
+        widget=forms.TextInput(attrs={"data-wire-show": "azure"}),
+    )
+    extra_headers = _headers_field()
+    connect_timeout = forms.FloatField(label=_("Connect timeout (s)"), min_value=0.1, max_value=600, initial=10)
+    read_timeout = forms.FloatField(label=_("Read timeout (s)"), min_value=0.1, max_value=3600, initial=300)
+
+    def clean_api_key(self):
+        key = self.cleaned_data["api_key"]
+        if any(c in key for c in "\r\n\x00"):
+            raise forms.ValidationError(_("The key may not contain line breaks."))
+        return key
+
+    def clean_base_url(self):
+        return self.cleaned_data["base_url"].strip()
+
+
+class CredentialCreateForm(_CredentialFieldsForm):
+    provider = forms.ChoiceField(
+        label=_("Provider"), choices=PROVIDER_CHOICES, widget=PresetSelect(attrs={"data-preset-select": ""}),
+        help_text=_('"Demo" answers locally without internet or key: for trying Tollgate out, not for real work.'),
+    )
+    field_order = ["provider", "name", "base_url", "api_key", "api_version", "extra_headers", "connect_timeout", "read_timeout"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["api_key"].help_text = _("Stored encrypted and never shown again. Not needed for the demo provider.")
+        self.fields["extra_headers"].help_text = _("Optional, sent with every request. Stored encrypted.")
+
+    def clean_extra_headers(self):
+        return _parse_headers(self.cleaned_data["extra_headers"])
+
+    def service_kwargs(self) -> dict:
+        data = dict(self.cleaned_data)
+        if data["extra_headers"] is None:
+            del data["extra_headers"]
+        return data
+
+
+class CredentialUpdateForm(_CredentialFieldsForm):
+    """The key and headers are write-only: empty keeps the stored value."""
+
+    def __init__(self, *args, credential: ProviderCredential, header_names=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.credential = credential
+        self.fields["api_key"].help_text = _("Leave blank to keep the stored key (%(hint)s).") % {
+            "hint": f"…{credential.api_key_hint}" if credential.api_key_hint else "…"
+        } if credential.api_key_encrypted else _("Leave blank to keep it empty.")
+        names = ", ".join(header_names) if header_names else _("none")
+        self.fields["extra_headers"].help_text = _(
+            "Leave blank to keep the stored headers (currently: %(names)s); {} removes them all."
+        ) % {"names": names}
+        preset = PRESETS.get(credential.provider)
+        if preset is not None:
+            self.fields["base_url"].widget.attrs["placeholder"] = preset.base_url or _("Required for this provider")
+            if preset.wire == "mock":
+                for field in ("api_key", "extra_headers"):
+                    del self.fields[field]
+            if preset.wire != "azure":
+                del self.fields["api_version"]
+
+    @classmethod
+    def for_credential(cls, credential, *, header_names=(), data=None):
+        initial = {
+            "name": credential.name, "base_url": credential.base_url, "api_version": credential.api_version,
+            "connect_timeout": credential.connect_timeout, "read_timeout": credential.read_timeout,
+        }
+        return cls(data, initial=initial, credential=credential, header_names=header_names)
+
+    def clean_extra_headers(self):
+        text = (self.cleaned_data["extra_headers"] or "").strip()
+        if not text:
+            return None
+        return _parse_headers(text) or {}
+
+    def service_kwargs(self) -> dict:
+        data = dict(self.cleaned_data)
+        if data.get("extra_headers") is None:
+            data.pop("extra_headers", None)
+        if not data.get("api_key"):
+            data.pop("api_key", None)
+        return data
+
+
+class CredentialTestForm(forms.Form):
+    upstream_model = forms.CharField(label=_("Model at the provider"), max_length=200)
+
+
+# --- Models and deployments ---------------------------------------------------------------------------
+
+
+class ModelCreateForm(forms.Form):
+    name = forms.CharField(
+        label=_("Name"), max_length=120, help_text=_("What callers send as “model”, e.g. gpt-4o-mini or chat-default."),
+    )
+    description = forms.CharField(label=_("Description"), max_length=300, required=False)
+    routing = forms.ChoiceField(label=_("Routing"), choices=Model.Routing.choices, initial=Model.Routing.WEIGHTED)
+
+
+class ModelUpdateForm(forms.Form):
+    description = forms.CharField(label=_("Description"), max_length=300, required=False)
+    routing = forms.ChoiceField(label=_("Routing"), choices=Model.Routing.choices)
+    is_active = forms.BooleanField(label=_("Active"), required=False, help_text=_("An inactive model is refused by the gateway."))
+
+    @classmethod
+    def for_model(cls, model, data=None):
+        return cls(data, initial={"description": model.description, "routing": model.routing, "is_active": model.is_active})
+
+
+class DeploymentForm(forms.Form):
+    credential = forms.ModelChoiceField(label=_("Credential"), queryset=ProviderCredential.objects.none())
+    upstream_model = forms.CharField(label=_("Model at the provider"), max_length=200)
+    name = forms.CharField(label=_("Variant name"), max_length=120, required=False, help_text=_("Optional, for reports."))
+    weight = forms.IntegerField(
+        label=_("Weight"), min_value=0, max_value=MAX_WEIGHT, initial=1,
+        help_text=_("Share of traffic relative to the other deployments; 0 serves only as a fallback."),
+    )
+    order = forms.IntegerField(label=_("Fallback order"), min_value=0, max_value=MAX_WEIGHT, initial=0, help_text=_("Lowest first."))
+
+    def __init__(self, *args, organization, with_active=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["credential"].queryset = ProviderCredential.objects.filter(organization=organization)
+        if with_active:
+            self.fields["is_active"] = forms.BooleanField(label=_("Active"), required=False)
+
+    def clean_upstream_model(self):
+        value = self.cleaned_data["upstream_model"].strip()
+        if any(c in value for c in "\x00\r\n"):
+            raise forms.ValidationError(_("Use a name without line breaks."))
+        return value
+
+    @classmethod
+    def for_deployment(cls, deployment: Deployment, data=None):
+        initial = {
+            "credential": deployment.credential_id, "upstream_model": deployment.upstream_model, "name": deployment.name,
+            "weight": deployment.weight, "order": deployment.order, "is_active": deployment.is_active,
+        }
+        return cls(data, initial=initial, organization=deployment.organization, with_active=True)

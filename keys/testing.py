@@ -1,0 +1,117 @@
+"""The "test credential" button: one cheap chat call (max_tokens 1) through the relay's adapter for a credential.
+
+It uses the adapter machinery directly rather than the relay pipeline: no key, model, deployment,
+admission or usage record is involved, so a credential can be tried before any model uses it.
+The answer is reduced to (ok, message, latency); the message never contains the credential's key.
+"""
+
+import time
+
+import httpx
+from asgiref.sync import async_to_sync
+from django.utils.translation import gettext as _
+
+from accounts.errors import ApplicationError
+from accounts.permissions import Perm, has_perm
+from accounts.tenancy import OrgContext
+from keys import encryption
+from keys.egress import check_url
+from keys.models import ProviderCredential
+from keys.presets import PRESETS
+from keys.selectors import credential_extra_headers
+from relay.errors import RelayError
+from relay.providers import get_adapter
+from relay.providers.base import Target
+
+TEST_TIMEOUT_SECONDS = 10.0
+TEST_PROMPT = "Reply with one word."
+
+
+def http_client(*, connect_timeout: float) -> httpx.Client:
+    """The client for one test call; tests replace it with one on an httpx.MockTransport."""
+    timeout = httpx.Timeout(TEST_TIMEOUT_SECONDS, connect=min(connect_timeout, TEST_TIMEOUT_SECONDS))
+    # Like the relay: no proxies from the environment, no redirects (they could lead to internal hosts).
+    return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False)
+
+
+def _target(credential: ProviderCredential, upstream_model: str) -> Target:
+    preset = PRESETS[credential.provider]
+    return Target(
+        deployment_id=0,
+        provider=credential.provider,
+        wire=preset.wire,
+        base_url=credential.base_url or preset.base_url,
+        api_key=encryption.decrypt(credential.api_key_encrypted),
+        upstream_model=upstream_model,
+        api_version=credential.api_version,
+        extra_headers=credential_extra_headers(credential),
+        connect_timeout=credential.connect_timeout,
+        read_timeout=credential.read_timeout,
+        stream_usage=preset.stream_usage,
+    )
+
+
+async def _local_call(adapter, request) -> tuple[int, bytes, dict]:
+    response = await adapter.local_call(request, "chat")
+    return response.status, await response.read(), dict(response.headers)
+
+
+def _redact(message: str, secret: str) -> str:
+    return message.replace(secret, "[redacted]") if secret else message
+
+
+def credential_test(*, actor: OrgContext, credential: ProviderCredential, upstream_model: str) -> tuple[bool, str, int]:
+    """Send one minimal chat request with `credential`; returns (ok, message to show, latency in ms)."""
+    if not has_perm(actor.role, Perm.MANAGE_PROVIDERS):
+        raise ApplicationError(_("Your role does not allow this."), code="permission_denied", status=403)
+    if credential.organization_id != actor.organization.pk:
+        raise ApplicationError(_("Unknown credential."), code="not_found", status=404)
+    upstream_model = (upstream_model or "").strip()
+    if not upstream_model or any(c in upstream_model for c in "\x00\r\n"):
+        raise ApplicationError(_("Name the model at the provider."), field="upstream_model")
+
+    preset = PRESETS.get(credential.provider)
+    if preset is None:
+        return False, _("This credential's provider is not supported any more."), 0
+    try:
+        target = _target(credential, upstream_model)
+    except ValueError:
+        return False, _("The stored key cannot be decrypted with the configured encryption keys."), 0
+    adapter = get_adapter(preset.wire)
+    body = {"model": upstream_model, "messages": [{"role": "user", "content": TEST_PROMPT}], "max_tokens": 1}
+    request = adapter.build_request(endpoint="chat", body=body, target=target, stream=False)
+
+    started = time.perf_counter()
+
+    def elapsed() -> int:
+        return round((time.perf_counter() - started) * 1000)
+
+    if adapter.local:
+        status, content, headers = async_to_sync(_local_call)(adapter, request)
+    else:
+        try:
+            # Checked again at call time: the host may resolve elsewhere than when the credential was saved.
+            check_url(request.url, field="base_url")
+        except ApplicationError as exc:
+            return False, exc.message, 0
+        started = time.perf_counter()
+        try:
+            with http_client(connect_timeout=credential.connect_timeout) as client:
+                response = client.request(request.method, request.url, headers=request.headers, content=request.body)
+        except httpx.TimeoutException:
+            return False, _("The provider did not answer within %(seconds)d seconds.") % {"seconds": TEST_TIMEOUT_SECONDS}, elapsed()
+        except httpx.HTTPError as exc:
+            # The exception text can hold the URL or resolver details; its class says enough.
+            return False, _("Could not reach the provider (%(error)s).") % {"error": type(exc).__name__}, elapsed()
+        status, content, headers = response.status_code, response.content, dict(response.headers)
+
+    latency = elapsed()
+    if 200 <= status < 300:
+        try:
+            adapter.parse_response(endpoint="chat", body=content, target=target, model=upstream_model)
+        except RelayError as exc:
+            return False, _redact(exc.message, target.api_key), latency
+        return True, _("The provider answered in %(ms)d ms.") % {"ms": latency}, latency
+    error = adapter.map_error(status=status, body=content, headers=headers)
+    message = _("The provider refused the call (HTTP %(status)d): %(message)s") % {"status": status, "message": error.message}
+    return False, _redact(message, target.api_key), latency

@@ -1,0 +1,493 @@
+"""Dashboard pages for virtual keys, provider credentials, models and deployments.
+
+Forms check the shape of input; every write goes through keys.services, whose refusals
+(ApplicationError) are shown on the form that caused them. Objects are read through
+`get_scoped_or_404` (keys through the caller's visible keys), so another organization's object,
+or another member's key, is a 404.
+
+A new or rotated secret is rendered straight into the response of the POST that made it, with
+Cache-Control: no-store. It is never put in the session, a message or a redirect URL.
+"""
+
+import json
+from functools import wraps
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db import IntegrityError
+from django.db.models import Count, Min
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts.decorators import permission_required
+from accounts.errors import ApplicationError
+from accounts.forms import add_service_error
+from accounts.permissions import Perm
+from accounts.tenancy import get_scoped_or_404
+from keys import selectors, services
+from keys.forms import (
+    CredentialCreateForm,
+    CredentialTestForm,
+    CredentialUpdateForm,
+    DeploymentForm,
+    KeyCreateForm,
+    KeyFilterForm,
+    KeyRotateForm,
+    KeyUpdateForm,
+    ModelCreateForm,
+    ModelUpdateForm,
+)
+from keys.models import Deployment, Model, ProviderCredential
+from keys.presets import PRESETS
+from keys.testing import credential_test as run_credential_test
+
+KEY_PAGE_SIZE = 50
+
+
+def _ip(request):
+    return request.META.get("REMOTE_ADDR")
+
+
+def _service_error(form, exc: ApplicationError) -> None:
+    add_service_error(form, exc)
+    form.service_status = exc.status  # a refusal by role is a 403 page, a bad value a 400
+
+
+def _validation_error(form, exc: ValidationError) -> None:
+    """Model validation the form did not foresee, shown on the field it names when the form has it."""
+    for field, errors in exc.message_dict.items() if hasattr(exc, "error_dict") else [(None, exc.messages)]:
+        form.add_error(field if field in form.fields else None, errors)
+
+
+def _form_status(form) -> int:
+    return getattr(form, "service_status", 400)
+
+
+def _in_org_time_zone(view):
+    """Form input and display of dates in the organization's time zone, not the server's."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        with timezone.override(request.org_context.organization.time_zone):
+            return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def public_api_base() -> str:
+    return settings.TOLLGATE_PUBLIC_URL.rstrip("/") + "/v1"
+
+
+def sdk_snippet(*, model: str, secret: str | None = None, prefix: str = "") -> str:
+    """Python for the official openai SDK; the secret itself only on the page that shows it once."""
+    if secret:
+        head = ["from openai import OpenAI", "", "client = OpenAI(", f"    base_url={json.dumps(public_api_base())},",
+                f"    api_key={json.dumps(secret)},", ")"]
+    else:
+        hint = _("the key's secret, starting with %(prefix)s…") % {"prefix": prefix} if prefix else _("your key's secret")
+        head = ["import os", "", "from openai import OpenAI", "", "client = OpenAI(",
+                f"    base_url={json.dumps(public_api_base())},",
+                f'    api_key=os.environ["TOLLGATE_API_KEY"],  # {hint}', ")"]
+    return "\n".join([
+        *head,
+        "response = client.chat.completions.create(",
+        f"    model={json.dumps(model)},",
+        '    messages=[{"role": "user", "content": "Hello!"}],',
+        ")",
+        "print(response.choices[0].message.content)",
+        "",
+    ])
+
+
+def _snippet_model(key) -> str:
+    if key.allowed_models:
+        return key.allowed_models[0]
+    name = Model.objects.filter(organization_id=key.organization_id, is_active=True).order_by("name").values_list("name", flat=True).first()
+    return name or "MODEL_NAME"
+
+
+# --- Virtual keys ----------------------------------------------------------------------------------------
+
+
+def _visible_key_or_404(request, pk):
+    ctx = request.org_context
+    return get_scoped_or_404(selectors.virtual_key_visible_list(actor=ctx), ctx.organization, pk=pk)
+
+
+def _keys_page(request, *, create_form=None, status=200):
+    ctx = request.org_context
+    filter_form = KeyFilterForm(request.GET or None, org_context=ctx)
+    keys = filter_form.filter(selectors.virtual_key_visible_list(actor=ctx))
+    page = Paginator(keys, KEY_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "nav_section": "keys",
+        "page": page,
+        "filter_form": filter_form,
+        "filter_query": query.urlencode(),
+        "filtered": bool(filter_form.is_bound and any(filter_form.cleaned_data.values())),
+        "create_form": create_form or KeyCreateForm(org_context=ctx),
+        "manages_all": ctx.can(Perm.MANAGE_KEYS),
+        "now": timezone.now(),
+    }
+    return render(request, "keys/keys.html", context, status=status)
+
+
+@permission_required(Perm.MANAGE_OWN_KEYS)
+@_in_org_time_zone
+def keys(request):
+    return _keys_page(request)
+
+
+def _secret_page(request, *, key, secret, rotated=False):
+    context = {
+        "nav_section": "keys",
+        "key": key,
+        "secret": secret,
+        "rotated": rotated,
+        "snippet": sdk_snippet(model=_snippet_model(key), secret=secret),
+        "api_base": public_api_base(),
+    }
+    response = render(request, "keys/key_secret.html", context)
+    add_never_cache_headers(response)  # no-store: the back button or a shared cache must not bring it back
+    return response
+
+
+@require_POST
+@permission_required(Perm.MANAGE_OWN_KEYS)
+@_in_org_time_zone
+def key_create(request):
+    ctx = request.org_context
+    form = KeyCreateForm(request.POST, org_context=ctx)
+    if form.is_valid():
+        try:
+            key, secret = services.virtual_key_create(actor=ctx, ip=_ip(request), **form.service_kwargs())
+        except ApplicationError as exc:
+            _service_error(form, exc)
+        else:
+            return _secret_page(request, key=key, secret=secret)
+    return _keys_page(request, create_form=form, status=_form_status(form))
+
+
+def _key_detail_page(request, key, *, edit_form=None, rotate_form=None, status=200):
+    ctx = request.org_context
+    context = {
+        "nav_section": "keys",
+        "key": key,
+        "edit_form": edit_form or KeyUpdateForm.for_key(key, org_context=ctx),
+        "rotate_form": rotate_form or KeyRotateForm(),
+        "snippet": sdk_snippet(model=_snippet_model(key), prefix=key.prefix),
+        "api_base": public_api_base(),
+        "now": timezone.now(),
+    }
+    return render(request, "keys/key_detail.html", context, status=status)
+
+
+@permission_required(Perm.MANAGE_OWN_KEYS)
+@_in_org_time_zone
+def key_detail(request, pk):
+    return _key_detail_page(request, _visible_key_or_404(request, pk))
+
+
+@require_POST
+@permission_required(Perm.MANAGE_OWN_KEYS)
+@_in_org_time_zone
+def key_update(request, pk):
+    ctx = request.org_context
+    key = _visible_key_or_404(request, pk)
+    form = KeyUpdateForm.for_key(key, org_context=ctx, data=request.POST)
+    if form.is_valid():
+        try:
+            services.virtual_key_update(actor=ctx, key=key, ip=_ip(request), **form.cleaned_data)
+        except ApplicationError as exc:
+            key.refresh_from_db()  # the service may have set some fields before refusing
+            _service_error(form, exc)
+        else:
+            messages.success(request, _("Key %(name)s saved.") % {"name": key.name})
+            return redirect("key_detail", pk=key.pk)
+    return _key_detail_page(request, key, edit_form=form, status=_form_status(form))
+
+
+@require_POST
+@permission_required(Perm.MANAGE_OWN_KEYS)
+@_in_org_time_zone
+def key_rotate(request, pk):
+    ctx = request.org_context
+    key = _visible_key_or_404(request, pk)
+    form = KeyRotateForm(request.POST)
+    if form.is_valid():
+        try:
+            key, secret = services.virtual_key_rotate(actor=ctx, key=key, ip=_ip(request), **form.cleaned_data)
+        except ApplicationError as exc:
+            _service_error(form, exc)
+        else:
+            return _secret_page(request, key=key, secret=secret, rotated=True)
+    return _key_detail_page(request, key, rotate_form=form, status=_form_status(form))
+
+
+@require_POST
+@permission_required(Perm.MANAGE_OWN_KEYS)
+def key_revoke(request, pk):
+    key = _visible_key_or_404(request, pk)
+    services.virtual_key_revoke(actor=request.org_context, key=key, ip=_ip(request))
+    messages.success(request, _("Key %(name)s revoked. It stopped working at once.") % {"name": key.name})
+    return redirect("keys")
+
+
+# --- Provider credentials ---------------------------------------------------------------------------------
+
+
+def _providers_page(request, *, create_form=None, test_errors=None, status=200):
+    org = request.org_context.organization
+    credentials = selectors.credential_list(organization=org).annotate(
+        deployment_count=Count("deployments"), sample_model=Min("deployments__upstream_model"),
+    )
+    test_errors = test_errors or {}
+    rows = [
+        {
+            "credential": credential,
+            "preset": PRESETS.get(credential.provider),
+            "test_errors": test_errors.get(credential.pk, []),
+        }
+        for credential in credentials
+    ]
+    context = {
+        "nav_section": "providers",
+        "rows": rows,
+        "can_manage": request.org_context.can(Perm.MANAGE_PROVIDERS),
+        "create_form": create_form or CredentialCreateForm(),
+    }
+    return render(request, "keys/providers.html", context, status=status)
+
+
+@permission_required(Perm.VIEW_ORG)
+def providers(request):
+    return _providers_page(request)
+
+
+def _save_credential(form, save) -> ProviderCredential | None:
+    """Run a credential service; its refusals land on the form."""
+    try:
+        return save()
+    except ApplicationError as exc:
+        _service_error(form, exc)
+    except ValidationError as exc:
+        _validation_error(form, exc)
+    except IntegrityError:  # the same name saved in the meantime
+        form.add_error("name", _("A credential with this name already exists."))
+    return None
+
+
+@require_POST
+@permission_required(Perm.MANAGE_PROVIDERS)
+def credential_create(request):
+    ctx = request.org_context
+    form = CredentialCreateForm(request.POST)
+    if form.is_valid():
+        credential = _save_credential(
+            form, lambda: services.credential_create(actor=ctx, ip=_ip(request), **form.service_kwargs())
+        )
+        if credential is not None:
+            messages.success(request, _("Credential %(name)s added.") % {"name": credential.name})
+            return redirect("providers")
+    return _providers_page(request, create_form=form, status=_form_status(form))
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required(Perm.MANAGE_PROVIDERS)
+def credential_edit(request, pk):
+    ctx = request.org_context
+    credential = get_scoped_or_404(ProviderCredential, ctx.organization, pk=pk)
+    header_names = sorted(selectors.credential_extra_headers(credential)) if credential.extra_headers_encrypted else []
+    form = CredentialUpdateForm.for_credential(
+        credential, header_names=header_names, data=request.POST if request.method == "POST" else None
+    )
+    if request.method == "POST" and form.is_valid():
+        saved = _save_credential(
+            form, lambda: services.credential_update(actor=ctx, credential=credential, ip=_ip(request), **form.service_kwargs())
+        )
+        if saved is not None:
+            messages.success(request, _("Credential %(name)s saved.") % {"name": saved.name})
+            return redirect("providers")
+        credential.refresh_from_db()  # the service set the refused values on this instance
+    context = {"nav_section": "providers", "credential": credential, "preset": PRESETS.get(credential.provider), "form": form}
+    return render(request, "keys/credential_edit.html", context, status=_form_status(form) if form.errors else 200)
+
+
+@require_POST
+@permission_required(Perm.MANAGE_PROVIDERS)
+def credential_delete(request, pk):
+    ctx = request.org_context
+    credential = get_scoped_or_404(ProviderCredential, ctx.organization, pk=pk)
+    name = credential.name
+    try:
+        services.credential_delete(actor=ctx, credential=credential, ip=_ip(request))
+    except ApplicationError as exc:
+        messages.error(request, _("%(name)s was not deleted: %(reason)s") % {"name": name, "reason": exc.message})
+    else:
+        messages.success(request, _("Credential %(name)s deleted.") % {"name": name})
+    return redirect("providers")
+
+
+@require_POST
+@permission_required(Perm.MANAGE_PROVIDERS)
+def credential_test(request, pk):
+    ctx = request.org_context
+    credential = get_scoped_or_404(ProviderCredential, ctx.organization, pk=pk)
+    form = CredentialTestForm(request.POST)
+    if not form.is_valid():
+        errors = [message for field_errors in form.errors.values() for message in field_errors]
+        return _providers_page(request, test_errors={credential.pk: errors}, status=400)
+    try:
+        ok, message, _latency = run_credential_test(actor=ctx, credential=credential, upstream_model=form.cleaned_data["upstream_model"])
+    except ApplicationError as exc:
+        return _providers_page(request, test_errors={credential.pk: [exc.message]}, status=exc.status)
+    report = messages.success if ok else messages.error
+    report(request, _("Test of %(name)s with %(model)s: %(message)s") % {
+        "name": credential.name, "model": form.cleaned_data["upstream_model"], "message": message,
+    })
+    return redirect("providers")
+
+
+# --- Models and deployments -------------------------------------------------------------------------------
+
+
+def _model_rows(models, *, deployment_forms):
+    rows = []
+    for model in models:
+        deployments = list(model.deployments.all())
+        total = sum(d.weight for d in deployments if d.is_active)
+        rows.append({
+            "model": model,
+            "deployments": [
+                {"deployment": d, "share": (100 * d.weight / total) if d.is_active and total else None}
+                for d in deployments
+            ],
+            "deployment_form": deployment_forms.get(model.pk),
+        })
+    return rows
+
+
+def _models_page(request, *, create_form=None, deployment_forms=None, status=200):
+    ctx = request.org_context
+    org = ctx.organization
+    can_manage = ctx.can(Perm.MANAGE_PROVIDERS)
+    models = list(selectors.model_list(organization=org))
+    forms_by_model = dict(deployment_forms or {})
+    if can_manage:
+        for model in models:
+            if model.pk not in forms_by_model:
+                forms_by_model[model.pk] = DeploymentForm(organization=org, prefix=f"model-{model.pk}")
+    context = {
+        "nav_section": "models",
+        "rows": _model_rows(models, deployment_forms=forms_by_model),
+        "can_manage": can_manage,
+        "has_credentials": selectors.credential_list(organization=org).exists(),
+        "create_form": create_form or ModelCreateForm(),
+    }
+    return render(request, "keys/models.html", context, status=status)
+
+
+@permission_required(Perm.VIEW_ORG)
+def models(request):
+    return _models_page(request)
+
+
+@require_POST
+@permission_required(Perm.MANAGE_PROVIDERS)
+def model_create(request):
+    form = ModelCreateForm(request.POST)
+    if form.is_valid():
+        try:
+            model = services.model_create(actor=request.org_context, ip=_ip(request), **form.cleaned_data)
+        except ApplicationError as exc:
+            _service_error(form, exc)
+        except IntegrityError:  # the same name saved in the meantime
+            form.add_error("name", _("A model with this name already exists."))
+        else:
+            messages.success(request, _("Model %(name)s created. Add a deployment to serve it.") % {"name": model.name})
+            return redirect("models")
+    return _models_page(request, create_form=form, status=_form_status(form))
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required(Perm.MANAGE_PROVIDERS)
+def model_edit(request, pk):
+    ctx = request.org_context
+    model = get_scoped_or_404(Model, ctx.organization, pk=pk)
+    form = ModelUpdateForm.for_model(model, data=request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.model_update(actor=ctx, model=model, ip=_ip(request), **form.cleaned_data)
+        except ApplicationError as exc:
+            model.refresh_from_db()
+            _service_error(form, exc)
+        else:
+            messages.success(request, _("Model %(name)s saved.") % {"name": model.name})
+            return redirect("models")
+    context = {"nav_section": "models", "model": model, "form": form}
+    return render(request, "keys/model_edit.html", context, status=_form_status(form) if form.errors else 200)
+
+
+@require_POST
+@permission_required(Perm.MANAGE_PROVIDERS)
+def model_delete(request, pk):
+    ctx = request.org_context
+    model = get_scoped_or_404(Model, ctx.organization, pk=pk)
+    name = model.name
+    services.model_delete(actor=ctx, model=model, ip=_ip(request))
+    messages.success(request, _("Model %(name)s and its deployments deleted.") % {"name": name})
+    return redirect("models")
+
+
+@require_POST
+@permission_required(Perm.MANAGE_PROVIDERS)
+def deployment_create(request, pk):
+    ctx = request.org_context
+    model = get_scoped_or_404(Model, ctx.organization, pk=pk)
+    form = DeploymentForm(request.POST, organization=ctx.organization, prefix=f"model-{model.pk}")
+    if form.is_valid():
+        try:
+            services.deployment_create(actor=ctx, model=model, ip=_ip(request), **form.cleaned_data)
+        except ApplicationError as exc:
+            _service_error(form, exc)
+        else:
+            messages.success(request, _("Deployment added to %(name)s.") % {"name": model.name})
+            return redirect("models")
+    return _models_page(request, deployment_forms={model.pk: form}, status=_form_status(form))
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required(Perm.MANAGE_PROVIDERS)
+def deployment_edit(request, pk):
+    ctx = request.org_context
+    deployment = get_scoped_or_404(Deployment.objects.select_related("model", "credential"), ctx.organization, pk=pk)
+    form = DeploymentForm.for_deployment(deployment, data=request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.deployment_update(actor=ctx, deployment=deployment, ip=_ip(request), **form.cleaned_data)
+        except ApplicationError as exc:
+            deployment.refresh_from_db()
+            _service_error(form, exc)
+        else:
+            messages.success(request, _("Deployment of %(name)s saved.") % {"name": deployment.model.name})
+            return redirect("models")
+    context = {"nav_section": "models", "deployment": deployment, "form": form}
+    return render(request, "keys/deployment_edit.html", context, status=_form_status(form) if form.errors else 200)
+
+
+@require_POST
+@permission_required(Perm.MANAGE_PROVIDERS)
+def deployment_delete(request, pk):
+    ctx = request.org_context
+    deployment = get_scoped_or_404(Deployment.objects.select_related("model"), ctx.organization, pk=pk)
+    name = deployment.model.name
+    services.deployment_delete(actor=ctx, deployment=deployment, ip=_ip(request))
+    messages.success(request, _("Deployment removed from %(name)s.") % {"name": name})
+    return redirect("models")

@@ -1,0 +1,120 @@
+"""Budgets enforced at admission by the real relay, priced exactly, with an exact ledger."""
+
+import asyncio
+from decimal import Decimal
+
+import openai
+import pytest
+from django.conf import settings
+from django.db.models import Sum
+
+from billing import services as billing_services
+from billing.models import UsageEvent, UsageRollup
+from tests.gateway import drain_usage, wait_for
+
+# Output at 1000 USD per 1M tokens: the mock's 10-word answer costs exactly 0.01.
+PER_REQUEST = Decimal("0.01")
+MESSAGES = [{"role": "user", "content": "Hi"}]
+
+
+@pytest.fixture
+def priced(gateway):
+    billing_services.price_create(
+        actor=gateway.ctx, provider="custom", upstream_model="echo", currency="USD", input_per_m="0", output_per_m="1000",
+    )
+    return gateway
+
+
+def budget(gateway, amount, **kwargs):
+    return billing_services.budget_create(actor=gateway.ctx, scope="org", amount=amount, period="month", **kwargs)
+
+
+def ledger_total(org):
+    drain_usage()
+    return UsageEvent.objects.filter(organization=org).aggregate(total=Sum("cost_display"))["total"] or Decimal(0)
+
+
+def test_hard_budget_refuses_before_any_upstream_call(priced, upstream):
+    budget(priced, "0.05", name="Team cap")
+    client = priced.client()
+    for _ in range(5):
+        client.chat.completions.create(model="gpt-test", messages=MESSAGES, max_tokens=10)
+    calls_before = len(upstream.ledger)
+    with pytest.raises(openai.RateLimitError) as info:
+        client.chat.completions.create(model="gpt-test", messages=MESSAGES, max_tokens=10)
+    assert info.value.code == "budget_exceeded"
+    assert info.value.body["type"] == "insufficient_quota"
+    assert "Team cap" in info.value.message
+    assert len(upstream.ledger) == calls_before  # refused before the upstream
+    assert wait_for(lambda: ledger_total(priced.org) == Decimal("0.05"))
+
+
+def test_soft_budget_only_counts(priced):
+    budget(priced, "0.01", hard=False)
+    client = priced.client()
+    for _ in range(3):
+        client.chat.completions.create(model="gpt-test", messages=MESSAGES, max_tokens=10)
+    assert wait_for(lambda: ledger_total(priced.org) == Decimal("0.03"))
+
+
+def test_concurrent_calls_respect_the_hard_budget_and_the_ledger_is_exact(priced, upstream):
+    budget(priced, "1.00")
+    client = openai.AsyncOpenAI(base_url=priced.base_url, api_key=priced.secret, max_retries=0, timeout=60)
+
+    async def one():
+        try:
+            await client.chat.completions.create(model="gpt-test", messages=MESSAGES, max_tokens=10)
+            return "ok"
+        except openai.RateLimitError as error:
+            return error.code
+
+    async def burst():
+        try:
+            return await asyncio.gather(*(one() for _ in range(200)))
+        finally:
+            await client.close()
+
+    results = asyncio.run(burst())
+    admitted = results.count("ok")
+    assert 95 <= admitted <= 100, admitted
+    assert results.count("budget_exceeded") == 200 - admitted
+    def settled():
+        total = ledger_total(priced.org)
+        return total if UsageEvent.objects.filter(organization=priced.org, status_code=200).count() == admitted else None
+
+    total = wait_for(settled)
+    assert total <= Decimal("1.00") + PER_REQUEST  # overspend bound: one request's worst case
+    assert total == PER_REQUEST * admitted
+    # request for request, the ledger matches what the upstream served
+    served = [e for e in upstream.ledger if e.completed]
+    events = UsageEvent.objects.filter(organization=priced.org, status_code=200)
+    assert len(served) == events.count() == admitted
+    assert sum(e.completion_tokens for e in served) == events.aggregate(t=Sum("completion_tokens"))["t"]
+    assert sum(e.prompt_tokens for e in served) == events.aggregate(t=Sum("prompt_tokens"))["t"]
+    assert UsageEvent.objects.filter(organization=priced.org, error_type="budget_exceeded").count() == 200 - admitted
+    # rollups agree with the ledger
+    rolled = UsageRollup.objects.filter(organization=priced.org, grain="day").aggregate(c=Sum("cost"), r=Sum("requests"))
+    assert rolled["c"] == total and rolled["r"] == 200
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="counters live in this process without Redis")
+def test_counters_lost_in_redis_are_rebuilt_from_the_ledger(priced):
+    import redis
+
+    budget(priced, "0.05")
+    client = priced.client()
+    for _ in range(3):
+        client.chat.completions.create(model="gpt-test", messages=MESSAGES, max_tokens=10)
+    assert wait_for(lambda: ledger_total(priced.org) == Decimal("0.03"))
+    store = redis.Redis.from_url(settings.REDIS_URL)
+    lost = store.keys("tg:b:*")
+    assert lost
+    store.delete(*lost)
+    admitted = 0
+    for _ in range(4):
+        try:
+            client.chat.completions.create(model="gpt-test", messages=MESSAGES, max_tokens=10)
+            admitted += 1
+        except openai.RateLimitError:
+            pass
+    assert admitted == 2  # 0.03 rebuilt from the ledger + 2 x 0.01 = the 0.05 budget
