@@ -110,6 +110,10 @@ def virtual_key_update(*, actor: OrgContext, key: VirtualKey, ip=None, **changes
         if field in changes:
             setattr(key, field, _check_limit(changes[field], field))
     if "expires_at" in changes:
+        expires_at = changes["expires_at"]
+        # As on create; an unchanged past expiry (an edit form resubmitting it) is left alone.
+        if expires_at is not None and expires_at != key.expires_at and expires_at <= timezone.now():
+            raise ApplicationError(_("The expiry must be in the future."), field="expires_at")
         key.expires_at = changes["expires_at"]
     if "metadata" in changes:
         key.metadata = changes["metadata"] or {}

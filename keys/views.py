@@ -304,7 +304,10 @@ def credential_create(request):
 def credential_edit(request, pk):
     ctx = request.org_context
     credential = get_scoped_or_404(ProviderCredential, ctx.organization, pk=pk)
-    header_names = sorted(selectors.credential_extra_headers(credential)) if credential.extra_headers_encrypted else []
+    try:
+        header_names = sorted(selectors.credential_extra_headers(credential))
+    except ValueError:  # encrypted under a key no longer configured; saving new headers replaces them
+        header_names = ["?"]
     form = CredentialUpdateForm.for_credential(
         credential, header_names=header_names, data=request.POST if request.method == "POST" else None
     )

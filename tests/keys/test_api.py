@@ -178,18 +178,19 @@ def test_key_update(owner_client, org):
     assert owner_client.patch(f"/api/keys/{key.pk}/", {"tpm_limit": 7}, format="json").json()["name"] == "Renamed"
     key.refresh_from_db()
     assert (key.expires_at, key.tpm_limit, key.metadata) == (expires, 7, {"b": 2})
+    assert owner_client.patch(f"/api/keys/{key.pk}/", {"expires_at": None}, format="json").json()["expires_at"] is None
 
 
 @pytest.mark.parametrize(
     ("body", "field"),
     [({"rpm_limit": -5}, "rpm_limit"), ({"allowed_models": ["unknown"]}, "allowed_models"), ({"name": ""}, "name"),
-     ({"tpm_limit": 1.5}, "tpm_limit")],
+     ({"tpm_limit": 1.5}, "tpm_limit"), ({"expires_at": "2001-01-01T00:00:00Z"}, "expires_at")],
 )
 def test_key_update_validation(owner_client, org, body, field):
     key = VirtualKeyFactory(organization=org, name="Stable", rpm_limit=10)
     field_error(owner_client.patch(f"/api/keys/{key.pk}/", body, format="json"), field)
     key.refresh_from_db()
-    assert (key.name, key.rpm_limit, key.allowed_models) == ("Stable", 10, [])
+    assert (key.name, key.rpm_limit, key.allowed_models, key.expires_at) == ("Stable", 10, [], None)
 
 
 # Rotation and revocation
