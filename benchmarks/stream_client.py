@@ -35,6 +35,8 @@ async def run(args) -> dict:
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False) as session:
 
+        warmups = [0]
+
         async def one(record: bool) -> None:
             started = time.perf_counter()
             first = None
@@ -57,6 +59,7 @@ async def run(args) -> dict:
                 return
             ended = time.perf_counter()
             if not record:
+                warmups[0] += 1
                 return
             statuses[status] = statuses.get(status, 0) + 1
             if status >= 300:
@@ -92,6 +95,7 @@ async def run(args) -> dict:
         "ttft_ms": {f"p{q}": percentile(ttfts, q) for q in (50, 90, 99)},
         "total_ms": {f"p{q}": percentile(totals, q) for q in (50, 90, 99)},
         "events_per_response": (sum(events) / len(events)) if events else 0,
+        "warmup_requests": warmups[0],
     }
 
 

@@ -9,6 +9,7 @@ delivery fails and the channel is disabled with an email to the organization's o
 
 import logging
 import random
+import re
 import secrets
 from datetime import timedelta
 from functools import partial
@@ -195,7 +196,9 @@ def _enqueue(delivery_id: int) -> None:
         log.warning("could not enqueue alert delivery %s: %s", delivery_id, exc.__class__.__name__)
 
 
-def _create(*, organization: Organization, kind: str, dedupe_key: str, payload: dict, budget, channels) -> tuple[Alert, list[AlertDelivery]] | None:
+def _create(
+    *, organization: Organization, kind: str, dedupe_key: str, payload: dict, budget, channels
+) -> tuple[Alert, list[AlertDelivery]] | None:
     try:
         with transaction.atomic():  # savepoint: a duplicate key must not break the caller's transaction
             alert = Alert.objects.create(organization=organization, kind=kind, dedupe_key=dedupe_key, payload=payload, budget=budget)
@@ -270,7 +273,8 @@ def alert_deliveries_due(*, limit: int = 50) -> int:
     with transaction.atomic():
         # skip_locked lets parallel runs split the work on PostgreSQL; the claim below is what prevents doubles.
         candidates = list(
-            AlertDelivery.objects.filter(due).order_by("next_attempt_at", "pk").select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit]
+            AlertDelivery.objects.filter(due).order_by("next_attempt_at", "pk")
+            .select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit]
         )
     attempted = 0
     for pk in candidates:
@@ -297,6 +301,7 @@ def _scrub(text: str, channel: AlertChannel) -> str:
         for piece in (channel.target, parts.path, parts.query):
             if len(piece) > 1:
                 text = text.replace(piece, "***")
+        text = re.sub(r"(?i)\b(sign|access_token|key)=[^&\s\"']+", r"\1=***", text)  # a replayable signature, a token
     return text[:300]
 
 
@@ -332,7 +337,8 @@ def _attempt(delivery_id: int) -> AlertDelivery:
     if now >= deadline:
         _record(delivery, status=AlertDelivery.Status.FAILED, outcome=outcome)
         if not channel.deliveries.filter(status=AlertDelivery.Status.SENT, sent_at__gt=delivery.created_at).exists():
-            _channel_disable(channel, reason=_("Alerts could not be delivered for 24 hours (last error: %(error)s).") % {"error": outcome.error[:150]})
+            reason = _("Alerts could not be delivered for 24 hours (last error: %(error)s).") % {"error": outcome.error[:150]}
+            _channel_disable(channel, reason=reason)
         return delivery
     next_attempt = min(now + timedelta(seconds=_backoff(delivery.attempts, outcome.retry_after)), deadline)
     return _record(delivery, status=AlertDelivery.Status.RETRYING, outcome=outcome, next_attempt_at=next_attempt)

@@ -226,7 +226,8 @@ def send_dingtalk(channel: AlertChannel, alert: Alert, delivery: AlertDelivery) 
 
 def send_wecom(channel: AlertChannel, alert: Alert, delivery: AlertDelivery) -> Outcome:
     message = alert_message(alert, channel)
-    content = "\n".join([f"**{_md_safe(message.title)}**", *(f"> {line}" for line in _markdown_lines(message)), f"[Open Tollgate]({message.link})"])
+    lines = [f"**{_md_safe(message.title)}**", *(f"> {line}" for line in _markdown_lines(message)), f"[Open Tollgate]({message.link})"]
+    content = "\n".join(lines)
     content = content.encode()[:WECOM_MARKDOWN_BYTES].decode(errors="ignore")
     data = {"msgtype": "markdown", "markdown": {"content": content}}
     return _bot_outcome("wecom", _post(channel.target, _json(data)), "errcode", "errmsg")

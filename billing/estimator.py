@@ -52,9 +52,19 @@ class DeploymentEstimate:
 @dataclass(frozen=True)
 class ModelEstimate:
     model: str
+    input_tokens: int  # in total, over every request
+    output_tokens: int
     deployments: tuple[DeploymentEstimate, ...]
     # Where traffic goes first: the lowest-order deployment with a weight, else the first fallback.
     main: DeploymentEstimate | None
+
+    @property
+    def unpriced(self) -> bool:
+        return self.main is None or self.main.unpriced
+
+    @property
+    def missing(self) -> str:
+        return "deployment" if self.main is None else self.main.missing
 
 
 @dataclass(frozen=True)
@@ -175,7 +185,10 @@ def estimate_cost(
             for d in by_model.get(model.pk, [])
         )
         main = next((row for row in rows if row.weight > 0), rows[0] if rows else None)
-        results.append(ModelEstimate(model=model.name, deployments=rows, main=main))
+        results.append(ModelEstimate(
+            model=model.name, input_tokens=requests * input_per_request, output_tokens=requests * expected_output_tokens,
+            deployments=rows, main=main,
+        ))
     return Estimate(
         at=utc(epoch), currency=organization.currency, input_source=source, requests=requests,
         input_tokens_per_request=input_per_request, output_tokens_per_request=expected_output_tokens, models=tuple(results),

@@ -326,9 +326,13 @@ class DeploymentForm(forms.Form):
     )
     order = forms.IntegerField(label=_("Fallback order"), min_value=0, max_value=MAX_WEIGHT, initial=0, help_text=_("Lowest first."))
 
-    def __init__(self, *args, organization, with_active=False, **kwargs):
+    def __init__(self, *args, organization, with_active=False, credentials=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["credential"].queryset = ProviderCredential.objects.filter(organization=organization)
+        if credentials is not None:
+            # One query for a page with a form per model; input is still checked against the queryset.
+            field = self.fields["credential"]
+            field.choices = [("", field.empty_label), *((c.pk, field.label_from_instance(c)) for c in credentials)]
         if with_active:
             self.fields["is_active"] = forms.BooleanField(label=_("Active"), required=False)
 

@@ -76,6 +76,20 @@ class Model(models.Model):
     name = models.CharField(_("name"), max_length=120)
     description = models.CharField(_("description"), max_length=300, blank=True)
     routing = models.CharField(_("routing"), max_length=16, choices=Routing.choices, default=Routing.WEIGHTED)
+    # Fallbacks and retries (relay.routing): tried in order when an attempt fails with a retryable error.
+    fallback_models = models.JSONField(_("fallback models"), default=list, blank=True, help_text=_("Other model names to try after this model's own deployments."))
+    retry_statuses = models.JSONField(_("retry on HTTP status"), default=list, blank=True, help_text=_("Empty: 408, 409, 429 and 5xx. Timeouts and connection errors always retry."))
+    max_attempts = models.PositiveSmallIntegerField(_("max attempts"), default=3, validators=[MinValueValidator(1)])
+    retries_per_deployment = models.PositiveSmallIntegerField(_("retries per deployment"), default=0)
+    deadline_seconds = models.PositiveIntegerField(_("total deadline (s)"), default=300, validators=[MinValueValidator(1)])
+    cooldown_failures = models.PositiveSmallIntegerField(_("failures before cooldown"), default=3, validators=[MinValueValidator(1)])
+    cooldown_window_seconds = models.PositiveIntegerField(_("failure window (s)"), default=60, validators=[MinValueValidator(1)])
+    cooldown_seconds = models.PositiveIntegerField(_("cooldown (s)"), default=30, validators=[MinValueValidator(1)])
+    fallback_max_price_ratio = models.DecimalField(
+        _("fallback price cap (x primary)"), max_digits=8, decimal_places=2, null=True, blank=True,
+        help_text=_("Skip fallbacks dearer than this many times the primary's price."),
+    )
+    context_fallback = models.BooleanField(_("fall back on context-window errors"), default=True, help_text=_("Try a deployment with a larger context window."))
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -98,6 +112,7 @@ class Deployment(models.Model):
     name = models.CharField(_("variant name"), max_length=120, blank=True)
     weight = models.PositiveIntegerField(_("weight"), default=1)
     order = models.PositiveIntegerField(_("fallback order"), default=0)
+    context_window = models.PositiveIntegerField(_("context window (tokens)"), null=True, blank=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -57,6 +57,21 @@ class DeploymentSnapshot:
     order: int
     name: str
     prices: tuple[PriceSnapshot, ...] = ()  # newest first
+    context_window: int | None = None
+
+
+@dataclass(frozen=True)
+class RoutingPolicy:
+    fallback_models: tuple[str, ...] = ()
+    retry_statuses: frozenset[int] = frozenset()  # empty: the adapter's own judgement
+    max_attempts: int = 3
+    retries_per_deployment: int = 0
+    deadline_seconds: int = 300
+    cooldown_failures: int = 3
+    cooldown_window_seconds: int = 60
+    cooldown_seconds: int = 30
+    fallback_max_price_ratio: Decimal | None = None
+    context_fallback: bool = True
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,7 @@ class ModelSnapshot:
     created: int
     currency: str = "USD"  # the org's display currency
     exchange_rates: tuple[tuple[str, Decimal], ...] = ()  # (currency, value in the display currency)
+    policy: RoutingPolicy = RoutingPolicy()
 
     def exchange_rate(self, currency: str) -> Decimal | None:
         if currency == self.currency:
@@ -177,7 +193,7 @@ def model_snapshot(*, organization_id: int, name: str) -> ModelSnapshot | None:
     snapshots = []
     for d in model.deployments.all():
         prices = prices_for(organization_id=organization_id, provider=d.credential.provider, upstream_model=d.upstream_model)
-        snapshots.append(DeploymentSnapshot(target_for(d), d.weight, d.order, str(d), prices))
+        snapshots.append(DeploymentSnapshot(target_for(d), d.weight, d.order, str(d), prices, d.context_window))
     return ModelSnapshot(
         id=model.pk,
         organization_id=organization_id,
@@ -187,6 +203,13 @@ def model_snapshot(*, organization_id: int, name: str) -> ModelSnapshot | None:
         created=int(model.created_at.timestamp()),
         currency=model.organization.currency,
         exchange_rates=exchange_rates_for(organization_id=organization_id),
+        policy=RoutingPolicy(
+            fallback_models=tuple(model.fallback_models or ()), retry_statuses=frozenset(model.retry_statuses or ()),
+            max_attempts=model.max_attempts, retries_per_deployment=model.retries_per_deployment,
+            deadline_seconds=model.deadline_seconds, cooldown_failures=model.cooldown_failures,
+            cooldown_window_seconds=model.cooldown_window_seconds, cooldown_seconds=model.cooldown_seconds,
+            fallback_max_price_ratio=model.fallback_max_price_ratio, context_fallback=model.context_fallback,
+        ),
     )
 
 

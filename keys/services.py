@@ -5,6 +5,7 @@ snapshots within a poll interval. Secrets are returned once and never stored or 
 """
 
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 
 import orjson
 from django.db import transaction
@@ -259,7 +260,7 @@ def credentials_reencrypt() -> int:
 
 
 @transaction.atomic
-def model_create(*, actor: OrgContext, name: str, description: str = "", routing: str = Model.Routing.WEIGHTED, ip=None) -> Model:
+def model_create(*, actor: OrgContext, name: str, description: str = "", routing: str = Model.Routing.WEIGHTED, ip=None, **policy) -> Model:
     _require(has_perm(actor.role, Perm.MANAGE_PROVIDERS))
     name = (name or "").strip()
     if not name or any(c in name for c in "\x00\r\n") or len(name) > 120:
@@ -268,10 +269,74 @@ def model_create(*, actor: OrgContext, name: str, description: str = "", routing
         raise ApplicationError(_("A model with this name already exists."), field="name", code="duplicate")
     if routing not in Model.Routing.values:
         raise ApplicationError(_("Unknown routing."), field="routing", code="invalid_choice")
-    model = Model.objects.create(organization=actor.organization, name=name, description=description, routing=routing)
+    model = Model(organization=actor.organization, name=name, description=description, routing=routing)
+    _apply_policy(model, policy)
+    model.save()
     audit_record(organization=actor.organization, actor=actor.user, action="model.create", target=model, ip=ip)
     _changed()
     return model
+
+
+POLICY_BOUNDS = {
+    "max_attempts": (1, 10), "retries_per_deployment": (0, 5), "deadline_seconds": (1, 3600),
+    "cooldown_failures": (1, 1000), "cooldown_window_seconds": (1, 86400), "cooldown_seconds": (1, 86400),
+}
+
+
+def _apply_policy(model: Model, changes: dict) -> None:
+    """Validate and set the routing policy fields present in `changes`."""
+    for field, (low, high) in POLICY_BOUNDS.items():
+        if field in changes and changes[field] is not None:
+            value = changes[field]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ApplicationError(_("Use a whole number from %(low)s to %(high)s.") % {"low": low, "high": high}, field=field)
+            setattr(model, field, value)
+    if "retry_statuses" in changes:
+        statuses = changes["retry_statuses"] or []
+        if not isinstance(statuses, list) or not all(isinstance(c, int) and 400 <= c <= 599 for c in statuses):
+            raise ApplicationError(_("List HTTP status codes between 400 and 599."), field="retry_statuses")
+        model.retry_statuses = sorted(set(statuses))
+    if "fallback_max_price_ratio" in changes:
+        ratio = changes["fallback_max_price_ratio"]
+        if ratio not in (None, ""):
+            try:
+                ratio = Decimal(str(ratio))
+            except InvalidOperation as exc:
+                raise ApplicationError(_("Enter a number."), field="fallback_max_price_ratio") from exc
+            if not ratio.is_finite() or ratio < 1 or ratio > 1000:
+                raise ApplicationError(_("Use a ratio of at least 1."), field="fallback_max_price_ratio")
+        model.fallback_max_price_ratio = ratio or None
+    if "context_fallback" in changes and changes["context_fallback"] is not None:
+        model.context_fallback = bool(changes["context_fallback"])
+    if "fallback_models" in changes:
+        model.fallback_models = _check_fallbacks(model, changes["fallback_models"] or [])
+
+
+def _check_fallbacks(model: Model, names) -> list[str]:
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ApplicationError(_("Fallback models must be a list of model names."), field="fallback_models")
+    names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+    graph = dict(Model.objects.filter(organization=model.organization).exclude(pk=model.pk).values_list("name", "fallback_models"))
+    unknown = [n for n in names if n not in graph]
+    if unknown:
+        raise ApplicationError(_("Unknown model: %(name)s") % {"name": unknown[0]}, field="fallback_models")
+    graph[model.name] = names
+    # No cycles: a fallback chain that returns to a model would loop (or silently stop) at run time.
+    visiting, done = set(), set()
+
+    def visit(name):
+        if name in done:
+            return
+        if name in visiting:
+            raise ApplicationError(_("These fallbacks form a cycle through %(name)s.") % {"name": name}, field="fallback_models")
+        visiting.add(name)
+        for nxt in graph.get(name) or []:
+            visit(nxt)
+        visiting.discard(name)
+        done.add(name)
+
+    visit(model.name)
+    return names
 
 
 @transaction.atomic
@@ -282,6 +347,7 @@ def model_update(*, actor: OrgContext, model: Model, ip=None, **changes) -> Mode
             setattr(model, field, changes[field])
     if model.routing not in Model.Routing.values:
         raise ApplicationError(_("Unknown routing."), field="routing", code="invalid_choice")
+    _apply_policy(model, changes)
     model.save()
     audit_record(organization=model.organization, actor=actor.user, action="model.update", target=model, data={"fields": sorted(changes)}, ip=ip)
     _changed()
@@ -313,7 +379,7 @@ def _check_deployment_fields(credential, weight, order):
 @transaction.atomic
 def deployment_create(
     *, actor: OrgContext, model: Model, credential: ProviderCredential, upstream_model: str, name: str = "",
-    weight: int = 1, order: int = 0, ip=None,
+    weight: int = 1, order: int = 0, context_window: int | None = None, ip=None,
 ) -> Deployment:
     _require(has_perm(actor.role, Perm.MANAGE_PROVIDERS))
     if model.organization_id != actor.organization.pk:
@@ -324,7 +390,7 @@ def deployment_create(
     _check_deployment_fields(credential, weight, order)
     deployment = Deployment.objects.create(
         organization=actor.organization, model=model, credential=credential, upstream_model=upstream_model,
-        name=name.strip(), weight=weight, order=order,
+        name=name.strip(), weight=weight, order=order, context_window=context_window or None,
     )
     audit_record(organization=actor.organization, actor=actor.user, action="deployment.create", target=deployment, ip=ip)
     _changed()
@@ -344,15 +410,29 @@ def deployment_update(*, actor: OrgContext, deployment: Deployment, ip=None, **c
         if field in changes and changes[field] is not None:
             setattr(deployment, field, changes[field])
     _check_deployment_fields(deployment.credential, deployment.weight, deployment.order)
+    if "context_window" in changes:
+        deployment.context_window = changes["context_window"] or None
+    if not deployment.is_active:
+        _check_keeps_an_active_deployment(deployment)
     deployment.save()
     audit_record(organization=deployment.organization, actor=actor.user, action="deployment.update", target=deployment, data={"fields": sorted(changes)}, ip=ip)
     _changed()
     return deployment
 
 
+def _check_keeps_an_active_deployment(deployment: Deployment) -> None:
+    model = deployment.model
+    others = model.deployments.filter(is_active=True).exclude(pk=deployment.pk)
+    if model.is_active and not others.exists():
+        raise ApplicationError(
+            _("An active model needs at least one active deployment; deactivate the model first."), field="is_active", code="last_deployment"
+        )
+
+
 @transaction.atomic
 def deployment_delete(*, actor: OrgContext, deployment: Deployment, ip=None) -> None:
     _require(has_perm(actor.role, Perm.MANAGE_PROVIDERS))
+    _check_keeps_an_active_deployment(deployment)
     audit_record(organization=deployment.organization, actor=actor.user, action="deployment.delete", target=deployment, ip=ip)
     deployment.delete()
     _changed()

@@ -7,15 +7,13 @@ The answer is reduced to (ok, message, latency); the message never contains the 
 
 import time
 
-import httpx
 from asgiref.sync import async_to_sync
 from django.utils.translation import gettext as _
 
 from accounts.errors import ApplicationError
 from accounts.permissions import Perm, has_perm
 from accounts.tenancy import OrgContext
-from keys import encryption
-from keys.egress import check_url
+from keys import egress, encryption
 from keys.models import ProviderCredential
 from keys.presets import PRESETS
 from keys.selectors import credential_extra_headers
@@ -25,13 +23,7 @@ from relay.providers.base import Target
 
 TEST_TIMEOUT_SECONDS = 10.0
 TEST_PROMPT = "Reply with one word."
-
-
-def http_client(*, connect_timeout: float) -> httpx.Client:
-    """The client for one test call; tests replace it with one on an httpx.MockTransport."""
-    timeout = httpx.Timeout(TEST_TIMEOUT_SECONDS, connect=min(connect_timeout, TEST_TIMEOUT_SECONDS))
-    # Like the relay: no proxies from the environment, no redirects (they could lead to internal hosts).
-    return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False)
+MAX_ANSWER_BYTES = 64 * 1024  # a one-token answer or an error body; more is not needed to judge it
 
 
 def _target(credential: ProviderCredential, upstream_model: str) -> Target:
@@ -89,21 +81,17 @@ def credential_test(*, actor: OrgContext, credential: ProviderCredential, upstre
     if adapter.local:
         status, content, headers = async_to_sync(_local_call)(adapter, request)
     else:
+        # The egress client checks the destination again at connect time and pins the checked address.
         try:
-            # Checked again at call time: the host may resolve elsewhere than when the credential was saved.
-            check_url(request.url, field="base_url")
-        except ApplicationError as exc:
+            response = egress.fetch(
+                request.method, request.url, content=request.body or b"", headers=request.headers,
+                timeout=TEST_TIMEOUT_SECONDS, max_body=MAX_ANSWER_BYTES,
+            )
+        except egress.EgressRefused as exc:
             return False, exc.message, 0
-        started = time.perf_counter()
-        try:
-            with http_client(connect_timeout=credential.connect_timeout) as client:
-                response = client.request(request.method, request.url, headers=request.headers, content=request.body)
-        except httpx.TimeoutException:
-            return False, _("The provider did not answer within %(seconds)d seconds.") % {"seconds": TEST_TIMEOUT_SECONDS}, elapsed()
-        except httpx.HTTPError as exc:
-            # The exception text can hold the URL or resolver details; its class says enough.
-            return False, _("Could not reach the provider (%(error)s).") % {"error": type(exc).__name__}, elapsed()
-        status, content, headers = response.status_code, response.content, dict(response.headers)
+        except egress.EgressFailed as exc:
+            return False, exc.message, elapsed()
+        status, content, headers = response.status_code, response.body, response.headers
 
     latency = elapsed()
     if 200 <= status < 300:

@@ -177,11 +177,15 @@ def key_create(request):
 
 def _key_detail_page(request, key, *, edit_form=None, rotate_form=None, status=200):
     ctx = request.org_context
+    edit_form = edit_form or KeyUpdateForm.for_key(key, org_context=ctx)
+    rotate_form = rotate_form or KeyRotateForm()
     context = {
         "nav_section": "keys",
         "key": key,
-        "edit_form": edit_form or KeyUpdateForm.for_key(key, org_context=ctx),
-        "rotate_form": rotate_form or KeyRotateForm(),
+        "edit_form": edit_form,
+        "rotate_form": rotate_form,
+        # A revoked key's page has no forms to show their refusals on ("a revoked key cannot be rotated").
+        "page_errors": [*edit_form.non_field_errors(), *rotate_form.non_field_errors()] if key.revoked_at else [],
         "snippet": sdk_snippet(model=_snippet_model(key), prefix=key.prefix),
         "api_base": public_api_base(),
         "now": timezone.now(),
@@ -235,7 +239,11 @@ def key_rotate(request, pk):
 @permission_required(Perm.MANAGE_OWN_KEYS)
 def key_revoke(request, pk):
     key = _visible_key_or_404(request, pk)
-    services.virtual_key_revoke(actor=request.org_context, key=key, ip=_ip(request))
+    try:
+        services.virtual_key_revoke(actor=request.org_context, key=key, ip=_ip(request))
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("key_detail", pk=key.pk)
     messages.success(request, _("Key %(name)s revoked. It stopped working at once.") % {"name": key.name})
     return redirect("keys")
 
@@ -382,16 +390,17 @@ def _models_page(request, *, create_form=None, deployment_forms=None, status=200
     org = ctx.organization
     can_manage = ctx.can(Perm.MANAGE_PROVIDERS)
     models = list(selectors.model_list(organization=org))
+    credentials = list(selectors.credential_list(organization=org)) if can_manage else []
     forms_by_model = dict(deployment_forms or {})
     if can_manage:
         for model in models:
             if model.pk not in forms_by_model:
-                forms_by_model[model.pk] = DeploymentForm(organization=org, prefix=f"model-{model.pk}")
+                forms_by_model[model.pk] = DeploymentForm(organization=org, credentials=credentials, prefix=f"model-{model.pk}")
     context = {
         "nav_section": "models",
         "rows": _model_rows(models, deployment_forms=forms_by_model),
         "can_manage": can_manage,
-        "has_credentials": selectors.credential_list(organization=org).exists(),
+        "has_credentials": bool(credentials),
         "create_form": create_form or ModelCreateForm(),
     }
     return render(request, "keys/models.html", context, status=status)
@@ -444,8 +453,12 @@ def model_delete(request, pk):
     ctx = request.org_context
     model = get_scoped_or_404(Model, ctx.organization, pk=pk)
     name = model.name
-    services.model_delete(actor=ctx, model=model, ip=_ip(request))
-    messages.success(request, _("Model %(name)s and its deployments deleted.") % {"name": name})
+    try:
+        services.model_delete(actor=ctx, model=model, ip=_ip(request))
+    except ApplicationError as exc:
+        messages.error(request, _("%(name)s was not deleted: %(reason)s") % {"name": name, "reason": exc.message})
+    else:
+        messages.success(request, _("Model %(name)s and its deployments deleted.") % {"name": name})
     return redirect("models")
 
 
@@ -454,7 +467,10 @@ def model_delete(request, pk):
 def deployment_create(request, pk):
     ctx = request.org_context
     model = get_scoped_or_404(Model, ctx.organization, pk=pk)
-    form = DeploymentForm(request.POST, organization=ctx.organization, prefix=f"model-{model.pk}")
+    form = DeploymentForm(
+        request.POST, organization=ctx.organization, prefix=f"model-{model.pk}",
+        credentials=list(selectors.credential_list(organization=ctx.organization)),
+    )
     if form.is_valid():
         try:
             services.deployment_create(actor=ctx, model=model, ip=_ip(request), **form.cleaned_data)
@@ -491,6 +507,10 @@ def deployment_delete(request, pk):
     ctx = request.org_context
     deployment = get_scoped_or_404(Deployment.objects.select_related("model"), ctx.organization, pk=pk)
     name = deployment.model.name
-    services.deployment_delete(actor=ctx, deployment=deployment, ip=_ip(request))
-    messages.success(request, _("Deployment removed from %(name)s.") % {"name": name})
+    try:
+        services.deployment_delete(actor=ctx, deployment=deployment, ip=_ip(request))
+    except ApplicationError as exc:  # e.g. the last active deployment of an active model
+        messages.error(request, _("The deployment was not removed from %(name)s: %(reason)s") % {"name": name, "reason": exc.message})
+    else:
+        messages.success(request, _("Deployment removed from %(name)s.") % {"name": name})
     return redirect("models")

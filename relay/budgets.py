@@ -27,9 +27,13 @@ class BudgetGate:
         self._notified: dict[str, int] = {}
         self._on_threshold = on_threshold  # callable(budget_id), e.g. enqueue the Celery evaluation
 
-    async def reserve(self, key, micros: int, now: float) -> list[tuple[str, object]]:
-        """Reserve `micros` on each budget; raises BudgetExceeded (nothing held) if a hard one is full."""
+    async def reserve(self, key, micros: int, now: float) -> tuple[list[tuple[str, object]], str]:
+        """Reserve `micros` on each budget; raises BudgetExceeded (nothing held) if a hard one is full.
+
+        Returns what is held and, when an exhausted soft budget names one, the model to downgrade to.
+        """
         held: list[tuple[str, object]] = []
+        downgrade = ""
         for budget in key.budgets:
             counter = f"tg:b:{budget.id}:{period_start_epoch(budget.period, key.time_zone, now)}"
             limit = budget.limit_micros if budget.hard else UNLIMITED
@@ -48,7 +52,9 @@ class BudgetGate:
                 )
             held.append((counter, budget))
             self._check_thresholds(counter, budget)
-        return held
+            if not budget.hard and budget.downgrade_model and self.book.spent_estimate(counter) > budget.limit_micros:
+                downgrade = downgrade or budget.downgrade_model
+        return held, downgrade
 
     async def settle(self, held, reserved: int, actual: int) -> None:
         if actual != reserved:

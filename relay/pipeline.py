@@ -17,8 +17,10 @@ from billing.pricing import price_at, to_micros
 from relay import tokens
 from relay.errors import (
     InvalidApiKey, InvalidRequest, MethodNotAllowed, ModelNotAllowed, ModelNotFound, NotFound, RelayError, UpstreamError,
+    UpstreamRejected, UpstreamTimeout,
 )
 from relay.providers import get_adapter
+from relay.routing import backoff_delay
 from relay.streaming import DONE, SSEParser, encode_chunk, encode_error
 from relay.upstream import iter_body, read_body, send
 from relay.validation import check_body
@@ -119,7 +121,11 @@ async def _relay(rt, conn, endpoint: str) -> None:
     try:
         limit_headers, tpm_counter = await rt.limiter.admit(key, reserved_tokens)
         reserved_micros = worst_case_micros(model, prompt_estimate, max_output or rt.output_reserve, record.created_at)
-        held = await rt.budgets.reserve(key, reserved_micros, record.created_at) if key.budgets else ()
+        held, downgrade = await rt.budgets.reserve(key, reserved_micros, record.created_at) if key.budgets else ((), "")
+        if downgrade and downgrade != model.name:
+            cheaper = await rt.cache.model(key.organization_id, downgrade)
+            if cheaper is not None and cheaper.deployments:
+                record.downgraded_from, record.model, record.model_name, model = model.name, cheaper, cheaper.name, cheaper
     except RelayError as error:
         record.fail(error)
         record.finish()
@@ -153,39 +159,105 @@ def worst_case_micros(model, prompt_tokens: int, output_tokens: int, now: float)
 
 
 async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers) -> None:
+    """Try deployments in plan order until one answers; retries and fallbacks only before the first byte."""
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    policy = model.policy
+    deadline = time.monotonic() + policy.deadline_seconds
     last_error: RelayError | None = None
-    for attempt, deployment in enumerate(rt.router.plan(model, sticky_id=key.id), start=1):
+    context_limit = None  # the context window that proved too small, for a context fallback
+    primary_cost = None
+    async for deployment in _candidates(rt, model, key):
         target = deployment.target
         adapter = get_adapter(target.wire)
         if endpoint not in adapter.endpoints:
-            last_error = InvalidRequest(f"The model '{model.name}' does not support the {endpoint} endpoint.", param="model")
+            last_error = last_error or InvalidRequest(f"The model '{model.name}' does not support the {endpoint} endpoint.", param="model")
             continue
-        record.attempt(attempt, deployment)
-        upstream_body = dict(body)
-        upstream_body["model"] = target.upstream_model
-        request = adapter.build_request(endpoint=endpoint, body=upstream_body, target=target, stream=record.stream)
-        try:
-            response = await send(rt.session, adapter, request, target, endpoint)
-            if response.status >= 400:
-                raise adapter.map_error(status=response.status, body=await read_body(response, 1024 * 1024), headers=response.headers)
-        except UpstreamError as error:
-            last_error = error
-            if error.retryable:
+        cost = _unit_cost(deployment, record.created_at)
+        primary_cost = cost if primary_cost is None else primary_cost
+        if _too_dear(policy, primary_cost, cost) or (context_limit and (deployment.context_window or 0) <= context_limit):
+            continue
+        for retry in range(policy.retries_per_deployment + 1):
+            if record.attempts >= policy.max_attempts or time.monotonic() >= deadline:
+                raise last_error or UpstreamTimeout("The request's deadline passed before an upstream answered.")
+            record.attempt(record.attempts + 1, deployment)
+            started = time.perf_counter()
+            try:
+                response = await _call(rt, adapter, endpoint, body, target, record.stream, deadline)
+            except UpstreamError as error:
+                record.trail(deployment, error.upstream_status or error.status, error.code, started)
+                last_error = error
+                await rt.cooldowns.failure(target.deployment_id, policy)
+                if error.code == "context_length_exceeded" and policy.context_fallback:
+                    context_limit = deployment.context_window or 0
+                    break
+                if not _retryable(policy, error):
+                    raise
+                if retry < policy.retries_per_deployment:
+                    pause = backoff_delay(retry, error.retry_after)
+                    if time.monotonic() + pause >= deadline:
+                        break
+                    await asyncio.sleep(pause)
                 continue
-            raise
-        headers = [
-            *limit_headers,
-            (b"x-tollgate-model", model.name.encode()),
-            (b"x-tollgate-deployment", str(target.deployment_id).encode()),
-            (b"x-tollgate-attempts", str(attempt).encode()),
-        ]
-        if record.stream:
-            await _stream(conn, adapter, response, target, model.name, record, headers, include_usage)
-        else:
-            await _whole(conn, adapter, endpoint, response, target, model.name, record, headers, body)
-        return
+            record.trail(deployment, response.status, "", started)
+            await rt.cooldowns.success(target.deployment_id)
+            headers = [
+                *limit_headers,
+                (b"x-tollgate-model", model.name.encode()),
+                (b"x-tollgate-deployment", str(target.deployment_id).encode()),
+                (b"x-tollgate-attempts", str(record.attempts).encode()),
+            ]
+            if record.stream:
+                await _stream(conn, adapter, response, target, model.name, record, headers, include_usage)
+            else:
+                await _whole(conn, adapter, endpoint, response, target, model.name, record, headers, body)
+            return
     raise last_error or ModelNotFound(f"The model '{model.name}' has no usable deployment.", param="model")
+
+
+async def _candidates(rt, model, key):
+    """The model's plan, then each fallback model's plan (a visited set guards against cycles)."""
+    seen = {model.name}
+    for deployment in rt.router.plan(model, sticky_id=key.id):
+        yield deployment
+    for name in model.policy.fallback_models:
+        if name in seen:
+            continue
+        seen.add(name)
+        fallback = await rt.cache.model(key.organization_id, name)
+        if fallback is not None:
+            for deployment in rt.router.plan(fallback, sticky_id=key.id):
+                yield deployment
+
+
+async def _call(rt, adapter, endpoint, body, target, stream, deadline):
+    upstream_body = dict(body)
+    upstream_body["model"] = target.upstream_model
+    request = adapter.build_request(endpoint=endpoint, body=upstream_body, target=target, stream=stream)
+    response = await send(rt.session, adapter, request, target, endpoint, deadline=deadline)
+    if response.status >= 400:
+        raise adapter.map_error(status=response.status, body=await read_body(response, 1024 * 1024), headers=response.headers)
+    return response
+
+
+def _retryable(policy, error: UpstreamError) -> bool:
+    if isinstance(error, UpstreamRejected):
+        return False
+    if policy.retry_statuses and error.upstream_status is not None:
+        return error.upstream_status in policy.retry_statuses
+    return error.retryable
+
+
+def _unit_cost(deployment, now: float) -> Decimal | None:
+    """A comparable price (1k in + 1k out) for the fallback price cap."""
+    price = price_at(deployment.prices, now)
+    return price.worst_case(prompt_tokens=1000, completion_tokens=1000) if price else None
+
+
+def _too_dear(policy, primary: Decimal | None, candidate: Decimal | None) -> bool:
+    ratio = policy.fallback_max_price_ratio
+    if ratio is None or primary is None or candidate is None:
+        return False
+    return candidate > primary * ratio
 
 
 async def _whole(conn, adapter, endpoint, response, target, model_name, record, headers, body) -> None:
@@ -297,13 +369,15 @@ class Record:
         "request_id", "key", "model", "model_name", "endpoint", "stream", "started", "created_at", "status_code",
         "error_type", "prompt_tokens", "cached_tokens", "completion_tokens", "usage_source", "attempts", "deployment",
         "deployment_id", "provider", "upstream_model", "ttft_ms", "latency_ms", "prompt_estimate", "cost", "currency",
-        "exchange_rate", "cost_display", "price_id",
+        "exchange_rate", "cost_display", "price_id", "attempt_trail", "downgraded_from",
     )
 
     def __init__(self, request_id, key, model, endpoint, stream):
         self.request_id, self.key, self.endpoint, self.stream = request_id, key, endpoint, stream
         self.model, self.model_name = model, model.name
         self.deployment = None
+        self.attempt_trail: list[dict] = []
+        self.downgraded_from = ""
         self.cost = self.currency = self.exchange_rate = self.cost_display = self.price_id = None
         self.started = time.perf_counter()
         self.created_at = time.time()
@@ -319,6 +393,12 @@ class Record:
         target = deployment.target
         self.attempts, self.deployment, self.deployment_id = number, deployment, target.deployment_id
         self.provider, self.upstream_model = target.provider, target.upstream_model
+
+    def trail(self, deployment, status: int, error: str, started: float) -> None:
+        self.attempt_trail.append({
+            "deployment": deployment.target.deployment_id, "status": status, "error": error,
+            "ms": int((time.perf_counter() - started) * 1000),
+        })
 
     def usage(self, usage, source: str) -> None:
         self.prompt_tokens, self.completion_tokens = usage.prompt_tokens, usage.completion_tokens
@@ -363,6 +443,7 @@ class Record:
             "latency_ms": self.latency_ms, "ttft_ms": self.ttft_ms, "created_at": self.created_at,
             "cost": _text(self.cost), "currency": self.currency or "", "exchange_rate": _text(self.exchange_rate),
             "cost_display": _text(self.cost_display), "price_id": self.price_id,
+            "attempt_trail": self.attempt_trail, "downgraded_from": self.downgraded_from,
         }
 
 

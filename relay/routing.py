@@ -2,28 +2,46 @@
 
 Smooth WRR (as nginx does it) spreads a 70/30 split as A A B A A B A A B A rather than in random
 bursts. Deployments with weight 0 are drained: they take no split traffic but stay in the chain.
+Cooling deployments (relay.cooldown) are left out while any other one is available.
 """
 
+import random
 import zlib
 
 from keys.selectors import DeploymentSnapshot, ModelSnapshot
 
+BACKOFF_BASE = 0.25
+BACKOFF_CAP = 4.0
+
+
+def backoff_delay(retry: int, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter in its upper half; an upstream's Retry-After wins."""
+    if retry_after is not None:
+        return retry_after
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2**retry)
+    return ceiling * (0.5 + random.random() / 2)
+
 
 class Router:
-    def __init__(self):
+    def __init__(self, cooldowns=None):
         self._current: dict[tuple[int, int], dict[int, int]] = {}
+        self.cooldowns = cooldowns
 
     def plan(self, model: ModelSnapshot, *, sticky_id: int | None = None) -> list[DeploymentSnapshot]:
         """The primary choice first, then every other deployment in fallback order."""
-        weighted = [d for d in model.deployments if d.weight > 0]
+        available = [d for d in model.deployments if not self._cooling(d)] or list(model.deployments)
+        weighted = [d for d in available if d.weight > 0]
         if not weighted:
-            return list(model.deployments)
+            return sorted(available, key=lambda d: (d.order, d.target.deployment_id))
         if model.routing == "sticky" and sticky_id is not None:
             primary = _sticky_pick(weighted, model.id, sticky_id)
         else:
             primary = self._smooth_pick(model, weighted)
-        rest = sorted((d for d in model.deployments if d is not primary), key=lambda d: (d.order, d.target.deployment_id))
+        rest = sorted((d for d in available if d is not primary), key=lambda d: (d.order, d.target.deployment_id))
         return [primary, *rest]
+
+    def _cooling(self, deployment: DeploymentSnapshot) -> bool:
+        return self.cooldowns is not None and self.cooldowns.cooling(deployment.target.deployment_id)
 
     def _smooth_pick(self, model: ModelSnapshot, weighted: list[DeploymentSnapshot]) -> DeploymentSnapshot:
         if len(weighted) == 1:

@@ -13,6 +13,7 @@ from config.env import DATA_DIR
 from relay import tokens
 from relay.budgets import BudgetGate, threshold_notifier
 from relay.cache import SnapshotCache
+from relay.cooldown import Cooldowns
 from relay.leases import FailoverLeaseStore, LeaseBook, LocalLeaseStore, RedisLeaseStore
 from relay.limits import RateLimiter
 from relay.routing import Router
@@ -41,7 +42,8 @@ class Runtime:
         self.budgets = BudgetGate(LeaseBook(store), store, on_threshold=threshold_notifier())
         # Reserved for the output of a request that sets no max_tokens (README "Budgets").
         self.output_reserve = settings.TOLLGATE_OUTPUT_RESERVE_TOKENS
-        self.router = Router()
+        self.cooldowns = Cooldowns(self.redis)
+        self.router = Router(self.cooldowns)
         self.session = None
         self.max_body = settings.TOLLGATE_MAX_BODY_BYTES
         self._tasks: list[asyncio.Task] = []
@@ -49,7 +51,7 @@ class Runtime:
     async def start(self) -> None:
         self.session = new_session()
         await asyncio.get_running_loop().run_in_executor(None, tokens.warm_up)
-        self._tasks = [asyncio.create_task(self.cache.watch()), asyncio.create_task(self.sink.run())]
+        self._tasks = [asyncio.create_task(loop) for loop in (self.cache.watch(), self.sink.run(), self.cooldowns.watch())]
 
     async def stop(self) -> None:
         """Graceful shutdown: stop the background loops, then flush every pending usage record."""

@@ -5,6 +5,7 @@ between chunks (aiohttp's sock_read). Response bodies and single stream lines ar
 """
 
 import asyncio
+import time
 
 import aiohttp
 
@@ -24,11 +25,14 @@ def new_session() -> aiohttp.ClientSession:
     )
 
 
-async def send(session: aiohttp.ClientSession, adapter, request: UpstreamRequest, target: Target, endpoint: str):
+async def send(session: aiohttp.ClientSession, adapter, request: UpstreamRequest, target: Target, endpoint: str, *, deadline: float | None = None):
     """Start the upstream call; returns the response once its headers arrived."""
     if adapter.local:
         return await adapter.local_call(request, endpoint)
-    timeout = aiohttp.ClientTimeout(total=None, connect=target.connect_timeout, sock_connect=target.connect_timeout, sock_read=target.read_timeout)
+    read = target.read_timeout
+    if deadline is not None:
+        read = max(0.05, min(read, deadline - time.monotonic()))
+    timeout = aiohttp.ClientTimeout(total=None, connect=min(target.connect_timeout, read), sock_connect=target.connect_timeout, sock_read=read)
     try:
         return await session.request(
             request.method, request.url, data=request.body, headers=request.headers, timeout=timeout, allow_redirects=False,

@@ -143,3 +143,49 @@ def drain_usage():
             client.close()
     return 0
 
+
+
+def server_database_url() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    return f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def second_relay(gateway):
+    """Another web process (uvicorn subprocess) sharing PostgreSQL and Redis with the first."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+    from django.conf import settings
+    from django.db import connection
+
+    from config.env import DATA_DIR
+
+    if connection.vendor != "postgresql" or not settings.REDIS_URL:
+        pytest.skip("several processes share state through PostgreSQL and Redis")
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": server_database_url(), "REDIS_URL": settings.REDIS_URL, "TOLLGATE_DATA_DIR": str(DATA_DIR),
+           "TOLLGATE_EGRESS_ALLOW_HOSTS": "127.0.0.1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port), "--log-level", "warning"],
+        cwd=Path(__file__).resolve().parent.parent, env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(httpx, url), timeout=30)
+        yield url + "/v1"
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def _answers(httpx, url) -> bool:
+    try:
+        return httpx.get(url + "/v1/models", timeout=1).status_code == 401
+    except httpx.HTTPError:
+        return False

@@ -101,3 +101,93 @@ CASES: list[Case] = [
         ],
     ),
 ]
+
+
+# Keys: virtual keys, provider credentials, models and deployments. Ids inside request bodies (a
+# credential of another organization, another organization's model in a deployment POST) are tested in
+# tests/keys/test_api.py.
+
+from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory, VirtualKeyFactory  # noqa: E402
+
+CASES += [
+    Case(
+        name="virtual_keys",
+        make=lambda org: VirtualKeyFactory(organization=org),
+        requests=[
+            ("GET", lambda key: f"/api/keys/{key.pk}/"),
+            ("PATCH", lambda key: f"/api/keys/{key.pk}/", {"name": "Renamed by A", "rpm_limit": 1}),
+            ("DELETE", lambda key: f"/api/keys/{key.pk}/"),
+            ("POST", lambda key: f"/api/keys/{key.pk}/rotate/", {"grace_seconds": 60}),
+        ],
+    ),
+    Case(
+        name="provider_credentials",
+        make=lambda org: ProviderCredentialFactory(organization=org),
+        requests=[
+            ("GET", lambda c: f"/api/credentials/{c.pk}/"),
+            ("PATCH", lambda c: f"/api/credentials/{c.pk}/", {"name": "Renamed by A", "read_timeout": 5}),
+            ("DELETE", lambda c: f"/api/credentials/{c.pk}/"),
+        ],
+    ),
+    Case(
+        name="models",
+        make=lambda org: ModelFactory(organization=org),
+        requests=[
+            ("GET", lambda m: f"/api/models/{m.pk}/"),
+            ("PATCH", lambda m: f"/api/models/{m.pk}/", {"description": "Changed by A", "is_active": False}),
+            ("DELETE", lambda m: f"/api/models/{m.pk}/"),
+        ],
+    ),
+    Case(
+        name="deployments",
+        make=lambda org: DeploymentFactory(organization=org),
+        requests=[
+            ("GET", lambda d: f"/api/deployments/{d.pk}/"),
+            ("PATCH", lambda d: f"/api/deployments/{d.pk}/", {"weight": 7, "upstream_model": "changed-by-a"}),
+            ("DELETE", lambda d: f"/api/deployments/{d.pk}/"),
+        ],
+    ),
+]
+
+
+# Billing: price entries (read-only; the global book is shared by design, another organization's own entry
+# is not), budgets, alert channels. Ids inside request bodies (a team, key or user of another organization
+# in a budget) are tested in tests/billing/test_api.py.
+
+from tests.billing.factories import AlertChannelFactory, BudgetFactory, PriceFactory  # noqa: E402
+
+CASES += [
+    Case(
+        name="prices",
+        make=lambda org: PriceFactory(organization=org),
+        requests=[
+            ("GET", lambda p: f"/api/prices/{p.pk}/"),
+        ],
+    ),
+    Case(
+        name="budgets",
+        make=lambda org: BudgetFactory(organization=org),
+        requests=[
+            ("GET", lambda b: f"/api/budgets/{b.pk}/"),
+            ("PATCH", lambda b: f"/api/budgets/{b.pk}/", {"amount": "5", "hard": False}),
+            ("DELETE", lambda b: f"/api/budgets/{b.pk}/"),
+        ],
+    ),
+    Case(
+        name="alert_channels",
+        make=lambda org: AlertChannelFactory(organization=org),
+        requests=[
+            ("GET", lambda c: f"/api/alert-channels/{c.pk}/"),
+            ("PATCH", lambda c: f"/api/alert-channels/{c.pk}/", {"name": "Renamed by A", "enabled": False}),
+            ("DELETE", lambda c: f"/api/alert-channels/{c.pk}/"),
+            ("POST", lambda c: f"/api/alert-channels/{c.pk}/test/", {}),
+        ],
+    ),
+    Case(
+        name="alert_webhook_channels",
+        make=lambda org: AlertChannelFactory(organization=org, webhook=True),
+        requests=[
+            ("POST", lambda c: f"/api/alert-channels/{c.pk}/rotate-secret/", {}),
+        ],
+    ),
+]

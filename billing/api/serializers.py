@@ -6,8 +6,8 @@ secret once.
 """
 
 from decimal import Decimal
+from urllib.parse import urlsplit
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -15,7 +15,7 @@ from accounts.api.serializers import TeamRefSerializer, UserRefSerializer
 from billing.models import AlertChannel, AlertDelivery, Budget, UsageSource
 
 
-@extend_schema_field(OpenApiTypes.DECIMAL)
+@extend_schema_field({"type": "string", "format": "decimal", "example": "0.15"})
 class MoneyField(serializers.Field):
     """A Decimal as a plain decimal string without trailing zeros (no exponent, no float rounding)."""
 
@@ -173,12 +173,15 @@ class UsageEventSerializer(serializers.Serializer):
 
 
 class AlertChannelSerializer(serializers.Serializer):
-    """A channel without its signing secret: only whether it has one."""
+    """A channel without its secrets: only whether it has a signing secret, and a URL's scheme and host.
+
+    Feishu, DingTalk and WeCom bot URLs carry the bot's token, so no URL is shown in full.
+    """
 
     id = serializers.IntegerField(read_only=True)
     name = serializers.CharField(read_only=True)
     kind = serializers.ChoiceField(choices=AlertChannel.Kind.choices, read_only=True)
-    target = serializers.CharField(read_only=True, help_text="Email addresses (comma-separated) or the webhook URL.")
+    target = serializers.SerializerMethodField(help_text="Email addresses (comma-separated); for URL kinds only scheme and host.")
     has_secret = serializers.SerializerMethodField()
     enabled = serializers.BooleanField(read_only=True)
     disabled_reason = serializers.CharField(read_only=True)
@@ -186,6 +189,12 @@ class AlertChannelSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "AlertChannel"
+
+    def get_target(self, channel) -> str:
+        if channel.kind == AlertChannel.Kind.EMAIL:
+            return channel.target
+        parts = urlsplit(channel.target)
+        return f"{parts.scheme}://{parts.hostname}/…"
 
     def get_has_secret(self, channel) -> bool:
         return bool(channel.secret_encrypted)

@@ -1,1 +1,19 @@
-urlpatterns = []
+from django.urls import path
+
+from billing.api import views
+
+urlpatterns = [
+    path("prices/", views.PriceListApi.as_view(), name="api-price-list"),
+    path("prices/<int:pk>/", views.PriceDetailApi.as_view(), name="api-price-detail"),
+    path("exchange-rates/", views.ExchangeRateListApi.as_view(), name="api-exchange-rate-list"),
+    path("budgets/", views.BudgetListApi.as_view(), name="api-budget-list"),
+    path("budgets/<int:pk>/", views.BudgetDetailApi.as_view(), name="api-budget-detail"),
+    path("usage/", views.UsageSummaryApi.as_view(), name="api-usage-summary"),
+    path("usage/events/", views.UsageEventListApi.as_view(), name="api-usage-events"),
+    path("estimate/", views.EstimateApi.as_view(), name="api-estimate"),
+    path("alert-channels/", views.AlertChannelListApi.as_view(), name="api-alert-channel-list"),
+    path("alert-channels/<int:pk>/", views.AlertChannelDetailApi.as_view(), name="api-alert-channel-detail"),
+    path("alert-channels/<int:pk>/rotate-secret/", views.AlertChannelRotateSecretApi.as_view(), name="api-alert-channel-rotate"),
+    path("alert-channels/<int:pk>/test/", views.AlertChannelTestApi.as_view(), name="api-alert-channel-test"),
+    path("alert-deliveries/", views.AlertDeliveryListApi.as_view(), name="api-alert-delivery-list"),
+]

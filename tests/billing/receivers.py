@@ -98,6 +98,7 @@ class WebhookReceiver:
         self.requests: list[Received] = []
         self.script: list[Reply] = []
         self.default = default
+        self.responder = None  # optional callable(Received) -> Reply, used after the script
         self.sni: list[str | None] = []
         self._lock = threading.Lock()
 
@@ -118,7 +119,9 @@ class WebhookReceiver:
     def _next_reply(self, request: Received) -> Reply:
         with self._lock:
             self.requests.append(request)
-            return self.script.pop(0) if self.script else self.default
+            if self.script:
+                return self.script.pop(0)
+        return self.responder(request) if self.responder else self.default
 
 
 def _handler_for(receiver: WebhookReceiver):

@@ -94,6 +94,18 @@ def test_create_keeps_only_the_hash(org, people):
     assert secret.startswith(key.prefix) and len(key.prefix) < len(secret)
 
 
+def test_update_refuses_a_new_past_expiry_but_keeps_an_unchanged_one(org, owner):
+    actor = ctx(org, Role.OWNER, owner)
+    past = timezone.now() - timedelta(days=1)
+    key = VirtualKeyFactory(organization=org, expires_at=past)
+    # An edit form resubmits the stored expiry with the other fields.
+    assert services.virtual_key_update(actor=actor, key=key, name="renamed", expires_at=past).name == "renamed"
+    with pytest.raises(ApplicationError) as exc:
+        services.virtual_key_update(actor=actor, key=key, expires_at=past - timedelta(hours=1))
+    assert exc.value.field == "expires_at"
+    assert services.virtual_key_update(actor=actor, key=key, expires_at=None).expires_at is None
+
+
 def test_grace_period_snapshot_expires_with_the_grace(org, owner):
     key, old = services.virtual_key_create(actor=ctx(org, Role.OWNER, owner), name="k", expires_at=timezone.now() + timedelta(days=9))
     key, new = services.virtual_key_rotate(actor=ctx(org, Role.OWNER, owner), key=key, grace_seconds=60)
