@@ -52,6 +52,16 @@ GATEWAY_CPU, LOAD_CPU = "1", "0"
 NICE = -10  # the benchmark's processes get the cores first when something else runs on the machine (--nice 0: off)
 
 
+def autogroup_nice(pid: int | str = "self") -> None:
+    """With the kernel's autogroup scheduling, niceness counts only inside a session: set the session's too."""
+    if NICE:
+        try:
+            with open(f"/proc/{pid}/autogroup", "w") as handle:
+                handle.write(str(NICE))
+        except OSError:
+            pass
+
+
 def placed(argv: list[str], cpu: str | None) -> list[str]:
     """argv pinned to a core and niced; taskset and nice exec, so the pid stays the program's own."""
     if NICE and shutil.which("nice"):
@@ -80,6 +90,7 @@ class Processes:
         with open(WORK / f"{name}.log", "ab") as out:
             out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
+        autogroup_nice(proc.pid)
         self.items.append((name, proc))
         return proc
 
@@ -636,6 +647,7 @@ class Load:
                 "--auth", auth, "-c", str(concurrency), "-d", f"{duration:g}", "--warmup", f"{warmup:g}"]
         argv = placed(argv, LOAD_CPU)
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        autogroup_nice(proc.pid)
         cpu_before = cpu_after = core_before = core_after = started = wall = None
         result = None
         deadline = time.monotonic() + duration + warmup + 90
@@ -1221,6 +1233,7 @@ def main(argv=None) -> int:
     global NICE
     opts = parse_args(argv)
     NICE = opts.nice if os.geteuid() == 0 or opts.nice >= 0 else 0
+    autogroup_nice()  # wrk and the helpers run in this script's session
     signal.signal(signal.SIGTERM, _on_signal)
     if PIN:
         os.sched_setaffinity(0, {int(LOAD_CPU)})  # this script and its helpers stay off the gateway's core

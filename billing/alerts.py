@@ -293,8 +293,12 @@ def _backoff(attempts: int, retry_after: float | None) -> float:
 
 def _scrub(text: str, channel: AlertChannel) -> str:
     """No secret or bot token may reach the delivery log, whatever an exception says."""
-    for secret in (channel.secret_encrypted, channel.previous_secret_encrypted):
-        if secret and (plain := decrypt(secret)):
+    for token in (channel.secret_encrypted, channel.previous_secret_encrypted):
+        try:
+            plain = decrypt(token)
+        except ValueError:  # undecryptable: then it was not sent either
+            continue
+        if plain:
             text = text.replace(plain, "***")
     if channel.kind in URL_KINDS:
         parts = urlsplit(channel.target)

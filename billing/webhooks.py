@@ -33,7 +33,7 @@ Verifying in a receiver (Python standard library only; any Standard Webhooks lib
         expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
         for candidate in signatures.split(" "):
             version, _, signature = candidate.partition(",")
-            if version == "v1" and hmac.compare_digest(signature, expected):
+            if version == "v1" and hmac.compare_digest(signature.encode(), expected.encode()):
                 return
         raise ValueError("no valid signature")
 

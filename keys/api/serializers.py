@@ -107,6 +107,7 @@ class DeploymentSerializer(serializers.Serializer):
     name = serializers.CharField(read_only=True, help_text="An optional variant name.")
     weight = serializers.IntegerField(read_only=True)
     order = serializers.IntegerField(read_only=True, help_text="Fallback order, lowest first.")
+    context_window = serializers.IntegerField(read_only=True, allow_null=True)
     is_active = serializers.BooleanField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
@@ -115,7 +116,22 @@ class DeploymentSerializer(serializers.Serializer):
         ref_name = "Deployment"
 
 
-class ModelSerializer(serializers.Serializer):
+class RoutingPolicyFields(serializers.Serializer):
+    """Fallbacks, retries and cooldowns of a model (all optional on input)."""
+
+    fallback_models = serializers.ListField(child=serializers.CharField(max_length=120), required=False, help_text="Model names tried after this model's own deployments.")
+    retry_statuses = serializers.ListField(child=serializers.IntegerField(min_value=400, max_value=599), required=False, help_text="Statuses that retry or fall back; empty means 408, 409, 429 and 5xx.")
+    max_attempts = serializers.IntegerField(min_value=1, max_value=10, required=False)
+    retries_per_deployment = serializers.IntegerField(min_value=0, max_value=5, required=False)
+    deadline_seconds = serializers.IntegerField(min_value=1, max_value=3600, required=False)
+    cooldown_failures = serializers.IntegerField(min_value=1, max_value=1000, required=False)
+    cooldown_window_seconds = serializers.IntegerField(min_value=1, max_value=86400, required=False)
+    cooldown_seconds = serializers.IntegerField(min_value=1, max_value=86400, required=False)
+    fallback_max_price_ratio = serializers.DecimalField(max_digits=8, decimal_places=2, required=False, allow_null=True)
+    context_fallback = serializers.BooleanField(required=False)
+
+
+class ModelSerializer(RoutingPolicyFields):
     id = serializers.IntegerField(read_only=True)
     name = serializers.CharField(read_only=True, help_text="The public name callers send as `model`.")
     description = serializers.CharField(read_only=True)

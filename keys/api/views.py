@@ -5,6 +5,9 @@ only inside the caller's organization (`get_scoped`), so another organization's 
 request body (a team, a user, a credential) are looked up the same way and refused as field errors.
 """
 
+from datetime import timedelta
+
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -15,12 +18,14 @@ from accounts.api.views import paginated_response
 from accounts.errors import ApplicationError
 from accounts.models import Team, User
 from accounts.permissions import Perm
+from billing.selectors import model_variant_report
 from keys import selectors, services
 from keys.api.serializers import (
     CredentialSerializer,
     DeploymentSerializer,
     ModelSerializer,
     PresetSerializer,
+    RoutingPolicyFields,
     VirtualKeySerializer,
     VirtualKeyWithSecretSerializer,
 )
@@ -286,7 +291,7 @@ class ModelListApi(OrgAPIView):
     permissions = {"GET": Perm.VIEW_ORG, "POST": Perm.MANAGE_PROVIDERS}
     pagination_class = Pagination
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(RoutingPolicyFields):
         name = serializers.CharField(max_length=120, help_text="The name callers send as `model`.")
         description = serializers.CharField(max_length=300, required=False, allow_blank=True)
         routing = serializers.ChoiceField(choices=Model.Routing.choices, required=False)
@@ -314,7 +319,7 @@ class ModelDetailApi(OrgAPIView):
 
     permissions = {"GET": Perm.VIEW_ORG, "PATCH": Perm.MANAGE_PROVIDERS, "DELETE": Perm.MANAGE_PROVIDERS}
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(RoutingPolicyFields):
         description = serializers.CharField(max_length=300, required=False, allow_blank=True)
         routing = serializers.ChoiceField(choices=Model.Routing.choices, required=False)
         is_active = serializers.BooleanField(required=False)
@@ -351,6 +356,7 @@ class _DeploymentFields(serializers.Serializer):
     name = serializers.CharField(max_length=120, required=False, allow_blank=True)
     weight = serializers.IntegerField(min_value=0, required=False, help_text="Share of traffic; 0 only serves as a fallback.")
     order = serializers.IntegerField(min_value=0, required=False, help_text="Fallback order, lowest first.")
+    context_window = serializers.IntegerField(min_value=1, required=False, allow_null=True, help_text="For fallbacks on context-window errors.")
 
 
 class ModelDeploymentCreateApi(OrgAPIView):
@@ -412,3 +418,34 @@ class DeploymentDetailApi(OrgAPIView):
     def delete(self, request, pk):
         services.deployment_delete(actor=self.org_context, deployment=self._get(pk), ip=self.client_ip())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ModelReportApi(OrgAPIView):
+    """The A/B comparison of a model's variants over a time range (view_usage)."""
+
+    permissions = {"GET": Perm.VIEW_USAGE}
+
+    class FilterSerializer(serializers.Serializer):
+        since = serializers.DateTimeField(required=False, help_text="Default: 7 days ago.")
+        until = serializers.DateTimeField(required=False, help_text="Default: now.")
+
+    class OutputSerializer(serializers.Serializer):
+        model = serializers.CharField()
+        since = serializers.DateTimeField()
+        until = serializers.DateTimeField()
+        variants = serializers.ListField(child=serializers.DictField(), help_text="Per deployment: requests, error_rate, latency_p50_ms, latency_p95_ms, ttft_p50_ms, avg_prompt_tokens, avg_completion_tokens, cost_per_request, cost_per_1k_tokens, and the difference to the first variant.")
+
+        class Meta:
+            ref_name = "ModelReport"
+
+    @extend_schema(tags=["models"], parameters=[FilterSerializer], responses=OutputSerializer)
+    def get(self, request, pk):
+        model = self.get_scoped(Model, pk=pk)
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        until = filters.validated_data.get("until") or timezone.now()
+        since = filters.validated_data.get("since") or until - timedelta(days=7)
+        if since >= until:
+            raise serializers.ValidationError({"since": ["Must be before until."]})
+        report = model_variant_report(organization=self.organization, model=model, since=since, until=until)
+        return Response(self.OutputSerializer(report).data)

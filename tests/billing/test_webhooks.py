@@ -133,3 +133,12 @@ def test_header_names_are_case_insensitive():
     headers = {k.title(): v for k, v in signature_headers([secret], "msg_1", body).items()}
     verify([secret], headers, body)
     documented_snippet()(secret, headers, body)
+
+
+def test_hostile_header_bytes_are_a_plain_rejection():
+    secret, body = new_secret(), b"{}"
+    headers = {**signature_headers([secret], "msg_1", body), "webhook-signature": "v1,ÿÿÿ"}
+    with pytest.raises(WebhookVerificationError):
+        verify([secret], headers, body)
+    with pytest.raises(ValueError):
+        documented_snippet()(secret, headers, body)

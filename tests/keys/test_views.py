@@ -274,7 +274,9 @@ def test_secret_shown_once_with_no_store_and_nowhere_else(client, org, owner):
     assert key.allowed_models == [model.name] and key.rpm_limit == 60 and key.tpm_limit is None and key.user == owner
     assert "no-store" in response["Cache-Control"]
     assert f'data-copy="{secret}"' in html and "will not be shown again" in html
-    assert 'base_url="https://gateway.example.com/v1"' in html and f'api_key="{secret}"' in html
+    snippet = response.context["snippet"]
+    assert 'base_url="https://gateway.example.com/v1"' in snippet and f'api_key="{secret}"' in snippet and 'model="demo"' in snippet
+    assert f"api_key=&quot;{secret}&quot;" in html  # in the <pre> and the copy button
     assert key_snapshot_by_hash(keyed_hash(secret)) is not None
     # Not in the session, not in cookies, not in any later page.
     assert secret not in str(dict(client.session.items()))

@@ -202,3 +202,39 @@ def test_cheaper_downgrade_when_a_soft_budget_is_exhausted(gateway, upstream):
     assert names[0] == "gpt-test" and names[-1] == "cheap"
     drain_usage()
     assert wait_for(lambda: (drain_usage(), UsageEvent.objects.filter(downgraded_from="gpt-test").exists())[1])
+
+
+def test_variant_report_matches_a_ledger_built_by_the_test(gateway):
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+    from rest_framework.test import APIClient
+
+    from billing.models import UsageEvent
+
+    model, (a, b) = routed(gateway, "report", [("echo", 1, 0), ("echo", 1, 1)])
+    now = timezone.now()
+    rows = [  # deployment, status, latency, ttft, prompt, completion, cost
+        (a, 200, 100, 10, 10, 20, "0.010"), (a, 200, 300, 30, 30, 40, "0.030"), (a, 500, 5, None, 0, 0, None),
+        (b, 200, 200, 20, 20, 20, "0.020"), (b, 200, 400, 40, 20, 20, "0.020"),
+    ]
+    for i, (deployment, status, latency, ttft, prompt, completion, cost) in enumerate(rows):
+        UsageEvent.objects.create(
+            request_id=f"r{i}", organization=gateway.org, model_name="report", deployment_id=deployment.pk, endpoint="chat",
+            status_code=status, latency_ms=latency, ttft_ms=ttft, prompt_tokens=prompt, completion_tokens=completion,
+            cost_display=Decimal(cost) if cost else None, created_at=now - timedelta(minutes=5),
+        )
+    client = APIClient()
+    client.force_authenticate(gateway.ctx.user)
+    report = client.get(f"/api/models/{model.pk}/report/").json()
+    first, second = report["variants"]
+    assert (first["deployment_id"], first["requests"], first["errors"]) == (a.pk, 3, 1)
+    assert first["error_rate"] == round(1 / 3, 4)
+    assert (first["latency_p50_ms"], first["latency_p95_ms"], first["ttft_p50_ms"]) == (100, 300, 10)
+    assert (first["avg_prompt_tokens"], first["avg_completion_tokens"]) == (20, 30)
+    assert Decimal(first["cost_per_request"]) == Decimal("0.02")
+    assert Decimal(first["cost_per_1k_tokens"]) == Decimal("0.04") * 1000 / 100
+    assert (second["requests"], second["errors"], second["latency_p50_ms"], second["latency_p95_ms"]) == (2, 0, 200, 400)
+    assert Decimal(second["vs_first"]["latency_p50_ms"]) == 100
+    assert Decimal(second["vs_first"]["cost_per_request"]) == 0

@@ -1,0 +1,166 @@
+"""Keys, providers and models in a real browser: demo credential, model with a deployment, a key's
+secret read once from the page, then revoked. The live server is WSGI only (no /v1), so the secret is
+checked against the key lookup the relay uses."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from accounts.crypto import keyed_hash
+from accounts.models import Membership, Organization, Role, User
+from keys.models import Deployment, ProviderCredential, VirtualKey
+from keys.selectors import key_snapshot_by_hash
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PASSWORD = "a-long-browser-passphrase-7"
+EMAIL = "owner@example.com"
+
+# Every visible form control needs a label (or aria-label/aria-labelledby); returns the offenders.
+UNLABELLED_CONTROLS = """
+() => Array.from(document.querySelectorAll("input, select, textarea"))
+  .filter((el) => el.type !== "hidden")
+  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !el.getAttribute("aria-labelledby"))
+  .map((el) => el.outerHTML)
+"""
+
+
+def assert_labelled(page):
+    assert page.evaluate(UNLABELLED_CONTROLS) == [], page.url
+
+
+def tab_until(page, locator, limit=60) -> None:
+    """Press Tab until `locator` has the focus: it is reachable by keyboard in document order."""
+    handle = locator.element_handle()
+    for _n in range(limit):
+        if page.evaluate("(el) => document.activeElement === el", handle):
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"not reachable by Tab: {locator}")
+
+
+def test_demo_provider_model_key_secret_once_and_revoke(live_server, settings, new_page, console_errors, screenshot):
+    settings.TOLLGATE_PUBLIC_URL = live_server.url
+    url = live_server.url
+    org = Organization.objects.create(name="Acme AI", slug="acme-ai")
+    user = User.objects.create_user(email=EMAIL, password=PASSWORD, name="Olivia Owner")
+    Membership.objects.create(organization=org, user=user, role=Role.OWNER)
+
+    page = new_page()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
+    page.goto(f"{url}/login/")
+    page.get_by_label("Email").fill(EMAIL)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("h1")).to_have_text("Acme AI")
+
+    # Providers: add a credential from the demo preset; keys.js shows the preset's default and hides the key field.
+    page.get_by_role("link", name="Providers").click()
+    expect(page.locator("h1")).to_have_text("Providers")
+    add = page.locator("#add-credential")
+    add.get_by_label("Provider").select_option("openai")
+    expect(add.get_by_label("Base URL")).to_have_attribute("placeholder", "https://api.openai.com/v1")
+    expect(add.get_by_label("API key")).to_be_visible()
+    expect(add.get_by_label("API version")).to_be_hidden()
+    add.get_by_label("Provider").select_option("mock")
+    expect(add.get_by_label("Provider").locator("option:checked")).to_contain_text("Demo")
+    expect(add.locator("[data-demo-notice]")).to_be_visible()
+    expect(add.get_by_label("API key")).to_be_hidden()
+    expect(add.get_by_label("Base URL")).to_have_attribute("placeholder", "mock://local")
+    add.get_by_label("Name").fill("Local demo")
+    assert_labelled(page)
+    add.get_by_role("button", name="Add credential").click()
+    expect(page.locator(".messages")).to_contain_text("Credential Local demo added")
+    row = page.locator('tr[data-credential="Local demo"]')
+    expect(row.locator(".badge.demo")).to_have_text("demo")
+    assert ProviderCredential.objects.get(organization=org, name="Local demo").provider == "mock"
+
+    # One cheap call through the adapter (the demo answers in-process).
+    row.get_by_label("Model at the provider to test Local demo with").fill("demo-upstream")
+    row.get_by_role("button", name="Test").click()
+    expect(page.locator(".message.success")).to_contain_text("Test of Local demo with demo-upstream: The provider answered")
+    assert_labelled(page)
+    screenshot(page, "providers-list")
+
+    page.locator('tr[data-credential="Local demo"]').get_by_role("link", name="Edit").click()
+    expect(page.locator("h1")).to_have_text("Local demo")
+    assert_labelled(page)
+    screenshot(page, "providers-edit")
+
+    # Models: create "demo" and give it a deployment on the demo credential.
+    page.get_by_role("link", name="Models").click()
+    create = page.locator("#create-model")
+    create.get_by_label("Name").fill("demo")
+    create.get_by_label("Description").fill("Local demo model")
+    create.get_by_role("button", name="Create model").click()
+    expect(page.locator(".messages")).to_contain_text("Model demo created")
+    card = page.locator('section[data-model="demo"]')
+    card.get_by_label("Credential").select_option(label="Local demo")
+    card.get_by_label("Model at the provider").fill("demo-upstream")
+    card.get_by_label("Weight").fill("3")
+    assert_labelled(page)
+    card.get_by_role("button", name="Add deployment").click()
+    expect(page.locator(".messages")).to_contain_text("Deployment added to demo")
+    deployment_row = page.locator('section[data-model="demo"] tr[data-deployment="demo-upstream"]')
+    expect(deployment_row.locator(".share-value")).to_have_text("100%")
+    assert Deployment.objects.get(model__name="demo").weight == 3
+    screenshot(page, "models-list")
+    deployment_row.get_by_role("link", name="Edit").click()
+    assert_labelled(page)
+    screenshot(page, "models-deployment-edit")
+
+    # Keys: create one, reachable by keyboard from its name field to its button.
+    page.get_by_role("link", name="Keys").click()
+    expect(page.locator("#key-list")).to_contain_text("No keys yet")
+    form = page.locator("#create-key")
+    form.get_by_label("Name", exact=True).fill("Browser key")
+    form.get_by_label("demo").check()
+    form.get_by_label("Requests per minute").fill("60")
+    assert_labelled(page)
+    screenshot(page, "keys-empty")
+    tab_until(page, form.get_by_role("button", name="Create key"))
+    with page.expect_response(re.compile(r"/keys/create/$")) as created:
+        page.keyboard.press("Enter")
+    assert "no-store" in created.value.headers["cache-control"]
+    expect(page.locator("h1")).to_have_text("Key Browser key created")
+    expect(page.locator("#secret-once")).to_contain_text("It will not be shown again")
+    secret = page.get_by_label("Secret key").input_value()
+    assert secret.startswith("tg-")
+    copy = page.get_by_role("button", name="Copy secret")
+    tab_until(page, copy)
+    page.keyboard.press("Enter")
+    expect(copy).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == secret
+    expect(page.locator("#sdk-snippet pre")).to_contain_text(f'base_url="{url}/v1"')
+    expect(page.locator("#sdk-snippet pre")).to_contain_text(f'api_key="{secret}"')
+    assert_labelled(page)
+    screenshot(page, "keys-secret-once")
+
+    # The secret works (the lookup the relay does); it appears nowhere else.
+    assert key_snapshot_by_hash(keyed_hash(secret)) is not None
+    page.get_by_role("link", name="I have copied it: go to the key").click()
+    expect(page.locator("h1")).to_have_text("Browser key")
+    assert secret not in page.content()
+    key = VirtualKey.objects.get(name="Browser key")
+    expect(page.locator("#sdk-snippet pre")).to_contain_text(f"starting with {key.prefix}")
+    assert_labelled(page)
+    screenshot(page, "keys-detail")
+    page.get_by_role("link", name="All keys").click()
+    expect(page.locator('tr[data-key="Browser key"]')).to_contain_text(key.prefix)
+    expect(page.locator('tr[data-key="Browser key"] .status')).to_have_text("Active")
+    assert secret not in page.content()
+    assert_labelled(page)
+    screenshot(page, "keys-list")
+
+    # Revoke it (the confirm dialog is accepted by the fixture); it stops working at once.
+    page.locator('tr[data-key="Browser key"]').get_by_role("link", name="Browser key").click()
+    page.get_by_role("button", name="Revoke key").click()
+    expect(page.locator(".messages")).to_contain_text("Key Browser key revoked")
+    assert key_snapshot_by_hash(keyed_hash(secret)) is None
+    page.get_by_label("Status").select_option("revoked")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator('tr[data-key="Browser key"] .status')).to_have_text("Revoked")
+    screenshot(page, "keys-revoked")
+
+    assert console_errors == []
