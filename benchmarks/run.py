@@ -927,7 +927,7 @@ def profile_run(opts, tools: dict, notes: list[str], report: dict) -> bool:
     raw = RESULTS / "profile-collapsed.txt"
     svg = RESULTS / "profile-flamegraph.svg"
     pid = str(gateway.proc.pid)
-    common = ["--pid", pid, "--rate", str(opts.profile_rate), "--nonblocking", "--function"]
+    common = ["--pid", pid, "--rate", str(opts.profile_rate), "--nonblocking", *([] if opts.profile_lines else ["--function"])]
     # The load runs in the background through both recordings: first the collapsed stacks (for the
     # table below), then a flame graph for people.
     wrk_proc = None
@@ -1002,6 +1002,8 @@ def summarize_profile(path: Path, top: int) -> dict:
         if any(marker in leaf for marker in ("asyncio/runners.py", "asyncio/base_events.py")):
             leaf = LOOP_LABEL  # the loop is uvloop: time in its C code shows as the Python frame that called it
         self_counts[leaf] += n
+        if leaf == LOOP_LABEL:
+            total_counts[leaf] += n
         area_self["event loop (C)" if leaf == LOOP_LABEL else _area(frames[-1])] += n
         for label in {_frame_label(f) for f in frames}:
             if not any(marker in label for marker in ENTRY_FRAMES):
@@ -1056,6 +1058,12 @@ def _f(value, digits=1, suffix=""):
     return f"{value:,}{suffix}"
 
 
+def _core(cell: dict) -> str:
+    if cell["target"] == "direct":
+        return "—"  # no gateway: the core is idle and others may use it
+    return f"{_f(cell.get('gateway_core_pct'), 0)} / {_f(cell.get('foreign_core_pct'), 0)}"
+
+
 def render(report: dict) -> str:
     out = []
     m = report["machine"]
@@ -1090,7 +1098,7 @@ def render(report: dict) -> str:
             out.append(f"| {c['scenario']} | {c['concurrency']} | {c['target']} | {_f(c['rps'], 0)} | {_f(c['p50_ms'], 2)} | {_f(c['p90_ms'], 2)} | "
                        f"{_f(c['p99_ms'], 2)} | {c['errors']} | {cpu_text} | {_f(over50, 2)} | {_f(over99, 2)} | "
                        f"{_f(cpu_ratio, 1, '×') if c['target'] != 'litellm' else '1×'} | {_f(rps_ratio, 1, '×') if c['target'] != 'litellm' else '1×'} | "
-                       f"{_f(c.get('gateway_core_pct'), 0)} / {_f(c.get('foreign_core_pct'), 0)} |")
+                       f"{_core(c)} |")
         out.append(f"\n`stream`: the canned upstream answers {canned.STREAM_CHUNKS} SSE chunks (+[DONE]) in one write; CPU per chunk = CPU per request ÷ {canned.STREAM_CHUNKS}. "
                    "`embeddings`: a 1536-dimension answer (~18 KB). CPU: utime+stime of the gateway's processes (/proc), divided by requests completed; "
                    "direct has no gateway. Last column: share of the gateway's core used by the gateway, and by other processes "
@@ -1110,7 +1118,7 @@ def render(report: dict) -> str:
             add99 = c["ttft_ms"]["p99"] - b["ttft_ms"]["p99"] if b and c["target"] != "direct" and c["ttft_ms"]["p99"] is not None else None
             out.append(f"| {c['concurrency']} | {c['target']} | {_f(c['rps'], 1)} | {_f(c['ttft_ms']['p50'], 2)} | {_f(c['ttft_ms']['p99'], 2)} | "
                        f"{_f(add50, 2)} | {_f(add99, 2)} | {_f(c['total_ms']['p50'], 1)} | {_f(c['total_ms']['p99'], 1)} | {c['errors']} | "
-                       f"{_f(c.get('cpu_us_per_req'), 0)} | {_f(c.get('cpu_us_per_chunk'), 1)} | {_f(c.get('gateway_core_pct'), 0)} / {_f(c.get('foreign_core_pct'), 0)} |")
+                       f"{_f(c.get('cpu_us_per_req'), 0)} | {_f(c.get('cpu_us_per_chunk'), 1)} | {_core(c)} |")
         out.append("")
     headline = headline_rows(report)
     if headline:
@@ -1204,8 +1212,9 @@ def parse_args(argv=None):
     parser.add_argument("--profile-scenario", default="chat", choices=(*SCENARIOS,))
     parser.add_argument("--profile-rate", type=int, default=250)
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--profile-lines", action="store_true", help="profile by line instead of by function")
     parser.add_argument("--nice", type=int, default=-10, help="niceness of the benchmark's processes (0: leave as is)")
-    parser.add_argument("--quiet-wait", type=float, help="seconds to wait for other load to calm down first (default 180; --smoke 0)")
+    parser.add_argument("--quiet-wait", type=float, help="seconds to wait for other load to calm down first (default 45; --smoke 0)")
     parser.add_argument("--retries", type=int, help="Tollgate start-up retries (default 3; --smoke 1)")
     parser.add_argument("--retry-wait", type=float, help="seconds between retries (default 60; --smoke 10)")
     opts = parser.parse_args(argv)
@@ -1213,15 +1222,15 @@ def parse_args(argv=None):
     opts.mode = mode
     opts.duration = opts.duration or {"smoke": 1, "quick": 3, "full": 10}[mode]
     opts.concurrency = [int(c) for c in (opts.concurrency or ("16" if opts.smoke else "1,16,64")).split(",")]
-    opts.warmup = {"smoke": 0.5, "quick": 1, "full": 2}[mode]
-    opts.spaced_duration = min(opts.duration, 5)
+    opts.warmup = {"smoke": 0.5, "quick": 1, "full": 1}[mode]
+    opts.spaced_duration = min(opts.duration, 4)
     opts.spaced_warmup = 0.3 if opts.smoke else 0.5
     opts.ingest_records = opts.ingest_records or {"smoke": 2000, "quick": 20000, "full": 100_000}[mode]
     opts.memory_checkpoints = [10_000, 100_000] if mode != "full" else [100_000, 1_000_000]
     opts.profile_seconds = opts.profile_seconds or (8 if mode != "full" else 15)
     opts.retries = opts.retries if opts.retries is not None else (1 if opts.smoke else 3)
     opts.retry_wait = opts.retry_wait if opts.retry_wait is not None else (10 if opts.smoke else 60)
-    opts.quiet_wait = opts.quiet_wait if opts.quiet_wait is not None else (0 if opts.smoke else 180)
+    opts.quiet_wait = opts.quiet_wait if opts.quiet_wait is not None else (0 if opts.smoke else 45)
     opts.only = [t.strip() for t in opts.only.split(",") if t.strip()]
     unknown = set(opts.only) - set(TARGETS)
     if unknown:

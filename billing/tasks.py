@@ -47,3 +47,7 @@ def budgets_evaluate_all() -> None:
 @shared_task(name="billing.usage_retention", ignore_result=True)
 def usage_retention() -> None:
     services.usage_retention(days=settings.TOLLGATE_USAGE_RETENTION_DAYS)
+
+
+# The alert delivery tasks live in their own module; importing it registers them with the worker.
+from billing import tasks_alerts  # noqa: E402,F401

@@ -48,6 +48,7 @@ class KeyFilterForm(forms.Form):
     status = forms.ChoiceField(label=_("Status"), choices=STATUS_CHOICES, required=False)
 
     def __init__(self, *args, org_context, **kwargs):
+        kwargs.setdefault("auto_id", "filter_%s")  # the create form on the same page has a team and user too
         super().__init__(*args, **kwargs)
         org = org_context.organization
         self.fields["team"].queryset = Team.objects.filter(organization=org)

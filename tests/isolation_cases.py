@@ -109,6 +109,13 @@ CASES: list[Case] = [
 
 from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory, VirtualKeyFactory  # noqa: E402
 
+
+def _deployment_with_a_sibling(org):
+    """A deployment that may be deleted: its model keeps another active one."""
+    deployment = DeploymentFactory(organization=org)
+    DeploymentFactory(organization=org, model=deployment.model, credential=deployment.credential)
+    return deployment
+
 CASES += [
     Case(
         name="virtual_keys",
@@ -140,7 +147,7 @@ CASES += [
     ),
     Case(
         name="deployments",
-        make=lambda org: DeploymentFactory(organization=org),
+        make=lambda org: _deployment_with_a_sibling(org),
         requests=[
             ("GET", lambda d: f"/api/deployments/{d.pk}/"),
             ("PATCH", lambda d: f"/api/deployments/{d.pk}/", {"weight": 7, "upstream_model": "changed-by-a"}),

@@ -1,0 +1,77 @@
+"""Bad input on /v1 always gets a 4xx OpenAI-format error, never a 500 or a hang."""
+
+import httpx
+import pytest
+
+
+def post(gateway, body: bytes, headers=None, path="/chat/completions"):
+    base = {"Authorization": f"Bearer {gateway.secret}", "Content-Type": "application/json"}
+    return httpx.post(gateway.base_url + path, content=body, headers={**base, **(headers or {})}, timeout=10)
+
+
+def assert_openai_error(response, status, code=None, param=None):
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    if code:
+        assert error["code"] == code
+    if param:
+        assert error["param"] == param
+    assert response.headers["x-request-id"].startswith("req_")
+
+
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        (b"{not json", None),
+        (b"", None),
+        (b"[1, 2]", None),
+        (b'"text"', None),
+        (b'{"model": "gpt-test"}', "messages"),
+        (b'{"messages": [{"role": "user", "content": "x"}]}', "model"),
+        (b'{"model": 5, "messages": [{"role": "user", "content": "x"}]}', "model"),
+        (b'{"model": "gpt-test", "messages": "hello"}', "messages"),
+        (b'{"model": "gpt-test", "messages": [{"role": "wizard", "content": "x"}]}', "messages[0].role"),
+        (b'{"model": "gpt-test", "messages": [{"role": "user", "content": 5}]}', "messages[0].content"),
+        (b'{"model": "gpt-test", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}', "stream"),
+        (b'{"model": "gpt-test", "messages": [{"role": "user", "content": "x"}], "n": 0}', "n"),
+        (b'{"model": "gpt-test", "messages": [{"role": "user", "content": "x"}], "top_p": 7}', "top_p"),
+        (b'{"model": "gpt-\\u0000test", "messages": [{"role": "user", "content": "x"}]}', "model"),
+        (b'{"model": "gpt-test", "messages": [{"role": "user", "content": "x"}], "api_key": "sk-x"}', "api_key"),
+        (b'{"model": "gpt-test", "messages": [{"role": "user", "content": "x", "extra_headers": {"a": "b"}}]}', None),
+        (b'\x00\x01\x02', None),
+    ],
+)
+def test_malformed_bodies_are_400(gateway, body, param):
+    assert_openai_error(post(gateway, body), 400, param=param)
+
+
+def test_wrong_content_type_is_400(gateway):
+    assert_openai_error(post(gateway, b"model=gpt-test", {"Content-Type": "application/x-www-form-urlencoded"}), 400)
+
+
+def test_oversized_bodies_are_413_before_parsing(gateway, relay_server):
+    limit = relay_server.relay.runtime.max_body
+    huge = b'{"model": "gpt-test", "messages": [{"role": "user", "content": "' + b"x" * (limit + 10) + b'"}]}'
+    assert_openai_error(post(gateway, huge), 413, code="request_too_large")
+
+    def chunks():  # no content-length: cut off as soon as it passes the limit
+        yield b'{"model": "gpt-test", "messages": [{"role": "user", "content": "'
+        for _ in range(limit // 65536 + 2):
+            yield b"x" * 65536
+
+    assert_openai_error(post(gateway, chunks()), 413, code="request_too_large")
+
+
+def test_unknown_paths_and_methods(gateway):
+    assert_openai_error(httpx.get(gateway.base_url + "/nope", timeout=5), 404)
+    assert_openai_error(httpx.get(gateway.base_url + "/chat/completions", timeout=5), 405)
+
+
+def test_keys_in_odd_places(gateway):
+    for headers in ({"Authorization": "Basic abc"}, {"Authorization": "Bearer"}, {"Authorization": "Bearer tg-' OR 1=1 --"}):
+        response = httpx.post(gateway.base_url + "/chat/completions", json={"model": "gpt-test"}, headers=headers, timeout=5)
+        assert_openai_error(response, 401, code="invalid_api_key")
+    body = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
+    for name in ("api-key", "x-api-key"):
+        assert httpx.post(gateway.base_url + "/chat/completions", json=body, headers={name: gateway.secret}, timeout=10).status_code == 200
