@@ -614,7 +614,7 @@ class Load:
             return self.client(port, path, body, auth, concurrency, duration, pid, stream=False)
         script = WORK / "wrk.lua"
         script.write_text(WRK_LUA.format(body=body.decode(), auth=auth))
-        argv = [self.wrk, "-t", "1", "-c", str(concurrency), "-d", f"{max(duration, 1):g}s", "--latency", "--timeout", "10s",
+        argv = [self.wrk, "-t", "1", "-c", str(concurrency), "-d", f"{max(1, round(duration))}s", "--latency", "--timeout", "10s",
                 "-s", str(script), f"http://127.0.0.1:{port}{path}"]
         argv = placed(argv, LOAD_CPU)
         cpu_before, core_before, wall_before = cpu_seconds(pid), core_busy(GATEWAY_CPU), time.monotonic()
@@ -934,7 +934,7 @@ def profile_run(opts, tools: dict, notes: list[str], report: dict) -> bool:
     if tools["wrk"]:
         script = WORK / "wrk.lua"
         script.write_text(WRK_LUA.format(body=body.decode(), auth=routes["auth"]))
-        argv = [tools["wrk"], "-t", "1", "-c", "16", "-d", f"{2 * seconds + 6:g}s", "--latency", "-s", str(script), f"http://127.0.0.1:{port}{path}"]
+        argv = [tools["wrk"], "-t", "1", "-c", "16", "-d", f"{round(2 * seconds + 6)}s", "--latency", "-s", str(script), f"http://127.0.0.1:{port}{path}"]
         wrk_proc = PROCS.start("profile-wrk", argv, cpu=LOAD_CPU)
     else:
         notes.append("profile needs wrk for the background load")

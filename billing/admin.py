@@ -37,7 +37,10 @@ class ExchangeRateAdmin(ReadOnlyAdmin):
 
 @admin.register(UsageEvent)
 class UsageEventAdmin(ReadOnlyAdmin):
-    list_display = ["request_id", "organization", "model_name", "status_code", "prompt_tokens", "completion_tokens", "cost_display", "usage_source", "created_at"]
+    list_display = [
+        "request_id", "organization", "model_name", "status_code", "prompt_tokens", "completion_tokens", "cost_display", "usage_source",
+        "created_at",
+    ]
     list_filter = ["usage_source", "stream", "endpoint", "organization"]
     list_select_related = ["organization"]
     search_fields = ["request_id", "model_name", "upstream_model"]

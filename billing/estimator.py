@@ -96,9 +96,9 @@ def upload_text(*, upload, limit: int = MAX_UPLOAD_BYTES) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def _positive_int(value, field: str, maximum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-        raise ApplicationError(_("Enter a whole number between 1 and %(max)d.") % {"max": maximum}, field=field)
+def _whole(value, field: str, *, maximum: int, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ApplicationError(_("Enter a whole number between %(min)d and %(max)d.") % {"min": minimum, "max": maximum}, field=field)
     return value
 
 
@@ -110,15 +110,15 @@ def _input_tokens(text, documents, average_document_tokens, average_document_cha
         return "text", 1, tokens.count_text(text)
     if documents is None:
         raise ApplicationError(_("Give a text, a file, or a number of documents and their average size."), field="text")
-    documents = _positive_int(documents, "documents", MAX_DOCUMENTS)
+    documents = _whole(documents, "documents", maximum=MAX_DOCUMENTS)
     if (average_document_tokens is None) == (average_document_characters is None):
         raise ApplicationError(
             _("Give the documents' average size in tokens or in characters (one of them)."), field="average_document_tokens"
         )
     if average_document_tokens is not None:
-        per_document = _positive_int(average_document_tokens, "average_document_tokens", MAX_TOKENS_PER_REQUEST)
+        per_document = _whole(average_document_tokens, "average_document_tokens", maximum=MAX_TOKENS_PER_REQUEST)
         return "document_tokens", documents, per_document
-    characters = _positive_int(average_document_characters, "average_document_characters", MAX_TOKENS_PER_REQUEST * CHARS_PER_TOKEN)
+    characters = _whole(average_document_characters, "average_document_characters", maximum=MAX_TOKENS_PER_REQUEST * CHARS_PER_TOKEN)
     return "document_characters", documents, math.ceil(characters / CHARS_PER_TOKEN)
 
 
@@ -168,8 +168,7 @@ def estimate_cost(
     prices in force at `at` (default now), time-of-day windows included, without cache discounts.
     """
     source, requests, input_per_request = _input_tokens(text, documents, average_document_tokens, average_document_characters)
-    if isinstance(expected_output_tokens, bool) or not isinstance(expected_output_tokens, int) or not 0 <= expected_output_tokens <= MAX_TOKENS_PER_REQUEST:
-        raise ApplicationError(_("Enter a whole number between 0 and %(max)d.") % {"max": MAX_TOKENS_PER_REQUEST}, field="expected_output_tokens")
+    _whole(expected_output_tokens, "expected_output_tokens", minimum=0, maximum=MAX_TOKENS_PER_REQUEST)
     chosen = _models(organization, models)
     epoch = at.timestamp() if at is not None else time.time()
     rates = dict(exchange_rates_for(organization_id=organization.pk))

@@ -6,6 +6,7 @@ from celery import shared_task
 from django.conf import settings
 
 from billing import ledger, services
+from billing import tasks_alerts  # noqa: F401  (registers the alert delivery tasks with the worker)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,3 @@ def budgets_evaluate_all() -> None:
 @shared_task(name="billing.usage_retention", ignore_result=True)
 def usage_retention() -> None:
     services.usage_retention(days=settings.TOLLGATE_USAGE_RETENTION_DAYS)
-
-
-# The alert delivery tasks live in their own module; importing it registers them with the worker.
-from billing import tasks_alerts  # noqa: E402,F401

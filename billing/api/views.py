@@ -37,7 +37,6 @@ from billing.api.serializers import (
     PriceTierSerializer,
     PriceWindowSerializer,
     UsageEventSerializer,
-    money_text,
 )
 from billing.models import AlertChannel, AlertDelivery, Budget, ExchangeRate, Price
 from keys.models import Deployment, VirtualKey
@@ -98,7 +97,7 @@ def price_book(*, organization, provider: str | None = None, upstream_model: str
     The same precedence as `keys.selectors.prices_for`, which the relay charges with.
     """
     own = Price.objects.filter(organization=organization, provider=OuterRef("provider"), upstream_model=OuterRef("upstream_model"))
-    prices = Price.objects.filter(Q(organization=organization) | Q(organization=None) & ~Exists(own))
+    prices = Price.objects.filter(Q(organization=organization) | (Q(organization=None) & ~Exists(own)))
     if provider:
         prices = prices.filter(provider=provider)
     if upstream_model:
@@ -124,7 +123,8 @@ def _mark_prices_in_force(prices: list[Price], book: QuerySet[Price]) -> list[Pr
 
 def _mark_rates_in_force(rates: list[ExchangeRate], organization) -> list[ExchangeRate]:
     current: dict[str, int] = {}
-    rows = ExchangeRate.objects.filter(organization=organization, effective_from__lte=timezone.now()).order_by("currency", "-effective_from", "-id")
+    rows = ExchangeRate.objects.filter(organization=organization, effective_from__lte=timezone.now())
+    rows = rows.order_by("currency", "-effective_from", "-id")
     for pk, currency in rows.values_list("pk", "currency"):
         current.setdefault(currency, pk)
     for rate in rates:
@@ -210,7 +210,9 @@ class PriceListApi(OrgAPIView):
         input_per_m = DecimalStringField(help_text="Per 1M input tokens, in `currency`.")
         cached_input_per_m = DecimalStringField(required=False, allow_null=True, help_text="Per 1M cached input tokens; null: the input price.")
         output_per_m = DecimalStringField(help_text="Per 1M output tokens.")
-        tiers = PriceTierSerializer(many=True, required=False, help_text="Prices for larger prompts; the highest tier exceeded prices the whole request.")
+        tiers = PriceTierSerializer(
+            many=True, required=False, help_text="Prices for larger prompts; the highest tier exceeded prices the whole request."
+        )
         windows = PriceWindowSerializer(many=True, required=False, help_text="Time-of-day multipliers, in `time_zone`.")
         time_zone = serializers.ChoiceField(choices=TIME_ZONE_CHOICES, default="UTC")
         effective_from = serializers.DateTimeField(required=False, help_text="Default: now. Never in the past.")
@@ -440,7 +442,10 @@ class _UsageTotals(serializers.Serializer):
 
 
 class UsageSummaryApi(OrgAPIView):
-    """Usage totals over a time range, grouped, from the hourly and daily rollups (never the raw log)."""
+    """Usage totals over a time range, grouped, from the hourly and daily rollups (never the raw log).
+
+    Rollup buckets count whole: those that start in [since, until). The default range is the last 30 days.
+    """
 
     permissions = {"GET": Perm.VIEW_OWN_USAGE}
 
@@ -577,7 +582,9 @@ class EstimateApi(OrgAPIView):
 
     class InputSerializer(serializers.Serializer):
         text = serializers.CharField(required=False, trim_whitespace=False, max_length=estimator.MAX_UPLOAD_BYTES)
-        documents = serializers.IntegerField(required=False, min_value=1, max_value=estimator.MAX_DOCUMENTS, help_text="How many documents, one request each.")
+        documents = serializers.IntegerField(
+            required=False, min_value=1, max_value=estimator.MAX_DOCUMENTS, help_text="How many documents, one request each."
+        )
         average_document_tokens = serializers.IntegerField(required=False, min_value=1, max_value=estimator.MAX_TOKENS_PER_REQUEST)
         average_document_characters = serializers.IntegerField(
             required=False, min_value=1, max_value=estimator.MAX_TOKENS_PER_REQUEST * estimator.CHARS_PER_TOKEN

@@ -21,7 +21,7 @@ from billing.ledger import usage_ingest
 from billing.periods import period_bounds
 from billing.models import AlertChannel, Budget, ExchangeRate, Price
 from keys.encryption import decrypt
-from tests.accounts.factories import MembershipFactory, OrganizationFactory, TeamFactory
+from tests.accounts.factories import MembershipFactory, TeamFactory, UserFactory
 from tests.billing.factories import (
     AlertChannelFactory,
     AlertDeliveryFactory,
@@ -607,6 +607,29 @@ def test_delivery_log_is_per_org_and_filterable(viewer_client, org, other_org):
     failed = viewer_client.get("/api/alert-deliveries/", {"status": "failed", "channel": mine.channel_id}).json()["results"]
     assert [(d["id"], d["last_status_code"], d["last_error"]) for d in failed] == [(mine.pk, 500, "HTTP 500")]
     field_error(viewer_client.get("/api/alert-deliveries/", {"status": "lost"}), "status")
+
+
+# The Django admin
+
+
+def test_admin_pages_are_read_only_and_show_no_secrets(org):
+    operator = UserFactory(is_staff=True, is_superuser=True)
+    client = APIClient()
+    client.force_login(operator)
+    channel = AlertChannelFactory(organization=org, webhook=True, target="https://hooks.example.com/bot/tok3n-in-path")
+    AlertDeliveryFactory(organization=org, channel=channel)
+    BudgetFactory(organization=org)
+    ExchangeRateFactory(organization=org)
+    usage_ingest([usage_record(organization=org, at=timezone.now())])
+    for name in ("price", "exchangerate", "usageevent", "usagerollup", "budget", "alertchannel", "alert", "alertdelivery"):
+        assert client.get(f"/admin/billing/{name}/").status_code == 200, name
+        assert client.get(f"/admin/billing/{name}/add/").status_code == 403, name
+    page = client.get(f"/admin/billing/alertchannel/{channel.pk}/change/").content.decode()
+    assert "tok3n-in-path" not in page and decrypt(channel.secret_encrypted) not in page and channel.secret_encrypted not in page
+
+    email = AlertChannelFactory(organization=org, target="ops@example.com")
+    response = client.post("/admin/billing/alertchannel/", {"action": "send_test", "_selected_action": [email.pk]})
+    assert response.status_code == 302 and [m.to for m in mail.outbox] == [["ops@example.com"]]
 
 
 # The schema

@@ -115,7 +115,8 @@ def test_unpriced_and_unconvertible_models_say_so(org):
     DeploymentFactory(organization=org, model=ModelFactory(organization=org, name="no-price"), credential=credential, upstream_model="est-none")
     DeploymentFactory(organization=org, model=ModelFactory(organization=org, name="no-rate"), credential=cny, upstream_model="est-cny")
     ModelFactory(organization=org, name="no-deployment")
-    PriceFactory(organization=org, provider="moonshot-cn", upstream_model="est-cny", currency="CNY", input_per_m=Decimal("2"), output_per_m=Decimal("10"))
+    PriceFactory(organization=org, provider="moonshot-cn", upstream_model="est-cny", currency="CNY",
+                 input_per_m=Decimal("2"), output_per_m=Decimal("10"))
 
     estimate = by_model(estimate_cost(organization=org, documents=1, average_document_tokens=1000, expected_output_tokens=0,
                                       models=["no-price", "no-rate", "no-deployment"]))

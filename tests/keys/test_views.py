@@ -17,7 +17,7 @@ from keys import testing as credential_testing
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
 from keys.selectors import credential_extra_headers, key_snapshot_by_hash
 from tests.accounts.factories import MembershipFactory, TeamFactory
-from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory, VirtualKeyFactory
+from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory
 from tests.upstream.openai_routes import EXPECTED_KEY
 from tests.upstream.server import MockUpstream
 
