@@ -10,9 +10,12 @@ import logging
 import time
 from collections import OrderedDict
 
+from django.db import DatabaseError
+
 from keys import selectors
 from keys.invalidation import REDIS_KEY, local_version_path
 from relay.db import run_db
+from relay.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,15 @@ class SnapshotCache:
     async def _load(self, cache_key, loader, *args):
         try:
             version = self._version
-            value = await run_db(loader, *args)
+            try:
+                value = await run_db(loader, *args)
+            except DatabaseError as exc:
+                # Stale beats wrong: a known key keeps working while the database is away.
+                stale = self._entries.get(cache_key)
+                if stale is not None:
+                    log.warning("serving a stale snapshot: database unavailable (%s)", exc.__class__.__name__)
+                    return stale[1]
+                raise Unavailable("The gateway's database is unavailable; retry shortly.", headers={"retry-after": "5"}) from exc
             self.loads += 1
             if version == self._version:  # not invalidated while loading
                 self._entries[cache_key] = (time.monotonic() + TTL_SECONDS, value)
@@ -64,7 +75,8 @@ class SnapshotCache:
             self._loading.pop(cache_key, None)
 
     def clear(self) -> None:
-        self._entries.clear()
+        """Expire everything now; the entries stay as a fallback while the database is unreachable."""
+        self._entries = OrderedDict((key, (0.0, value)) for key, (_, value) in self._entries.items())
 
     async def read_version(self):
         if self._redis is not None:

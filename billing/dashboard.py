@@ -1,0 +1,435 @@
+"""Reads for the dashboard pages, all from the usage rollups except the request log itself.
+
+Periods are calendar periods in the organization's time zone; rollups are buckets of UTC hours and UTC days.
+`rollup_range_q` maps one onto the other: the whole UTC days inside a range come from the daily rows, the
+ragged edges from the hourly rows. Range bounds are floored to the hour, so in a zone with a half-hour
+offset the first partial hour of a period is counted in that period (and not in the previous one).
+
+Every function here runs a fixed number of queries whatever the number of rollup rows (aggregates are
+computed by the database), so the overview stays fast with millions of usage events.
+"""
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone as dt_timezone
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db.models import Q, QuerySet, Sum
+from django.utils import formats
+from django.utils.translation import gettext as _
+
+from accounts.models import Team, User
+from accounts.permissions import Perm
+from billing.models import Budget, UsageEvent, UsageRollup
+from billing.periods import period_bounds
+from billing.selectors import budget_scope_filter, usage_events
+from keys.models import VirtualKey
+
+UTC = dt_timezone.utc
+DAY = timedelta(days=1)
+HOURLY_SPAN = timedelta(days=2)  # ranges up to this long are charted per hour
+CHART_DAYS = 30
+CHART_MODELS = 7  # models drawn on their own in stacked charts; the rest is "Other"
+TOP = 5
+BUDGETS_PER_QUERY = 200  # filtered sums per aggregate query
+SUMS = ("requests", "errors", "prompt_tokens", "cached_tokens", "completion_tokens", "cost", "unpriced", "latency_ms_sum")
+
+
+# --- Money ------------------------------------------------------------------------------------------------
+
+CURRENCY_SYMBOLS = {"USD": "$", "CNY": "¥", "EUR": "€", "GBP": "£", "JPY": "¥", "HKD": "HK$", "KRW": "₩", "INR": "₹"}
+_SMALLEST = Decimal("0.000001")
+
+
+class Money:
+    """An amount in a currency, rendered for the active locale with 2 to 6 decimals.
+
+    Amounts of 1 or more get 2 decimals; smaller ones as many as they need (up to 6), so that a
+    request costing 0.00042 does not show as 0.00. Rendered where it is printed (`str()`), so the
+    language of the request applies.
+    """
+
+    __slots__ = ("amount", "currency")
+
+    def __init__(self, amount, currency: str):
+        self.amount = Decimal(amount) if amount is not None else None
+        self.currency = currency
+
+    def __str__(self) -> str:
+        if self.amount is None:
+            return _("unpriced")
+        amount = self.amount
+        if amount and abs(amount) < _SMALLEST:
+            return "< " + self._with_symbol(formats.number_format(_SMALLEST, 6, use_l10n=True, force_grouping=True))
+        places = 2 if not amount or abs(amount) >= 1 else (4 if abs(amount) >= Decimal("0.01") else 6)
+        rounded = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+        decimals = max(2, -rounded.normalize().as_tuple().exponent) if rounded else 2
+        return self._with_symbol(formats.number_format(rounded, min(decimals, places), use_l10n=True, force_grouping=True))
+
+    def __eq__(self, other):
+        return isinstance(other, Money) and (self.amount, self.currency) == (other.amount, other.currency)
+
+    def __hash__(self):
+        return hash((self.amount, self.currency))
+
+    def __repr__(self):
+        return f"Money({self.amount!r}, {self.currency!r})"
+
+    def _with_symbol(self, number: str) -> str:
+        negative = number.startswith("-")
+        number = number.lstrip("-")
+        symbol = CURRENCY_SYMBOLS.get(self.currency)
+        text = f"{symbol}{number}" if symbol else f"{number} {self.currency}"
+        return f"-{text}" if negative else text
+
+
+def chart_number(amount) -> float:
+    """A cost for Chart.js (a float is fine for drawing; tables keep the Decimal)."""
+    return float(Decimal(amount or 0).quantize(Decimal("0.000001")))
+
+
+# --- Ranges -----------------------------------------------------------------------------------------------
+
+
+def _floor_hour(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _floor_day(moment: datetime) -> datetime:
+    return _floor_hour(moment).replace(hour=0)
+
+
+def _ceil_day(moment: datetime) -> datetime:
+    floor = _floor_day(moment)
+    return floor if floor == moment else floor + DAY
+
+
+def rollup_range_q(since: datetime, until: datetime | None = None) -> Q:
+    """The rollup rows that together cover [since, until) exactly once (until None: up to now)."""
+    start = _floor_hour(since)
+    end = _floor_hour(until) if until is not None else None
+    first_day = _ceil_day(start)
+    last_day = _floor_day(end) if end is not None else None
+    hour, day = UsageRollup.Grain.HOUR, UsageRollup.Grain.DAY
+    if last_day is not None and first_day >= last_day:
+        return Q(grain=hour, bucket__gte=start, bucket__lt=end)
+    q = Q(grain=hour, bucket__gte=start, bucket__lt=first_day)
+    if last_day is None:
+        return q | Q(grain=day, bucket__gte=first_day)
+    return q | Q(grain=day, bucket__gte=first_day, bucket__lt=last_day) | Q(grain=hour, bucket__gte=last_day, bucket__lt=end)
+
+
+def rollups(*, organization, key_ids: list[int] | None = None) -> QuerySet[UsageRollup]:
+    """The organization's rollup rows, only those of `key_ids` when given (a member's own keys)."""
+    rows = UsageRollup.objects.filter(organization=organization)
+    if key_ids is not None:
+        rows = rows.filter(key_id__in=key_ids)
+    return rows
+
+
+def own_key_ids(org_context) -> list[int] | None:
+    """None when the caller sees everyone's usage (view_usage); else the ids of their own keys."""
+    if org_context.can(Perm.VIEW_USAGE):
+        return None
+    if org_context.user is None:
+        return []
+    return list(VirtualKey.objects.filter(organization=org_context.organization, user=org_context.user).values_list("pk", flat=True))
+
+
+def _totals(rows: QuerySet[UsageRollup]) -> dict:
+    totals = rows.aggregate(**{name: Sum(name) for name in SUMS})
+    totals = {name: totals[name] or (Decimal(0) if name == "cost" else 0) for name in SUMS}
+    totals["error_rate"] = totals["errors"] / totals["requests"] if totals["requests"] else None
+    totals["latency_ms_avg"] = round(totals["latency_ms_sum"] / totals["requests"]) if totals["requests"] else None
+    return totals
+
+
+# --- Budgets ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BudgetStatus:
+    budget: Budget
+    spent: Money
+    amount: Money
+    remaining: Money
+    percent: Decimal
+    start: datetime
+    end: datetime | None
+    warn_at: int
+    level: str  # "ok", "warn" (at or past the warning threshold) or "over" (100% or more)
+
+    @property
+    def bar_value(self) -> int:
+        """For <progress max=100>: the share used, capped at the full bar."""
+        return int(min(self.percent, Decimal(100)))
+
+
+def warning_threshold(thresholds: list[int] | None) -> int:
+    """Where a bar turns amber: the highest alert threshold below 100% (80 for the default 50/80/100)."""
+    below = [t for t in (thresholds or []) if isinstance(t, int) and t < 100]
+    return max(below) if below else 80
+
+
+def budget_statuses(budgets: list[Budget], *, organization, now: datetime) -> list[BudgetStatus]:
+    """Each budget's spend in its current period, from the rollups: one query per period kind in use."""
+    by_period: dict[str, list[Budget]] = {}
+    for budget in budgets:
+        by_period.setdefault(budget.period, []).append(budget)
+    spent: dict[int, Decimal] = {}
+    bounds: dict[str, tuple[datetime, datetime | None]] = {}
+    for period, group in by_period.items():
+        start, end = bounds[period] = period_bounds(period, organization.time_zone, now)
+        rows = rollups(organization=organization).filter(rollup_range_q(start, end))
+        for offset in range(0, len(group), BUDGETS_PER_QUERY):
+            chunk = group[offset:offset + BUDGETS_PER_QUERY]
+            sums = rows.aggregate(**{f"b{b.pk}": Sum("cost", filter=budget_scope_filter(b) or None) for b in chunk})
+            spent.update({b.pk: sums[f"b{b.pk}"] or Decimal(0) for b in chunk})
+    currency = organization.currency
+    statuses = []
+    for budget in budgets:
+        used = spent[budget.pk]
+        percent = (used * 100 / budget.amount).quantize(Decimal("0.1")) if budget.amount else Decimal(0)
+        warn_at = warning_threshold(budget.thresholds)
+        level = "over" if percent >= 100 else "warn" if percent >= warn_at else "ok"
+        start, end = bounds[budget.period]
+        statuses.append(BudgetStatus(
+            budget=budget, spent=Money(used, currency), amount=Money(budget.amount, currency),
+            remaining=Money(max(budget.amount - used, Decimal(0)), currency), percent=percent,
+            start=start, end=end, warn_at=warn_at, level=level,
+        ))
+    return statuses
+
+
+def budget_list(*, organization) -> QuerySet[Budget]:
+    return (
+        Budget.objects.filter(organization=organization)
+        .select_related("team", "key", "user").order_by("scope", "name", "id")
+    )
+
+
+def budgets_applying_to(*, organization, user, key_ids: list[int]) -> QuerySet[Budget]:
+    """The budgets a member's requests count against: the org's, their own, their keys' and those keys' teams'."""
+    team_ids = VirtualKey.objects.filter(pk__in=key_ids).exclude(team=None).values("team_id")
+    scopes = (
+        Q(scope=Budget.Scope.ORGANIZATION) | Q(scope=Budget.Scope.USER, user=user)
+        | Q(scope=Budget.Scope.KEY, key_id__in=key_ids) | Q(scope=Budget.Scope.TEAM, team_id__in=team_ids)
+    )
+    return budget_list(organization=organization).filter(scopes)
+
+
+# --- Overview ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Ranked:
+    label: str
+    cost: Money
+    requests: int
+    share: int  # percent of the period's spend, for a <meter>
+    ident: object = None
+
+
+@dataclass
+class Overview:
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    totals: dict
+    spent: Money
+    forecast: Money | None
+    top_models: list[Ranked] = field(default_factory=list)
+    top_keys: list[Ranked] = field(default_factory=list)
+    top_teams: list[Ranked] = field(default_factory=list)
+    chart: dict = field(default_factory=dict)
+
+
+def _ranked(rows, total: Decimal, currency: str, column: str, label_of) -> list[Ranked]:
+    result = []
+    for row in rows:
+        cost = row["cost"] or Decimal(0)
+        share = int((cost * 100 / total).to_integral_value()) if total else 0
+        result.append(Ranked(label=label_of(row[column]), cost=Money(cost, currency), requests=row["requests"] or 0,
+                             share=min(share, 100), ident=row[column]))
+    return result
+
+
+def _top(rows: QuerySet[UsageRollup], column: str):
+    return list(
+        rows.values(column).annotate(cost=Sum("cost"), requests=Sum("requests")).order_by("-cost", "-requests", column)[:TOP]
+    )
+
+
+def forecast(spent: Decimal, *, start: datetime, end: datetime, now: datetime) -> Decimal | None:
+    """The period's end spend at the pace so far; None in the first hour, when a pace means nothing."""
+    elapsed = (now - start).total_seconds()
+    if elapsed < 3600:
+        return None
+    return spent * Decimal((end - start).total_seconds()) / Decimal(elapsed)
+
+
+def overview(*, organization, now: datetime, key_ids: list[int] | None = None) -> Overview:
+    """This month's spend, pace, volume and top spenders, and a 30-day chart by model, from rollups only."""
+    currency = organization.currency
+    start, end = period_bounds("month", organization.time_zone, now)
+    month = rollups(organization=organization, key_ids=key_ids).filter(rollup_range_q(start))
+    totals = _totals(month)
+    spent = totals["cost"]
+    projected = forecast(spent, start=start, end=end, now=now)
+    result = Overview(
+        currency=currency, period_start=start, period_end=end, totals=totals, spent=Money(spent, currency),
+        forecast=Money(projected, currency) if projected is not None else None,
+    )
+    result.top_models = _ranked(_top(month, "model_name"), spent, currency, "model_name", str)
+    if key_ids is None:  # a member's view is theirs alone: no ranking of keys and teams
+        key_rows = _top(month.exclude(key_id=0), "key_id")
+        team_rows = _top(month, "team_id")
+        key_names = dict(VirtualKey.objects.filter(organization=organization, pk__in=[r["key_id"] for r in key_rows]).values_list("pk", "name"))
+        team_names = dict(Team.objects.filter(organization=organization, pk__in=[r["team_id"] for r in team_rows if r["team_id"]]).values_list("pk", "name"))
+        result.top_keys = _ranked(key_rows, spent, currency, "key_id", lambda pk: key_names.get(pk) or _("Deleted key #%(id)s") % {"id": pk})
+        result.top_teams = _ranked(
+            team_rows, spent, currency, "team_id",
+            lambda pk: (team_names.get(pk) or _("Deleted team #%(id)s") % {"id": pk}) if pk else _("No team"),
+        )
+    result.chart = daily_chart(organization=organization, now=now, key_ids=key_ids)
+    return result
+
+
+def _stack(points: dict[tuple, Decimal], buckets: list, label_of, *, metric_label: str, currency: str) -> dict:
+    """Chart.js data for a stacked bar chart: the biggest models on their own, the rest as "Other"."""
+    per_model: dict[str, Decimal] = {}
+    for (_bucket, model), value in points.items():
+        per_model[model] = per_model.get(model, Decimal(0)) + value
+    ranked = sorted(per_model, key=lambda m: (-per_model[m], m))
+    shown, rest = ranked[:CHART_MODELS], set(ranked[CHART_MODELS:])
+    index = {bucket: i for i, bucket in enumerate(buckets)}
+    series = {model: [0.0] * len(buckets) for model in shown}
+    other = [0.0] * len(buckets)
+    for (bucket, model), value in points.items():
+        if bucket not in index:
+            continue
+        target = other if model in rest else series[model]
+        target[index[bucket]] = round(target[index[bucket]] + chart_number(value), 6)
+    datasets = [{"label": model, "data": series[model]} for model in shown]
+    if rest:
+        datasets.append({"label": _("Other models"), "data": other})
+    return {
+        "labels": [label_of(bucket) for bucket in buckets], "datasets": datasets, "currency": currency,
+        "metric": metric_label, "empty": not points,
+    }
+
+
+def daily_chart(*, organization, now: datetime, key_ids: list[int] | None = None, days: int = CHART_DAYS) -> dict:
+    """Spend per UTC day over the last `days` days, stacked by model: the daily rollups only."""
+    first = _floor_day(now) - (days - 1) * DAY
+    rows = (
+        rollups(organization=organization, key_ids=key_ids)
+        .filter(grain=UsageRollup.Grain.DAY, bucket__gte=first)
+        .values("bucket", "model_name").annotate(cost=Sum("cost")).order_by()
+    )
+    points = {(row["bucket"].astimezone(UTC).date(), row["model_name"]): row["cost"] or Decimal(0) for row in rows}
+    buckets = [(first + n * DAY).date() for n in range(days)]
+    return _stack(points, buckets, lambda d: d.strftime("%m-%d"), metric_label=_("Spend"), currency=organization.currency)
+
+
+# --- Usage explorer ---------------------------------------------------------------------------------------
+
+
+def _rollup_filters(rows: QuerySet[UsageRollup], filters: dict) -> QuerySet[UsageRollup]:
+    for name in ("team_id", "key_id", "user_id", "model_name"):
+        if filters.get(name) not in (None, ""):
+            rows = rows.filter(**{name: filters[name]})
+    return rows
+
+
+def usage_summary(*, organization, since: datetime, until: datetime, filters: dict, key_ids: list[int] | None, time_zone) -> dict:
+    """Totals and a spend chart for the explorer, from the rollups (hours up to two days, else UTC days)."""
+    rows = _rollup_filters(rollups(organization=organization, key_ids=key_ids), filters)
+    hourly = until - since <= HOURLY_SPAN
+    if hourly:
+        rows = rows.filter(grain=UsageRollup.Grain.HOUR, bucket__gte=_floor_hour(since), bucket__lt=_floor_hour(until))
+    else:
+        rows = rows.filter(rollup_range_q(since, until))
+    totals = _totals(rows)
+    grouped = rows.values("bucket", "model_name").annotate(cost=Sum("cost")).order_by()
+    points: dict[tuple, Decimal] = {}
+    for row in grouped:
+        bucket = row["bucket"].astimezone(UTC)
+        key = (bucket if hourly else bucket.date(), row["model_name"])
+        points[key] = points.get(key, Decimal(0)) + (row["cost"] or Decimal(0))
+    if hourly:
+        first, last = _floor_hour(since), _floor_hour(until)
+        buckets = [first + timedelta(hours=n) for n in range(int((last - first).total_seconds() // 3600))]
+
+        def label(moment):
+            return formats.date_format(moment.astimezone(time_zone), "H:i")
+    else:
+        first_day, last_day = _floor_day(since).date(), (until - timedelta(microseconds=1)).astimezone(UTC).date()
+        buckets = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
+
+        def label(day: date):
+            return day.strftime("%m-%d")
+    chart = _stack(points, buckets, label, metric_label=_("Spend"), currency=organization.currency)
+    chart["hourly"] = hourly
+    return {"totals": totals, "cost": Money(totals["cost"], organization.currency), "chart": chart, "hourly": hourly}
+
+
+STATUS_FILTERS = {
+    "success": Q(status_code__lt=400),
+    "errors": Q(status_code__gte=400),
+    "4xx": Q(status_code__gte=400, status_code__lt=500),
+    "5xx": Q(status_code__gte=500),
+    "429": Q(status_code=429),
+}
+
+
+def request_log(*, organization, filters: dict, key_ids: list[int] | None) -> QuerySet[UsageEvent]:
+    """The request log for the explorer and its CSV export: newest first, a member's own keys only."""
+    events = usage_events(organization=organization, filters={k: v for k, v in filters.items() if k != "status"})
+    if filters.get("status") in STATUS_FILTERS:
+        events = events.filter(STATUS_FILTERS[filters["status"]])
+    if key_ids is not None:
+        events = events.filter(key_id__in=key_ids)
+    return events
+
+
+@dataclass
+class LogPage:
+    """A page of the request log without COUNT(*): counting millions of rows to draw "page 3 of N" is not worth it."""
+
+    rows: list
+    number: int
+    has_next: bool
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def next_page_number(self) -> int:
+        return self.number + 1
+
+    @property
+    def previous_page_number(self) -> int:
+        return self.number - 1
+
+
+def log_page(events: QuerySet[UsageEvent], *, page, size: int = 50, max_page: int = 1000) -> LogPage:
+    try:
+        number = min(max(int(page), 1), max_page)
+    except (TypeError, ValueError):
+        number = 1
+    offset = (number - 1) * size
+    rows = list(events[offset:offset + size + 1])
+    return LogPage(rows=rows[:size], number=number, has_next=len(rows) > size)
+
+
+def names_for(*, organization, key_ids=(), team_ids=(), user_ids=()) -> dict:
+    """Display names of the keys, teams and users a page mentions, looked up inside the organization only."""
+    key_ids, team_ids, user_ids = ({i for i in ids if i} for ids in (key_ids, team_ids, user_ids))
+    return {
+        "keys": dict(VirtualKey.objects.filter(organization=organization, pk__in=key_ids).values_list("pk", "name")) if key_ids else {},
+        "teams": dict(Team.objects.filter(organization=organization, pk__in=team_ids).values_list("pk", "name")) if team_ids else {},
+        "users": dict(
+            User.objects.filter(memberships__organization=organization, pk__in=user_ids).values_list("pk", "email")
+        ) if user_ids else {},
+    }
