@@ -35,6 +35,7 @@ from accounts.forms import (
 from accounts.models import AuditLog, Invitation, Membership, Role, Team, User
 from accounts.permissions import Perm
 from accounts.tenancy import SESSION_ORG_KEY, get_scoped_or_404, scoped
+from billing import views as billing_views
 
 AUDIT_PAGE_SIZE = 50
 
@@ -84,13 +85,8 @@ def signup(request):
 
 @org_required
 def home(request):
-    org = request.org_context.organization
-    context = {
-        "member_count": scoped(Membership, org).count(),
-        "team_count": scoped(Team, org).count(),
-        "pending_invitation_count": scoped(Invitation, org).filter(accepted_at=None, revoked_at=None).count(),
-    }
-    return render(request, "accounts/home.html", context)
+    """ "/": the billing overview (spend, budgets, usage), or a member's own keys, budgets and usage."""
+    return billing_views.overview(request)
 
 
 @login_required

@@ -138,7 +138,7 @@ def own_key_ids(org_context) -> list[int] | None:
 def _totals(rows: QuerySet[UsageRollup]) -> dict:
     totals = rows.aggregate(**{name: Sum(name) for name in SUMS})
     totals = {name: totals[name] or (Decimal(0) if name == "cost" else 0) for name in SUMS}
-    totals["error_rate"] = totals["errors"] / totals["requests"] if totals["requests"] else None
+    totals["error_percent"] = (Decimal(totals["errors"] * 100) / totals["requests"]).quantize(Decimal("0.1")) if totals["requests"] else None
     totals["latency_ms_avg"] = round(totals["latency_ms_sum"] / totals["requests"]) if totals["requests"] else None
     return totals
 

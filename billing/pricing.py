@@ -97,7 +97,7 @@ def snapshot_from_row(row) -> PriceSnapshot:
 
 
 def price_at(prices: tuple[PriceSnapshot, ...], epoch: float) -> PriceSnapshot | None:
-    """The entry in force at `epoch` (prices sorted newest first)."""
+    """The first entry in force at `epoch` (each book sorted newest first, preferred book first)."""
     for price in prices:
         if price.effective_from <= epoch:
             return price

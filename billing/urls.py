@@ -1,1 +1,26 @@
-urlpatterns = []
+from django.urls import path
+
+from billing import views
+
+urlpatterns = [
+    # "/" is served by accounts.views.home, which renders this overview; the name is for reverse() only.
+    path("", views.overview, name="overview"),
+    # Usage explorer
+    path("usage/", views.usage, name="usage"),
+    path("usage/export.csv", views.usage_export, name="usage_export"),
+    path("usage/cost/", views.usage_cost, name="usage_cost"),
+    path("usage/<int:pk>/", views.usage_event, name="usage_event"),
+    # Budgets and alert channels
+    path("budgets/", views.budgets, name="budgets"),
+    path("budgets/create/", views.budget_create, name="budget_create"),
+    path("budgets/<int:pk>/edit/", views.budget_edit, name="budget_edit"),
+    path("budgets/<int:pk>/delete/", views.budget_delete, name="budget_delete"),
+    path("alerts/channels/create/", views.channel_create, name="channel_create"),
+    path("alerts/channels/<int:pk>/edit/", views.channel_edit, name="channel_edit"),
+    path("alerts/channels/<int:pk>/delete/", views.channel_delete, name="channel_delete"),
+    path("alerts/channels/<int:pk>/rotate/", views.channel_rotate, name="channel_rotate"),
+    path("alerts/channels/<int:pk>/test/", views.channel_test, name="channel_test"),
+    # Cost estimator and playground
+    path("estimator/", views.estimator_page, name="estimator"),
+    path("playground/", views.playground, name="playground"),
+]

@@ -5,10 +5,12 @@ models, credentials) are always limited to the current organization.
 """
 
 import json
+from datetime import timedelta
 
 from django import forms
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.text import capfirst, format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Team, User
@@ -307,14 +309,100 @@ class ModelCreateForm(forms.Form):
     routing = forms.ChoiceField(label=_("Routing"), choices=Model.Routing.choices, initial=Model.Routing.WEIGHTED)
 
 
+def _default(field: str):
+    return Model._meta.get_field(field).default
+
+
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in (text or "").replace("\n", ",").split(",") if part.strip()]
+
+
+def _policy_number(field: str, help_text):
+    """A whole-number policy field; empty means the model default. Ranges are checked by keys.services."""
+    return forms.IntegerField(
+        label=capfirst(Model._meta.get_field(field).verbose_name), required=False,
+        help_text=format_lazy("{} {}", help_text, format_lazy(_("Empty: {}."), _default(field))),
+    )
+
+
 class ModelUpdateForm(forms.Form):
+    """The model's description and status, and its routing policy (the "Routing and fallbacks" section).
+
+    A full form: an empty number field restores that field's default, an unticked box is off.
+    """
+
+    POLICY_FIELDS = [
+        "routing", "fallback_models", "retry_statuses", "max_attempts", "retries_per_deployment", "deadline_seconds",
+        "cooldown_failures", "cooldown_window_seconds", "cooldown_seconds", "fallback_max_price_ratio", "context_fallback",
+    ]
+    NUMBER_FIELDS = ["max_attempts", "retries_per_deployment", "deadline_seconds", "cooldown_failures", "cooldown_window_seconds", "cooldown_seconds"]
+
     description = forms.CharField(label=_("Description"), max_length=300, required=False)
-    routing = forms.ChoiceField(label=_("Routing"), choices=Model.Routing.choices)
     is_active = forms.BooleanField(label=_("Active"), required=False, help_text=_("An inactive model is refused by the gateway."))
+    routing = forms.ChoiceField(
+        label=_("Routing"), choices=Model.Routing.choices,
+        help_text=_("Per request: each request is split by weight. Sticky: the same key always gets the same deployment."),
+    )
+    fallback_models = forms.CharField(
+        label=_("Fallback models"), required=False, max_length=2000,
+        help_text=_("Other model names, separated by commas, tried in this order after this model's own deployments fail."),
+    )
+    retry_statuses = forms.CharField(
+        label=_("Retry on HTTP status"), required=False, max_length=500,
+        help_text=_("Status codes separated by commas, e.g. 429, 500, 503. Empty: 408, 409, 429 and 5xx. Timeouts and connection errors always retry."),
+    )
+    max_attempts = _policy_number("max_attempts", _("Attempts per request, across all deployments and fallbacks; each one is recorded."))
+    retries_per_deployment = _policy_number("retries_per_deployment", _("Extra tries on the same deployment before moving on, with backoff."))
+    deadline_seconds = _policy_number("deadline_seconds", _("The whole request, retries included, stops after this many seconds."))
+    cooldown_failures = _policy_number("cooldown_failures", _("Failures within the window that put a deployment in cooldown."))
+    cooldown_window_seconds = _policy_number("cooldown_window_seconds", _("The window in which failures are counted, in seconds."))
+    cooldown_seconds = _policy_number("cooldown_seconds", _("How long a failing deployment is skipped, in seconds, before it is tried again."))
+    fallback_max_price_ratio = forms.DecimalField(
+        label=_("Fallback price cap (× primary)"), required=False, max_digits=8, decimal_places=2,
+        help_text=_("Skip fallbacks dearer than this many times the primary's price. Empty: no cap."),
+    )
+    context_fallback = forms.BooleanField(
+        label=_("Fall back on context-window errors"), required=False,
+        help_text=_("When a prompt is too long, try a deployment with a larger context window."),
+    )
+
+    def __init__(self, *args, model: Model, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model = model
+        others = Model.objects.filter(organization_id=model.organization_id).exclude(pk=model.pk).order_by("name")
+        self.other_models = list(others.values_list("name", flat=True))
+        self.fields["fallback_models"].widget.attrs.update({"autocomplete": "off", "spellcheck": "false", "data-fallback-input": ""})
 
     @classmethod
     def for_model(cls, model, data=None):
-        return cls(data, initial={"description": model.description, "routing": model.routing, "is_active": model.is_active})
+        initial = {field: getattr(model, field) for field in ["description", "is_active", *cls.POLICY_FIELDS]}
+        initial["fallback_models"] = ", ".join(model.fallback_models or [])
+        initial["retry_statuses"] = ", ".join(str(code) for code in model.retry_statuses or [])
+        return cls(data, initial=initial, model=model)
+
+    def general_fields(self):
+        return [self[name] for name in ("description", "is_active")]
+
+    def policy_fields(self):
+        return [self[name] for name in self.POLICY_FIELDS]
+
+    def clean_fallback_models(self):
+        return _comma_list(self.cleaned_data["fallback_models"])
+
+    def clean_retry_statuses(self):
+        codes = []
+        for part in _comma_list(self.cleaned_data["retry_statuses"]):
+            if not part.isdigit():
+                raise forms.ValidationError(_("“%(value)s” is not a status code; use whole numbers separated by commas."), params={"value": part})
+            codes.append(int(part))
+        return codes
+
+    def service_kwargs(self) -> dict:
+        data = dict(self.cleaned_data)
+        for field in self.NUMBER_FIELDS:
+            if data[field] is None:
+                data[field] = _default(field)
+        return data
 
 
 class DeploymentForm(forms.Form):
@@ -326,6 +414,10 @@ class DeploymentForm(forms.Form):
         help_text=_("Share of traffic relative to the other deployments; 0 serves only as a fallback."),
     )
     order = forms.IntegerField(label=_("Fallback order"), min_value=0, max_value=MAX_WEIGHT, initial=0, help_text=_("Lowest first."))
+    context_window = forms.IntegerField(
+        label=_("Context window (tokens)"), required=False, min_value=1, max_value=MAX_LIMIT,
+        help_text=_("Optional. On a context-window error the model may fall back to a deployment with a larger window."),
+    )
 
     def __init__(self, *args, organization, with_active=False, credentials=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -347,6 +439,59 @@ class DeploymentForm(forms.Form):
     def for_deployment(cls, deployment: Deployment, data=None):
         initial = {
             "credential": deployment.credential_id, "upstream_model": deployment.upstream_model, "name": deployment.name,
-            "weight": deployment.weight, "order": deployment.order, "is_active": deployment.is_active,
+            "weight": deployment.weight, "order": deployment.order, "context_window": deployment.context_window,
+            "is_active": deployment.is_active,
         }
         return cls(data, initial=initial, organization=deployment.organization, with_active=True)
+
+
+# --- The A/B comparison report ----------------------------------------------------------------------
+
+
+class ReportRangeForm(forms.Form):
+    """The report's time range (GET): a preset, or a custom range read in the organization's time zone."""
+
+    PRESETS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+    RANGE_CHOICES = [("24h", _("Last 24 hours")), ("7d", _("Last 7 days")), ("30d", _("Last 30 days")), ("custom", _("Custom range"))]
+    DEFAULT = "7d"
+    MAX_SPAN = timedelta(days=366)
+
+    range = forms.ChoiceField(label=_("Time range"), choices=RANGE_CHOICES, required=False, initial=DEFAULT, widget=forms.Select(attrs={"data-range-select": ""}))
+    since = forms.DateTimeField(label=_("From"), required=False, widget=DateTimeLocalInput(attrs={"data-custom-range": ""}))
+    until = forms.DateTimeField(
+        label=_("Until"), required=False, widget=DateTimeLocalInput(attrs={"data-custom-range": ""}),
+        help_text=_("Empty: now."),
+    )
+
+    def __init__(self, *args, time_zone: str, **kwargs):
+        kwargs.setdefault("auto_id", "report_%s")
+        super().__init__(*args, **kwargs)
+        self.fields["since"].help_text = _("For a custom range, in %(tz)s.") % {"tz": time_zone}
+
+    def clean(self):
+        cleaned = super().clean()
+        choice = cleaned.get("range") or (self.DEFAULT if not cleaned.get("since") else "custom")
+        cleaned["range"] = choice
+        now = timezone.now()
+        if choice != "custom":
+            cleaned["until"] = now
+            cleaned["since"] = now - self.PRESETS[choice]
+            return cleaned
+        since, until = cleaned.get("since"), cleaned.get("until") or now
+        if "since" in self.errors or "until" in self.errors:
+            return cleaned
+        if since is None:
+            self.add_error("since", _("A custom range needs a start."))
+        elif since >= until:
+            self.add_error("since", _("The start must be before the end."))
+        elif until - since > self.MAX_SPAN:
+            self.add_error("since", _("A range can cover at most 366 days."))
+        cleaned["until"] = until
+        return cleaned
+
+    def bounds(self) -> tuple:
+        """(since, until) of a valid form; the default range when nothing was asked."""
+        if not self.is_bound:
+            now = timezone.now()
+            return now - self.PRESETS[self.DEFAULT], now
+        return self.cleaned_data["since"], self.cleaned_data["until"]

@@ -165,11 +165,12 @@ def credential_extra_headers(credential: ProviderCredential) -> dict[str, str]:
 
 
 def prices_for(*, organization_id: int, provider: str, upstream_model: str) -> tuple[PriceSnapshot, ...]:
-    """The price book entries of a model, newest first; the org's own book hides the global one."""
-    rows = list(Price.objects.filter(organization_id=organization_id, provider=provider, upstream_model=upstream_model).order_by("-effective_from"))
-    if not rows:
-        rows = list(Price.objects.filter(organization=None, provider=provider, upstream_model=upstream_model).order_by("-effective_from"))
-    return tuple(snapshot_from_row(row) for row in rows)
+    """The org's own entries (newest first), then the global book's: `price_at` takes the first in
+    force, so the org's book wins from its first effective date and the global one covers before."""
+    rows = Price.objects.filter(provider=provider, upstream_model=upstream_model)
+    own = rows.filter(organization_id=organization_id).order_by("-effective_from")
+    seeded = rows.filter(organization=None).order_by("-effective_from")
+    return tuple(snapshot_from_row(row) for row in [*own, *seeded])
 
 
 def exchange_rates_for(*, organization_id: int) -> tuple[tuple[str, Decimal], ...]:

@@ -19,13 +19,14 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 class Connection:
     """One HTTP request/response on the ASGI interface."""
 
-    __slots__ = ("scope", "receive", "send", "request_id", "headers", "started")
+    __slots__ = ("scope", "receive", "send", "request_id", "headers", "started", "captured")
 
     def __init__(self, scope, receive, send):
         self.scope, self.receive, self.send = scope, receive, send
         self.request_id = "req_" + secrets.token_hex(12)
         self.headers = {name: value for name, value in scope["headers"]}
         self.started = False
+        self.captured: list | None = None  # set to a list to keep a copy of the response (Idempotency-Key)
 
     def header(self, name: bytes) -> str | None:
         value = self.headers.get(name)
@@ -50,10 +51,14 @@ class Connection:
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.started = True
+        if self.captured is not None:
+            self.captured += [status, [h for h in headers if h[0] != b"content-length"]]
         await self.send({"type": "http.response.start", "status": status, "headers": [*headers, (b"x-request-id", self.request_id.encode())]})
 
     async def respond(self, status: int, body: bytes, headers=JSON_HEADERS) -> None:
         await self.start(status, [*headers, (b"content-length", str(len(body)).encode())])
+        if self.captured is not None:
+            self.captured.append(body)
         await self.send({"type": "http.response.body", "body": body})
 
     async def respond_error(self, error: RelayError, extra_headers=()) -> None:
@@ -61,6 +66,8 @@ class Connection:
         await self.respond(error.status, error.body(), headers)
 
     async def write(self, chunk: bytes) -> None:
+        if self.captured is not None:
+            self.captured.append(chunk)
         await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
 
     async def end(self) -> None:

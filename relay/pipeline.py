@@ -19,6 +19,7 @@ from relay.errors import (
     InvalidApiKey, InvalidRequest, MethodNotAllowed, ModelNotAllowed, ModelNotFound, NotFound, RelayError, UpstreamError,
     UpstreamRejected, UpstreamTimeout,
 )
+from relay.idempotency import store_key
 from relay.providers import get_adapter
 from relay.routing import backoff_delay
 from relay.streaming import DONE, SSEParser, encode_chunk, encode_error
@@ -61,6 +62,8 @@ async def handle(rt, conn) -> None:
 
 
 async def _authenticate(rt, conn):
+    address = (conn.scope.get("client") or ("unknown",))[0]
+    rt.key_throttle.check(address)
     secret = None
     for name in KEY_HEADERS:
         value = conn.header(name)
@@ -69,8 +72,9 @@ async def _authenticate(rt, conn):
             break
     if not secret:
         raise InvalidApiKey("Missing API key. Send it as 'Authorization: Bearer <key>'.")
-    key = await rt.cache.key(keyed_hash(secret))
+    key = await rt.cache.key(keyed_hash(secret)) if len(secret) <= 200 else None
     if key is None or (key.expires_at is not None and key.expires_at <= time.time()):
+        rt.key_throttle.failed(address)
         raise InvalidApiKey("Incorrect, expired or revoked API key.")
     return key
 
@@ -105,6 +109,28 @@ async def _relay(rt, conn, endpoint: str) -> None:
     key = await _authenticate(rt, conn)
     body = _parse(await conn.read_body(rt.max_body), conn.header(b"content-type"))
     check_body(endpoint, body)
+    idempotency_key = conn.header(b"idempotency-key")
+    if not idempotency_key:
+        return await _admit_and_forward(rt, conn, endpoint, key, body)
+    name = store_key(key.id, idempotency_key)
+    stored = await rt.idempotency.claim(name)
+    if stored is not None:  # a retry: the stored answer, no upstream call, no charge
+        headers = [(k.encode(), v.encode()) for k, v in stored["headers"]] + [(b"idempotent-replayed", b"true")]
+        conn.request_id = stored["request_id"]  # the answer is the original request's
+        return await conn.respond(stored["status"], stored["body"].encode(), headers)
+    conn.captured = []
+    record = None
+    try:
+        record = await _admit_and_forward(rt, conn, endpoint, key, body)
+    finally:
+        if record is not None and record.status_code == 200 and conn.captured:
+            status, headers, *chunks = conn.captured
+            await rt.idempotency.save(name, conn.request_id, status, headers, b"".join(chunks))
+        else:
+            await rt.idempotency.release(name)
+
+
+async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> None:
     name = body["model"]
     if key.allowed_models and name not in key.allowed_models:
         raise ModelNotAllowed(f"This key may not use the model '{name}'.", param="model")
@@ -145,6 +171,7 @@ async def _relay(rt, conn, endpoint: str) -> None:
         if held:
             await rt.budgets.settle(held, reserved_micros, to_micros(record.cost_display or 0))
         rt.sink.emit(record.as_dict())
+    return record
 
 
 def worst_case_micros(model, prompt_tokens: int, output_tokens: int, now: float) -> int:

@@ -14,9 +14,11 @@ from relay import tokens
 from relay.budgets import BudgetGate, threshold_notifier
 from relay.cache import SnapshotCache
 from relay.cooldown import Cooldowns
+from relay.idempotency import IdempotencyStore
 from relay.leases import FailoverLeaseStore, LeaseBook, LocalLeaseStore, RedisLeaseStore
 from relay.limits import RateLimiter
 from relay.routing import Router
+from relay.throttle import FailedKeyThrottle
 from relay.upstream import new_session
 from relay.usage import LocalSink, RedisStreamSink
 
@@ -43,6 +45,8 @@ class Runtime:
         # Reserved for the output of a request that sets no max_tokens (README "Budgets").
         self.output_reserve = settings.TOLLGATE_OUTPUT_RESERVE_TOKENS
         self.cooldowns = Cooldowns(self.redis)
+        self.idempotency = IdempotencyStore(self.redis)
+        self.key_throttle = FailedKeyThrottle()
         self.router = Router(self.cooldowns)
         self.session = None
         self.max_body = settings.TOLLGATE_MAX_BODY_BYTES

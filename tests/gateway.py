@@ -107,6 +107,8 @@ class Gateway:
 def gateway(transactional_db, relay_server, upstream, settings):
     settings.TOLLGATE_EGRESS_ALLOW_HOSTS = ["127.0.0.1"]
     upstream.reset()
+    if relay_server.relay.runtime is not None:
+        relay_server.relay.runtime.key_throttle.reset()  # every test calls from 127.0.0.1
     org = OrganizationFactory()
     owner = MembershipFactory(organization=org, role=Role.OWNER, user=UserFactory()).user
     ctx = OrgContext(organization=org, role=Role.OWNER, user=owner)

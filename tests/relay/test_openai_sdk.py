@@ -182,3 +182,21 @@ def test_demo_mock_provider_answers_locally(gateway):
     assert "You said: ping" in answer.choices[0].message.content
     chunks = list(client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "ping"}], stream=True))
     assert "ping" in "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def test_idempotency_key_replays_without_a_second_call_or_charge(gateway, upstream):
+    client = gateway.client()
+    headers = {"Idempotency-Key": "order-42"}
+    first = client.chat.completions.with_raw_response.create(model="gpt-test", messages=[{"role": "user", "content": "Hi"}], extra_headers=headers)
+    calls = len(upstream.ledger)
+    second = client.chat.completions.with_raw_response.create(model="gpt-test", messages=[{"role": "user", "content": "Hi"}], extra_headers=headers)
+    assert len(upstream.ledger) == calls
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.parse().model_dump() == first.parse().model_dump()
+    assert second.headers["x-request-id"] == first.headers["x-request-id"]
+    ledger_row(first.headers["x-request-id"])
+    drain_usage()
+    assert UsageEvent.objects.filter(organization=gateway.org).count() == 1
+    # another key, or another Idempotency-Key, is a new request
+    client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "Hi"}], extra_headers={"Idempotency-Key": "order-43"})
+    assert len(upstream.ledger) == calls + 1
