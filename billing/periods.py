@@ -27,6 +27,15 @@ def period_bounds(period: str, time_zone: str, at: datetime) -> tuple[datetime, 
     return start.replace(tzinfo=None).replace(tzinfo=tz), end.replace(tzinfo=None).replace(tzinfo=tz)
 
 
+_current: dict[tuple[str, str], tuple[float, float, int]] = {}
+
+
 def period_start_epoch(period: str, time_zone: str, at_epoch: float) -> int:
-    start, _ = period_bounds(period, time_zone, datetime.fromtimestamp(at_epoch, tz=dt_timezone.utc))
-    return int(start.timestamp())
+    """Start of the period containing `at_epoch`; remembered until the period ends (hot path)."""
+    cached = _current.get((period, time_zone))
+    if cached is not None and cached[0] <= at_epoch < cached[1]:
+        return cached[2]
+    start, end = period_bounds(period, time_zone, datetime.fromtimestamp(at_epoch, tz=dt_timezone.utc))
+    start_epoch = start.timestamp()
+    _current[(period, time_zone)] = (start_epoch, end.timestamp() if end else float("inf"), int(start_epoch))
+    return int(start_epoch)

@@ -186,6 +186,7 @@ def usage_event(request, pk):
         "trail": [{**step, "deployment_name": deployments.get(step.get("deployment"))} for step in trail],
         "cost": Money(event.cost, event.currency) if event.cost is not None else None,
         "cost_display": Money(event.cost_display, org.currency),
+        "exchange_rate": money_text(event.exchange_rate),
         "currency": org.currency,
     }
     return render(request, "billing/usage_event.html", context)
@@ -465,12 +466,12 @@ def _estimate_rows(result, currency: str) -> list[dict]:
             "output_tokens": model.output_tokens,
             "deployment": main.name if main else None,
             "cost": Money(main.cost, main.currency) if main and main.cost is not None else None,
-            "exchange_rate": main.exchange_rate if main and main.currency != currency else None,
+            "exchange_rate": money_text(main.exchange_rate) if main and main.currency and main.currency != currency else None,
             "price_currency": main.currency if main else "",
             "cost_display": Money(main.cost_display, currency) if main and main.cost_display is not None else None,
             "cheapest": main is not None and main.cost_display is not None and main.cost_display == cheapest,
             "missing": model.missing,
-            "multiplier": main.window_multiplier if main and main.window_multiplier not in (None, 1) else None,
+            "multiplier": money_text(main.window_multiplier) if main and main.window_multiplier not in (None, 1) else None,
         })
     return rows
 

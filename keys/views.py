@@ -629,7 +629,7 @@ def model_report(request, pk):
     form = ReportRangeForm(request.GET or None, time_zone=org.time_zone)
     context = {
         "nav_section": "models", "model": model, "form": form, "report": None, "rows": [],
-        "columns": [str(heading) % {"currency": org.currency} if "%(" in str(heading) else heading for _f, heading, _k, _l in REPORT_COLUMNS],
+        "columns": [str(heading) % {"currency": org.currency} for _field, heading, _kind, _lower in REPORT_COLUMNS],
     }
     if form.is_bound and not form.is_valid():
         return render(request, "keys/model_report.html", context, status=400)

@@ -157,15 +157,23 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> None:
         record.finish()
         rt.sink.emit(record.as_dict())
         raise
+    watch = DisconnectWatch(conn)
     try:
         await _forward(rt, conn, endpoint, body, key, model, record, limit_headers)
     except RelayError as error:
         record.fail(error)
         raise
-    except (ClientGone, asyncio.CancelledError):
+    except asyncio.CancelledError:
+        record.status_code, record.error_type = 499, "client_disconnected"
+        if not watch.gone:
+            raise  # the server is cancelling us (shutdown): record and pass it on
+        asyncio.current_task().uncancel()
+        raise ClientGone() from None
+    except ClientGone:
         record.status_code, record.error_type = 499, "client_disconnected"
         raise
     finally:
+        watch.stop()
         record.finish()
         await rt.limiter.settle(tpm_counter, reserved_tokens, record.prompt_tokens + record.completion_tokens)
         if held:
@@ -306,21 +314,12 @@ async def _stream(conn, adapter, response, target, model_name, record, headers, 
     delivered: list = []  # what reached the client, to estimate usage when the upstream gives none
     await conn.start(200, [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), *headers])
     record.status_code = 200
-    watcher = asyncio.ensure_future(_wait_disconnect(conn))
     try:
         async for chunk in iter_body(response):
-            if watcher.done():
-                raise ClientGone()
-            for event in parser.feed(chunk):
-                for item in translator.feed(event):
-                    await _write_item(conn, item, record, delivered)
-        for item in [*(translator.feed(e) for e in parser.close()), translator.finish()]:
-            for piece in item:
-                await _write_item(conn, piece, record, delivered)
-        if translator.usage is not None:
-            record.usage(translator.usage, "provider")
-        else:
-            record.estimate(_stream_text(delivered))
+            # Everything one upstream read completes goes out in one write.
+            await _write(conn, [item for event in parser.feed(chunk) for item in translator.feed(event)], record, delivered)
+        await _write(conn, [*(item for event in parser.close() for item in translator.feed(event)), *translator.finish()], record, delivered)
+        _settle_stream_usage(record, translator, delivered)
         if include_usage and not getattr(translator, "usage_forwarded", False):
             await conn.write(encode_chunk(_usage_chunk(conn.request_id, model_name, record)))
         await conn.write(DONE)
@@ -328,27 +327,46 @@ async def _stream(conn, adapter, response, target, model_name, record, headers, 
     except UpstreamError as error:
         # Past the first byte nothing can be retried: tell the client in the stream and close it.
         record.fail(error)
-        record.estimate(_stream_text(delivered)) if translator.usage is None else record.usage(translator.usage, "provider")
+        _settle_stream_usage(record, translator, delivered)
         await conn.write(encode_error(error))
         await conn.end()
     except (ClientGone, asyncio.CancelledError):
-        record.estimate(_stream_text(delivered)) if translator.usage is None else record.usage(translator.usage, "provider")
+        _settle_stream_usage(record, translator, delivered)
         raise
-    finally:
-        watcher.cancel()
 
 
-async def _write_item(conn, item, record, delivered) -> None:
-    data = item if isinstance(item, bytes) else encode_chunk(item)
+def _settle_stream_usage(record, translator, delivered) -> None:
+    if translator.usage is not None:
+        record.usage(translator.usage, "provider")
+    else:
+        record.estimate(_stream_text(delivered))
+
+
+async def _write(conn, items: list, record, delivered) -> None:
+    if not items:
+        return
     if record.ttft_ms is None:
         record.ttft_ms = int((time.perf_counter() - record.started) * 1000)
-    delivered.append(item)
-    await conn.write(data)
+    delivered += items
+    await conn.write(b"".join(item if isinstance(item, bytes) else encode_chunk(item) for item in items))
 
 
-async def _wait_disconnect(conn) -> None:
-    while (await conn.receive())["type"] != "http.disconnect":
-        pass
+class DisconnectWatch:
+    """Cancels the request's task when the client goes away, even while the upstream is silent,
+    which closes the upstream connection and so stops the generation there."""
+
+    def __init__(self, conn):
+        self.gone = False
+        self._task = asyncio.ensure_future(self._watch(conn, asyncio.current_task()))
+
+    async def _watch(self, conn, request_task) -> None:
+        while (await conn.receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        request_task.cancel()
+
+    def stop(self) -> None:
+        self._task.cancel()
 
 
 def _completion_text(answer) -> str:

@@ -46,14 +46,17 @@ class _BufferedSink:
             await self.flush()
 
     async def flush(self) -> None:
-        while self._buffer:
-            batch, self._buffer = self._buffer[:BATCH], self._buffer[BATCH:]
+        """Write what is buffered now, in batches; records arriving meanwhile wait for the next flush."""
+        pending, self._buffer = self._buffer, []
+        for start in range(0, len(pending), BATCH):
+            batch = pending[start : start + BATCH]
             try:
                 await self._write(batch)
                 self.flushed += len(batch)
             except Exception as exc:
-                log.warning("usage flush failed (%s); spooling %d records", exc.__class__.__name__, len(batch))
-                await self._spool(batch)
+                rest = pending[start:]
+                log.warning("usage flush failed (%s); spooling %d records", exc.__class__.__name__, len(rest))
+                await self._spool(rest)
                 return
 
     async def _write(self, batch: list[dict]) -> None:

@@ -28,3 +28,23 @@
     select.addEventListener("change", function () { apply(select); });
   });
 })();
+
+// Model routing form: the "+ name" buttons append a model to the ordered, comma-separated fallback list.
+(function () {
+  "use strict";
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-fallback-add]");
+    if (!button) {
+      return;
+    }
+    var input = button.closest(".field").querySelector("[data-fallback-input]");
+    var names = input.value.split(",").map(function (name) { return name.trim(); }).filter(Boolean);
+    var name = button.getAttribute("data-fallback-add");
+    if (names.indexOf(name) === -1) {
+      names.push(name);
+    }
+    input.value = names.join(", ");
+    input.focus();
+  });
+})();

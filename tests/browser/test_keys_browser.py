@@ -165,3 +165,114 @@ def test_demo_provider_model_key_secret_once_and_revoke(live_server, settings, n
     screenshot(page, "keys-revoked")
 
     assert console_errors == []
+
+
+# --- Routing form and the A/B report ----------------------------------------------------------------------
+
+# Whether a canvas has a drawn (non-transparent) pixel: a chart that failed leaves it blank.
+CANVAS_STATE = """
+(id) => {
+  const canvas = document.getElementById(id);
+  const box = canvas.getBoundingClientRect();
+  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let drawn = 0;
+  for (let i = 3; i < pixels.length; i += 4) { if (pixels[i] !== 0) { drawn += 1; } }
+  const chart = window.Chart && window.Chart.getChart(canvas);
+  return {width: box.width, height: box.height, drawn: drawn, bars: chart ? chart.data.datasets.map((d) => d.data) : null};
+}
+"""
+
+
+def log_in(page, url):
+    page.goto(f"{url}/login/")
+    page.get_by_label("Email").fill(EMAIL)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("h1")).to_have_text("Acme AI")
+
+
+def test_routing_form_and_ab_report_charts(live_server, new_page, console_errors, screenshot):
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from keys.models import Model
+    from tests.billing.factories import UsageEventFactory
+    from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory
+
+    url = live_server.url
+    org = Organization.objects.create(name="Acme AI", slug="acme-ai")
+    user = User.objects.create_user(email=EMAIL, password=PASSWORD, name="Olivia Owner")
+    Membership.objects.create(organization=org, user=user, role=Role.OWNER)
+    cred = ProviderCredentialFactory(organization=org, name="Primary")
+    model = ModelFactory(organization=org, name="chat-default", description="A/B of two providers")
+    ModelFactory(organization=org, name="chat-backup")
+    variants = [
+        DeploymentFactory(organization=org, model=model, credential=cred, upstream_model="kimi-k2", name="Kimi", weight=1),
+        DeploymentFactory(organization=org, model=model, credential=cred, upstream_model="claude-sonnet", name="Claude", weight=1),
+    ]
+    now = timezone.now()
+    for index, deployment in enumerate(variants):
+        for n in range(12):
+            UsageEventFactory(
+                organization=org, model_name=model.name, deployment_id=deployment.pk, upstream_model=deployment.upstream_model,
+                status_code=500 if n == 0 and index else 200, latency_ms=(400 + 40 * n) * (index + 1), ttft_ms=150 + 10 * n,
+                prompt_tokens=300 + n, completion_tokens=120, cost_display=Decimal("0.0009") * (3 * index + 1),
+                created_at=now - timedelta(hours=n + 1),
+            )
+
+    page = new_page()
+    log_in(page, url)
+
+    # The routing section: fallbacks added with the "+ name" button, retries and cooldown typed in.
+    page.get_by_role("link", name="Models").click()
+    card = page.locator('section[data-model="chat-default"]')
+    card.get_by_role("link", name="Edit model").click()
+    routing = page.locator("#routing")
+    expect(routing.locator("h2")).to_have_text("Routing and fallbacks")
+    routing.get_by_label("Routing", exact=True).select_option("sticky")
+    routing.get_by_role("button", name="+ chat-backup").click()
+    expect(routing.get_by_label("Fallback models")).to_have_value("chat-backup")
+    routing.get_by_label("Retry on HTTP status").fill("429, 503")
+    routing.get_by_label("Max attempts").fill("4")
+    routing.get_by_label("Cooldown (s)").fill("60")
+    assert_labelled(page)
+    screenshot(page, "model-edit-routing")
+    page.get_by_role("button", name="Save model").click()
+    expect(page.locator(".messages")).to_contain_text("Model chat-default saved")
+    expect(card.locator(".fallback-chain")).to_contain_text("chat-backup")
+    saved = Model.objects.get(pk=model.pk)
+    assert (saved.routing, saved.fallback_models, saved.retry_statuses, saved.max_attempts, saved.cooldown_seconds) == (
+        "sticky", ["chat-backup"], [429, 503], 4, 60)
+
+    # The report, from the models list: a table and two drawn charts.
+    card.get_by_role("link", name="A/B report").click()
+    expect(page.locator("h1")).to_contain_text("A/B comparison of chat-default")
+    expect(page.locator("#variant-table tbody tr")).to_have_count(2)
+    expect(page.locator("#variant-table tbody tr").first).to_contain_text("Kimi")
+    for canvas_id in ("chart-latency", "chart-cost"):
+        page.wait_for_function("(id) => window.Chart && window.Chart.getChart(document.getElementById(id))", arg=canvas_id)
+    page.wait_for_timeout(400)  # the bars' short entry animation
+    latency, cost = page.evaluate(CANVAS_STATE, "chart-latency"), page.evaluate(CANVAS_STATE, "chart-cost")
+    for state in (latency, cost):
+        assert state["width"] > 100 and state["height"] > 100 and state["drawn"] > 500, state
+    assert latency["bars"][0] == [600, 1280] and latency["bars"][1][0] < latency["bars"][1][1]  # p50 Kimi, Claude; p95
+    assert cost["bars"][0][1] > cost["bars"][0][0]
+    assert_labelled(page)
+    screenshot(page, "model-report")
+
+    # The range filter: the custom fields show only for a custom range; a preset reloads the report.
+    since = page.get_by_label("From")
+    expect(since).to_be_hidden()
+    page.get_by_label("Time range").select_option("custom")
+    expect(since).to_be_visible()
+    page.get_by_label("Time range").select_option("24h")
+    expect(since).to_be_hidden()
+    page.get_by_role("button", name="Show").click()
+    expect(page.get_by_label("Time range")).to_have_value("24h")
+    expect(page.locator("#variant-table tbody tr")).to_have_count(2)
+    page.wait_for_function("() => window.Chart && window.Chart.getChart(document.getElementById('chart-cost'))")
+    assert_labelled(page)
+
+    assert console_errors == []

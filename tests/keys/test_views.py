@@ -1,7 +1,11 @@
 """The keys dashboard through Django's test client: keys, providers, models; roles, tenancy, secrets, escaping."""
 
+import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
+from html.parser import HTMLParser
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
@@ -12,11 +16,15 @@ from django.utils import timezone
 from accounts.crypto import keyed_hash
 from accounts.models import Role, User
 from accounts.tenancy import OrgContext
+from billing.selectors import model_variant_report
 from keys import encryption, services
 from keys import testing as credential_testing
+from keys.forms import ModelUpdateForm
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
 from keys.selectors import credential_extra_headers, key_snapshot_by_hash
+from keys.views import REPORT_COLUMNS
 from tests.accounts.factories import MembershipFactory, TeamFactory
+from tests.billing.factories import UsageEventFactory
 from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory
 from tests.upstream.openai_routes import EXPECTED_KEY
 from tests.upstream.server import MockUpstream
@@ -755,3 +763,368 @@ def test_pages_have_no_inline_script_or_style(client, org, owner):
         assert not re.search(r"\sstyle=", html), "style attribute"
         assert not re.search(r"<style", html), "<style> element"
         assert not re.search(r"\son[a-z]+=", html), "inline event handler"
+
+
+# --- Routing policy on the model edit page ------------------------------------------------------------------
+
+POLICY_FORM = {
+    "description": "Chat", "is_active": "on", "routing": "sticky", "fallback_models": "backup-b, backup-a",
+    "retry_statuses": "503, 429,500", "max_attempts": "5", "retries_per_deployment": "2", "deadline_seconds": "90",
+    "cooldown_failures": "4", "cooldown_window_seconds": "120", "cooldown_seconds": "45",
+    "fallback_max_price_ratio": "1.5", "context_fallback": "on",
+}
+
+
+@pytest.fixture
+def chat_model(org):
+    """A served model "chat" and two other models it may fall back to."""
+    model = ModelFactory(organization=org, name="chat")
+    DeploymentFactory(organization=org, model=model, credential=credential(org))
+    for name in ("backup-a", "backup-b"):
+        ModelFactory(organization=org, name=name)
+    return model
+
+
+def test_policy_form_shows_and_saves_each_field(client, org, owner, chat_model):
+    logged_in(client, owner)
+    page = client.get(reverse("model_edit", args=[chat_model.pk]))
+    html = html_of(page)
+    assert "Routing and fallbacks" in html
+    for field in ModelUpdateForm.POLICY_FIELDS:
+        assert f'name="{field}"' in html, field
+    assert 'data-fallback-add="backup-a"' in html and 'data-fallback-add="chat"' not in html  # other models only
+
+    response = client.post(reverse("model_edit", args=[chat_model.pk]), POLICY_FORM)
+    assert response.status_code == 302, response.context and response.context["form"].errors
+    chat_model.refresh_from_db()
+    saved = {field: getattr(chat_model, field) for field in ModelUpdateForm.POLICY_FIELDS}
+    assert saved == {
+        "routing": "sticky", "fallback_models": ["backup-b", "backup-a"], "retry_statuses": [429, 500, 503],
+        "max_attempts": 5, "retries_per_deployment": 2, "deadline_seconds": 90, "cooldown_failures": 4,
+        "cooldown_window_seconds": 120, "cooldown_seconds": 45, "fallback_max_price_ratio": Decimal("1.50"),
+        "context_fallback": True,
+    }
+    assert (chat_model.description, chat_model.is_active) == ("Chat", True)
+
+    # The edit page shows the saved values, the fallbacks in their order; the models list shows the chain.
+    form = client.get(reverse("model_edit", args=[chat_model.pk])).context["form"]
+    assert form["fallback_models"].value() == "backup-b, backup-a" and form["retry_statuses"].value() == "429, 500, 503"
+    assert form["max_attempts"].value() == 5 and form["fallback_max_price_ratio"].value() == Decimal("1.50")
+    models_html = html_of(client.get(reverse("models")))
+    assert "<code>backup-b</code> → <code>backup-a</code>" in models_html
+
+    # Emptied fields: numbers back to their defaults, no fallbacks, default statuses, no price cap, box unticked.
+    cleared = {**POLICY_FORM, **{field: "" for field in ModelUpdateForm.POLICY_FIELDS if field != "routing"}}
+    assert client.post(reverse("model_edit", args=[chat_model.pk]), cleared).status_code == 302
+    chat_model.refresh_from_db()
+    defaults = {field: Model._meta.get_field(field).default for field in ModelUpdateForm.NUMBER_FIELDS}
+    assert {field: getattr(chat_model, field) for field in ModelUpdateForm.NUMBER_FIELDS} == defaults
+    assert (chat_model.fallback_models, chat_model.retry_statuses, chat_model.fallback_max_price_ratio) == ([], [], None)
+    assert chat_model.context_fallback is False
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"fallback_models": "backup-a"}, "fallback_models", "cycle"),  # backup-a already falls back to chat
+        ({"fallback_models": "chat"}, "fallback_models", "Unknown model: chat"),
+        ({"fallback_models": "backup-b, nowhere"}, "fallback_models", "Unknown model: nowhere"),
+        ({"retry_statuses": "429, abc"}, "retry_statuses", "is not a status code"),
+        ({"retry_statuses": "200"}, "retry_statuses", "between 400 and 599"),
+        ({"max_attempts": "0"}, "max_attempts", "from 1 to 10"),
+        ({"max_attempts": "11"}, "max_attempts", "from 1 to 10"),
+        ({"max_attempts": "two"}, "max_attempts", "whole number"),
+        ({"retries_per_deployment": "-1"}, "retries_per_deployment", "from 0 to 5"),
+        ({"deadline_seconds": "0"}, "deadline_seconds", "from 1 to 3600"),
+        ({"cooldown_failures": "0"}, "cooldown_failures", "from 1 to 1000"),
+        ({"cooldown_window_seconds": "100000"}, "cooldown_window_seconds", "from 1 to 86400"),
+        ({"cooldown_seconds": "0"}, "cooldown_seconds", "from 1 to 86400"),
+        ({"fallback_max_price_ratio": "0.5"}, "fallback_max_price_ratio", "at least 1"),
+        ({"fallback_max_price_ratio": "cheap"}, "fallback_max_price_ratio", "Enter a number"),
+        ({"routing": "random"}, "routing", "Select a valid choice"),
+    ],
+)
+def test_policy_refusals_are_shown_on_their_field(client, org, owner, chat_model, change, field, message):
+    Model.objects.filter(organization=org, name="backup-a").update(fallback_models=["chat"])
+    logged_in(client, owner)
+    response = client.post(reverse("model_edit", args=[chat_model.pk]), {**POLICY_FORM, **change})
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert list(errors) == [field] and message in " ".join(errors[field]), errors
+    html = html_of(response)
+    assert re.search(rf'class="field has-error[^"]*" data-field="{field}"', html)
+    assert "Check the routing settings marked below." in html
+    chat_model.refresh_from_db()
+    assert chat_model.fallback_models == [] and chat_model.max_attempts == 3 and chat_model.routing == "weighted"
+
+
+def test_deployment_context_window_and_weights(client, org, owner, chat_model):
+    cred = credential(org, name="Second")
+    logged_in(client, owner)
+    prefix = f"model-{chat_model.pk}-"
+    data = {prefix + "credential": cred.pk, prefix + "upstream_model": "long", prefix + "weight": 1, prefix + "order": 1,
+            prefix + "context_window": "200000"}
+    assert client.post(reverse("deployment_create", args=[chat_model.pk]), data).status_code == 302
+    deployment = Deployment.objects.get(model=chat_model, upstream_model="long")
+    assert deployment.context_window == 200_000
+    assert "200000" in html_of(client.get(reverse("models")))
+    edit = {"credential": cred.pk, "upstream_model": "long", "weight": 1, "order": 1, "is_active": "on", "context_window": "128000"}
+    page = client.get(reverse("deployment_edit", args=[deployment.pk]))
+    assert page.context["form"]["context_window"].value() == 200_000
+    assert client.post(reverse("deployment_edit", args=[deployment.pk]), edit).status_code == 302
+    deployment.refresh_from_db()
+    assert deployment.context_window == 128_000
+    assert client.post(reverse("deployment_edit", args=[deployment.pk]), {**edit, "context_window": ""}).status_code == 302
+    deployment.refresh_from_db()
+    assert deployment.context_window is None
+    for value in ("0", "-5", "many"):
+        refused = client.post(reverse("deployment_edit", args=[deployment.pk]), {**edit, "context_window": value})
+        assert refused.status_code == 400 and list(refused.context["form"].errors) == ["context_window"], value
+    # Negative weights are refused on the weight field, on create and on edit; nothing changes.
+    refused = client.post(reverse("deployment_edit", args=[deployment.pk]), {**edit, "weight": "-1"})
+    assert refused.status_code == 400 and "weight" in refused.context["form"].errors
+    created = client.post(reverse("deployment_create", args=[chat_model.pk]), {**data, prefix + "weight": "-2"})
+    assert created.status_code == 400
+    form = next(row["deployment_form"] for row in created.context["rows"] if row["model"].pk == chat_model.pk)
+    assert "weight" in form.errors and "greater than or equal to 0" in " ".join(form.errors["weight"])
+    deployment.refresh_from_db()
+    assert deployment.weight == 1 and Deployment.objects.filter(model=chat_model).count() == 2
+
+
+def test_last_active_deployment_cannot_be_deactivated(client, org, owner, chat_model):
+    deployment = chat_model.deployments.get()
+    logged_in(client, owner)
+    edit = {"credential": deployment.credential_id, "upstream_model": deployment.upstream_model, "weight": 1, "order": 0}
+    refused = client.post(reverse("deployment_edit", args=[deployment.pk]), edit)  # "is_active" unticked
+    assert refused.status_code == 400
+    assert "An active model needs at least one active deployment" in " ".join(refused.context["form"].errors["is_active"])
+    assert "An active model needs at least one active deployment" in html_of(refused)
+    removed = client.post(reverse("deployment_delete", args=[deployment.pk]), follow=True)
+    assert "was not removed from chat: An active model needs at least one active deployment" in html_of(removed)
+    deployment.refresh_from_db()
+    assert deployment.is_active
+
+
+# --- The A/B comparison report ------------------------------------------------------------------------------
+
+REPORT_ROLES = {Role.OWNER, Role.ADMIN, Role.VIEWER}  # view_usage
+
+
+class _ReportParser(HTMLParser):
+    """The variant table's cells: {deployment id: {field: data-value}}, and the differences to the first."""
+
+    def __init__(self):
+        super().__init__()
+        self.values, self.differences, self.row = {}, {}, None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "tr" and "data-deployment" in attrs:
+            self.row = attrs["data-deployment"]
+            self.values[self.row], self.differences[self.row] = {}, {}
+            self.field = None
+        elif tag == "td" and "data-field" in attrs and self.row is not None:
+            self.field = attrs["data-field"]
+            self.values[self.row][self.field] = attrs["data-value"]
+        elif tag == "span" and "data-difference" in attrs:
+            self.differences[self.row][self.field] = attrs["data-difference"]
+
+
+def report_of(response):
+    parser = _ReportParser()
+    parser.feed(html_of(response))
+    return parser
+
+
+def chart_data_of(response):
+    match = re.search(r'<script id="model-report-data" type="application/json">(.*?)</script>', html_of(response), re.S)
+    return json.loads(match.group(1))
+
+
+def event(org, model_name, deployment, at, **fields):
+    fields.setdefault("status_code", 200)
+    return UsageEventFactory(
+        organization=org, model_name=model_name, deployment_id=deployment.pk if deployment else None,
+        upstream_model=deployment.upstream_model if deployment else "", created_at=at, **fields,
+    )
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_report_access_by_role(client, org, member_of, role):
+    model = ModelFactory(organization=org)
+    logged_in(client, member_of(org, role).user)
+    response = client.get(reverse("model_report", args=[model.pk]))
+    assert response.status_code == (200 if role in REPORT_ROLES else 403)
+    models_html = html_of(client.get(reverse("models")))
+    assert (reverse("model_report", args=[model.pk]) in models_html) is (role in REPORT_ROLES)
+
+
+def test_report_needs_login_and_is_404_across_orgs(client, org, owner, other_org):
+    foreign = ModelFactory(organization=other_org, name="their-model")
+    assert client.get(reverse("model_report", args=[foreign.pk])).status_code == 302
+    logged_in(client, owner)
+    assert client.get(reverse("model_report", args=[foreign.pk])).status_code == 404
+    assert client.get(reverse("model_report", args=[foreign.pk]), {"range": "30d"}).status_code == 404
+    assert client.get(reverse("model_report", args=[987654])).status_code == 404
+
+
+def test_report_figures_equal_the_selector_for_a_ledger_built_here(client, org, owner, other_org):
+    org.time_zone, org.currency = "Asia/Shanghai", "CNY"
+    org.save()
+    cred = credential(org, name="Cred")
+    model = ModelFactory(organization=org, name="chat")
+    first = DeploymentFactory(organization=org, model=model, credential=cred, upstream_model="kimi-k2", name="Kimi")
+    second = DeploymentFactory(organization=org, model=model, credential=cred, upstream_model="claude", name="")
+    gone = DeploymentFactory(organization=org, model=model, credential=cred, upstream_model="retired")
+    shanghai = ZoneInfo("Asia/Shanghai")
+    since = datetime(2025, 3, 1, 0, 0, tzinfo=shanghai)  # 2025-02-28 16:00 UTC
+    until = datetime(2025, 3, 8, 0, 0, tzinfo=shanghai)
+    inside = since + timedelta(hours=1)
+    # Variant 1: 4 requests, one error; latencies 100, 200, 300 ms; 0.001 each; 10+5 tokens each.
+    for latency in (100, 200, 300):
+        event(org, "chat", first, inside, latency_ms=latency, ttft_ms=latency // 2, prompt_tokens=10, completion_tokens=5,
+              cost_display=Decimal("0.001"))
+    event(org, "chat", first, inside, status_code=429, latency_ms=5)
+    # Variant 2: 2 requests, faster and dearer.
+    for latency in (50, 70):
+        event(org, "chat", second, inside, latency_ms=latency, ttft_ms=None, prompt_tokens=20, completion_tokens=20,
+              cost_display=Decimal("0.01"))
+    event(org, "chat", gone, inside, latency_ms=10, prompt_tokens=1, completion_tokens=1, cost_display=Decimal("0.5"))
+    event(org, "chat", None, inside, status_code=400)
+    gone_pk = gone.pk
+    gone.delete()
+    # Not counted: before the range (by the org's clock), at its end, another model, another organization.
+    event(org, "chat", first, since - timedelta(seconds=1), latency_ms=9999)
+    event(org, "chat", first, until, latency_ms=9999)
+    event(org, "other", first, inside, latency_ms=9999)
+    event(other_org, "chat", first, inside, latency_ms=9999)
+
+    logged_in(client, owner)
+    response = client.get(reverse("model_report", args=[model.pk]), {"range": "custom", "since": "2025-03-01T00:00", "until": "2025-03-08T00:00"})
+    assert response.status_code == 200
+    expected = model_variant_report(organization=org, model=model, since=since, until=until)
+    assert response.context["report"] == expected
+
+    # The ledger, by hand.
+    variants = {v["deployment_id"]: v for v in expected["variants"]}
+    assert list(variants) == [first.pk, second.pk, gone_pk, None]
+    assert (variants[first.pk]["requests"], variants[first.pk]["errors"], variants[first.pk]["latency_p50_ms"]) == (4, 1, 200)
+    assert (variants[first.pk]["latency_p95_ms"], variants[first.pk]["ttft_p50_ms"]) == (300, 100)
+    assert Decimal(variants[first.pk]["cost_per_1k_tokens"]) == Decimal("0.003") * 1000 / 45
+    assert (variants[second.pk]["requests"], variants[second.pk]["latency_p50_ms"], variants[second.pk]["latency_p95_ms"]) == (2, 50, 70)
+    assert Decimal(variants[second.pk]["cost_per_request"]) == Decimal("0.01")
+
+    # The table carries exactly the selector's figures and differences, one row per variant in its order.
+    page = report_of(response)
+    assert list(page.values) == [str(first.pk), str(second.pk), str(gone_pk), ""]
+    for variant in expected["variants"]:
+        row = str(variant["deployment_id"] or "")
+        for field, value in page.values[row].items():
+            assert value == ("" if variant[field] is None else str(variant[field])), (row, field)
+        assert set(page.values[row]) == {c[0] for c in REPORT_COLUMNS}
+        assert page.differences[row] == {k: v for k, v in (variant.get("vs_first") or {}).items() if v is not None}, row
+    html = html_of(response)
+    assert "Kimi" in html and "claude" in html and f"Deleted deployment #{gone_pk}" in html and "No deployment" in html
+    assert "25.0%" in html and "Cost per 1k tokens (CNY)" in html and "(Asia/Shanghai)" in html
+    assert "−150" in html  # p50 latency of the second variant vs the first: 50 - 200
+
+    # The charts get the same numbers.
+    chart = chart_data_of(response)
+    assert chart["labels"] == [row["name"] for row in response.context["rows"]] and chart["labels"][:2] == ["Kimi", "claude"]
+    assert chart["latency"]["p50"] == [v["latency_p50_ms"] for v in expected["variants"]]
+    assert chart["latency"]["p95"] == [v["latency_p95_ms"] for v in expected["variants"]]
+    assert chart["cost"] == [None if v["cost_per_1k_tokens"] is None else float(v["cost_per_1k_tokens"]) for v in expected["variants"]]
+
+
+def test_report_time_ranges(client, org, owner):
+    model = ModelFactory(organization=org, name="chat")
+    deployment = DeploymentFactory(organization=org, model=model)
+    now = timezone.now()
+    for age in (timedelta(hours=2), timedelta(days=3), timedelta(days=20), timedelta(days=40)):
+        event(org, "chat", deployment, now - age, latency_ms=100)
+    logged_in(client, owner)
+
+    def requests(**params):
+        response = client.get(reverse("model_report", args=[model.pk]), params)
+        assert response.status_code == 200, response.context["form"].errors
+        variants = response.context["report"]["variants"]
+        return variants[0]["requests"] if variants else 0
+
+    assert requests() == 2  # the default: 7 days
+    assert (requests(range="24h"), requests(range="7d"), requests(range="30d")) == (1, 2, 3)
+    local = timezone.localtime(now - timedelta(days=50), ZoneInfo(org.time_zone)).strftime("%Y-%m-%dT%H:%M")
+    assert requests(range="custom", since=local) == 4  # until defaults to now
+    assert requests(since=local) == 4  # a start alone means a custom range
+    empty = client.get(reverse("model_report", args=[model.pk]), {"range": "custom", "since": "2020-01-01T00:00", "until": "2020-01-02T00:00"})
+    assert "No requests for this model in this time range." in html_of(empty)
+    assert 'id="model-report-data"' not in html_of(empty)
+    for params, field in [
+        ({"range": "custom"}, "since"),
+        ({"range": "custom", "since": "2025-03-02T00:00", "until": "2025-03-01T00:00"}, "since"),
+        ({"range": "custom", "since": "2020-01-01T00:00", "until": "2025-01-01T00:00"}, "since"),
+        ({"range": "custom", "since": "yesterday"}, "since"),
+        ({"range": "forever"}, "range"),
+    ]:
+        response = client.get(reverse("model_report", args=[model.pk]), params)
+        assert response.status_code == 400 and field in response.context["form"].errors, params
+        assert response.context["report"] is None
+
+
+def test_report_uses_a_fixed_number_of_queries(client, org, owner):
+    model = ModelFactory(organization=org, name="chat")
+    now = timezone.now()
+
+    def grow():
+        deployment = DeploymentFactory(organization=org, model=model)
+        for latency in (10, 20):
+            event(org, "chat", deployment, now - timedelta(hours=1), latency_ms=latency, cost_display=Decimal("0.01"))
+
+    logged_in(client, owner)
+    grow()
+    with CaptureQueriesContext(connection) as small:
+        assert client.get(reverse("model_report", args=[model.pk])).status_code == 200
+    for _n in range(4):
+        grow()
+    with CaptureQueriesContext(connection) as large:
+        response = client.get(reverse("model_report", args=[model.pk]))
+    assert len(response.context["rows"]) == 5
+    assert len(large) == len(small), "\n".join(query["sql"] for query in large.captured_queries)
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_NAMES)
+def test_hostile_names_escaped_in_routing_and_report(client, org, owner, hostile):
+    cred = credential(org, name=hostile)
+    model = ModelFactory(organization=org, name=hostile, description=hostile)
+    deployment = DeploymentFactory(organization=org, model=model, credential=cred, upstream_model=hostile, name=hostile)
+    DeploymentFactory(organization=org, model=model, credential=cred, upstream_model=hostile + "2", name=hostile + "2")
+    other = ModelFactory(organization=org, name="plain", fallback_models=[hostile])
+    event(org, hostile, deployment, timezone.now() - timedelta(hours=1), latency_ms=10, cost_display=Decimal("0.01"))
+    event(org, hostile, deployment.model.deployments.last(), timezone.now() - timedelta(hours=1), latency_ms=20)
+    logged_in(client, owner)
+    pages = {
+        "report": client.get(reverse("model_report", args=[model.pk])),
+        "model_edit (fallback choices)": client.get(reverse("model_edit", args=[other.pk])),
+        "models (fallback chain)": client.get(reverse("models")),
+        "refused fallback": client.post(reverse("model_edit", args=[other.pk]), {"routing": "weighted", "fallback_models": hostile + ", " + hostile + "x"}),
+    }
+    escaped = hostile.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    for label, response in pages.items():
+        html = html_of(response)
+        assert response.status_code in (200, 400), label
+        assert hostile not in html, label
+        assert escaped in html, label
+    assert chart_data_of(pages["report"])["labels"] == [hostile, hostile + "2"]  # json_script escapes <, > and &
+
+
+def test_report_and_routing_pages_have_no_inline_script_or_style(client, org, owner):
+    model = ModelFactory(organization=org, name="chat")
+    deployment = DeploymentFactory(organization=org, model=model)
+    event(org, "chat", deployment, timezone.now() - timedelta(hours=1), latency_ms=10)
+    logged_in(client, owner)
+    for response in (client.get(reverse("model_report", args=[model.pk])), client.get(reverse("model_edit", args=[model.pk]))):
+        html = html_of(response)
+        assert response.status_code == 200
+        # Only data islands: <script type="application/json"> is never executed.
+        assert not re.search(r'<script(?![^>]*\bsrc=)(?![^>]*type="application/json")[^>]*>', html), "inline <script>"
+        assert not re.search(r"\sstyle=", html) and not re.search(r"<style", html)
+        assert not re.search(r"\son[a-z]+=", html)
