@@ -98,6 +98,11 @@ def _floor_day(moment: datetime) -> datetime:
     return _floor_hour(moment).replace(hour=0)
 
 
+def _ceil_hour(moment: datetime) -> datetime:
+    floor = _floor_hour(moment)
+    return floor if floor == moment else floor + timedelta(hours=1)
+
+
 def _ceil_day(moment: datetime) -> datetime:
     floor = _floor_day(moment)
     return floor if floor == moment else floor + DAY
@@ -345,10 +350,12 @@ def usage_summary(*, organization, since: datetime, until: datetime, filters: di
     """Totals and a spend chart for the explorer, from the rollups (hours up to two days, else UTC days)."""
     rows = _rollup_filters(rollups(organization=organization, key_ids=key_ids), filters)
     hourly = until - since <= HOURLY_SPAN
+    # The hour `until` falls in counts whole: a range up to now includes the current hour so far.
+    end = _ceil_hour(until)
     if hourly:
-        rows = rows.filter(grain=UsageRollup.Grain.HOUR, bucket__gte=_floor_hour(since), bucket__lt=_floor_hour(until))
+        rows = rows.filter(grain=UsageRollup.Grain.HOUR, bucket__gte=_floor_hour(since), bucket__lt=end)
     else:
-        rows = rows.filter(rollup_range_q(since, until))
+        rows = rows.filter(rollup_range_q(since, end))
     totals = _totals(rows)
     grouped = rows.values("bucket", "model_name").annotate(cost=Sum("cost")).order_by()
     points: dict[tuple, Decimal] = {}
@@ -357,7 +364,7 @@ def usage_summary(*, organization, since: datetime, until: datetime, filters: di
         key = (bucket if hourly else bucket.date(), row["model_name"])
         points[key] = points.get(key, Decimal(0)) + (row["cost"] or Decimal(0))
     if hourly:
-        first, last = _floor_hour(since), _floor_hour(until)
+        first, last = _floor_hour(since), end
         buckets = [first + timedelta(hours=n) for n in range(int((last - first).total_seconds() // 3600))]
 
         def label(moment):

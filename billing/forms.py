@@ -78,8 +78,9 @@ class UsageFilterForm(forms.Form):
         data = super().clean()
         if data.get("range") == "custom":
             since, until = data.get("since"), data.get("until")
-            if since is None and "since" not in self.errors:
-                self.add_error("since", _("Choose the first day."))
+            if since is None:
+                if "since" not in self.errors:
+                    self.add_error("since", _("Choose the first day."))
             elif until is not None and until < since:
                 self.add_error("until", _("The last day cannot be before the first."))
             elif (until or self.now.astimezone(self.time_zone).date()) - since > timedelta(days=MAX_RANGE_DAYS):

@@ -183,7 +183,11 @@ def second_relay(gateway):
         yield url + "/v1"
     finally:
         process.terminate()
-        process.wait(20)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:  # a loaded machine; the shutdown path has its own test
+            process.kill()
+            process.wait(5)
 
 
 def _answers(httpx, url) -> bool:
