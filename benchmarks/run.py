@@ -43,6 +43,7 @@ PYSPY_VERSION = "0.4.3"
 LITELLM_VENV = HERE / ".venv-litellm"
 TOOLS_VENV = HERE / ".venv-tools"
 BENCH_DB = "tollgate_bench"
+GC_LOG = WORK / "tollgate-gc.log"
 REDIS_DB = 14
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -456,6 +457,9 @@ def flush_redis_db() -> None:
 class Tollgate:
     """PostgreSQL + Redis + migrate + setup through the services + uvicorn (one worker, pinned) + Celery."""
 
+    gc_log = False
+    gc_freeze = 0.0
+
     def __init__(self, notes: list[str], *, celery: bool = True):
         self.notes, self.celery = notes, celery
         self.proc = self.worker = None
@@ -484,7 +488,14 @@ class Tollgate:
             self.worker = PROCS.start("celery", argv, cpu=LOAD_CPU, env=self.env)
         argv = [PY, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(PORTS["tollgate"]),
                 "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
-        self.proc = PROCS.start("tollgate", argv, cpu=GATEWAY_CPU, env=self.env)
+        web_env = dict(self.env)
+        if self.gc_log or self.gc_freeze:  # diagnostics only (benchmarks/diag/sitecustomize.py)
+            web_env["PYTHONPATH"] = str(HERE / "diag")
+            if self.gc_log:
+                web_env["TOLLGATE_BENCH_GC_LOG"] = str(GC_LOG)
+            if self.gc_freeze:
+                web_env["TOLLGATE_BENCH_GC_FREEZE_AFTER"] = str(self.gc_freeze)
+        self.proc = PROCS.start("tollgate", argv, cpu=GATEWAY_CPU, env=web_env)
         if not wait_port(PORTS["tollgate"], self.proc, 60):
             raise RuntimeError("Tollgate (uvicorn) did not start:\n" + log_tail("tollgate"))
 
@@ -617,7 +628,7 @@ class Load:
         argv = [self.wrk, "-t", "1", "-c", str(concurrency), "-d", f"{max(1, round(duration))}s", "--latency", "--timeout", "10s",
                 "-s", str(script), f"http://127.0.0.1:{port}{path}"]
         argv = placed(argv, LOAD_CPU)
-        cpu_before, core_before, wall_before = cpu_seconds(pid), core_busy(GATEWAY_CPU), time.monotonic()
+        cpu_before, core_before, wall_before, epoch = cpu_seconds(pid), core_busy(GATEWAY_CPU), time.monotonic(), time.time()
         result = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
         time.sleep(0.25)  # buffered work of the last requests (usage flush every 0.2 s) belongs to this cell
         cpu_after, core_after, wall = cpu_seconds(pid), core_busy(GATEWAY_CPU), time.monotonic() - wall_before
@@ -636,7 +647,7 @@ class Load:
             "cpu_s": cpu_after - cpu_before, "cpu_us_per_req": (cpu_after - cpu_before) * 1e6 / raw["requests"] if pid and raw["requests"] else None,
             "gateway_core_pct": _pct(cpu_after - cpu_before, wall) if pid else None,
             "foreign_core_pct": _pct(core_after - core_before - (cpu_after - cpu_before), wall),
-            "tool": "wrk",
+            "tool": "wrk", "window": [epoch, time.time()],
         }
 
     def client(self, port, path, body, auth, concurrency, duration, pid, *, stream: bool, warmup: float = 0.5) -> dict:
@@ -654,7 +665,7 @@ class Load:
         try:
             for line in proc.stdout:
                 if line.startswith("START"):
-                    cpu_before, core_before, started = cpu_seconds(pid), core_busy(GATEWAY_CPU), time.monotonic()
+                    cpu_before, core_before, started, epoch = cpu_seconds(pid), core_busy(GATEWAY_CPU), time.monotonic(), time.time()
                 elif line.startswith("RESULT "):
                     time.sleep(0.25)
                     cpu_after, core_after = cpu_seconds(pid), core_busy(GATEWAY_CPU)
@@ -674,11 +685,24 @@ class Load:
             result["foreign_core_pct"] = _pct(core_after - core_before - result["cpu_s"], wall)
         result["p50_ms"], result["p90_ms"], result["p99_ms"] = (result["total_ms"][k] for k in ("p50", "p90", "p99"))
         result["tool"] = "aiohttp"
+        result["window"] = [epoch, time.time()] if cpu_before is not None else None
         return result
 
 
-def measure_target(target: str, routes: dict, pid: int | None, usable: dict, opts, load: Load) -> list[dict]:
+def idle_cpu(pid: int | None, seconds: float) -> float | None:
+    """Share of a core the gateway uses with no traffic at all (background tasks, timers, polling)."""
+    if pid is None:
+        return None
+    time.sleep(0.5)
+    before, started = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return round((cpu_seconds(pid) - before) / (time.monotonic() - started) * 100, 2)
+
+
+def measure_target(target: str, routes: dict, pid: int | None, usable: dict, opts, load: Load, report: dict) -> list[dict]:
     cells = []
+    if pid is not None:
+        report.setdefault("idle_cpu_pct", {})[target] = idle_cpu(pid, 1 if opts.smoke else 3)
     for scenario in SCENARIOS:
         if not usable.get(scenario):
             continue
@@ -792,10 +816,12 @@ def relay_run(opts, tools: dict, notes: list[str], report: dict) -> bool:
             if target == "tollgate" and not usable.get("chat"):
                 tollgate_ok = False
                 notes.append("Tollgate log tail:\n" + log_tail("tollgate"))
-            target_cells = measure_target(target, routes, proc.pid if proc else None, usable, opts, load)
+            target_cells = measure_target(target, routes, proc.pid if proc else None, usable, opts, load, report)
             cells.extend(target_cells)
             if proc is not None:
                 report.setdefault("rss_mb", {})[target] = rss_mb(proc.pid)
+            if target == "tollgate" and GC_LOG.exists():
+                attach_gc_pauses(target_cells, report)
             if target == "tollgate":
                 if not any(c.get("ok") for c in target_cells):
                     tollgate_ok = False
@@ -812,6 +838,23 @@ def relay_run(opts, tools: dict, notes: list[str], report: dict) -> bool:
             elif proc is not None:
                 PROCS.stop(proc)
     return tollgate_ok
+
+
+def attach_gc_pauses(cells: list[dict], report: dict) -> None:
+    """--gc-log: full collections of the web process during each cell (count, longest and total pause)."""
+    pauses = []
+    for line in GC_LOG.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 3:
+            pauses.append((float(parts[0]), float(parts[2])))
+    for cell in cells:
+        window = cell.get("window")
+        if not window:
+            continue
+        inside = [ms for at, ms in pauses if window[0] <= at <= window[1]]
+        cell["gc_full"] = {"count": len(inside), "max_ms": round(max(inside), 1) if inside else 0, "total_ms": round(sum(inside), 1)}
+    report["gc_full_pauses"] = {"count": len(pauses), "max_ms": round(max((p for _, p in pauses), default=0), 1),
+                                "mean_ms": round(sum(p for _, p in pauses) / len(pauses), 1) if pauses else 0}
 
 
 def usage_check(gateway: Tollgate, cells: list[dict], warmups: int, opts, notes: list[str]) -> dict:
@@ -1120,6 +1163,11 @@ def render(report: dict) -> str:
                        f"{_f(add50, 2)} | {_f(add99, 2)} | {_f(c['total_ms']['p50'], 1)} | {_f(c['total_ms']['p99'], 1)} | {c['errors']} | "
                        f"{_f(c.get('cpu_us_per_req'), 0)} | {_f(c.get('cpu_us_per_chunk'), 1)} | {_core(c)} |")
         out.append("")
+    if report.get("idle_cpu_pct"):
+        out.append("Idle CPU (no traffic, % of one core): " + ", ".join(f"{t} {v}%" for t, v in report["idle_cpu_pct"].items())
+                   + ". At low request rates this idle work is part of every request's CPU figure (see c=1 and the spaced streams).\n")
+    if report.get("rss_mb"):
+        out.append("RSS after the cells (MB): " + ", ".join(f"{t} {v:.0f}" for t, v in report["rss_mb"].items() if v) + ".\n")
     headline = headline_rows(report)
     if headline:
         out.append("## Against the targets (issue #7: one web process on one core, c=16, non-streaming)\n")
@@ -1127,6 +1175,12 @@ def render(report: dict) -> str:
         out.append("|---|---|---:|---|")
         out.extend(headline)
         out.append("")
+    if report.get("gc_full_pauses"):
+        g = report["gc_full_pauses"]
+        per_cell = "; ".join(f"{c['scenario']} c={c['concurrency']}: {c['gc_full']['count']} (max {c['gc_full']['max_ms']} ms)"
+                             for c in cells if c.get("gc_full"))
+        out.append(f"Full (generation 2) garbage collections in the Tollgate web process (--gc-log): {g['count']} in all, "
+                   f"mean pause {g['mean_ms']} ms, longest {g['max_ms']} ms. Per cell: {per_cell}.\n")
     if report.get("usage"):
         u = report["usage"]
         out.append(f"Usage ledger: **{u['rows']:,} rows** for the run's virtual key (by status {u['rows_by_status']}) for "
@@ -1213,6 +1267,8 @@ def parse_args(argv=None):
     parser.add_argument("--profile-rate", type=int, default=250)
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--profile-lines", action="store_true", help="profile by line instead of by function")
+    parser.add_argument("--gc-log", action="store_true", help="diagnostic: log the Tollgate web process's full GC pauses per cell")
+    parser.add_argument("--gc-freeze", type=float, default=0, help="experiment: gc.freeze() in the web process this many s after start")
     parser.add_argument("--nice", type=int, default=-10, help="niceness of the benchmark's processes (0: leave as is)")
     parser.add_argument("--quiet-wait", type=float, help="seconds to wait for other load to calm down first (default 45; --smoke 0)")
     parser.add_argument("--retries", type=int, help="Tollgate start-up retries (default 3; --smoke 1)")
@@ -1241,6 +1297,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     global NICE
     opts = parse_args(argv)
+    Tollgate.gc_log, Tollgate.gc_freeze = opts.gc_log, opts.gc_freeze
     NICE = opts.nice if os.geteuid() == 0 or opts.nice >= 0 else 0
     autogroup_nice()  # wrk and the helpers run in this script's session
     signal.signal(signal.SIGTERM, _on_signal)
@@ -1254,7 +1311,7 @@ def main(argv=None) -> int:
     started = time.time()
     tools = ensure_tools(notes)
     report = {
-        "mode": opts.mode, "command": opts.command, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "mode": opts.mode, "command": opts.command, "experiments": {"gc_log": opts.gc_log, "gc_freeze_after_s": opts.gc_freeze}, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "settings": {"duration": opts.duration, "concurrency": opts.concurrency, "spaced_duration": opts.spaced_duration,
                      "warmup": opts.warmup, "targets": opts.only},
         "machine": machine_info(tools), "notes": notes,
@@ -1290,6 +1347,12 @@ def main(argv=None) -> int:
     name = {"full": "latest", "quick": "latest-quick", "smoke": "latest-smoke"}[opts.mode]
     if opts.command != "all":
         name += f"-{opts.command}"
+    if opts.command in ("all", "relay") and set(opts.only) != set(TARGETS):
+        name += "-" + "+".join(opts.only)
+    if opts.gc_freeze:
+        name += "-gcfreeze"
+    elif opts.gc_log:
+        name += "-gclog"
     text = render(report) + f"\nTotal time {report['elapsed_s']:.0f} s.\n"
     (RESULTS / f"{name}.md").write_text(text)
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2, default=str))

@@ -456,22 +456,27 @@ class ReportRangeForm(forms.Form):
     DEFAULT = "7d"
     MAX_SPAN = timedelta(days=366)
 
-    range = forms.ChoiceField(label=_("Time range"), choices=RANGE_CHOICES, required=False, initial=DEFAULT, widget=forms.Select(attrs={"data-range-select": ""}))
+    range = forms.ChoiceField(label=_("Time range"), choices=RANGE_CHOICES, initial=DEFAULT, widget=forms.Select(attrs={"data-range-select": ""}))
     since = forms.DateTimeField(label=_("From"), required=False, widget=DateTimeLocalInput(attrs={"data-custom-range": ""}))
     until = forms.DateTimeField(
         label=_("Until"), required=False, widget=DateTimeLocalInput(attrs={"data-custom-range": ""}),
         help_text=_("Empty: now."),
     )
 
-    def __init__(self, *args, time_zone: str, **kwargs):
+    def __init__(self, data=None, *, time_zone: str, **kwargs):
+        if data is not None and not data.get("range"):
+            # A start alone (a hand-made link) means a custom range; the select must then say so.
+            data = data.copy()
+            data["range"] = "custom" if data.get("since") else self.DEFAULT
         kwargs.setdefault("auto_id", "report_%s")
-        super().__init__(*args, **kwargs)
+        super().__init__(data, **kwargs)
         self.fields["since"].help_text = _("For a custom range, in %(tz)s.") % {"tz": time_zone}
 
     def clean(self):
         cleaned = super().clean()
-        choice = cleaned.get("range") or (self.DEFAULT if not cleaned.get("since") else "custom")
-        cleaned["range"] = choice
+        choice = cleaned.get("range")
+        if not choice:  # an unknown choice, reported on the field
+            return cleaned
         now = timezone.now()
         if choice != "custom":
             cleaned["until"] = now

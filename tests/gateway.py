@@ -148,50 +148,70 @@ def drain_usage():
 
 
 def server_database_url() -> str:
+    """The test database, as a URL another process can use (PostgreSQL, or the SQLite test file)."""
     from django.db import connection
 
     db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
     return f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class RelayProcess:
+    """A uvicorn web process (subprocess) sharing the test database and Redis."""
+
+    def __init__(self, *extra_args):
+        import os
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        from django.conf import settings
+
+        from config.env import DATA_DIR
+
+        self.port = _free_port()
+        env = {**os.environ, "DATABASE_URL": server_database_url(), "TOLLGATE_DATA_DIR": str(DATA_DIR), "TOLLGATE_EGRESS_ALLOW_HOSTS": "127.0.0.1"}
+        if settings.REDIS_URL:
+            env["REDIS_URL"] = settings.REDIS_URL
+        else:
+            env.pop("REDIS_URL", None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(self.port), "--log-level", "warning", *extra_args],
+            cwd=Path(__file__).resolve().parent.parent, env=env,
+        )
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        wait_for(self.answers, timeout=30)
+
+    def answers(self) -> bool:
+        import httpx
+
+        try:
+            return httpx.get(self.url + "/models", timeout=1).status_code == 401
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        import subprocess
+
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:  # a loaded machine; the shutdown path has its own test
+            self.process.kill()
+            self.process.wait(5)
 
 
 @pytest.fixture
 def second_relay(gateway):
-    """Another web process (uvicorn subprocess) sharing PostgreSQL and Redis with the first."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import httpx
+    """Another web process sharing PostgreSQL and Redis with the first."""
     from django.conf import settings
     from django.db import connection
 
-    from config.env import DATA_DIR
-
     if connection.vendor != "postgresql" or not settings.REDIS_URL:
         pytest.skip("several processes share state through PostgreSQL and Redis")
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": server_database_url(), "REDIS_URL": settings.REDIS_URL, "TOLLGATE_DATA_DIR": str(DATA_DIR),
-           "TOLLGATE_EGRESS_ALLOW_HOSTS": "127.0.0.1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port), "--log-level", "warning"],
-        cwd=Path(__file__).resolve().parent.parent, env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
+    relay = RelayProcess()
     try:
-        wait_for(lambda: _answers(httpx, url), timeout=30)
-        yield url + "/v1"
+        yield relay.url
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:  # a loaded machine; the shutdown path has its own test
-            process.kill()
-            process.wait(5)
-
-
-def _answers(httpx, url) -> bool:
-    try:
-        return httpx.get(url + "/v1/models", timeout=1).status_code == 401
-    except httpx.HTTPError:
-        return False
+        relay.stop()

@@ -1054,7 +1054,9 @@ def test_report_time_ranges(client, org, owner):
     assert (requests(range="24h"), requests(range="7d"), requests(range="30d")) == (1, 2, 3)
     local = timezone.localtime(now - timedelta(days=50), ZoneInfo(org.time_zone)).strftime("%Y-%m-%dT%H:%M")
     assert requests(range="custom", since=local) == 4  # until defaults to now
-    assert requests(since=local) == 4  # a start alone means a custom range
+    assert requests(since=local) == 4  # a start alone means a custom range, and the select says so
+    alone = client.get(reverse("model_report", args=[model.pk]), {"since": local})
+    assert alone.context["form"]["range"].value() == "custom" and '<option value="custom" selected>' in html_of(alone)
     empty = client.get(reverse("model_report", args=[model.pk]), {"range": "custom", "since": "2020-01-01T00:00", "until": "2020-01-02T00:00"})
     assert "No requests for this model in this time range." in html_of(empty)
     assert 'id="model-report-data"' not in html_of(empty)
