@@ -160,6 +160,17 @@ def test_overview_budget_alerts_usage_csv_estimator_playground_chinese(live_serv
     page.get_by_role("link", name="Overview").click()
     expect(page.locator('#budgets tr[data-budget="Monthly cap"] progress')).to_have_class("budget-bar level-over")
 
+    # Raising the amount tenfold brings the bar back to green.
+    page.get_by_role("link", name="Manage budgets").click()
+    row.get_by_role("link", name="Edit").click()
+    expect(page.locator("h1")).to_have_text("Monthly cap")
+    page.get_by_label("Amount (USD)").fill(str(amount * 10))
+    assert_labelled(page)
+    screenshot(page, "budgets-edit")
+    page.get_by_role("button", name="Save budget").click()
+    expect(page.locator(".messages")).to_contain_text("Budget Monthly cap saved")
+    expect(row.locator("progress.budget-bar")).to_have_class("budget-bar level-ok")
+
     # Alert channels: a webhook's signing secret is shown once; an email channel gets a test alert.
     page.get_by_role("link", name="Budgets", exact=True).click()
     channel = page.locator("#create-channel")
@@ -276,7 +287,7 @@ def test_overview_budget_alerts_usage_csv_estimator_playground_chinese(live_serv
     page.locator("#lang-select").select_option("zh-hans")
     expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
     chart_state(page, "daily-spend")
-    expect(page.locator('#budgets tr[data-budget="Monthly cap"] progress')).to_have_class("budget-bar level-over")
+    expect(page.locator('#budgets tr[data-budget="Monthly cap"] progress')).to_have_class("budget-bar level-ok")
     screenshot(page, "overview-zh")
     page.goto(f"{url}/usage/")
     chart_state(page, "usage-spend")

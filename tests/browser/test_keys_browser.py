@@ -1,16 +1,21 @@
 """Keys, providers and models in a real browser: demo credential, model with a deployment, a key's
 secret read once from the page, then revoked. The live server is WSGI only (no /v1), so the secret is
-checked against the key lookup the relay uses."""
+checked against the key lookup the relay uses. Then a model's routing form and its A/B report charts."""
 
 import re
+from datetime import timedelta
+from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.crypto import keyed_hash
 from accounts.models import Membership, Organization, Role, User
-from keys.models import Deployment, ProviderCredential, VirtualKey
+from keys.models import Deployment, Model, ProviderCredential, VirtualKey
 from keys.selectors import key_snapshot_by_hash
+from tests.billing.factories import UsageEventFactory
+from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -192,15 +197,6 @@ def log_in(page, url):
 
 
 def test_routing_form_and_ab_report_charts(live_server, new_page, console_errors, screenshot):
-    from datetime import timedelta
-    from decimal import Decimal
-
-    from django.utils import timezone
-
-    from keys.models import Model
-    from tests.billing.factories import UsageEventFactory
-    from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory
-
     url = live_server.url
     org = Organization.objects.create(name="Acme AI", slug="acme-ai")
     user = User.objects.create_user(email=EMAIL, password=PASSWORD, name="Olivia Owner")
