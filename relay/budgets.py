@@ -26,6 +26,7 @@ class BudgetGate:
         self.store = store
         self._notified: dict[str, int] = {}
         self._on_threshold = on_threshold  # callable(budget_id), e.g. enqueue the Celery evaluation
+        self.open_reservations = 0  # admitted and not yet settled (reconciliation checks it returns to 0)
 
     async def reserve(self, key, micros: int, now: float) -> tuple[list[tuple[str, object]], str]:
         """Reserve `micros` on each budget; raises BudgetExceeded (nothing held) if a hard one is full.
@@ -54,9 +55,11 @@ class BudgetGate:
             self._check_thresholds(counter, budget)
             if not budget.hard and budget.downgrade_model and self.book.spent_estimate(counter) > budget.limit_micros:
                 downgrade = downgrade or budget.downgrade_model
+        self.open_reservations += 1 if held else 0
         return held, downgrade
 
     async def settle(self, held, reserved: int, actual: int) -> None:
+        self.open_reservations -= 1
         if actual != reserved:
             for counter, budget in held:
                 await self.book.adjust(counter, actual - reserved)

@@ -217,7 +217,7 @@ async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers) 
             record.attempt(record.attempts + 1, deployment)
             started = time.perf_counter()
             try:
-                response = await _call(rt, adapter, endpoint, body, target, record.stream, deadline)
+                response = await _call(rt, adapter, endpoint, body, target, record.stream, deadline, conn.request_id)
             except UpstreamError as error:
                 record.trail(deployment, error.upstream_status or error.status, error.code, started)
                 last_error = error
@@ -264,10 +264,11 @@ async def _candidates(rt, model, key):
                 yield deployment
 
 
-async def _call(rt, adapter, endpoint, body, target, stream, deadline):
+async def _call(rt, adapter, endpoint, body, target, stream, deadline, request_id):
     upstream_body = dict(body)
     upstream_body["model"] = target.upstream_model
     request = adapter.build_request(endpoint=endpoint, body=upstream_body, target=target, stream=stream)
+    request.headers["x-tollgate-request-id"] = request_id  # lets a provider's logs be matched to our ledger
     response = await send(rt.session, adapter, request, target, endpoint, deadline=deadline)
     if response.status >= 400:
         raise adapter.map_error(status=response.status, body=await read_body(response, 1024 * 1024), headers=response.headers)

@@ -14,12 +14,15 @@ upstream model name, so a test configures a Deployment and needs no side channel
 """
 
 import asyncio
+import contextvars
 import itertools
 import threading
 from importlib import import_module
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+GATEWAY_REQUEST_ID = contextvars.ContextVar("gateway_request_id", default="")
 
 # Deterministic token accounting shared by all formats: the mock "tokenizer" counts words.
 REPLY_WORDS = ["Hello", "from", "the", "mock", "upstream", "at", "your", "service", "today", "friend"]
@@ -38,6 +41,7 @@ class LedgerEntry:
     completion_tokens: int
     stream: bool
     completed: bool = False  # False while a stream is still being written (or was cut short)
+    gateway_request_id: str = ""  # the x-tollgate-request-id the gateway sent
 
 
 @dataclass
@@ -60,6 +64,7 @@ class MockUpstream:
             return f"{prefix}{next(self._ids):06d}"
 
     def record(self, entry: LedgerEntry) -> LedgerEntry:
+        entry.gateway_request_id = entry.gateway_request_id or GATEWAY_REQUEST_ID.get()
         with self._lock:
             self.ledger.append(entry)
         return entry
@@ -123,6 +128,7 @@ class MockUpstream:
             body = await request.json() if request.can_read_body else None
         except Exception:
             body = None
+        GATEWAY_REQUEST_ID.set(request.headers.get("x-tollgate-request-id", ""))
         with self._lock:
             self.requests.append({"method": request.method, "path": request.path, "query": dict(request.query), "headers": dict(request.headers), "json": body})
         return await handler(request)
