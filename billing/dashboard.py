@@ -247,6 +247,11 @@ class Overview:
     top_teams: list[Ranked] = field(default_factory=list)
     chart: dict = field(default_factory=dict)
 
+    @property
+    def period_last_day(self) -> datetime:
+        """The period's last instant (its end is exclusive), for "forecast to <date>"."""
+        return self.period_end - timedelta(microseconds=1)
+
 
 def _ranked(rows, total: Decimal, currency: str, column: str, label_of) -> list[Ranked]:
     result = []
@@ -299,7 +304,7 @@ def overview(*, organization, now: datetime, key_ids: list[int] | None = None) -
     return result
 
 
-def _stack(points: dict[tuple, Decimal], buckets: list, label_of, *, metric_label: str, currency: str) -> dict:
+def _stack(points: dict[tuple, Decimal], buckets: list, label_of, *, currency: str) -> dict:
     """Chart.js data for a stacked bar chart: the biggest models on their own, the rest as "Other"."""
     per_model: dict[str, Decimal] = {}
     for (_bucket, model), value in points.items():
@@ -317,10 +322,7 @@ def _stack(points: dict[tuple, Decimal], buckets: list, label_of, *, metric_labe
     datasets = [{"label": model, "data": series[model]} for model in shown]
     if rest:
         datasets.append({"label": _("Other models"), "data": other})
-    return {
-        "labels": [label_of(bucket) for bucket in buckets], "datasets": datasets, "currency": currency,
-        "metric": metric_label, "empty": not points,
-    }
+    return {"labels": [label_of(bucket) for bucket in buckets], "datasets": datasets, "currency": currency, "empty": not points}
 
 
 def daily_chart(*, organization, now: datetime, key_ids: list[int] | None = None, days: int = CHART_DAYS) -> dict:
@@ -333,7 +335,7 @@ def daily_chart(*, organization, now: datetime, key_ids: list[int] | None = None
     )
     points = {(row["bucket"].astimezone(UTC).date(), row["model_name"]): row["cost"] or Decimal(0) for row in rows}
     buckets = [(first + n * DAY).date() for n in range(days)]
-    return _stack(points, buckets, lambda d: d.strftime("%m-%d"), metric_label=_("Spend"), currency=organization.currency)
+    return _stack(points, buckets, lambda d: d.strftime("%m-%d"), currency=organization.currency)
 
 
 # --- Usage explorer ---------------------------------------------------------------------------------------
@@ -375,7 +377,7 @@ def usage_summary(*, organization, since: datetime, until: datetime, filters: di
 
         def label(day: date):
             return day.strftime("%m-%d")
-    chart = _stack(points, buckets, label, metric_label=_("Spend"), currency=organization.currency)
+    chart = _stack(points, buckets, label, currency=organization.currency)
     chart["hourly"] = hourly
     return {"totals": totals, "cost": Money(totals["cost"], organization.currency), "chart": chart, "hourly": hourly}
 
