@@ -1238,9 +1238,14 @@ def headline_rows(report: dict) -> list[str]:
     if ts and ds and ts["ttft_ms"]["p50"] is not None:
         add = ts["ttft_ms"]["p50"] - ds["ttft_ms"]["p50"]
         rows.append(f"| added TTFT p50, c=16 | ≤ 1 ms | {add:.2f} ms | {mark(add <= 1)} |")
-    chunk = next((x.get("cpu_us_per_chunk") for x in (get("tollgate", "stream", 16), ts) if x and x.get("cpu_us_per_chunk") is not None), None)
-    if chunk is not None:
-        rows.append(f"| CPU per forwarded chunk | ≤ 40 µs | {chunk:.1f} µs (canned stream, c=16) | {mark(chunk <= 40)} |")
+    burst = get("tollgate", "stream", 16)
+    if ts and ts.get("cpu_us_per_chunk") is not None:
+        also = f"; canned burst stream {burst['cpu_us_per_chunk']:.1f} µs" if burst and burst.get("cpu_us_per_chunk") is not None else ""
+        nginx_spaced = get("nginx", "spaced", 16)
+        peer = f"; nginx {nginx_spaced['cpu_us_per_chunk']:.1f} µs" if nginx_spaced and nginx_spaced.get("cpu_us_per_chunk") is not None else ""
+        rows.append(f"| CPU per forwarded chunk (CPU per stream ÷ {canned.STREAM_CHUNKS}) | ≤ 40 µs | {ts['cpu_us_per_chunk']:.1f} µs (spaced stream, c=16{also}{peer}) | {mark(ts['cpu_us_per_chunk'] <= 40)} |")
+    elif burst and burst.get("cpu_us_per_chunk") is not None:
+        rows.append(f"| CPU per forwarded chunk | ≤ 40 µs | {burst['cpu_us_per_chunk']:.1f} µs (canned burst stream, c=16) | {mark(burst['cpu_us_per_chunk'] <= 40)} |")
     if report.get("ingest"):
         eps = report["ingest"]["events_per_s"] or 0
         rows.append(f"| usage ingestion, one worker | ≥ 20,000 events/s | {eps:,.0f} events/s | {mark(eps >= 20000)} |")

@@ -7,7 +7,6 @@ becomes an SSE error event. Usage is recorded in `finally`, so cancelled streams
 import asyncio
 import logging
 import time
-
 from decimal import Decimal
 
 import orjson
@@ -21,6 +20,7 @@ from relay.errors import (
 )
 from relay.idempotency import store_key
 from relay.providers import get_adapter
+from relay.record import Record, completion_text, stream_text, worst_case_micros
 from relay.routing import backoff_delay
 from relay.streaming import DONE, SSEParser, encode_chunk, encode_error
 from relay.upstream import iter_body, read_body, send
@@ -130,7 +130,7 @@ async def _relay(rt, conn, endpoint: str) -> None:
             await rt.idempotency.release(name)
 
 
-async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> None:
+async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record:
     name = body["model"]
     if key.allowed_models and name not in key.allowed_models:
         raise ModelNotAllowed(f"This key may not use the model '{name}'.", param="model")
@@ -180,17 +180,6 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> None:
             await rt.budgets.settle(held, reserved_micros, to_micros(record.cost_display or 0))
         rt.sink.emit(record.as_dict())
     return record
-
-
-def worst_case_micros(model, prompt_tokens: int, output_tokens: int, now: float) -> int:
-    """The dearest deployment's price for this request size, in the org currency (0 if unpriced)."""
-    worst = Decimal(0)
-    for deployment in model.deployments:
-        price = price_at(deployment.prices, now)
-        rate = model.exchange_rate(price.currency) if price else None
-        if rate is not None:
-            worst = max(worst, price.worst_case(prompt_tokens=prompt_tokens, completion_tokens=output_tokens) * rate)
-    return to_micros(worst)
 
 
 async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers) -> None:
@@ -303,7 +292,7 @@ async def _whole(conn, adapter, endpoint, response, target, model_name, record, 
         record.usage(usage, "provider")
     else:
         parsed = orjson.loads(raw) if isinstance(answer, bytes) else answer
-        record.estimate(_completion_text(parsed))
+        record.estimate(completion_text(parsed))
     payload = answer if isinstance(answer, bytes) else orjson.dumps(answer)
     record.status_code = 200
     await conn.respond(200, payload, [(b"content-type", b"application/json"), *headers])
@@ -340,7 +329,7 @@ def _settle_stream_usage(record, translator, delivered) -> None:
     if translator.usage is not None:
         record.usage(translator.usage, "provider")
     else:
-        record.estimate(_stream_text(delivered))
+        record.estimate(stream_text(delivered))
 
 
 async def _write(conn, items: list, record, delivered) -> None:
@@ -370,33 +359,6 @@ class DisconnectWatch:
         self._task.cancel()
 
 
-def _completion_text(answer) -> str:
-    parts = []
-    for choice in (answer or {}).get("choices") or []:
-        message = choice.get("message") or {}
-        parts.append(str(message.get("content") or choice.get("text") or ""))
-        for call in message.get("tool_calls") or []:
-            parts.append(str((call.get("function") or {}).get("arguments", "")))
-    return "".join(parts)
-
-
-def _stream_text(delivered: list) -> str:
-    parts = []
-    for item in delivered:
-        chunk = item
-        if isinstance(item, bytes):
-            try:
-                chunk = orjson.loads(item[6:]) if item.startswith(b"data: ") else {}
-            except orjson.JSONDecodeError:
-                continue
-        for choice in chunk.get("choices") or []:
-            delta = choice.get("delta") or {}
-            parts.append(str(delta.get("content") or choice.get("text") or ""))
-            for call in delta.get("tool_calls") or []:
-                parts.append(str((call.get("function") or {}).get("arguments", "")))
-    return "".join(parts)
-
-
 def _usage_chunk(request_id: str, model: str, record) -> dict:
     return {
         "id": request_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model, "choices": [],
@@ -406,93 +368,3 @@ def _usage_chunk(request_id: str, model: str, record) -> dict:
             "prompt_tokens_details": {"cached_tokens": record.cached_tokens},
         },
     }
-
-
-class Record:
-    """What one request used; becomes a billing.UsageEvent through the usage sink."""
-
-    __slots__ = (
-        "request_id", "key", "model", "model_name", "endpoint", "stream", "started", "created_at", "status_code",
-        "error_type", "prompt_tokens", "cached_tokens", "completion_tokens", "usage_source", "attempts", "deployment",
-        "deployment_id", "provider", "upstream_model", "ttft_ms", "latency_ms", "prompt_estimate", "cost", "currency",
-        "exchange_rate", "cost_display", "price_id", "attempt_trail", "downgraded_from",
-    )
-
-    def __init__(self, request_id, key, model, endpoint, stream):
-        self.request_id, self.key, self.endpoint, self.stream = request_id, key, endpoint, stream
-        self.model, self.model_name = model, model.name
-        self.deployment = None
-        self.attempt_trail: list[dict] = []
-        self.downgraded_from = ""
-        self.cost = self.currency = self.exchange_rate = self.cost_display = self.price_id = None
-        self.started = time.perf_counter()
-        self.created_at = time.time()
-        self.status_code, self.error_type = 0, ""
-        self.prompt_tokens = self.cached_tokens = self.completion_tokens = 0
-        self.usage_source = "missing"
-        self.attempts, self.deployment_id, self.provider, self.upstream_model = 0, None, "", ""
-        self.ttft_ms = None
-        self.latency_ms = 0
-        self.prompt_estimate = 0
-
-    def attempt(self, number: int, deployment) -> None:
-        target = deployment.target
-        self.attempts, self.deployment, self.deployment_id = number, deployment, target.deployment_id
-        self.provider, self.upstream_model = target.provider, target.upstream_model
-
-    def trail(self, deployment, status: int, error: str, started: float) -> None:
-        self.attempt_trail.append({
-            "deployment": deployment.target.deployment_id, "status": status, "error": error,
-            "ms": int((time.perf_counter() - started) * 1000),
-        })
-
-    def usage(self, usage, source: str) -> None:
-        self.prompt_tokens, self.completion_tokens = usage.prompt_tokens, usage.completion_tokens
-        self.cached_tokens, self.usage_source = usage.cached_tokens, source
-
-    def estimate(self, completion_text: str) -> None:
-        self.prompt_tokens = self.prompt_estimate
-        self.completion_tokens = tokens.count_text(completion_text)
-        self.usage_source = "estimated"
-
-    def fail(self, error: RelayError) -> None:
-        self.status_code, self.error_type = error.status, error.code
-
-    def finish(self) -> None:
-        self.latency_ms = int((time.perf_counter() - self.started) * 1000)
-        if not self.status_code:
-            self.status_code = 500
-        self._price()
-
-    def _price(self) -> None:
-        """Exact cost of what was used, at the price in force when the request started."""
-        if self.deployment is None or not (self.prompt_tokens or self.completion_tokens):
-            return
-        price = price_at(self.deployment.prices, self.created_at)
-        if price is None:
-            return  # unpriced: recorded and alerted as such, never as zero
-        self.cost = price.cost(prompt_tokens=self.prompt_tokens, cached_tokens=self.cached_tokens, completion_tokens=self.completion_tokens, at=self.created_at)
-        self.currency, self.price_id = price.currency, price.id
-        self.exchange_rate = self.model.exchange_rate(price.currency)
-        if self.exchange_rate is not None:
-            self.cost_display = self.cost * self.exchange_rate
-
-    def as_dict(self) -> dict:
-        key = self.key
-        return {
-            "request_id": self.request_id, "organization_id": key.organization_id, "team_id": key.team_id,
-            "key_id": key.id, "user_id": key.user_id, "model_name": self.model_name, "deployment_id": self.deployment_id,
-            "provider": self.provider, "upstream_model": self.upstream_model, "endpoint": self.endpoint,
-            "stream": self.stream, "status_code": self.status_code, "error_type": self.error_type,
-            "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens,
-            "completion_tokens": self.completion_tokens, "usage_source": self.usage_source, "attempts": self.attempts,
-            "latency_ms": self.latency_ms, "ttft_ms": self.ttft_ms, "created_at": self.created_at,
-            "cost": _text(self.cost), "currency": self.currency or "", "exchange_rate": _text(self.exchange_rate),
-            "cost_display": _text(self.cost_display), "price_id": self.price_id,
-            "attempt_trail": self.attempt_trail, "downgraded_from": self.downgraded_from,
-        }
-
-
-def _text(amount: Decimal | None) -> str | None:
-    """Decimals travel as strings: exact through JSON and the stream."""
-    return None if amount is None else str(amount)

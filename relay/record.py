@@ -1,0 +1,138 @@
+"""The usage record of one request, priced exactly; it becomes a billing.UsageEvent via the sink."""
+
+import time
+from decimal import Decimal
+
+import orjson
+
+from billing.pricing import price_at, to_micros
+from relay import tokens
+from relay.errors import RelayError
+
+
+def worst_case_micros(model, prompt_tokens: int, output_tokens: int, now: float) -> int:
+    """The dearest deployment's price for this request size, in the org currency (0 if unpriced)."""
+    worst = Decimal(0)
+    for deployment in model.deployments:
+        price = price_at(deployment.prices, now)
+        rate = model.exchange_rate(price.currency) if price else None
+        if rate is not None:
+            worst = max(worst, price.worst_case(prompt_tokens=prompt_tokens, completion_tokens=output_tokens) * rate)
+    return to_micros(worst)
+
+
+def completion_text(answer) -> str:
+    parts = []
+    for choice in (answer or {}).get("choices") or []:
+        message = choice.get("message") or {}
+        parts.append(str(message.get("content") or choice.get("text") or ""))
+        for call in message.get("tool_calls") or []:
+            parts.append(str((call.get("function") or {}).get("arguments", "")))
+    return "".join(parts)
+
+
+def stream_text(delivered: list) -> str:
+    parts = []
+    for item in delivered:
+        chunk = item
+        if isinstance(item, bytes):
+            try:
+                chunk = orjson.loads(item[6:]) if item.startswith(b"data: ") else {}
+            except orjson.JSONDecodeError:
+                continue
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            parts.append(str(delta.get("content") or choice.get("text") or ""))
+            for call in delta.get("tool_calls") or []:
+                parts.append(str((call.get("function") or {}).get("arguments", "")))
+    return "".join(parts)
+
+
+class Record:
+    """What one request used; becomes a billing.UsageEvent through the usage sink."""
+
+    __slots__ = (
+        "request_id", "key", "model", "model_name", "endpoint", "stream", "started", "created_at", "status_code",
+        "error_type", "prompt_tokens", "cached_tokens", "completion_tokens", "usage_source", "attempts", "deployment",
+        "deployment_id", "provider", "upstream_model", "ttft_ms", "latency_ms", "prompt_estimate", "cost", "currency",
+        "exchange_rate", "cost_display", "price_id", "attempt_trail", "downgraded_from",
+    )
+
+    def __init__(self, request_id, key, model, endpoint, stream):
+        self.request_id, self.key, self.endpoint, self.stream = request_id, key, endpoint, stream
+        self.model, self.model_name = model, model.name
+        self.deployment = None
+        self.attempt_trail: list[dict] = []
+        self.downgraded_from = ""
+        self.cost = self.currency = self.exchange_rate = self.cost_display = self.price_id = None
+        self.started = time.perf_counter()
+        self.created_at = time.time()
+        self.status_code, self.error_type = 0, ""
+        self.prompt_tokens = self.cached_tokens = self.completion_tokens = 0
+        self.usage_source = "missing"
+        self.attempts, self.deployment_id, self.provider, self.upstream_model = 0, None, "", ""
+        self.ttft_ms = None
+        self.latency_ms = 0
+        self.prompt_estimate = 0
+
+    def attempt(self, number: int, deployment) -> None:
+        target = deployment.target
+        self.attempts, self.deployment, self.deployment_id = number, deployment, target.deployment_id
+        self.provider, self.upstream_model = target.provider, target.upstream_model
+
+    def trail(self, deployment, status: int, error: str, started: float) -> None:
+        self.attempt_trail.append({
+            "deployment": deployment.target.deployment_id, "status": status, "error": error,
+            "ms": int((time.perf_counter() - started) * 1000),
+        })
+
+    def usage(self, usage, source: str) -> None:
+        self.prompt_tokens, self.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        self.cached_tokens, self.usage_source = usage.cached_tokens, source
+
+    def estimate(self, completion_text: str) -> None:
+        self.prompt_tokens = self.prompt_estimate
+        self.completion_tokens = tokens.count_text(completion_text)
+        self.usage_source = "estimated"
+
+    def fail(self, error: RelayError) -> None:
+        self.status_code, self.error_type = error.status, error.code
+
+    def finish(self) -> None:
+        self.latency_ms = int((time.perf_counter() - self.started) * 1000)
+        if not self.status_code:
+            self.status_code = 500
+        self._price()
+
+    def _price(self) -> None:
+        """Exact cost of what was used, at the price in force when the request started."""
+        if self.deployment is None or not (self.prompt_tokens or self.completion_tokens):
+            return
+        price = price_at(self.deployment.prices, self.created_at)
+        if price is None:
+            return  # unpriced: recorded and alerted as such, never as zero
+        self.cost = price.cost(prompt_tokens=self.prompt_tokens, cached_tokens=self.cached_tokens, completion_tokens=self.completion_tokens, at=self.created_at)
+        self.currency, self.price_id = price.currency, price.id
+        self.exchange_rate = self.model.exchange_rate(price.currency)
+        if self.exchange_rate is not None:
+            self.cost_display = self.cost * self.exchange_rate
+
+    def as_dict(self) -> dict:
+        key = self.key
+        return {
+            "request_id": self.request_id, "organization_id": key.organization_id, "team_id": key.team_id,
+            "key_id": key.id, "user_id": key.user_id, "model_name": self.model_name, "deployment_id": self.deployment_id,
+            "provider": self.provider, "upstream_model": self.upstream_model, "endpoint": self.endpoint,
+            "stream": self.stream, "status_code": self.status_code, "error_type": self.error_type,
+            "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens,
+            "completion_tokens": self.completion_tokens, "usage_source": self.usage_source, "attempts": self.attempts,
+            "latency_ms": self.latency_ms, "ttft_ms": self.ttft_ms, "created_at": self.created_at,
+            "cost": _text(self.cost), "currency": self.currency or "", "exchange_rate": _text(self.exchange_rate),
+            "cost_display": _text(self.cost_display), "price_id": self.price_id,
+            "attempt_trail": self.attempt_trail, "downgraded_from": self.downgraded_from,
+        }
+
+
+def _text(amount: Decimal | None) -> str | None:
+    """Decimals travel as strings: exact through JSON and the stream."""
+    return None if amount is None else str(amount)
