@@ -91,7 +91,11 @@ if _database["ENGINE"].endswith("postgresql"):
     _database.setdefault("OPTIONS", {}).update({"connect_timeout": 5, "options": "-c statement_timeout=30000"})
     _database["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=0)
 else:
-    _database.setdefault("OPTIONS", {}).update({"timeout": 20})
+    # WAL lets readers run beside the one writer; IMMEDIATE transactions wait for the write lock up
+    # front instead of failing with "database is locked" when a read would upgrade to a write.
+    _database.setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+    )
     # A file, not memory, so that test servers in other threads and processes share it.
     _database["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
     DATA_DIR.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """Relay errors, always rendered as OpenAI's envelope {"error": {message, type, param, code}}."""
 
+import math
 import re
 
 import orjson
@@ -91,6 +92,11 @@ class UpstreamRejected(UpstreamError):
 
 class UpstreamRateLimited(UpstreamError):
     status, type, code = 429, "rate_limit_error", "upstream_rate_limited"
+
+    def __init__(self, message: str, **kwargs):
+        super().__init__(message, **kwargs)
+        if self.retry_after is not None:  # pass the provider's wait on, in whole seconds (SDKs honour it)
+            self.headers.setdefault("retry-after", str(max(1, math.ceil(self.retry_after))))
 
 
 # Key-like tokens (sk-…, Baidu bce-v3/…, Google AIza…, any long opaque run) and URLs, which may

@@ -1,26 +1,36 @@
 """Reconciliation after a fault: the gateway's ledger against the mock upstream's own ledger."""
 
 from collections import Counter
+from decimal import Decimal
 
 from django.db.models import Sum
 
-from billing.models import UsageEvent
+from billing.models import UsageEvent, UsageRollup
 from tests.gateway import drain_usage, wait_for
+
+SUMS = ("prompt_tokens", "completion_tokens", "cost_display")
 
 
 def reconcile(org, upstream, *, expected_requests: int | None = None, timeout: float = 30, runtime=None) -> list:
     """Assert exactly one usage row per request the upstream served, with its tokens, and equal totals.
 
     On a stream cut short, delivered <= billed <= generated: the row may not claim more than the
-    upstream generated. Returns the organization's usage rows.
+    upstream generated. Every call the upstream received (served or failed) belongs to a row that
+    counts it as an attempt. The rollups agree with the ledger per key, per team and for the org.
+    Returns the organization's usage rows.
     """
     served = [entry for entry in upstream.ledger if entry.gateway_request_id]
     by_request = Counter(entry.gateway_request_id for entry in served)
+    calls = Counter(_request_id(call) for call in list(upstream.requests))
+    calls.pop("", None)
+    # Calls of other organizations' requests (an earlier test's stragglers) are not ours to check.
+    wanted = set(by_request) | set(calls)
 
     def landed():
         drain_usage()
         ids = set(UsageEvent.objects.filter(organization=org).values_list("request_id", flat=True))
-        return ids if set(by_request) <= ids else None
+        mine = ids | _foreign(wanted - ids, org)
+        return ids if wanted <= mine else None
 
     wait_for(landed, timeout=timeout)
     events = {e.request_id: e for e in UsageEvent.objects.filter(organization=org)}
@@ -28,6 +38,8 @@ def reconcile(org, upstream, *, expected_requests: int | None = None, timeout: f
     if expected_requests is not None:
         assert len(events) == expected_requests, (len(events), expected_requests)
     for request_id, attempts in by_request.items():
+        if request_id not in events:
+            continue  # another organization's request
         event = events[request_id]
         assert event.attempts >= attempts  # every upstream call is an attempt on the row
         final = [e for e in served if e.gateway_request_id == request_id][-1]
@@ -35,10 +47,39 @@ def reconcile(org, upstream, *, expected_requests: int | None = None, timeout: f
             assert (event.prompt_tokens, event.completion_tokens) == (final.prompt_tokens, final.completion_tokens) or event.usage_source == "estimated"
         else:
             assert event.completion_tokens <= max(final.completion_tokens, 0) or event.usage_source == "estimated"
+    for request_id, count in calls.items():
+        if request_id in events:
+            assert events[request_id].attempts >= count, (request_id, events[request_id].attempts, count)
     rows = UsageEvent.objects.filter(organization=org)
     total = rows.aggregate(t=Sum("completion_tokens"))["t"] or 0
     by_key = sum(rows.filter(key_id=k).aggregate(t=Sum("completion_tokens"))["t"] or 0 for k in set(rows.values_list("key_id", flat=True)))
     assert by_key == total
+    _rollups_agree(org)
     if runtime is not None:  # the in-process relay: every admitted request settled its reservation
         wait_for(lambda: runtime.budgets.open_reservations == 0, timeout=timeout)
     return list(events.values())
+
+
+def _request_id(call: dict) -> str:
+    headers = call.get("headers") or {}
+    return next((v for k, v in headers.items() if k.lower() == "x-tollgate-request-id"), "")
+
+
+def _foreign(request_ids: set, org) -> set:
+    return set(UsageEvent.objects.filter(request_id__in=request_ids).exclude(organization=org).values_list("request_id", flat=True))
+
+
+def _rollups_agree(org) -> None:
+    """Daily rollups (what the dashboard and budgets read) sum to the ledger per key, team and org."""
+    rows = UsageEvent.objects.filter(organization=org)
+    rolled = UsageRollup.objects.filter(organization=org, grain=UsageRollup.Grain.DAY)
+    for dimension in ("key_id", "team_id", None):
+        values = {None} if dimension is None else set(rows.values_list(dimension, flat=True))
+        for value in values:
+            ledger = rows if dimension is None else rows.filter(**{dimension: value})
+            rollup = rolled if dimension is None else rolled.filter(**{dimension: value or 0})
+            expect = ledger.aggregate(n=Sum("prompt_tokens"), c=Sum("completion_tokens"), m=Sum("cost_display"))
+            got = rollup.aggregate(n=Sum("prompt_tokens"), c=Sum("completion_tokens"), m=Sum("cost"))
+            assert ledger.count() == (rollup.aggregate(r=Sum("requests"))["r"] or 0), (dimension, value)
+            assert (expect["n"] or 0, expect["c"] or 0) == (got["n"] or 0, got["c"] or 0), (dimension, value, expect, got)
+            assert (expect["m"] or Decimal(0)) == (got["m"] or Decimal(0)), (dimension, value, expect, got)
