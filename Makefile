@@ -37,8 +37,11 @@ prod: deps
 chromium:
 	@test -x $(CHROMIUM) || (command -v apt-get >/dev/null && (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null))) || echo "warning: no $(CHROMIUM); browser tests will fail"
 
+# Parallel workers, then the few tests that disturb shared services (marked serial) on their own.
+TEST_WORKERS ?= 2
 test: deps chromium
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not serial" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 bench: deps
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)

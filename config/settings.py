@@ -23,6 +23,11 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 DATABASE_URL = env("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'tollgate.sqlite3'}")
 REDIS_URL = env("REDIS_URL", default=None) or None
+_test_worker = env("PYTEST_XDIST_WORKER", default="")
+if REDIS_URL and _test_worker.startswith("gw"):
+    # Parallel test workers each take their own Redis database, so streams and counters never mix.
+    _base, _, _db = REDIS_URL.rpartition("/")
+    REDIS_URL = f"{_base}/{(int(_db or 0) - 1 - int(_test_worker[2:])) % 16}"
 
 check_production_settings(
     debug=DEBUG,

@@ -4,13 +4,21 @@ call and no second charge. Only requests that send the header pay for the lookup
 The first request claims the key (atomically); a duplicate arriving while it runs gets 409 with
 Retry-After; once it has finished, duplicates replay its status, headers and body for 24 hours.
 Answers that failed before reaching the upstream are not stored, so a retry can succeed.
+While the shared store (Redis) is unavailable, requests with the header get 503 with Retry-After:
+answering without the guarantee could charge a retry twice (README: fail-open table).
 """
 
+import asyncio
+import logging
 import time
 
 import orjson
+from redis.exceptions import RedisError
 
-from relay.errors import RelayError
+from relay.errors import RelayError, Unavailable
+
+log = logging.getLogger(__name__)
+STORE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
 TTL_SECONDS = 24 * 3600
 PENDING_SECONDS = 600
@@ -31,9 +39,12 @@ class IdempotencyStore:
     async def claim(self, name: str) -> dict | None:
         """None when claimed for this request; the stored answer (or a conflict) otherwise."""
         if self._redis is not None:
-            if await self._redis.set(name, b"pending", nx=True, ex=PENDING_SECONDS):
-                return None
-            stored = await self._redis.get(name)
+            try:
+                if await self._redis.set(name, b"pending", nx=True, ex=PENDING_SECONDS):
+                    return None
+                stored = await self._redis.get(name)
+            except STORE_ERRORS as exc:
+                raise Unavailable("Idempotency-Key cannot be honoured right now; retry shortly.", headers={"retry-after": "5"}) from exc
         else:
             self._expire()
             entry = self._local.get(name)
@@ -50,13 +61,19 @@ class IdempotencyStore:
             return await self.release(name)
         value = orjson.dumps({"request_id": request_id, "status": status, "headers": [[k.decode(), v.decode()] for k, v in headers], "body": body.decode("utf-8", "replace")})
         if self._redis is not None:
-            await self._redis.set(name, value, ex=TTL_SECONDS)
+            try:
+                await self._redis.set(name, value, ex=TTL_SECONDS)
+            except STORE_ERRORS as exc:  # the answer is already out; a retry gets 409 until the claim expires
+                log.warning("could not store an idempotent answer: %s", exc.__class__.__name__)
         else:
             self._local[name] = (time.monotonic() + TTL_SECONDS, value)
 
     async def release(self, name: str) -> None:
         if self._redis is not None:
-            await self._redis.delete(name)
+            try:
+                await self._redis.delete(name)
+            except STORE_ERRORS as exc:
+                log.warning("could not release an idempotency claim: %s", exc.__class__.__name__)
         else:
             self._local.pop(name, None)
 

@@ -19,7 +19,7 @@ from billing.models import Price, UsageEvent
 from billing.pricing import price_at, snapshot_from_row, to_micros
 from keys.selectors import key_snapshot_by_hash, model_snapshot, prices_for
 from keys.services import VIRTUAL_KEY_PREFIX
-from relay.pipeline import Record
+from relay.record import Record
 from relay.providers.base import Usage
 from tests.accounts.factories import MembershipFactory, OrganizationFactory
 from tests.billing.factories import PriceFactory
@@ -172,11 +172,15 @@ def test_price_at_picks_the_entry_in_force():
 
 
 @pytest.mark.django_db
-def test_an_org_price_hides_the_global_one_for_the_same_model():
+def test_an_org_price_hides_the_global_one_from_its_effective_date():
     org, other = OrganizationFactory(), OrganizationFactory()
-    glob = PriceFactory(organization=None, upstream_model="shared-model", input_per_m=Decimal("1"))
-    own = PriceFactory(organization=org, upstream_model="shared-model", input_per_m=Decimal("0.5"))
-    assert [p.id for p in prices_for(organization_id=org.pk, provider="openai", upstream_model="shared-model")] == [own.pk]
+    utc = dt_timezone.utc
+    glob = PriceFactory(organization=None, upstream_model="shared-model", input_per_m=Decimal("1"), effective_from=datetime(2026, 1, 1, tzinfo=utc))
+    own = PriceFactory(organization=org, upstream_model="shared-model", input_per_m=Decimal("0.5"), effective_from=datetime(2026, 6, 1, tzinfo=utc))
+    book = prices_for(organization_id=org.pk, provider="openai", upstream_model="shared-model")
+    assert [p.id for p in book] == [own.pk, glob.pk]  # the org's book first
+    assert price_at(book, at(2026, 7, 1, 0, 0)).id == own.pk
+    assert price_at(book, at(2026, 3, 1, 0, 0)).id == glob.pk  # before the org's entry: the global one
     assert [p.id for p in prices_for(organization_id=other.pk, provider="openai", upstream_model="shared-model")] == [glob.pk]
 
 
