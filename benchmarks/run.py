@@ -51,6 +51,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PIN = (os.cpu_count() or 1) >= 2
 GATEWAY_CPU, LOAD_CPU = "1", "0"
 NICE = -10  # the benchmark's processes get the cores first when something else runs on the machine (--nice 0: off)
+RT = False  # --rt: the gateway under test runs SCHED_FIFO on its core (the kernel still keeps 5% for others)
 
 
 def autogroup_nice(pid: int | str = "self") -> None:
@@ -63,9 +64,11 @@ def autogroup_nice(pid: int | str = "self") -> None:
             pass
 
 
-def placed(argv: list[str], cpu: str | None) -> list[str]:
-    """argv pinned to a core and niced; taskset and nice exec, so the pid stays the program's own."""
-    if NICE and shutil.which("nice"):
+def placed(argv: list[str], cpu: str | None, rt: bool = False) -> list[str]:
+    """argv pinned to a core and niced (or real-time); taskset, chrt and nice exec, so the pid stays the program's own."""
+    if rt and RT and shutil.which("chrt"):
+        argv = ["chrt", "--fifo", "1", *argv]
+    elif NICE and shutil.which("nice"):
         argv = ["nice", "-n", str(NICE), *argv]
     if cpu is not None and PIN:
         argv = ["taskset", "-c", cpu, *argv]
@@ -85,8 +88,8 @@ class Processes:
     def __init__(self):
         self.items: list[tuple[str, subprocess.Popen]] = []
 
-    def start(self, name: str, argv: list[str], *, cpu: str | None = None, env=None, cwd=ROOT) -> subprocess.Popen:
-        argv = placed(argv, cpu)
+    def start(self, name: str, argv: list[str], *, cpu: str | None = None, env=None, cwd=ROOT, rt: bool = False) -> subprocess.Popen:
+        argv = placed(argv, cpu, rt)
         WORK.mkdir(parents=True, exist_ok=True)
         with open(WORK / f"{name}.log", "ab") as out:
             out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
@@ -403,7 +406,7 @@ http {{
 
 
 def start_nginx(name: str, conf: Path, port: int, cpu: str) -> subprocess.Popen:
-    proc = PROCS.start(name, [which("nginx"), "-c", str(conf), "-p", str(WORK)], cpu=cpu)
+    proc = PROCS.start(name, [which("nginx"), "-c", str(conf), "-p", str(WORK)], cpu=cpu, rt=cpu == GATEWAY_CPU)
     if not wait_port(port, proc, 10):
         raise RuntimeError(f"{name} did not start:\n{log_tail(name)}\n{(WORK / (name + '-error.log')).read_text() if (WORK / (name + '-error.log')).exists() else ''}")
     return proc
@@ -495,7 +498,7 @@ class Tollgate:
                 web_env["TOLLGATE_BENCH_GC_LOG"] = str(GC_LOG)
             if self.gc_freeze:
                 web_env["TOLLGATE_BENCH_GC_FREEZE_AFTER"] = str(self.gc_freeze)
-        self.proc = PROCS.start("tollgate", argv, cpu=GATEWAY_CPU, env=web_env)
+        self.proc = PROCS.start("tollgate", argv, cpu=GATEWAY_CPU, env=web_env, rt=True)
         if not wait_port(PORTS["tollgate"], self.proc, 60):
             raise RuntimeError("Tollgate (uvicorn) did not start:\n" + log_tail("tollgate"))
 
@@ -535,7 +538,7 @@ def start_litellm(binary: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k in keep}
     env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "LITELLM_MODE": "PRODUCTION", "LITELLM_DONT_SHOW_FEEDBACK_BOX": "true"})
     argv = [str(binary), "--config", str(litellm_config()), "--host", "127.0.0.1", "--port", str(PORTS["litellm"]), "--num_workers", "1"]
-    proc = PROCS.start("litellm", argv, cpu=GATEWAY_CPU, env=env)
+    proc = PROCS.start("litellm", argv, cpu=GATEWAY_CPU, env=env, rt=True)
     if not wait_port(PORTS["litellm"], proc, 180):
         raise RuntimeError("LiteLLM did not start:\n" + log_tail("litellm"))
     return proc
@@ -1088,7 +1091,8 @@ def machine_info(tools: dict) -> dict:
         "cpu": model, "cores": os.cpu_count(), "memory_mb": mem, "kernel": platform.release(), "python": platform.python_version(),
         "nginx": version([tools["nginx"], "-v"]) if tools.get("nginx") else None, "wrk": version([tools["wrk"], "-v"]) if tools.get("wrk") else None,
         "litellm": LITELLM_VERSION, "packages": packages, "commit": commit, "dirty_files": len(dirty.splitlines()) if dirty else 0,
-        "pinned": f"gateway on CPU {GATEWAY_CPU}, mocks and load on CPU {LOAD_CPU}" if PIN else "no pinning (fewer than 2 cores)",
+        "pinned": (f"gateway on CPU {GATEWAY_CPU}{' (SCHED_FIFO)' if RT else ''}, mocks and load on CPU {LOAD_CPU}" if PIN else "no pinning (fewer than 2 cores)")
+                  + (f", benchmark processes at nice {NICE}" if NICE else ""),
         "loadavg_start": os.getloadavg(),
     }
 
@@ -1274,6 +1278,8 @@ def parse_args(argv=None):
     parser.add_argument("--profile-lines", action="store_true", help="profile by line instead of by function")
     parser.add_argument("--gc-log", action="store_true", help="diagnostic: log the Tollgate web process's full GC pauses per cell")
     parser.add_argument("--gc-freeze", type=float, default=0, help="experiment: gc.freeze() in the web process this many s after start")
+    parser.add_argument("--rt", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the gateway under test SCHED_FIFO on its core (default: on, except --smoke; needs root)")
     parser.add_argument("--nice", type=int, default=-10, help="niceness of the benchmark's processes (0: leave as is)")
     parser.add_argument("--quiet-wait", type=float, help="seconds to wait for other load to calm down first (default 45; --smoke 0)")
     parser.add_argument("--retries", type=int, help="Tollgate start-up retries (default 3; --smoke 1)")
@@ -1300,8 +1306,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    global NICE
+    global NICE, RT
     opts = parse_args(argv)
+    RT = (opts.rt if opts.rt is not None else not opts.smoke) and os.geteuid() == 0 and PIN
     Tollgate.gc_log, Tollgate.gc_freeze = opts.gc_log, opts.gc_freeze
     NICE = opts.nice if os.geteuid() == 0 or opts.nice >= 0 else 0
     autogroup_nice()  # wrk and the helpers run in this script's session

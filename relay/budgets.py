@@ -39,11 +39,14 @@ class BudgetGate:
             counter = f"tg:b:{budget.id}:{period_start_epoch(budget.period, key.time_zone, now)}"
             limit = budget.limit_micros if budget.hard else UNLIMITED
             ttl = _ttl(budget.period)
-            try:
-                admitted = await self.book.take(counter, limit, micros, ttl=ttl, must_exist=True)
-            except MissingCounter:
-                await self._rebuild(counter, budget, now, ttl)
-                admitted = await self.book.take(counter, limit, micros, ttl=ttl, must_exist=True)
+            for attempt in range(3):  # the store may lose the counter again (Redis failing over meanwhile)
+                try:
+                    admitted = await self.book.take(counter, limit, micros, ttl=ttl, must_exist=True)
+                    break
+                except MissingCounter:
+                    if attempt == 2:
+                        raise
+                    await self._rebuild(counter, budget, now, ttl)
             if not admitted:
                 for taken, _ in held:
                     await self.book.adjust(taken, -micros)
@@ -66,11 +69,13 @@ class BudgetGate:
                 self._check_thresholds(counter, budget)
 
     async def _rebuild(self, counter: str, budget, now: float, ttl: int) -> None:
-        """First use in a period, or the store lost the counter: start it from the ledger."""
+        """First use in a period, or the store lost the counter: start it from the ledger, or from
+        the shared counter as this process last saw it when that is more (spend still on its way
+        to the ledger: buffered, spooled or in the stream - e.g. when Redis has just gone away)."""
         from billing.selectors import budget_spent_micros
 
         spent = await run_db(budget_spent_micros, budget_id=budget.id, at=now)
-        await self.store.initialise(counter, spent, ttl)
+        await self.store.initialise(counter, max(spent, self.book.last_seen(counter)), ttl)
 
     def _check_thresholds(self, counter: str, budget) -> None:
         if self._on_threshold is None or not budget.limit_micros:

@@ -34,6 +34,18 @@ return {tostring(grant), tostring(used)}
 """
 
 
+# KEYS[1] counter; ARGV: amount, ttl, must_exist. Adds to the counter; one that must exist but does
+# not (Redis lost it) is left alone: it will be rebuilt from the ledger.
+ADD_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if ARGV[3] == '1' then return 0 end
+  redis.call('SET', KEYS[1], 0, 'EX', ARGV[2])
+end
+redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+return 1
+"""
+
+
 class LocalLeaseStore:
     """One process holds the whole counter: a lease is the exact remaining room."""
 
@@ -70,11 +82,16 @@ class LocalLeaseStore:
         self._used.setdefault(counter, float(value))
         self._expiry.setdefault(counter, time.monotonic() + ttl)
 
+    def clear(self) -> None:
+        self._used.clear()
+        self._expiry.clear()
+
 
 class RedisLeaseStore:
     def __init__(self, redis):
         self._redis = redis
         self._script = redis.register_script(LEASE_SCRIPT)
+        self._add = redis.register_script(ADD_SCRIPT)
 
     async def grant(self, counter: str, limit: float, wanted: float, minimum: float, ttl: int, must_exist: bool = False) -> tuple[float, float]:
         granted, used = await self._script(keys=[counter], args=[limit, wanted, minimum, ttl, "1" if must_exist else "0"])
@@ -90,6 +107,9 @@ class RedisLeaseStore:
 
     async def initialise(self, counter: str, value: float, ttl: int) -> None:
         await self._redis.set(counter, value, nx=True, ex=ttl)
+
+    async def add(self, counter: str, amount: float, ttl: int, must_exist: bool) -> None:
+        await self._add(keys=[counter], args=[amount, ttl, "1" if must_exist else "0"])
 
 
 class Lease:
@@ -146,6 +166,11 @@ class LeaseBook:
             return
         lease.available -= delta  # may go negative: a debt the next lease pays first
 
+    def last_seen(self, counter: str) -> float:
+        """The shared counter's value at this process's last grant (0 if it never had one)."""
+        lease = self._leases.get(counter)
+        return lease.used if lease else 0.0
+
     def spent_estimate(self, counter: str) -> float:
         """The shared counter as last seen, minus what this process holds unspent."""
         lease = self._leases.get(counter)
@@ -162,24 +187,56 @@ class FailoverLeaseStore:
     """Redis first; while Redis fails, this process's own counters (README: fail-open table).
 
     During an outage each process enforces the full limit on its own, so the bound becomes
-    (processes x limit); the shared counters resume when Redis answers again.
+    (processes x limit); the shared counters resume when Redis answers again. The local counters
+    start empty at each outage (budget counters are then rebuilt from the ledger, see
+    relay.budgets), and what they granted is added to the shared counters when Redis is back,
+    before any new grant, so spend during the outage is not granted a second time.
     """
 
     def __init__(self, primary, fallback, *, timeout: float = 0.5, retry_after: float = 5.0):
         self.primary, self.fallback = primary, fallback
         self.timeout, self.retry_after = timeout, retry_after
         self._down_until = 0.0
+        self._degraded = False
+        self._outage: dict[str, tuple[float, int, bool]] = {}  # granted locally: counter -> (amount, ttl, must_exist)
+
+    def _went_down(self, exc: Exception) -> None:
+        if not self._degraded:
+            log.warning("lease store unavailable (%s); using local counters", exc.__class__.__name__)
+            self._degraded = True
+            self.fallback.clear()  # counters left from an earlier outage or rebuild are stale
+        self._down_until = time.monotonic() + self.retry_after
+
+    async def _recover(self) -> None:
+        """Redis answers again: add what was granted locally meanwhile to the shared counters."""
+        while self._outage:
+            counter, (amount, ttl, must_exist) = self._outage.popitem()
+            try:
+                await self.primary.add(counter, amount, ttl, must_exist)
+            except BaseException:
+                self._granted_locally(counter, amount, ttl, must_exist)
+                raise
+        self._degraded = False
+        log.warning("lease store available again; shared counters resumed")
+
+    def _granted_locally(self, counter: str, amount: float, ttl: int, must_exist: bool) -> None:
+        previous = self._outage.get(counter, (0.0, ttl, must_exist))[0]
+        self._outage[counter] = (previous + amount, ttl, must_exist)
 
     async def grant(self, counter, limit, wanted, minimum, ttl, must_exist=False):
         if time.monotonic() >= self._down_until:
             try:
+                if self._degraded:
+                    await asyncio.wait_for(self._recover(), self.timeout)
                 return await asyncio.wait_for(self.primary.grant(counter, limit, wanted, minimum, ttl, must_exist), self.timeout)
             except MissingCounter:
                 raise
             except Exception as exc:
-                log.warning("lease store unavailable (%s); using local counters", exc.__class__.__name__)
-                self._down_until = time.monotonic() + self.retry_after
-        return await self.fallback.grant(counter, limit, wanted, minimum, ttl, must_exist)
+                self._went_down(exc)
+        granted, used = await self.fallback.grant(counter, limit, wanted, minimum, ttl, must_exist)
+        if granted > 0:
+            self._granted_locally(counter, granted, ttl, must_exist)
+        return granted, used
 
     async def give_back(self, counter, amount):
         try:
@@ -191,14 +248,14 @@ class FailoverLeaseStore:
         if time.monotonic() >= self._down_until:
             try:
                 return await asyncio.wait_for(self.primary.exists(counter), self.timeout)
-            except Exception:
-                self._down_until = time.monotonic() + self.retry_after
+            except Exception as exc:
+                self._went_down(exc)
         return await self.fallback.exists(counter)
 
     async def initialise(self, counter, value, ttl):
-        await self.fallback.initialise(counter, value, ttl)
         if time.monotonic() >= self._down_until:
             try:
                 await asyncio.wait_for(self.primary.initialise(counter, value, ttl), self.timeout)
-            except Exception:
-                self._down_until = time.monotonic() + self.retry_after
+            except Exception as exc:
+                self._went_down(exc)
+        await self.fallback.initialise(counter, value, ttl)

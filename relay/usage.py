@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 STREAM = "tollgate:usage"
 FLUSH_SECONDS = 0.2
+REPLAY_SECONDS = 5
 BATCH = 500
 
 
@@ -78,24 +79,40 @@ class RedisStreamSink(_BufferedSink):
             for record in batch:
                 pipe.xadd(STREAM, {"r": orjson.dumps(record)})
             await asyncio.wait_for(pipe.execute(), timeout=5)
-        if time.monotonic() - self._last_replay > 5:
+
+    async def flush(self) -> None:
+        await super().flush()
+        # Replay the spool every REPLAY_SECONDS, with or without new traffic (an idle process whose
+        # Redis came back must still deliver what it spooled); a failed replay is retried later.
+        if time.monotonic() - self._last_replay > REPLAY_SECONDS:
             self._last_replay = time.monotonic()
-            await self._replay()
+            try:
+                await self._replay()
+            except Exception as exc:
+                log.warning("usage spool replay failed (%s); will retry", exc.__class__.__name__)
 
     async def _spool(self, batch: list[dict]) -> None:
         self._spool_dir.mkdir(parents=True, exist_ok=True)
         path = self._spool_dir / f"usage-{os.getpid()}-{time.time_ns()}.jsonl"
-        path.write_bytes(b"\n".join(orjson.dumps(r) for r in batch) + b"\n")
+        # Written under another name, then renamed: a process replaying the folder (they may share it)
+        # never reads, sends and deletes a half-written file.
+        partial = path.with_suffix(".partial")
+        partial.write_bytes(b"\n".join(orjson.dumps(r) for r in batch) + b"\n")
+        os.replace(partial, path)
 
     async def _replay(self) -> None:
         """Send spooled batches once Redis answers again; a file is deleted only after its XADDs."""
         for path in sorted(self._spool_dir.glob("usage-*.jsonl")) if self._spool_dir.exists() else []:
-            records = [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError:  # another process sharing the folder replayed it meanwhile
+                continue
+            records = [orjson.loads(line) for line in raw.splitlines() if line]
             async with self._redis.pipeline(transaction=False) as pipe:
                 for record in records:
                     pipe.xadd(STREAM, {"r": orjson.dumps(record)})
                 await asyncio.wait_for(pipe.execute(), timeout=5)
-            path.unlink()
+            path.unlink(missing_ok=True)
             log.info("replayed %d spooled usage records", len(records))
 
 

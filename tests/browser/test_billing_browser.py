@@ -52,6 +52,14 @@ CANVAS_STATE = """
 """
 
 
+@pytest.fixture(autouse=True)
+def _patient_expect():
+    """A loaded machine (parallel suites) can take longer than expect's 5 s default to render a page."""
+    expect.set_options(timeout=15_000)
+    yield
+    expect.set_options(timeout=5_000)
+
+
 def assert_labelled(page):
     assert page.evaluate(UNLABELLED_CONTROLS) == [], page.url
 

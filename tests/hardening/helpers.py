@@ -500,3 +500,98 @@ def declared_methods(route_text: str, callback) -> set[str]:
                 return set(value) - {"HEAD", "OPTIONS"}
         func = getattr(func, "__wrapped__", None)
     return {"GET"}
+
+
+# --- An upstream that leaks: it echoes the credential it was sent in its error messages -----------------
+
+
+class LeakyUpstream:
+    """A loopback HTTP server (aiohttp, own thread) that repeats every request header and the body back in an
+    error, as careless providers do ("Incorrect API key provided: sk-…"). The model name chooses the answer:
+
+      leak-<status>   that HTTP status with an OpenAI error body quoting the request
+      leak-stream     a 200 event stream whose second event is an error quoting the request
+      anything else   a normal chat completion
+    POST /hook answers 500 quoting the request (a webhook receiver that echoes).
+    """
+
+    def __init__(self):
+        import threading
+
+        self.requests: list[dict] = []
+        self._lock = threading.Lock()
+        self._thread = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _quote(self, request, body: bytes) -> str:
+        headers = "; ".join(f"{k}: {v}" for k, v in request.headers.items())
+        return f"Incorrect request. You sent {headers} with {body.decode(errors='replace')[:500]}"
+
+    async def _handle(self, request):
+        from aiohttp import web
+
+        body = await request.read()
+        with self._lock:
+            self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        quoted = self._quote(request, body)
+        if request.path.endswith("/hook"):
+            return web.Response(status=500, text=quoted)
+        try:
+            model = str(json.loads(body or b"{}").get("model", ""))
+        except ValueError:
+            model = ""
+        if model.startswith("leak-") and model[5:].isdigit():
+            status = int(model[5:])
+            return web.json_response({"error": {"message": quoted, "type": "invalid_request_error", "code": quoted[:200]}},
+                                     status=status, headers={"X-Echo": quoted[:200].replace("\r", " ").replace("\n", " ")})
+        if model == "leak-stream":
+            response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": model,
+                     "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]}
+            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            await response.write(b"data: " + json.dumps({"error": {"message": quoted}}).encode() + b"\n\n")
+            await response.write_eof()
+            return response
+        return web.json_response({
+            "id": "chatcmpl-leaky", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+        })
+
+    def start(self) -> "LeakyUpstream":
+        import asyncio
+        import threading
+
+        from aiohttp import web
+
+        started = threading.Event()
+
+        def run():
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", self._handle)
+            self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            self._loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]
+            started.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="leaky-upstream", daemon=True)
+        self._thread.start()
+        started.wait(10)
+        return self
+
+    def stop(self) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
