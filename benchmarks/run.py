@@ -44,7 +44,9 @@ LITELLM_VENV = HERE / ".venv-litellm"
 TOOLS_VENV = HERE / ".venv-tools"
 BENCH_DB = "tollgate_bench"
 GC_LOG = WORK / "tollgate-gc.log"
-REDIS_DB = 14
+# Not 14: the test suite's parallel workers take databases counting down from REDIS_URL's (CI: 15 → gw0 14,
+# gw1 13; a local .../0 → 15, 14), and the benchmark flushes its database at the start.
+REDIS_DB = 12
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Processes pinned: the gateway under test alone on GATEWAY_CPU; mocks, load generators and helpers on LOAD_CPU.
@@ -433,6 +435,7 @@ def tollgate_env() -> dict:
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}",
         "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+        "PYTEST_XDIST_WORKER": "",  # settings would move a test worker's Redis database
         "TOLLGATE_EGRESS_ALLOW_HOSTS": "127.0.0.1",
         "TOLLGATE_EGRESS_ALLOW_HTTP": "true",
         "TOLLGATE_DATA_DIR": str(WORK / "tollgate-data"),
@@ -1278,6 +1281,7 @@ def parse_args(argv=None):
     parser.add_argument("--profile-lines", action="store_true", help="profile by line instead of by function")
     parser.add_argument("--gc-log", action="store_true", help="diagnostic: log the Tollgate web process's full GC pauses per cell")
     parser.add_argument("--gc-freeze", type=float, default=0, help="experiment: gc.freeze() in the web process this many s after start")
+    parser.add_argument("--redis-db", type=int, default=REDIS_DB, help=f"Redis database the benchmark owns and flushes (default {REDIS_DB})")
     parser.add_argument("--rt", action=argparse.BooleanOptionalAction, default=None,
                         help="run the gateway under test SCHED_FIFO on its core (default: on, except --smoke; needs root)")
     parser.add_argument("--nice", type=int, default=-10, help="niceness of the benchmark's processes (0: leave as is)")
@@ -1306,8 +1310,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    global NICE, RT
+    global NICE, RT, REDIS_DB
     opts = parse_args(argv)
+    REDIS_DB = opts.redis_db
     RT = (opts.rt if opts.rt is not None else not opts.smoke) and os.geteuid() == 0 and PIN
     Tollgate.gc_log, Tollgate.gc_freeze = opts.gc_log, opts.gc_freeze
     NICE = opts.nice if os.geteuid() == 0 or opts.nice >= 0 else 0
@@ -1361,6 +1366,8 @@ def main(argv=None) -> int:
         name += f"-{opts.command}"
     if opts.command in ("all", "relay") and set(opts.only) != set(TARGETS):
         name += "-" + "+".join(opts.only)
+    if "interrupted" in notes:
+        name += "-interrupted"  # never overwrite a finished table with a cut-off one
     if opts.gc_freeze:
         name += "-gcfreeze"
     elif opts.gc_log:

@@ -11,6 +11,9 @@ from billing import tasks_alerts  # noqa: F401  (registers the alert delivery ta
 log = logging.getLogger(__name__)
 
 DRAIN_LOCK = "tollgate:drain-lock"
+# The lock only saves work (ingest is idempotent and serialised in the database, so overlapping
+# drains are harmless); a worker killed while holding it stalls the ledger until it expires.
+DRAIN_LOCK_SECONDS = 20
 
 
 @shared_task(name="billing.usage_drain", ignore_result=True)
@@ -19,16 +22,20 @@ def usage_drain() -> int:
     if not settings.REDIS_URL:
         return 0
     import redis
+    from redis.exceptions import LockError
 
     client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10, socket_connect_timeout=5)
     try:
-        lock = client.lock(DRAIN_LOCK, timeout=120, blocking=False)
+        lock = client.lock(DRAIN_LOCK, timeout=DRAIN_LOCK_SECONDS, blocking=False)
         if not lock.acquire():
             return 0
         try:
             return ledger.usage_drain(client)
         finally:
-            lock.release()
+            try:
+                lock.release()
+            except LockError:  # a long drain outlived its lock: another drain may already hold it
+                pass
     finally:
         client.close()
 

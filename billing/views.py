@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.core.handlers.asgi import ASGIRequest
+from django.db.models import F
 from django.http import JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -104,7 +105,10 @@ def overview(request):
             "budgets": dashboard.budget_statuses(budgets, organization=org, now=now),
         }
     elif ctx.can(Perm.VIEW_OWN_USAGE) and ctx.user is not None:
-        keys = list(VirtualKey.objects.filter(organization=org, user=ctx.user).select_related("team").order_by("revoked_at", "name", "id"))
+        keys = list(
+            VirtualKey.objects.filter(organization=org, user=ctx.user).select_related("team")
+            .order_by(F("revoked_at").asc(nulls_first=True), "name", "id")  # active keys first
+        )
         key_ids = [key.pk for key in keys]
         budgets = list(dashboard.budgets_applying_to(organization=org, user=ctx.user, key_ids=key_ids))
         context = {

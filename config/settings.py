@@ -240,5 +240,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("TOLLGATE_LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # HTTP client traces print whole upstream response headers, which a provider may fill with the
+        # credential it was sent: kept out of the logs even when TOLLGATE_LOG_LEVEL=DEBUG.
+        "httpcore": {"level": "INFO"},
+        "hpack": {"level": "INFO"},
+    },
 }

@@ -35,6 +35,9 @@ def is_public_address(address: str) -> bool:
 
 def check_url(url: str, *, field: str, resolve: bool = True) -> list[str]:
     """Raise ApplicationError(field) for an unsafe URL; returns the checked addresses."""
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        # urlsplit silently drops tabs and line breaks, so the check would pass while the stored text keeps them.
+        raise ApplicationError(_("This is not a valid URL."), field=field)
     try:
         parts = urlsplit(url)
         host = parts.hostname

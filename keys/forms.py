@@ -177,10 +177,17 @@ class PresetSelect(forms.Select):
         return option
 
 
+class WriteOnlyTextarea(forms.Textarea):
+    """Like PasswordInput(render_value=False): a refused form never echoes what was typed (header values are secrets)."""
+
+    def format_value(self, value):
+        return None
+
+
 def _headers_field():
     return forms.CharField(
         label=_("Extra headers (JSON)"), required=False, max_length=20_000,
-        widget=forms.Textarea(attrs={"rows": 3, "placeholder": '{"X-Org-Id": "…"}', "spellcheck": "false", "data-wire-hide": "mock"}),
+        widget=WriteOnlyTextarea(attrs={"rows": 3, "placeholder": '{"X-Org-Id": "…"}', "spellcheck": "false", "data-wire-hide": "mock"}),
     )
 
 

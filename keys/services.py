@@ -4,10 +4,12 @@ Every write bumps the configuration version after commit, so relay processes dro
 snapshots within a poll interval. Secrets are returned once and never stored or logged in clear.
 """
 
+import re
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 import orjson
+from django.core.validators import RegexValidator
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -169,6 +171,20 @@ def _clean_headers(headers) -> dict[str, str]:
     return headers
 
 
+def _check_api_key(api_key) -> None:
+    """The key travels in a header: a line break would end it (or inject another), so it is refused, not trimmed."""
+    if not isinstance(api_key, str) or any(c in api_key for c in "\r\n\x00"):
+        raise ApplicationError(_("The key may not contain line breaks."), field="api_key")
+
+
+def _check_api_version(api_version) -> str:
+    """Azure's api-version goes into the request URL: a date and letters only."""
+    api_version = (api_version or "").strip()
+    if not re.fullmatch(r"[A-Za-z0-9._-]{0,40}", api_version):
+        raise ApplicationError(str(RegexValidator.message), field="api_version")  # Django's "Enter a valid value."
+    return api_version
+
+
 def _check_base_url(provider: str, base_url: str) -> str:
     from keys.egress import check_url
 
@@ -197,8 +213,9 @@ def credential_create(
     url = _check_base_url(provider, base_url)
     if PRESETS[provider].wire != "mock" and not api_key:
         raise ApplicationError(_("An API key is required."), field="api_key")
+    _check_api_key(api_key)
     credential = ProviderCredential(
-        organization=org, name=name.strip(), provider=provider, base_url=url, api_version=api_version or "",
+        organization=org, name=name.strip(), provider=provider, base_url=url, api_version=_check_api_version(api_version),
         api_key_encrypted=encryption.encrypt(api_key), api_key_hint=api_key[-4:] if len(api_key) >= 12 else "",
         extra_headers_encrypted=encryption.encrypt(orjson.dumps(_clean_headers(extra_headers)).decode()) if extra_headers else "",
         connect_timeout=connect_timeout, read_timeout=read_timeout,
@@ -222,11 +239,14 @@ def credential_update(*, actor: OrgContext, credential: ProviderCredential, ip=N
     if "base_url" in changes:
         credential.base_url = _check_base_url(credential.provider, changes["base_url"])
     if changes.get("api_key"):
+        _check_api_key(changes["api_key"])
         credential.api_key_encrypted = encryption.encrypt(changes["api_key"])
         credential.api_key_hint = changes["api_key"][-4:] if len(changes["api_key"]) >= 12 else ""
     if "extra_headers" in changes:
         headers = _clean_headers(changes["extra_headers"])
         credential.extra_headers_encrypted = encryption.encrypt(orjson.dumps(headers).decode()) if headers else ""
+    if changes.get("api_version") is not None:
+        changes["api_version"] = _check_api_version(changes["api_version"])
     for field in ("api_version", "connect_timeout", "read_timeout"):
         if field in changes and changes[field] is not None:
             setattr(credential, field, changes[field])

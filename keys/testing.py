@@ -17,7 +17,7 @@ from keys import egress, encryption
 from keys.models import ProviderCredential
 from keys.presets import PRESETS
 from keys.selectors import credential_extra_headers
-from relay.errors import RelayError
+from relay.errors import RelayError, redact_secrets, target_secrets
 from relay.providers import get_adapter
 from relay.providers.base import Target
 
@@ -48,8 +48,9 @@ async def _local_call(adapter, request) -> tuple[int, bytes, dict]:
     return response.status, await response.read(), dict(response.headers)
 
 
-def _redact(message: str, secret: str) -> str:
-    return message.replace(secret, "[redacted]") if secret else message
+def _redact(message, target: Target):
+    """No key or extra header value of the credential, however the provider quoted it back."""
+    return redact_secrets(message, target_secrets(target))
 
 
 def credential_test(*, actor: OrgContext, credential: ProviderCredential, upstream_model: str) -> tuple[bool, str, int]:
@@ -98,8 +99,8 @@ def credential_test(*, actor: OrgContext, credential: ProviderCredential, upstre
         try:
             adapter.parse_response(endpoint="chat", body=content, target=target, model=upstream_model)
         except RelayError as exc:
-            return False, _redact(exc.message, target.api_key), latency
+            return False, _redact(exc.message, target), latency
         return True, _("The provider answered in %(ms)d ms.") % {"ms": latency}, latency
-    error = adapter.map_error(status=status, body=content, headers=headers)
+    error = adapter.map_error(status=status, body=_redact(content, target), headers=headers)
     message = _("The provider refused the call (HTTP %(status)d): %(message)s") % {"status": status, "message": error.message}
-    return False, _redact(message, target.api_key), latency
+    return False, _redact(message, target), latency

@@ -1,5 +1,6 @@
 """Relay errors, always rendered as OpenAI's envelope {"error": {message, type, param, code}}."""
 
+import json
 import math
 import re
 
@@ -109,3 +110,32 @@ _SECRET_PATTERN = re.compile(
 def sanitize_upstream_message(text: str, limit: int = 300) -> str:
     """An upstream's error text made safe to show a client: no keys, no URLs, bounded in length."""
     return _SECRET_PATTERN.sub("[redacted]", str(text))[:limit]
+
+
+# Values shorter than this are not redacted one by one (they would blank ordinary words); the pattern
+# above still catches key-shaped ones.
+MIN_REDACTED_LENGTH = 8
+
+
+def target_secrets(target) -> list[str]:
+    """What a deployment sends upstream that no caller may read back: its key and extra header values."""
+    return [target.api_key, *(target.extra_headers or {}).values()]
+
+
+def redact_secrets(text, secrets):
+    """`text` (str or bytes) with every secret, also as escaped inside JSON, replaced by [redacted].
+
+    Upstreams quote what they were sent ("Incorrect API key provided: …", a header echoed back); the
+    pattern of sanitize_upstream_message only knows key-shaped tokens, so the credential's own values are
+    removed first, before any truncation could cut one in half.
+    """
+    as_bytes = isinstance(text, bytes)
+    for secret in secrets:
+        if not secret or len(secret) < MIN_REDACTED_LENGTH:
+            continue
+        for form in dict.fromkeys((secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1])):
+            if as_bytes:
+                text = text.replace(form.encode(), b"[redacted]")
+            else:
+                text = text.replace(form, "[redacted]")
+    return text

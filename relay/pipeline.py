@@ -16,7 +16,7 @@ from billing.pricing import price_at, to_micros
 from relay import tokens
 from relay.errors import (
     InvalidApiKey, InvalidRequest, MethodNotAllowed, ModelNotAllowed, ModelNotFound, NotFound, RelayError, UpstreamError,
-    UpstreamRejected, UpstreamTimeout,
+    UpstreamRejected, UpstreamTimeout, redact_secrets, target_secrets,
 )
 from relay.idempotency import store_key
 from relay.providers import get_adapter
@@ -139,11 +139,10 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
         raise ModelNotFound(f"The model '{name}' does not exist or has no deployment.", param="model")
 
     stream = bool(body.get("stream")) and endpoint != "embeddings"
-    prompt_estimate = tokens.estimate_prompt(endpoint, body)
+    prompt_estimate = tokens.bound_prompt(endpoint, body)
     max_output = 0 if endpoint == "embeddings" else int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
     reserved_tokens = prompt_estimate + max_output
-    record = Record(conn.request_id, key, model, endpoint, stream)
-    record.prompt_estimate = prompt_estimate
+    record = Record(conn.request_id, key, model, endpoint, stream, body)
     try:
         limit_headers, tpm_counter = await rt.limiter.admit(key, reserved_tokens)
         reserved_micros = worst_case_micros(model, prompt_estimate, max_output or rt.output_reserve, record.created_at)
@@ -157,7 +156,8 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
         record.finish()
         rt.sink.emit(record.as_dict())
         raise
-    watch = DisconnectWatch(conn)
+    # Streams watch for the client leaving; a whole answer is simply finished (and billed).
+    watch = DisconnectWatch(conn) if stream else None
     try:
         await _forward(rt, conn, endpoint, body, key, model, record, limit_headers)
     except RelayError as error:
@@ -165,7 +165,7 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
         raise
     except asyncio.CancelledError:
         record.status_code, record.error_type = 499, "client_disconnected"
-        if not watch.gone:
+        if watch is None or not watch.gone:
             raise  # the server is cancelling us (shutdown): record and pass it on
         asyncio.current_task().uncancel()
         raise ClientGone() from None
@@ -173,7 +173,8 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
         record.status_code, record.error_type = 499, "client_disconnected"
         raise
     finally:
-        watch.stop()
+        if watch is not None:
+            watch.stop()
         record.finish()
         await rt.limiter.settle(tpm_counter, reserved_tokens, record.prompt_tokens + record.completion_tokens)
         if held:
@@ -260,7 +261,9 @@ async def _call(rt, adapter, endpoint, body, target, stream, deadline, request_i
     request.headers["x-tollgate-request-id"] = request_id  # lets a provider's logs be matched to our ledger
     response = await send(rt.session, adapter, request, target, endpoint, deadline=deadline)
     if response.status >= 400:
-        raise adapter.map_error(status=response.status, body=await read_body(response, 1024 * 1024), headers=response.headers)
+        # An upstream may quote the credential back ("Incorrect API key provided: …"): never to the caller.
+        raw = redact_secrets(await read_body(response, 1024 * 1024), target_secrets(target))
+        raise adapter.map_error(status=response.status, body=raw, headers=response.headers)
     return response
 
 
@@ -292,7 +295,7 @@ async def _whole(conn, adapter, endpoint, response, target, model_name, record, 
         record.usage(usage, "provider")
     else:
         parsed = orjson.loads(raw) if isinstance(answer, bytes) else answer
-        record.estimate(completion_text(parsed))
+        await record.estimate(completion_text(parsed))
     payload = answer if isinstance(answer, bytes) else orjson.dumps(answer)
     record.status_code = 200
     await conn.respond(200, payload, [(b"content-type", b"application/json"), *headers])
@@ -309,27 +312,28 @@ async def _stream(conn, adapter, response, target, model_name, record, headers, 
             # Everything one upstream read completes goes out in one write.
             await _write(conn, [item for event in parser.feed(chunk) for item in translator.feed(event)], record, delivered)
         await _write(conn, [*(item for event in parser.close() for item in translator.feed(event)), *translator.finish()], record, delivered)
-        _settle_stream_usage(record, translator, delivered)
+        await _settle_stream_usage(record, translator, delivered)
         if include_usage and not getattr(translator, "usage_forwarded", False):
             await conn.write(encode_chunk(_usage_chunk(conn.request_id, model_name, record)))
         await conn.write(DONE)
         await conn.end()
     except UpstreamError as error:
         # Past the first byte nothing can be retried: tell the client in the stream and close it.
+        error.message = redact_secrets(error.message, target_secrets(target))
         record.fail(error)
-        _settle_stream_usage(record, translator, delivered)
+        await _settle_stream_usage(record, translator, delivered)
         await conn.write(encode_error(error))
         await conn.end()
     except (ClientGone, asyncio.CancelledError):
-        _settle_stream_usage(record, translator, delivered)
+        await _settle_stream_usage(record, translator, delivered)
         raise
 
 
-def _settle_stream_usage(record, translator, delivered) -> None:
+async def _settle_stream_usage(record, translator, delivered) -> None:
     if translator.usage is not None:
         record.usage(translator.usage, "provider")
     else:
-        record.estimate(stream_text(delivered))
+        await record.estimate(stream_text(delivered))
 
 
 async def _write(conn, items: list, record, delivered) -> None:

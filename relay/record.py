@@ -1,5 +1,6 @@
 """The usage record of one request, priced exactly; it becomes a billing.UsageEvent via the sink."""
 
+import asyncio
 import time
 from decimal import Decimal
 
@@ -8,6 +9,8 @@ import orjson
 from billing.pricing import price_at, to_micros
 from relay import tokens
 from relay.errors import RelayError
+
+INLINE_COUNT_CHARS = 8192
 
 
 def worst_case_micros(model, prompt_tokens: int, output_tokens: int, now: float) -> int:
@@ -54,11 +57,11 @@ class Record:
     __slots__ = (
         "request_id", "key", "model", "model_name", "endpoint", "stream", "started", "created_at", "status_code",
         "error_type", "prompt_tokens", "cached_tokens", "completion_tokens", "usage_source", "attempts", "deployment",
-        "deployment_id", "provider", "upstream_model", "ttft_ms", "latency_ms", "prompt_estimate", "cost", "currency",
+        "deployment_id", "provider", "upstream_model", "ttft_ms", "latency_ms", "body", "cost", "currency",
         "exchange_rate", "cost_display", "price_id", "attempt_trail", "downgraded_from",
     )
 
-    def __init__(self, request_id, key, model, endpoint, stream):
+    def __init__(self, request_id, key, model, endpoint, stream, body):
         self.request_id, self.key, self.endpoint, self.stream = request_id, key, endpoint, stream
         self.model, self.model_name = model, model.name
         self.deployment = None
@@ -73,7 +76,7 @@ class Record:
         self.attempts, self.deployment_id, self.provider, self.upstream_model = 0, None, "", ""
         self.ttft_ms = None
         self.latency_ms = 0
-        self.prompt_estimate = 0
+        self.body = body  # the request, to count its tokens if the upstream reports none
 
     def attempt(self, number: int, deployment) -> None:
         target = deployment.target
@@ -90,8 +93,15 @@ class Record:
         self.prompt_tokens, self.completion_tokens = usage.prompt_tokens, usage.completion_tokens
         self.cached_tokens, self.usage_source = usage.cached_tokens, source
 
-    def estimate(self, completion_text: str) -> None:
-        self.prompt_tokens = self.prompt_estimate
+    async def estimate(self, completion_text: str) -> None:
+        """Count tokens offline; long texts are counted in a worker thread, off the event loop."""
+        if len(completion_text) < INLINE_COUNT_CHARS:
+            self._count(completion_text)
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, self._count, completion_text)
+
+    def _count(self, completion_text: str) -> None:
+        self.prompt_tokens = tokens.estimate_prompt(self.endpoint, self.body)
         self.completion_tokens = tokens.count_text(completion_text)
         self.usage_source = "estimated"
 

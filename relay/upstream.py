@@ -6,6 +6,7 @@ between chunks (aiohttp's sock_read). Response bodies and single stream lines ar
 
 import asyncio
 import time
+from functools import lru_cache
 
 import aiohttp
 
@@ -25,6 +26,11 @@ def new_session() -> aiohttp.ClientSession:
     )
 
 
+@lru_cache(maxsize=256)
+def _timeout(connect: float, read: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=None, connect=min(connect, read), sock_connect=connect, sock_read=read)
+
+
 async def send(session: aiohttp.ClientSession, adapter, request: UpstreamRequest, target: Target, endpoint: str, *, deadline: float | None = None):
     """Start the upstream call; returns the response once its headers arrived."""
     if adapter.local:
@@ -32,7 +38,7 @@ async def send(session: aiohttp.ClientSession, adapter, request: UpstreamRequest
     read = target.read_timeout
     if deadline is not None:
         read = max(0.05, min(read, deadline - time.monotonic()))
-    timeout = aiohttp.ClientTimeout(total=None, connect=min(target.connect_timeout, read), sock_connect=target.connect_timeout, sock_read=read)
+    timeout = _timeout(target.connect_timeout, read if read < target.read_timeout else target.read_timeout)
     try:
         return await session.request(
             request.method, request.url, data=request.body, headers=request.headers, timeout=timeout, allow_redirects=False,

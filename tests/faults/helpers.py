@@ -70,6 +70,14 @@ needs_servers = pytest.mark.skipif(
 )
 
 
+def child_env(**values) -> dict:
+    """The environment of a child process: this one's, without the xdist worker name (settings would
+    shift REDIS_URL to a worker database a second time), plus `values`."""
+    environment = {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"}
+    environment.update(values)
+    return environment
+
+
 def secrets_env() -> dict:
     """The test process's secrets, so a process with its own data folder hashes and decrypts alike."""
     return {
@@ -97,10 +105,8 @@ class WebProcess:
     def __init__(self, *args, redis_url="default", data_dir=None, env=None):
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="tg-fault-web-"))
         self.port = _free_port()
-        environment = {
-            **os.environ, **secrets_env(), "DATABASE_URL": server_database_url(), "TOLLGATE_DATA_DIR": str(self.data_dir),
-            "TOLLGATE_EGRESS_ALLOW_HOSTS": "127.0.0.1", **(env or {}),
-        }
+        environment = child_env(**secrets_env(), DATABASE_URL=server_database_url(), TOLLGATE_DATA_DIR=str(self.data_dir),
+                                TOLLGATE_EGRESS_ALLOW_HOSTS="127.0.0.1", **(env or {}))
         redis_url = settings.REDIS_URL if redis_url == "default" else redis_url
         if redis_url:
             environment["REDIS_URL"] = redis_url
@@ -250,11 +256,9 @@ class Worker:
     the beat child (a bare SIGKILL of the worker orphans it)."""
 
     def __init__(self, tmp_path: Path, *, hold_after_commit: Path | None = None, env: dict | None = None, name: str = "w"):
-        environment = {
-            **os.environ, **secrets_env(), "DATABASE_URL": server_database_url(), "REDIS_URL": settings.REDIS_URL,
-            "TOLLGATE_USAGE_CLAIM_IDLE_MS": "1000", "TOLLGATE_DATA_DIR": str(tmp_path / f"worker-{name}"),
-            "TOLLGATE_EGRESS_ALLOW_HOSTS": "127.0.0.1", **(env or {}),
-        }
+        environment = child_env(**secrets_env(), DATABASE_URL=server_database_url(), REDIS_URL=settings.REDIS_URL,
+                                TOLLGATE_USAGE_CLAIM_IDLE_MS="1000", TOLLGATE_DATA_DIR=str(tmp_path / f"worker-{name}"),
+                                TOLLGATE_EGRESS_ALLOW_HOSTS="127.0.0.1", **(env or {}))
         environment.pop("TG_FAULT_HOLD_AFTER_COMMIT", None)
         if hold_after_commit is not None:
             environment["TG_FAULT_HOLD_AFTER_COMMIT"] = str(hold_after_commit)
@@ -391,3 +395,44 @@ class Traffic:
     def between(self, start: float, end: float, tag: str | None = None) -> list[Outcome]:
         """Outcomes of calls sent in [start, end] (time.time())."""
         return [o for t, o in self.outcomes if start <= o.started <= end and (tag is None or t == tag)]
+
+
+# --- alert receivers on a chosen port (so they can be "down" first and come up later) ------------
+
+
+@contextmanager
+def webhook_receiver_on(port: int):
+    """tests.billing.receivers' webhook receiver, listening on `port`."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from tests.billing.receivers import Reply, WebhookReceiver, _handler_for
+
+    receiver = WebhookReceiver(Reply(200, b"ok"))
+    server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(receiver))
+    server.daemon_threads = True
+    receiver.server = server
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@contextmanager
+def smtp_server_on(port: int):
+    """tests.billing.receivers' SMTP server, listening on `port`."""
+    from aiosmtpd.controller import Controller
+
+    from tests.billing.receivers import SmtpServer, _MailHandler
+
+    server = SmtpServer("127.0.0.1", port)
+    controller = Controller(_MailHandler(server.messages), hostname=server.host, port=port)
+    controller.start()
+    try:
+        yield server
+    finally:
+        controller.stop()

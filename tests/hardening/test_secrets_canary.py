@@ -66,10 +66,13 @@ def celery_sent(monkeypatch):
 
 
 @pytest.fixture
-def every_log(caplog):
+def every_log(caplog, settings):
+    """DEBUG for every logger, SQL included, but the HTTP-client traces settings.LOGGING keeps at INFO on purpose."""
+    pinned = [name for name in settings.LOGGING.get("loggers", {}) if name != "django.db.backends"]
     caplog.set_level(logging.DEBUG)
     for name in list(logging.root.manager.loggerDict):
-        caplog.set_level(logging.DEBUG, logger=name)
+        if not any(name == p or name.startswith(p + ".") for p in pinned):
+            caplog.set_level(logging.DEBUG, logger=name)
     connection.force_debug_cursor = True  # SQL and its parameters are logged too
     yield caplog
     connection.force_debug_cursor = False
@@ -106,15 +109,16 @@ def _all_rows() -> str:
     return "\n".join(dump)
 
 
-def _logs(caplog) -> str:
-    lines = []
-    for record in caplog.records:
-        lines.append(record.getMessage())
-        lines.append(repr(record.args))
-        if record.exc_info:
-            lines.append(logging.Formatter().formatException(record.exc_info))
-        lines.append(repr({k: v for k, v in record.__dict__.items() if k not in ("args", "msg", "exc_info")}))
+def _logs_of(record) -> str:
+    lines = [record.getMessage(), repr(record.args)]
+    if record.exc_info:
+        lines.append(logging.Formatter().formatException(record.exc_info))
+    lines.append(repr({k: v for k, v in record.__dict__.items() if k not in ("args", "msg", "exc_info")}))
     return "\n".join(lines)
+
+
+def _logs(caplog) -> str:
+    return "\n".join(_logs_of(record) for record in caplog.records)
 
 
 def _spool_files() -> str:
@@ -297,6 +301,8 @@ def test_canaries_appear_only_where_shown_once(gateway, leaky, celery_sent, ever
         for sink, text in sinks.items():
             if secret in text:
                 problems.append(f"{label} found in {sink}: …{_around(text, secret)}…")
+                if sink == "logs":
+                    problems.append("  loggers: " + ", ".join(sorted({r.name for r in every_log.records if secret in _logs_of(r)})))
         shown = [seen_label for seen_label, text, meta in responses.seen if secret.encode() in text]
         allowed = [label[len("issued "):]] if label.startswith("issued ") else []
         if label.startswith("issued ") and allowed[0] not in shown:
