@@ -9,6 +9,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.utils.translation import gettext_lazy as _
 
 from accounts import services
+from accounts.forms import AdminLoginForm
 from accounts.errors import ApplicationError
 from accounts.models import ApiToken, AuditLog, Invitation, Membership, Organization, Role, Team, User
 from accounts.tenancy import OrgContext
@@ -141,3 +142,6 @@ class AuditLogAdmin(ReadOnlyAdmin):
     list_select_related = ["organization"]
     search_fields = ["action", "actor_label", "target_label"]
     date_hierarchy = "created_at"
+
+
+admin.site.login_form = AdminLoginForm  # failed admin logins count against the same throttle as the dashboard's

@@ -1,10 +1,12 @@
 """Dashboard forms: they check input shape only; the rules live in accounts.services."""
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.password_validation import password_validators_help_text_html, validate_password
 from django.utils.translation import gettext_lazy as _
 
+from accounts import throttle
 from accounts.errors import ApplicationError
 from accounts.models import TIME_ZONE_CHOICES, Organization, Role, Team, User, currency_validator
 from accounts.permissions import ROLE_RANK, Perm
@@ -75,13 +77,36 @@ class InvitationSignupForm(PasswordPairMixin, forms.Form):
         return User(email=self.email, name=self.cleaned_data.get("name", ""))
 
 
-class EmailAuthenticationForm(AuthenticationForm):
+class ThrottledLoginMixin:
+    """Refuse while the address or the email is throttled (accounts.throttle); count failed logins."""
+
+    def clean(self):
+        address, email = throttle.client_address(self.request), self.cleaned_data.get("username")
+        wait = throttle.blocked_for(address=address, email=email)
+        if wait:
+            raise forms.ValidationError(
+                _("Too many failed login attempts. Wait %(minutes)s minutes and try again.") % {"minutes": (wait + 59) // 60},
+                code="throttled",
+            )
+        try:
+            return super().clean()
+        except forms.ValidationError as exc:
+            if exc.code == "invalid_login":
+                throttle.failed(address=address, email=email)
+            raise
+
+
+class EmailAuthenticationForm(ThrottledLoginMixin, AuthenticationForm):
     """Django's login form, asking for the email (stored lower-case, so matched lower-case)."""
 
     username = forms.EmailField(label=_("Email"), widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
 
     def clean_username(self):
         return self.cleaned_data["username"].strip().lower()
+
+
+class AdminLoginForm(ThrottledLoginMixin, AdminAuthenticationForm):
+    """The admin site's login, throttled like the dashboard's (it checks the same passwords)."""
 
 
 class OrganizationCreateForm(forms.Form):

@@ -751,9 +751,9 @@ def _brief(cell: dict) -> str:
 
 
 def start_mocks(tools: dict, notes: list[str]) -> None:
-    for name in ("mock", "spaced"):
-        if not port_free(PORTS[name]):
-            raise RuntimeError(f"port {PORTS[name]} is taken: is another benchmark running?")
+    for name, port in PORTS.items():
+        if not port_free(port):
+            raise RuntimeError(f"port {port} ({name}) is taken on 127.0.0.1: is another benchmark running?")
     if tools["nginx"]:
         start_nginx("mock-nginx", write_mock_nginx(), PORTS["mock"], LOAD_CPU)
     else:

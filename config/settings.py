@@ -3,6 +3,8 @@
 Django's own variables take the DJANGO_ prefix; Tollgate's take TOLLGATE_. See README "Configuration".
 """
 
+import sys
+
 from config.env import BASE_DIR, DATA_DIR, env, local_secret, new_fernet_key, new_token
 from config.safety import check_production_settings
 
@@ -24,8 +26,9 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 DATABASE_URL = env("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'tollgate.sqlite3'}")
 REDIS_URL = env("REDIS_URL", default=None) or None
 _test_worker = env("PYTEST_XDIST_WORKER", default="")
-if REDIS_URL and _test_worker.startswith("gw"):
-    # Parallel test workers each take their own Redis database, so streams and counters never mix.
+if REDIS_URL and _test_worker.startswith("gw") and "_pytest" in sys.modules:
+    # Parallel test workers each take their own Redis database, so streams and counters never mix
+    # (servers the tests start inherit the variable but are given the shifted URL outright).
     _base, _, _db = REDIS_URL.rpartition("/")
     REDIS_URL = f"{_base}/{(int(_db or 0) - 1 - int(_test_worker[2:])) % 16}"
 

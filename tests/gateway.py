@@ -181,7 +181,7 @@ class RelayProcess:
             cwd=Path(__file__).resolve().parent.parent, env=env,
         )
         self.url = f"http://127.0.0.1:{self.port}/v1"
-        wait_for(self.answers, timeout=30)
+        wait_for(self.answers, timeout=60)  # slow on a loaded machine: Django set-up, the tokenizer
 
     def answers(self) -> bool:
         import httpx

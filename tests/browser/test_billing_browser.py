@@ -292,6 +292,7 @@ def test_overview_budget_alerts_usage_csv_estimator_playground_chinese(live_serv
 
     # 简体中文: the switch submits itself; the overview and its chart still render.
     page.get_by_role("link", name="Overview").click()
+    expect(page.locator("#spend-chart")).to_be_visible()  # the overview has loaded: the switch is submitted from it
     page.locator("#lang-select").select_option("zh-hans")
     expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
     chart_state(page, "daily-spend")

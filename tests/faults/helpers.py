@@ -119,7 +119,7 @@ class WebProcess:
         )
         self.url = f"http://127.0.0.1:{self.port}/v1"
         try:
-            wait_for(self.answers, timeout=30)
+            wait_for(self.answers, timeout=60)  # a loaded 2-core CI machine boots three at once slowly
         except BaseException:
             self.kill()
             raise

@@ -386,21 +386,22 @@ def _table_counts() -> dict:
 def test_sql_fragments_in_every_filter_get_a_clear_answer():
     """Every parameter at once (so the ones a view ignores are tried too), then each one it reads on its own."""
     w = helpers.make_world()
-    before = _table_counts()
     problems = []
     admin, member = helpers.client_for(w, helpers.ACTORS[2]), helpers.client_for(w, helpers.ACTORS[4])
+    pages = []
     for route in ROUTES:
-        if not any(op.method == "GET" for op in route.ops):
-            continue
-        obj = route.make(w, w.member_b) if route.make else None
-        url = reverse(route.name, kwargs={"pk": obj.pk} if route.in_path else None)
+        if any(op.method == "GET" for op in route.ops):
+            obj = route.make(w, w.member_b) if route.make else None
+            pages.append((route, reverse(route.name, kwargs={"pk": obj.pk} if route.in_path else None)))
+    before = _table_counts()
+    for route, url in pages:
         requests = [{name: fragment for name in PARAM_NAMES} for fragment in SQL_FRAGMENTS]
         requests += [{name: fragment} for name in _params_read_by(route, url) for fragment in SQL_FRAGMENTS[:2]]
         clients = [admin, member] if (route.own_list or route.own) else [admin]
         for client in clients:
             for params in requests:
                 response = client.get(url, params)
-                if response.status_code not in (200, 400, 403, 404):
+                if response.status_code not in (200, 302, 400, 403, 404):
                     problems.append(f"{url} {params if len(params) == 1 else 'all parameters'}: {response.status_code}")
                 elif response.status_code == 400 and route.api and "error" not in response.json():
                     problems.append(f"{url}: a 400 without the error envelope")
