@@ -10,30 +10,32 @@ from decimal import Decimal
 
 from django.db.models import F
 
-from billing.models import UsageEvent, UsageRollup
+from billing.models import UsageRollup
 
 SUMS = ("requests", "errors", "prompt_tokens", "cached_tokens", "completion_tokens", "cost", "unpriced", "latency_ms_sum")
 
 
-def _dimensions(event: UsageEvent) -> tuple:
-    return (event.organization_id, event.team_id or 0, event.key_id or 0, event.user_id or 0, event.model_name, event.deployment_id or 0)
+def _dimensions(row: dict) -> tuple:
+    return (row["organization_id"], row["team_id"] or 0, row["key_id"] or 0, row["user_id"] or 0, row["model_name"], row["deployment_id"] or 0)
 
 
-def rollup_add(events: list[UsageEvent]) -> None:
+def rollup_add(rows: list[dict]) -> None:
+    """Add ledger rows (column values by attname) to their hour and day buckets."""
     buckets: dict[tuple, dict] = defaultdict(lambda: dict.fromkeys(SUMS, 0))
-    for event in events:
-        hour = event.created_at.replace(minute=0, second=0, microsecond=0)
+    for row in rows:
+        hour = row["created_at"].replace(minute=0, second=0, microsecond=0)
         day = hour.replace(hour=0)  # UTC days; org-time-zone views aggregate hourly rows
+        failed = row["status_code"] >= 400
         for grain, bucket in ((UsageRollup.Grain.HOUR, hour), (UsageRollup.Grain.DAY, day)):
-            sums = buckets[(grain, bucket, *_dimensions(event))]
+            sums = buckets[(grain, bucket, *_dimensions(row))]
             sums["requests"] += 1
-            sums["errors"] += 1 if event.status_code >= 400 else 0
-            sums["prompt_tokens"] += event.prompt_tokens
-            sums["cached_tokens"] += event.cached_tokens
-            sums["completion_tokens"] += event.completion_tokens
-            sums["cost"] += event.cost_display or Decimal(0)
-            sums["unpriced"] += 1 if event.cost_display is None and event.status_code < 400 else 0
-            sums["latency_ms_sum"] += event.latency_ms
+            sums["errors"] += 1 if failed else 0
+            sums["prompt_tokens"] += row["prompt_tokens"]
+            sums["cached_tokens"] += row["cached_tokens"]
+            sums["completion_tokens"] += row["completion_tokens"]
+            sums["cost"] += row["cost_display"] or Decimal(0)
+            sums["unpriced"] += 1 if row["cost_display"] is None and not failed else 0
+            sums["latency_ms_sum"] += row["latency_ms"]
     for (grain, bucket, org_id, team_id, key_id, user_id, model_name, deployment_id), sums in buckets.items():
         lookup = dict(
             organization_id=org_id, grain=grain, bucket=bucket, team_id=team_id, key_id=key_id, user_id=user_id,

@@ -95,7 +95,7 @@ class Record:
 
     async def estimate(self, completion_text: str) -> None:
         """Count tokens offline; long texts are counted in a worker thread, off the event loop."""
-        if len(completion_text) < INLINE_COUNT_CHARS:
+        if tokens.loaded() and len(completion_text) < INLINE_COUNT_CHARS:
             self._count(completion_text)
         else:
             await asyncio.get_running_loop().run_in_executor(None, self._count, completion_text)

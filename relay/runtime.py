@@ -5,12 +5,12 @@ interfaces and never branches on the deployment mode.
 """
 
 import asyncio
+import gc
 import logging
 
 from django.conf import settings
 
 from config.env import DATA_DIR
-from relay import tokens
 from relay.budgets import BudgetGate, threshold_notifier
 from relay.cache import SnapshotCache
 from relay.cooldown import Cooldowns
@@ -54,8 +54,12 @@ class Runtime:
 
     async def start(self) -> None:
         self.session = new_session()
-        await asyncio.get_running_loop().run_in_executor(None, tokens.warm_up)
         self._tasks = [asyncio.create_task(loop) for loop in (self.cache.watch(), self.sink.run(), self.cooldowns.watch())]
+        # Everything loaded so far (Django, settings, adapters) lives as long as the process: move it
+        # out of the collector's sight. Measured: full collections went from ~65 ms pauses about once
+        # a second at c=16 to 1-7 ms, p99 66 -> 12 ms (benchmarks/README.md).
+        gc.collect()
+        gc.freeze()
 
     async def stop(self) -> None:
         """Graceful shutdown: stop the background loops, then flush every pending usage record."""

@@ -217,7 +217,7 @@ def _relay_record(key_secret: str, org, model_name: str, request_id: str, when: 
     """Price one request exactly as the relay does (snapshots, price_at at the request's start)."""
     key = key_snapshot_by_hash(keyed_hash(key_secret))
     model = model_snapshot(organization_id=org.pk, name=model_name)
-    record = Record(request_id, key, model, "chat", False)
+    record = Record(request_id, key, model, "chat", False, {"messages": []})
     record.created_at = when
     record.attempt(1, model.deployments[0])
     record.usage(Usage(prompt_tokens=1000, completion_tokens=500, cached_tokens=0), "provider")

@@ -106,7 +106,7 @@ class WebProcess:
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="tg-fault-web-"))
         self.port = _free_port()
         environment = child_env(**secrets_env(), DATABASE_URL=server_database_url(), TOLLGATE_DATA_DIR=str(self.data_dir),
-                                TOLLGATE_EGRESS_ALLOW_HOSTS="127.0.0.1", **(env or {}))
+                                TOLLGATE_EGRESS_ALLOW_HOSTS="127.0.0.1", PYTHONFAULTHANDLER="1", **(env or {}))
         redis_url = settings.REDIS_URL if redis_url == "default" else redis_url
         if redis_url:
             environment["REDIS_URL"] = redis_url
@@ -149,6 +149,15 @@ class WebProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+    def wait_exit(self, timeout: float) -> int:
+        """The exit code; if the process is stuck, its threads' tracebacks go to stderr before it dies."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: dump every thread
+            self.process.wait(10)
+            raise
 
 
 def start_web_processes(n: int, **kwargs) -> list[WebProcess]:

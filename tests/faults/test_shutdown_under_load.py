@@ -24,7 +24,7 @@ def test_sigterm_under_load_completes_or_refuses_every_request(gateway, upstream
         web.process.send_signal(signal.SIGTERM)
         time.sleep(2)  # clients keep calling: they must now be refused
         outcomes = traffic.stop()
-        assert web.process.wait(20) in (0, -signal.SIGTERM)
+        assert web.wait_exit(20) in (0, -signal.SIGTERM)
     finally:
         traffic.stop()
         upstream.chunk_delay = 0.0
