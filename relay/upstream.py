@@ -19,11 +19,12 @@ READ_CHUNK = 64 * 1024
 
 def new_session() -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
-    # auto_decompress off: bodies are forwarded, never re-encoded; upstreams get no accept-encoding.
-    return aiohttp.ClientSession(
-        connector=connector, auto_decompress=False, skip_auto_headers=("Accept-Encoding", "User-Agent"),
-        json_serialize=None, raise_for_status=False, trust_env=False,
-    )
+    # auto_decompress off: bodies are forwarded, never re-encoded (requests ask for identity encoding).
+    return aiohttp.ClientSession(connector=connector, auto_decompress=False, raise_for_status=False, trust_env=False)
+
+
+# Sent explicitly so aiohttp has no automatic headers to compute per request.
+FIXED_HEADERS = {"user-agent": "Tollgate", "accept-encoding": "identity"}
 
 
 @lru_cache(maxsize=256)
@@ -41,7 +42,8 @@ async def send(session: aiohttp.ClientSession, adapter, request: UpstreamRequest
     timeout = _timeout(target.connect_timeout, read if read < target.read_timeout else target.read_timeout)
     try:
         return await session.request(
-            request.method, request.url, data=request.body, headers=request.headers, timeout=timeout, allow_redirects=False,
+            request.method, request.url, data=request.body, headers={**FIXED_HEADERS, **request.headers}, timeout=timeout,
+            allow_redirects=False,
         )
     except asyncio.TimeoutError as exc:
         raise UpstreamTimeout("The upstream did not answer in time.") from exc
