@@ -52,9 +52,12 @@ class RateLimiter:
         )
 
 
+_NAMES = {
+    kind: (f"x-ratelimit-limit-{kind}".encode(), f"x-ratelimit-remaining-{kind}".encode(), f"x-ratelimit-reset-{kind}".encode())
+    for kind in ("requests", "tokens")
+}
+
+
 def _headers(kind: str, limit: int, remaining: int, reset: int) -> list[tuple[bytes, bytes]]:
-    return [
-        (f"x-ratelimit-limit-{kind}".encode(), str(limit).encode()),
-        (f"x-ratelimit-remaining-{kind}".encode(), str(remaining).encode()),
-        (f"x-ratelimit-reset-{kind}".encode(), f"{reset}s".encode()),
-    ]
+    limit_name, remaining_name, reset_name = _NAMES[kind]
+    return [(limit_name, b"%d" % limit), (remaining_name, b"%d" % remaining), (reset_name, b"%ds" % reset)]
