@@ -200,3 +200,18 @@ def test_idempotency_key_replays_without_a_second_call_or_charge(gateway, upstre
     # another key, or another Idempotency-Key, is a new request
     client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "Hi"}], extra_headers={"Idempotency-Key": "order-43"})
     assert len(upstream.ledger) == calls + 1
+
+
+def test_rpm_limit_answers_429_with_retry_after_and_openai_headers(gateway):
+    key, secret = key_services.virtual_key_create(actor=gateway.ctx, name="slow lane", rpm_limit=2, tpm_limit=100_000)
+    client = gateway.client(secret=secret)
+    first = client.chat.completions.with_raw_response.create(model="gpt-test", messages=[{"role": "user", "content": "Hi"}])
+    assert first.headers["x-ratelimit-limit-requests"] == "2"
+    assert first.headers["x-ratelimit-limit-tokens"] == "100000"
+    assert first.headers["x-ratelimit-reset-requests"].endswith("s")
+    client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "Hi"}])
+    with pytest.raises(openai.RateLimitError) as info:
+        client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "Hi"}])
+    assert info.value.code == "rate_limit_exceeded"
+    assert 1 <= int(info.value.response.headers["retry-after"]) <= 61
+    assert info.value.response.headers["x-ratelimit-remaining-requests"] == "0"
