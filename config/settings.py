@@ -234,6 +234,10 @@ TOLLGATE_OUTPUT_RESERVE_TOKENS = env.int("TOLLGATE_OUTPUT_RESERVE_TOKENS", defau
 TOLLGATE_USAGE_RETENTION_DAYS = env.int("TOLLGATE_USAGE_RETENTION_DAYS", default=400)
 TOLLGATE_USAGE_CLAIM_IDLE_MS = env.int("TOLLGATE_USAGE_CLAIM_IDLE_MS", default=60_000)
 TOLLGATE_INVITATION_DAYS = env.int("TOLLGATE_INVITATION_DAYS", default=7)
+# Dashboard and admin logins: this many failures per client address or per email within the window
+# (seconds) and the login form refuses every attempt until the window has passed (accounts/throttle.py).
+TOLLGATE_LOGIN_FAILURE_LIMIT = env.int("TOLLGATE_LOGIN_FAILURE_LIMIT", default=10)
+TOLLGATE_LOGIN_FAILURE_WINDOW = env.int("TOLLGATE_LOGIN_FAILURE_WINDOW", default=15 * 60)
 # Hosts that server-side fetches may reach although they resolve to private addresses (tests, intranets).
 TOLLGATE_EGRESS_ALLOW_HOSTS = env.list("TOLLGATE_EGRESS_ALLOW_HOSTS", default=[])
 TOLLGATE_EGRESS_ALLOW_HTTP = env.bool("TOLLGATE_EGRESS_ALLOW_HTTP", default=DEBUG)

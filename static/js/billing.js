@@ -125,4 +125,5 @@
       run(document.querySelector('[data-result="' + side + '"]'), models[index], key, prompt, maxTokens);
     });
   });
+  form.setAttribute("data-ready", "true");
 })();

@@ -271,6 +271,7 @@ def test_overview_budget_alerts_usage_csv_estimator_playground_chinese(live_serv
     page.get_by_label("Model B").select_option("deepseek-chat")
     page.get_by_label("Prompt").fill("Say hello in one word.")
     assert_labelled(page)
+    expect(page.locator("form[data-playground]")).to_have_attribute("data-ready", "true")  # billing.js has bound it
     page.get_by_role("button", name="Send to both").click()
     a, b = page.locator('[data-result="a"]'), page.locator('[data-result="b"]')
     expect(a.locator('[data-field="answer"]')).to_have_text("Answer from gpt-4o-mini")
@@ -292,7 +293,8 @@ def test_overview_budget_alerts_usage_csv_estimator_playground_chinese(live_serv
 
     # 简体中文: the switch submits itself; the overview and its chart still render.
     page.get_by_role("link", name="Overview").click()
-    expect(page.locator("#spend-chart")).to_be_visible()  # the overview has loaded: the switch is submitted from it
+    expect(page.locator("#spend-chart")).to_be_visible()
+    expect(page.locator("html")).to_have_class("js")  # app.js runs the switch: wait until it has loaded
     page.locator("#lang-select").select_option("zh-hans")
     expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
     chart_state(page, "daily-spend")

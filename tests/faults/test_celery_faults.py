@@ -23,13 +23,21 @@ def rows(org) -> int:
 
 def test_worker_killed_mid_batch_then_down_then_restarted(gateway, upstream, relay_server, tmp_path, settings):
     org = gateway.org
+    import traceback, billing.ledger as L
+    orig = L.usage_drain
+    def spy(*a, **k):
+        print("DRAIN FROM", "".join(traceback.format_stack()[-12:]))
+        return orig(*a, **k)
+    L.usage_drain = spy
     calls = [(gateway.base_url, gateway.secret, chat(stream=i % 3 == 0)) for i in range(40)]
     marker = tmp_path / "committed"
     worker = Worker(tmp_path, hold_after_commit=marker, name="first")
     try:
         assert {o.status for o in burst(calls, concurrency=8)} == {200}
+        print("AFTER BURST", rows(org), redis.Redis.from_url(settings.REDIS_URL).xlen(STREAM), time.time())
         wait_for(marker.exists, timeout=30)  # a batch is committed and its entries are not acknowledged yet
         committed = rows(org)
+        print("MARKER", committed, marker.read_text(), redis.Redis.from_url(settings.REDIS_URL).xlen(STREAM), time.time())
         assert committed > 0
         worker.kill()  # SIGKILL, with its embedded beat
 
@@ -37,6 +45,9 @@ def test_worker_killed_mid_batch_then_down_then_restarted(gateway, upstream, rel
         time.sleep(DOWN_SECONDS)
         assert rows(org) == committed  # nothing drains while the worker is down; nothing is lost either
         client = redis.Redis.from_url(settings.REDIS_URL)
+        import os, subprocess
+        print('DIAG', os.getpid(), worker.process.pid, client.xlen(STREAM), client.xinfo_consumers(STREAM, GROUP), [c for c in client.client_list() if c['db'] == '11'])
+        print(subprocess.run(['ps', 'aux'], capture_output=True, text=True).stdout)
         assert client.xlen(STREAM) >= 80 - committed
 
         worker = Worker(tmp_path, name="second")  # reclaims the killed worker's entries, drains the rest
