@@ -21,7 +21,7 @@ from accounts.models import Team, User
 from accounts.permissions import Perm
 from billing.models import Budget, UsageEvent, UsageRollup
 from billing.periods import period_bounds
-from billing.selectors import budget_scope_filter, usage_events
+from billing.selectors import budget_scope_filter, ceil_hour, floor_day, floor_hour, rollup_range_q, usage_events
 from keys.models import VirtualKey
 
 UTC = dt_timezone.utc
@@ -88,39 +88,6 @@ def chart_number(amount) -> float:
 
 
 # --- Ranges -----------------------------------------------------------------------------------------------
-
-
-def _floor_hour(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def _floor_day(moment: datetime) -> datetime:
-    return _floor_hour(moment).replace(hour=0)
-
-
-def _ceil_hour(moment: datetime) -> datetime:
-    floor = _floor_hour(moment)
-    return floor if floor == moment else floor + timedelta(hours=1)
-
-
-def _ceil_day(moment: datetime) -> datetime:
-    floor = _floor_day(moment)
-    return floor if floor == moment else floor + DAY
-
-
-def rollup_range_q(since: datetime, until: datetime | None = None) -> Q:
-    """The rollup rows that together cover [since, until) exactly once (until None: up to now)."""
-    start = _floor_hour(since)
-    end = _floor_hour(until) if until is not None else None
-    first_day = _ceil_day(start)
-    last_day = _floor_day(end) if end is not None else None
-    hour, day = UsageRollup.Grain.HOUR, UsageRollup.Grain.DAY
-    if last_day is not None and first_day >= last_day:
-        return Q(grain=hour, bucket__gte=start, bucket__lt=end)
-    q = Q(grain=hour, bucket__gte=start, bucket__lt=first_day)
-    if last_day is None:
-        return q | Q(grain=day, bucket__gte=first_day)
-    return q | Q(grain=day, bucket__gte=first_day, bucket__lt=last_day) | Q(grain=hour, bucket__gte=last_day, bucket__lt=end)
 
 
 def rollups(*, organization, key_ids: list[int] | None = None) -> QuerySet[UsageRollup]:
@@ -327,7 +294,7 @@ def _stack(points: dict[tuple, Decimal], buckets: list, label_of, *, currency: s
 
 def daily_chart(*, organization, now: datetime, key_ids: list[int] | None = None, days: int = CHART_DAYS) -> dict:
     """Spend per UTC day over the last `days` days, stacked by model: the daily rollups only."""
-    first = _floor_day(now) - (days - 1) * DAY
+    first = floor_day(now) - (days - 1) * DAY
     rows = (
         rollups(organization=organization, key_ids=key_ids)
         .filter(grain=UsageRollup.Grain.DAY, bucket__gte=first)
@@ -353,9 +320,9 @@ def usage_summary(*, organization, since: datetime, until: datetime, filters: di
     rows = _rollup_filters(rollups(organization=organization, key_ids=key_ids), filters)
     hourly = until - since <= HOURLY_SPAN
     # The hour `until` falls in counts whole: a range up to now includes the current hour so far.
-    end = _ceil_hour(until)
+    end = ceil_hour(until)
     if hourly:
-        rows = rows.filter(grain=UsageRollup.Grain.HOUR, bucket__gte=_floor_hour(since), bucket__lt=end)
+        rows = rows.filter(grain=UsageRollup.Grain.HOUR, bucket__gte=floor_hour(since), bucket__lt=end)
     else:
         rows = rows.filter(rollup_range_q(since, end))
     totals = _totals(rows)
@@ -366,13 +333,13 @@ def usage_summary(*, organization, since: datetime, until: datetime, filters: di
         key = (bucket if hourly else bucket.date(), row["model_name"])
         points[key] = points.get(key, Decimal(0)) + (row["cost"] or Decimal(0))
     if hourly:
-        first, last = _floor_hour(since), end
+        first, last = floor_hour(since), end
         buckets = [first + timedelta(hours=n) for n in range(int((last - first).total_seconds() // 3600))]
 
         def label(moment):
             return formats.date_format(moment.astimezone(time_zone), "H:i")
     else:
-        first_day, last_day = _floor_day(since).date(), (until - timedelta(microseconds=1)).astimezone(UTC).date()
+        first_day, last_day = floor_day(since).date(), (until - timedelta(microseconds=1)).astimezone(UTC).date()
         buckets = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
 
         def label(day: date):

@@ -273,7 +273,7 @@ class Worker:
             environment["TG_FAULT_HOLD_AFTER_COMMIT"] = str(hold_after_commit)
         self.log = tmp_path / f"worker-{name}.log"
         command = [sys.executable, "-m", "tests.faults.helpers", "worker", "--beat", "--pool", "solo",
-                   "--schedule", str(tmp_path / f"beat-{name}"), "--loglevel", "INFO", "-n", f"faults-{name}-{os.getpid()}@%h"]
+                   "--schedule", str(tmp_path / f"beat-{name}"), "--loglevel", "WARNING", "-n", f"faults-{name}-{os.getpid()}@%h"]
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
