@@ -240,18 +240,24 @@ async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers) 
 
 
 async def _candidates(rt, model, key):
-    """The model's plan, then each fallback model's plan (a visited set guards against cycles)."""
-    seen = {model.name}
-    for deployment in rt.router.plan(model, sticky_id=key.id):
+    """The model's plan, then each fallback model's plan (a visited set guards against cycles);
+    deployments cooling down come last, tried only when everything else failed."""
+    ready, cooling = rt.router.plan(model, sticky_id=key.id)
+    for deployment in ready:
         yield deployment
+    seen = {model.name}
     for name in model.policy.fallback_models:
         if name in seen:
             continue
         seen.add(name)
         fallback = await rt.cache.model(key.organization_id, name)
         if fallback is not None:
-            for deployment in rt.router.plan(fallback, sticky_id=key.id):
+            fallback_ready, fallback_cooling = rt.router.plan(fallback, sticky_id=key.id)
+            cooling += fallback_cooling
+            for deployment in fallback_ready:
                 yield deployment
+    for deployment in cooling:
+        yield deployment
 
 
 async def _call(rt, adapter, endpoint, body, target, stream, deadline, request_id):

@@ -27,9 +27,16 @@ class Router:
         self._current: dict[tuple[int, int], dict[int, int]] = {}
         self.cooldowns = cooldowns
 
-    def plan(self, model: ModelSnapshot, *, sticky_id: int | None = None) -> list[DeploymentSnapshot]:
-        """The primary choice first, then every other deployment in fallback order."""
-        available = [d for d in model.deployments if not self._cooling(d)] or list(model.deployments)
+    def plan(self, model: ModelSnapshot, *, sticky_id: int | None = None) -> tuple[list[DeploymentSnapshot], list[DeploymentSnapshot]]:
+        """(ready, cooling): the primary choice first then the rest in fallback order, and the cooling
+        deployments, which callers try only after every other option (fallback models included)."""
+        cooling = [d for d in model.deployments if self._cooling(d)]
+        available = [d for d in model.deployments if d not in cooling]
+        return self._order(model, available, sticky_id), cooling
+
+    def _order(self, model: ModelSnapshot, available: list[DeploymentSnapshot], sticky_id: int | None) -> list[DeploymentSnapshot]:
+        if not available:
+            return []
         weighted = [d for d in available if d.weight > 0]
         if not weighted:
             return sorted(available, key=lambda d: (d.order, d.target.deployment_id))

@@ -44,7 +44,7 @@ def _snapshot(weights):
 
 def test_smooth_weighted_split_70_30_over_2000():
     router, model = Router(), _snapshot([70, 30])
-    picks = [router.plan(model)[0].target.deployment_id for _ in range(2000)]
+    picks = [router.plan(model)[0][0].target.deployment_id for _ in range(2000)]
     counts = collections.Counter(picks)
     assert counts == {1: 1400, 2: 600}
     # smooth, not bursty: never more than 3 in a row of the 70% variant
@@ -54,9 +54,9 @@ def test_smooth_weighted_split_70_30_over_2000():
 
 def test_zero_weight_drains_but_stays_as_fallback():
     model = _snapshot([1, 0])
-    plan = Router().plan(model)
-    assert [d.target.deployment_id for d in plan] == [1, 2]
-    assert all(Router().plan(model)[0].target.deployment_id == 1 for _ in range(10))
+    ready, cooling = Router().plan(model)
+    assert [d.target.deployment_id for d in ready] == [1, 2] and cooling == []
+    assert all(Router().plan(model)[0][0].target.deployment_id == 1 for _ in range(10))
 
 
 def test_split_through_the_relay(gateway):
@@ -238,3 +238,16 @@ def test_variant_report_matches_a_ledger_built_by_the_test(gateway):
     assert (second["requests"], second["errors"], second["latency_p50_ms"], second["latency_p95_ms"]) == (2, 0, 200, 400)
     assert Decimal(second["vs_first"]["latency_p50_ms"]) == 100
     assert Decimal(second["vs_first"]["cost_per_request"]) == 0
+
+
+def test_single_deployment_goes_straight_to_the_fallback_model_while_cooling(gateway, upstream):
+    routed(gateway, "backup", [("echo", 1, 0)])
+    routed(gateway, "solo", [("fail-500", 1, 0)], fallback_models=["backup"], cooldown_failures=2, cooldown_seconds=30)
+    client = gateway.client()
+    for _ in range(2):
+        client.chat.completions.create(model="solo", messages=MESSAGES)  # served by the fallback
+    upstream.reset()
+    for _ in range(3):
+        raw = client.chat.completions.with_raw_response.create(model="solo", messages=MESSAGES)
+        assert raw.headers["x-tollgate-attempts"] == "1"
+    assert [r["json"]["model"] for r in upstream.requests] == ["echo"] * 3  # the cooling primary is not retried
