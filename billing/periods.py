@@ -39,3 +39,8 @@ def period_start_epoch(period: str, time_zone: str, at_epoch: float) -> int:
     start_epoch = start.timestamp()
     _current[(period, time_zone)] = (start_epoch, end.timestamp() if end else float("inf"), int(start_epoch))
     return int(start_epoch)
+
+
+def budget_counter(budget_id: int, period: str, time_zone: str, at_epoch: float) -> str:
+    """The shared admission counter of a budget's current period (relay.budgets)."""
+    return f"tg:b:{budget_id}:{period_start_epoch(period, time_zone, at_epoch)}"

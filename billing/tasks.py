@@ -55,3 +55,17 @@ def budgets_evaluate_all() -> None:
 @shared_task(name="billing.usage_retention", ignore_result=True)
 def usage_retention() -> None:
     services.usage_retention(days=settings.TOLLGATE_USAGE_RETENTION_DAYS)
+
+
+@shared_task(name="billing.budget_counters_reconcile", ignore_result=True)
+def budget_counters_reconcile() -> int:
+    """Redis only: in the embedded default each web process keeps its own counters."""
+    if not settings.REDIS_URL:
+        return 0
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10, socket_connect_timeout=5)
+    try:
+        return services.budget_counters_reconcile(client)
+    finally:
+        client.close()

@@ -16,6 +16,7 @@ app.conf.beat_schedule = {
     "accounts-invitations-expire": {"task": "accounts.invitations_expire", "schedule": crontab(minute=0)},
     "billing-usage-drain": {"task": "billing.usage_drain", "schedule": 2.0},
     "billing-budgets-evaluate-all": {"task": "billing.budgets_evaluate_all", "schedule": 60.0},
+    "billing-budget-counters-reconcile": {"task": "billing.budget_counters_reconcile", "schedule": 300.0},
     "billing-usage-retention": {"task": "billing.usage_retention", "schedule": crontab(hour=3, minute=17)},
     # Retries of alert deliveries; a run older than its interval is dropped rather than piled up.
     "billing-alert-deliveries-due": {"task": "billing.alert_deliveries_due", "schedule": 30.0, "options": {"expires": 25}},

@@ -10,7 +10,7 @@ the upstream reports more tokens than max_tokens allowed for) — see README "Bu
 import asyncio
 import logging
 
-from billing.periods import period_start_epoch
+from billing.periods import budget_counter
 from relay.db import run_db
 from relay.errors import BudgetExceeded
 from relay.leases import MissingCounter
@@ -36,7 +36,7 @@ class BudgetGate:
         held: list[tuple[str, object]] = []
         downgrade = ""
         for budget in key.budgets:
-            counter = f"tg:b:{budget.id}:{period_start_epoch(budget.period, key.time_zone, now)}"
+            counter = budget_counter(budget.id, budget.period, key.time_zone, now)
             limit = budget.limit_micros if budget.hard else UNLIMITED
             ttl = _ttl(budget.period)
             for attempt in range(3):  # the store may lose the counter again (Redis failing over meanwhile)

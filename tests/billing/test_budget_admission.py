@@ -118,3 +118,25 @@ def test_counters_lost_in_redis_are_rebuilt_from_the_ledger(priced):
         except openai.RateLimitError:
             pass
     assert admitted == 2  # 0.03 rebuilt from the ledger + 2 x 0.01 = the 0.05 budget
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="counters live in this process without Redis")
+def test_a_counter_that_fell_behind_the_ledger_is_raised_by_the_reconciliation(priced):
+    import redis
+
+    from billing.services import budget_counters_reconcile
+
+    cap = budget(priced, "0.05")
+    client = priced.client()
+    for _ in range(3):
+        client.chat.completions.create(model="gpt-test", messages=MESSAGES, max_tokens=10)
+    assert wait_for(lambda: ledger_total(priced.org) == Decimal("0.03"))
+    store = redis.Redis.from_url(settings.REDIS_URL)
+    (counter,) = store.keys(f"tg:b:{cap.pk}:*")
+    for other in store.keys("tg:b:*"):  # earlier tests' budgets are gone from the database
+        if other != counter:
+            store.delete(other)
+    store.set(counter, 0, keepttl=True)  # lost updates: the counter says nothing was spent
+    assert budget_counters_reconcile(store) == 1
+    assert float(store.get(counter)) == 30_000  # 0.03 in micro-units, from the ledger
+    assert budget_counters_reconcile(store) == 0  # never lowered, nothing to do twice
