@@ -138,11 +138,13 @@ class WebProcess:
             return False
 
     def stop(self, timeout: float = 20) -> None:
+        """SIGTERM (a graceful shutdown that flushes usage); a process still running after `timeout`
+        dumps its threads' tracebacks to stderr and is killed, and the test fails."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
+                self.wait_exit(timeout)
+            finally:
                 self.kill()
 
     def kill(self) -> None:
