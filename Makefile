@@ -19,7 +19,7 @@ node_modules/.installed: package.json
 deps: $(BIN)/.installed node_modules/.installed messages
 
 messages: $(BIN)/.installed
-	@if ls locale/*/LC_MESSAGES/django.po >/dev/null 2>&1; then $(BIN)/python manage.py compilemessages --verbosity 0; fi
+	@if ls locale/*/LC_MESSAGES/django.po >/dev/null 2>&1; then $(BIN)/python manage.py compilemessages --verbosity 0 --ignore=.venv --ignore=node_modules; fi
 
 # Embedded default: SQLite, no Redis, Celery on a filesystem broker. Set DATABASE_URL/REDIS_URL to use servers.
 run: deps

@@ -5,11 +5,13 @@ Wire facts and sources: ../shared/PROVIDERS.md. Adding an OpenAI-compatible prov
 
 from dataclasses import dataclass
 
+from django.utils.translation import gettext_lazy as _
+
 
 @dataclass(frozen=True)
 class Preset:
     slug: str
-    label: str
+    label: str  # lazily translated
     wire: str  # adapter module under relay/providers/: openai, anthropic, gemini, azure, mock
     base_url: str
     # Whether the upstream honours stream_options.include_usage (unconfirmed ones are asked anyway
@@ -20,21 +22,21 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     p.slug: p
     for p in [
-        Preset("openai", "OpenAI", "openai", "https://api.openai.com/v1"),
-        Preset("deepseek", "DeepSeek", "openai", "https://api.deepseek.com/v1"),
-        Preset("moonshot-cn", "Moonshot / Kimi (China, CNY)", "openai", "https://api.moonshot.cn/v1"),
-        Preset("moonshot-ai", "Moonshot / Kimi (global, USD)", "openai", "https://api.moonshot.ai/v1"),
-        Preset("zhipu", "Zhipu GLM (China)", "openai", "https://open.bigmodel.cn/api/paas/v4"),
-        Preset("zai", "Z.ai GLM (global)", "openai", "https://api.z.ai/api/paas/v4"),
-        Preset("qianfan", "Baidu Qianfan v2", "openai", "https://qianfan.baidubce.com/v2"),
-        Preset("ark", "Volcengine Ark / Doubao", "openai", "https://ark.cn-beijing.volces.com/api/v3"),
-        Preset("qiniu", "Qiniu AI inference", "openai", "https://api.qnaigc.com/v1"),
-        Preset("dashscope", "Alibaba DashScope (Model Studio)", "openai", "https://dashscope.aliyuncs.com/compatible-mode/v1"),
-        Preset("custom", "Custom OpenAI-compatible", "openai", ""),
-        Preset("anthropic", "Anthropic Claude", "anthropic", "https://api.anthropic.com"),
-        Preset("gemini", "Google Gemini", "gemini", "https://generativelanguage.googleapis.com/v1beta"),
-        Preset("azure", "Azure OpenAI", "azure", ""),
-        Preset("mock", "Demo (local mock, no internet)", "mock", "mock://local"),
+        Preset("openai", _("OpenAI"), "openai", "https://api.openai.com/v1"),
+        Preset("deepseek", _("DeepSeek"), "openai", "https://api.deepseek.com/v1"),
+        Preset("moonshot-cn", _("Moonshot / Kimi (China, CNY)"), "openai", "https://api.moonshot.cn/v1"),
+        Preset("moonshot-ai", _("Moonshot / Kimi (global, USD)"), "openai", "https://api.moonshot.ai/v1"),
+        Preset("zhipu", _("Zhipu GLM (China)"), "openai", "https://open.bigmodel.cn/api/paas/v4"),
+        Preset("zai", _("Z.ai GLM (global)"), "openai", "https://api.z.ai/api/paas/v4"),
+        Preset("qianfan", _("Baidu Qianfan v2"), "openai", "https://qianfan.baidubce.com/v2"),
+        Preset("ark", _("Volcengine Ark / Doubao"), "openai", "https://ark.cn-beijing.volces.com/api/v3"),
+        Preset("qiniu", _("Qiniu AI inference"), "openai", "https://api.qnaigc.com/v1"),
+        Preset("dashscope", _("Alibaba DashScope (Model Studio)"), "openai", "https://dashscope.aliyuncs.com/compatible-mode/v1"),
+        Preset("custom", _("Custom OpenAI-compatible"), "openai", ""),
+        Preset("anthropic", _("Anthropic Claude"), "anthropic", "https://api.anthropic.com"),
+        Preset("gemini", _("Google Gemini"), "gemini", "https://generativelanguage.googleapis.com/v1beta"),
+        Preset("azure", _("Azure OpenAI"), "azure", ""),
+        Preset("mock", _("Demo (local mock, no internet)"), "mock", "mock://local"),
     ]
 }
 

@@ -13,7 +13,13 @@ from billing import services as billing_services
 from billing.models import Alert, AlertDelivery
 from tests.billing.receivers import free_port, use_smtp
 from tests.billing.test_webhooks import documented_snippet
-from tests.faults.helpers import burst, chat, price_echo, smtp_server_on, webhook_receiver_on
+from tests.faults.helpers import (
+    burst,
+    chat,
+    price_echo,
+    smtp_server_on,
+    webhook_receiver_on,
+)
 from tests.reconcile import reconcile
 
 Status = AlertDelivery.Status

@@ -13,7 +13,14 @@ from billing.models import Alert, AlertDelivery, UsageEvent
 from keys import services as key_services
 from tests.billing.receivers import smtp_server, webhook_receiver
 from tests.billing.test_webhooks import documented_snippet
-from tests.faults.helpers import Worker, burst, chat, needs_servers, price_echo, start_web_processes
+from tests.faults.helpers import (
+    Worker,
+    burst,
+    chat,
+    needs_servers,
+    price_echo,
+    start_web_processes,
+)
 from tests.gateway import wait_for
 from tests.reconcile import reconcile
 

@@ -13,7 +13,15 @@ from django.db.models import Sum
 from billing import services as billing_services
 from billing.models import UsageEvent
 from keys import services as key_services
-from tests.faults.helpers import PrivateRedis, Traffic, WebProcess, burst, chat, needs_servers, price_echo
+from tests.faults.helpers import (
+    PrivateRedis,
+    Traffic,
+    WebProcess,
+    burst,
+    chat,
+    needs_servers,
+    price_echo,
+)
 from tests.gateway import drain_usage, wait_for
 from tests.reconcile import reconcile
 
@@ -31,6 +39,10 @@ def spent(org, key) -> Decimal:
 
 @needs_servers
 def test_redis_paused_under_traffic(gateway, upstream, settings):
+    """Redis stalls (CLIENT PAUSE: commands hang rather than fail) while four clients keep calling a
+    web process: every request still succeeds (snapshots in process, local counters) within the
+    latency bound, usage is spooled and reaches the ledger once Redis is back, and a hard key budget
+    is neither overspent (during or after the stall) nor refused early."""
     redis = PrivateRedis().start()
     settings.REDIS_URL = redis.url
     price_echo(gateway)
@@ -59,7 +71,6 @@ def test_redis_paused_under_traffic(gateway, upstream, settings):
         # Idempotency needs the shared store: refused with 503 + Retry-After (a retry is safe), never a 500
         idempotent = burst([(web.url, limited, chat(), {"Idempotency-Key": "stalled-1"})])[0]
         time.sleep(max(0.0, paused_at + PAUSE_SECONDS - time.time()))
-        resumed_at = time.time()
         time.sleep(8)  # Redis answers again: the lease store goes back to it within its 5 s retry
         outcomes = traffic.stop()
         replayed = burst([(web.url, limited, chat(), {"Idempotency-Key": "stalled-1"})] * 2, concurrency=1)
@@ -74,8 +85,9 @@ def test_redis_paused_under_traffic(gateway, upstream, settings):
                 assert outcome.status == 200 or outcome.code == "budget_exceeded", outcome
             else:
                 assert outcome.status == 200, (tag, outcome)
-        stalled = traffic.between(paused_at + 0.5, resumed_at - 0.5)
-        assert len([o for o in stalled if o.status == 200]) >= 50  # requests kept succeeding all along
+        for start in range(0, PAUSE_SECONDS - 2, 3):  # requests kept succeeding all along the stall
+            served = [o for o in traffic.between(paused_at + start, paused_at + start + 3) if o.status == 200]
+            assert len(served) >= 5, (start, len(served))
 
         wait_for(lambda: not web.spooled(), timeout=15)  # replayed into the stream once Redis was back
         reconcile(gateway.org, upstream, expected_requests=len(outcomes) + 9)  # + warm-up 7, fresh 1, idempotent 1 (its replay adds none)

@@ -11,7 +11,14 @@ import pytest
 from billing import services as billing_services
 from billing.models import UsageEvent
 from keys import services as key_services
-from tests.faults.helpers import MESSAGES, blackhole, burst, chat, closed_port, price_echo
+from tests.faults.helpers import (
+    MESSAGES,
+    blackhole,
+    burst,
+    chat,
+    closed_port,
+    price_echo,
+)
 from tests.gateway import drain_usage, wait_for
 from tests.reconcile import reconcile
 
