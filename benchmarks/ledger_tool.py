@@ -66,11 +66,12 @@ def ingest(args) -> dict:
     run = uuid.uuid4().hex[:10]
     now = time.time()
     push_started = time.perf_counter()
-    for start in range(0, args.records, 1000):
-        pipe = client.pipeline(transaction=False)
-        for index in range(start, min(start + 1000, args.records)):
-            pipe.xadd(ledger.STREAM, {"r": orjson.dumps(_record(run, index, args.organization, args.key, now))})
-        pipe.execute()
+    # As the relay writes them: one stream entry per flushed batch of up to 500 records.
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, args.records, 500):
+        batch = [_record(run, index, args.organization, args.key, now) for index in range(start, min(start + 500, args.records))]
+        pipe.xadd(ledger.STREAM, {"b": orjson.dumps(batch)})
+    pipe.execute()
     push_s = time.perf_counter() - push_started
     moved, drain_s = _drain_all(client, time.monotonic() + args.timeout)
     rows = UsageEvent.objects.filter(request_id__startswith=f"ingest-{run}-").count()

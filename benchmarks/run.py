@@ -1197,7 +1197,7 @@ def render(report: dict) -> str:
     if report.get("ingest"):
         i = report["ingest"]
         out.append(f"Usage ingestion: {i['rows']:,} records drained from the Redis stream into PostgreSQL by one process in {i['drain_s']} s: "
-                   f"**{_f(i['events_per_s'], 0)} events/s** (billing.ledger.usage_drain, batches of 2,000).\n")
+                   f"**{_f(i['events_per_s'], 0)} events/s** (billing.ledger.usage_drain, one stream entry per 500 records, 20 entries per transaction).\n")
     if report.get("memory"):
         mem = report["memory"]
         points = ", ".join(f"{int(k):,} → {v['rss_mb']:.1f} MB" for k, v in mem["checkpoints"].items())

@@ -27,6 +27,7 @@ class BudgetGate:
         self._notified: dict[str, int] = {}
         self._on_threshold = on_threshold  # callable(budget_id), e.g. enqueue the Celery evaluation
         self.open_reservations = 0  # admitted and not yet settled (reconciliation checks it returns to 0)
+        self._inflight: dict[str, int] = {}  # micros reserved and not yet settled here, per counter
 
     async def reserve(self, key, micros: int, now: float) -> tuple[list[tuple[str, object]], str]:
         """Reserve `micros` on each budget; raises BudgetExceeded (nothing held) if a hard one is full.
@@ -50,12 +51,13 @@ class BudgetGate:
             if not admitted:
                 for taken, _ in held:
                     await self.book.adjust(taken, -micros)
+                    self._inflight[taken] -= micros
                 raise BudgetExceeded(
                     f"The {budget.scope} budget '{budget.label}' is exhausted for this {budget.period}.",
                     param=budget.scope,
                 )
             held.append((counter, budget))
-            self._check_thresholds(counter, budget)
+            self._inflight[counter] = self._inflight.get(counter, 0) + micros
             if not budget.hard and budget.downgrade_model and self.book.spent_estimate(counter) > budget.limit_micros:
                 downgrade = downgrade or budget.downgrade_model
         self.open_reservations += 1 if held else 0
@@ -63,10 +65,13 @@ class BudgetGate:
 
     async def settle(self, held, reserved: int, actual: int) -> None:
         self.open_reservations -= 1
-        if actual != reserved:
-            for counter, budget in held:
+        for counter, budget in held:
+            if actual != reserved:
                 await self.book.adjust(counter, actual - reserved)
-                self._check_thresholds(counter, budget)
+            self._inflight[counter] = self._inflight.get(counter, 0) - reserved
+            if self._inflight[counter] <= 0:
+                del self._inflight[counter]
+            self._check_thresholds(counter, budget)
 
     async def _rebuild(self, counter: str, budget, now: float, ttl: int) -> None:
         """First use in a period, or the store lost the counter: start it from the ledger, or from
@@ -80,7 +85,10 @@ class BudgetGate:
     def _check_thresholds(self, counter: str, budget) -> None:
         if self._on_threshold is None or not budget.limit_micros:
             return
-        percent = self.book.spent_estimate(counter) * 100 / budget.limit_micros
+        # Spent, not reserved: the evaluation reads the ledger, where only settled requests are
+        # (checking at admission asked for it before the crossing requests had been recorded).
+        spent = self.book.spent_estimate(counter) - self._inflight.get(counter, 0)
+        percent = spent * 100 / budget.limit_micros
         crossed = max((t for t in budget.thresholds if percent >= t), default=0)
         if crossed > self._notified.get(counter, 0):
             self._notified[counter] = crossed
@@ -103,8 +111,13 @@ def threshold_notifier():
     return notify
 
 
+# Long enough for the settled requests' usage to be flushed (relay.usage.FLUSH_SECONDS) into the
+# stream that the evaluation drains first.
+EVALUATE_DELAY_SECONDS = 1
+
+
 def _send(task, budget_id: int) -> None:
     try:
-        task.delay(budget_id)
+        task.apply_async((budget_id,), countdown=EVALUATE_DELAY_SECONDS)
     except Exception as exc:  # the periodic evaluation catches what a lost message misses
         log.warning("could not enqueue budget evaluation: %s", exc.__class__.__name__)
