@@ -103,6 +103,7 @@ class WebProcess:
     spool is its own) and a chosen REDIS_URL ("default": the test settings'; None: no Redis)."""
 
     def __init__(self, *args, redis_url="default", data_dir=None, env=None):
+        self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="tg-fault-web-"))
         self.port = _free_port()
         environment = child_env(**secrets_env(), DATABASE_URL=server_database_url(), TOLLGATE_DATA_DIR=str(self.data_dir),
@@ -140,17 +141,19 @@ class WebProcess:
     def stop(self, timeout: float = 20) -> None:
         """SIGTERM (a graceful shutdown that flushes usage); a process still running after `timeout`
         dumps its threads' tracebacks to stderr and is killed, and the test fails."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
+        try:
+            if self.process.poll() is None:
+                self.process.terminate()
                 self.wait_exit(timeout)
-            finally:
-                self.kill()
+        finally:
+            self.kill()  # and its data folder
 
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def wait_exit(self, timeout: float) -> int:
         """The exit code; if the process is stuck, its threads' tracebacks go to stderr before it dies."""
