@@ -54,6 +54,12 @@ class _BufferedSink:
             try:
                 await self._write(batch)
                 self.flushed += len(batch)
+            except asyncio.CancelledError:
+                # Shutdown cancels the flush loop, maybe mid-write: keep the batch for the final flush
+                # (uvicorn then re-raises SIGTERM, which kills the process without waiting for the
+                # write's worker thread). Written twice at worst: the ledger ingest is idempotent.
+                self._buffer[:0] = pending[start:]
+                raise
             except Exception as exc:
                 rest = pending[start:]
                 log.warning("usage flush failed (%s); spooling %d records", exc.__class__.__name__, len(rest))

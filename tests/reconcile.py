@@ -32,7 +32,13 @@ def reconcile(org, upstream, *, expected_requests: int | None = None, timeout: f
         mine = ids | _foreign(wanted - ids, org)
         return ids if wanted <= mine else None
 
-    wait_for(landed, timeout=timeout)
+    try:
+        wait_for(landed, timeout=timeout)
+    except AssertionError:
+        ids = set(UsageEvent.objects.filter(organization=org).values_list("request_id", flat=True))
+        missing = wanted - ids - _foreign(wanted - ids, org)
+        detail = [(e.gateway_request_id, e.model, e.completed) for e in served if e.gateway_request_id in missing]
+        raise AssertionError(f"{len(missing)} upstream request(s) without a usage row: {sorted(missing)[:5]} {detail[:5]}") from None
     events = {e.request_id: e for e in UsageEvent.objects.filter(organization=org)}
     assert len(events) == UsageEvent.objects.filter(organization=org).count()  # one row per request id
     if expected_requests is not None:
