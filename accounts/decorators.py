@@ -35,3 +35,8 @@ def permission_required(perm: Perm):
         return org_required(wrapper)
 
     return decorator
+
+
+def client_ip(request) -> str | None:
+    """The address the services record in the audit log."""
+    return request.META.get("REMOTE_ADDR")

@@ -17,6 +17,12 @@ def add_service_error(form: forms.Form, exc: ApplicationError) -> None:
     form.add_error(exc.field if exc.field in form.fields else None, exc.message)
 
 
+def service_error(form: forms.Form, exc: ApplicationError) -> None:
+    """`add_service_error`, and remember the status: a refusal by role is a 403 page, a bad value a 400."""
+    add_service_error(form, exc)
+    form.service_status = exc.status
+
+
 class PasswordPairMixin:
     """Two password fields that must match and pass AUTH_PASSWORD_VALIDATORS for `password_user()`."""
 

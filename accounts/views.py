@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import services
-from accounts.decorators import org_required, permission_required
+from accounts.decorators import client_ip, org_required, permission_required
 from accounts.errors import ApplicationError
 from accounts.forms import (
     InvitationForm,
@@ -29,7 +29,7 @@ from accounts.forms import (
     OrganizationForm,
     SignupForm,
     TeamForm,
-    add_service_error,
+    service_error,
     assignable_roles,
 )
 from accounts.models import AuditLog, Invitation, Membership, Role, Team, User
@@ -38,15 +38,6 @@ from accounts.tenancy import SESSION_ORG_KEY, get_scoped_or_404, scoped
 from billing import views as billing_views
 
 AUDIT_PAGE_SIZE = 50
-
-
-def _ip(request):
-    return request.META.get("REMOTE_ADDR")
-
-
-def _service_error(form, exc: ApplicationError) -> None:
-    add_service_error(form, exc)
-    form.service_status = exc.status  # a refusal by role is a 403 page, a bad value a 400
 
 
 def _form_status(form) -> int:
@@ -71,10 +62,10 @@ def signup(request):
         try:
             user, org = services.user_signup(
                 email=data["email"], password=data["password1"], name=data["name"],
-                organization_name=data["organization_name"], ip=_ip(request),
+                organization_name=data["organization_name"], ip=client_ip(request),
             )
         except ApplicationError as exc:
-            _service_error(form, exc)
+            service_error(form, exc)
         else:
             login(request, user)
             request.session[SESSION_ORG_KEY] = org.pk
@@ -98,9 +89,9 @@ def no_organization(request):
     form = OrganizationCreateForm(request.POST) if request.method == "POST" else OrganizationCreateForm()
     if request.method == "POST" and form.is_valid():
         try:
-            org = services.organization_create(name=form.cleaned_data["name"], owner=request.user, ip=_ip(request))
+            org = services.organization_create(name=form.cleaned_data["name"], owner=request.user, ip=client_ip(request))
         except ApplicationError as exc:
-            _service_error(form, exc)
+            service_error(form, exc)
         else:
             request.session[SESSION_ORG_KEY] = org.pk
             messages.success(request, _("Organization %(org)s created.") % {"org": org.name})
@@ -175,10 +166,10 @@ def member_invite(request):
         data = form.cleaned_data
         try:
             invitation = services.invitation_create(
-                actor=ctx, email=data["email"], role=data["role"], team=data["team"], ip=_ip(request)
+                actor=ctx, email=data["email"], role=data["role"], team=data["team"], ip=client_ip(request)
             )[0]
         except ApplicationError as exc:
-            _service_error(form, exc)
+            service_error(form, exc)
         else:
             # The token travels only by email: showing the link here would let anyone at this screen use it.
             messages.success(request, _("Invitation sent to %(email)s.") % {"email": invitation.email})
@@ -194,9 +185,9 @@ def member_role(request, pk):
     form = MemberRoleForm(request.POST, org_context=ctx)
     if form.is_valid():
         try:
-            services.membership_set_role(actor=ctx, membership=membership, role=form.cleaned_data["role"], ip=_ip(request))
+            services.membership_set_role(actor=ctx, membership=membership, role=form.cleaned_data["role"], ip=client_ip(request))
         except ApplicationError as exc:
-            _service_error(form, exc)
+            service_error(form, exc)
         else:
             messages.success(
                 request,
@@ -214,9 +205,9 @@ def member_teams(request, pk):
     form = MemberTeamsForm(request.POST, organization=ctx.organization)
     if form.is_valid():
         try:
-            services.membership_set_teams(actor=ctx, membership=membership, teams=list(form.cleaned_data["teams"]), ip=_ip(request))
+            services.membership_set_teams(actor=ctx, membership=membership, teams=list(form.cleaned_data["teams"]), ip=client_ip(request))
         except ApplicationError as exc:
-            _service_error(form, exc)
+            service_error(form, exc)
         else:
             messages.success(request, _("Teams of %(user)s saved.") % {"user": membership.user})
             return redirect("members")
@@ -229,7 +220,7 @@ def member_remove(request, pk):
     ctx = request.org_context
     membership = get_scoped_or_404(Membership.objects.select_related("user"), ctx.organization, pk=pk)
     try:
-        services.membership_remove(actor=ctx, membership=membership, ip=_ip(request))
+        services.membership_remove(actor=ctx, membership=membership, ip=client_ip(request))
     except ApplicationError as exc:
         return _members_page(request, row_errors={membership.pk: [exc.message]}, status=exc.status)
     messages.success(request, _("%(user)s was removed from the organization.") % {"user": membership.user})
@@ -242,7 +233,7 @@ def invitation_revoke(request, pk):
     ctx = request.org_context
     invitation = get_scoped_or_404(Invitation, ctx.organization, pk=pk, accepted_at=None, revoked_at=None)
     try:
-        services.invitation_revoke(actor=ctx, invitation=invitation, ip=_ip(request))
+        services.invitation_revoke(actor=ctx, invitation=invitation, ip=client_ip(request))
     except ApplicationError as exc:  # accepted since the page was loaded
         messages.error(request, exc.message)
     else:
@@ -264,7 +255,7 @@ def invitation_accept(request, token):
             return render(request, "accounts/invitation_accept.html", {**context, "wrong_user": True}, status=403)
         if request.method == "POST":
             try:
-                membership = services.invitation_accept(token=token, user=user, ip=_ip(request))
+                membership = services.invitation_accept(token=token, user=user, ip=client_ip(request))
             except ApplicationError as exc:
                 return render(request, "accounts/invitation_invalid.html", {"error": exc}, status=exc.status)
             return _joined(request, membership)
@@ -280,7 +271,7 @@ def invitation_accept(request, token):
                 new_user = User.objects.create_user(
                     email=invitation.email, password=form.cleaned_data["password1"], name=form.cleaned_data["name"].strip()
                 )
-                membership = services.invitation_accept(token=token, user=new_user, ip=_ip(request))
+                membership = services.invitation_accept(token=token, user=new_user, ip=client_ip(request))
         except IntegrityError:  # the same address signed up in the meantime
             form.add_error(None, _("An account with this email already exists. Log in to accept the invitation."))
         except ApplicationError as exc:
@@ -324,9 +315,9 @@ def team_create(request):
     form = TeamForm(request.POST)
     if form.is_valid():
         try:
-            team = services.team_create(actor=request.org_context, name=form.cleaned_data["name"], ip=_ip(request))
+            team = services.team_create(actor=request.org_context, name=form.cleaned_data["name"], ip=client_ip(request))
         except ApplicationError as exc:
-            _service_error(form, exc)
+            service_error(form, exc)
         else:
             messages.success(request, _("Team %(team)s created.") % {"team": team.name})
             return redirect("teams")
@@ -341,9 +332,9 @@ def team_rename(request, pk):
     form = TeamForm(request.POST)
     if form.is_valid():
         try:
-            team = services.team_rename(actor=ctx, team=team, name=form.cleaned_data["name"], ip=_ip(request))
+            team = services.team_rename(actor=ctx, team=team, name=form.cleaned_data["name"], ip=client_ip(request))
         except ApplicationError as exc:
-            _service_error(form, exc)
+            service_error(form, exc)
         else:
             messages.success(request, _("Team renamed to %(team)s.") % {"team": team.name})
             return redirect("teams")
@@ -356,7 +347,7 @@ def team_delete(request, pk):
     ctx = request.org_context
     team = get_scoped_or_404(Team, ctx.organization, pk=pk)
     name = team.name
-    services.team_delete(actor=ctx, team=team, ip=_ip(request))
+    services.team_delete(actor=ctx, team=team, ip=client_ip(request))
     messages.success(request, _("Team %(team)s deleted.") % {"team": name})
     return redirect("teams")
 
@@ -374,9 +365,9 @@ def org_settings(request):
     form = OrganizationForm.for_organization(ctx.organization, request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
-            services.organization_update(actor=ctx, ip=_ip(request), **form.cleaned_data)
+            services.organization_update(actor=ctx, ip=client_ip(request), **form.cleaned_data)
         except ApplicationError as exc:
-            _service_error(form, exc)
+            service_error(form, exc)
         except ValidationError as exc:  # model validation the form did not foresee
             ctx.organization.refresh_from_db()  # the service set the rejected values on this instance
             form.add_error(None, exc.messages)

@@ -27,9 +27,9 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.decorators import org_required, permission_required
+from accounts.decorators import client_ip, org_required, permission_required
 from accounts.errors import ApplicationError
-from accounts.forms import add_service_error
+from accounts.forms import service_error
 from accounts.models import Team, User
 from accounts.permissions import Perm
 from accounts.tenancy import get_scoped_or_404, scoped
@@ -49,15 +49,6 @@ from keys.models import Deployment, Model, VirtualKey
 
 EXPORT_CHUNK = 2000
 DELIVERY_PAGE_SIZE = 25
-
-
-def _ip(request):
-    return request.META.get("REMOTE_ADDR")
-
-
-def _service_error(form, exc: ApplicationError) -> None:
-    add_service_error(form, exc)
-    form.service_status = exc.status  # a refusal by role is a 403 page, a bad value a 400
 
 
 def _form_status(form) -> int:
@@ -330,9 +321,9 @@ def budget_create(request):
     form = BudgetCreateForm(request.POST, organization=ctx.organization)
     if form.is_valid():
         try:
-            budget = services.budget_create(actor=ctx, ip=_ip(request), **form.service_kwargs())
+            budget = services.budget_create(actor=ctx, ip=client_ip(request), **form.service_kwargs())
         except ApplicationError as exc:
-            _service_error(form, exc)
+            service_error(form, exc)
         else:
             messages.success(request, _("Budget %(name)s created.") % {"name": budget})
             return redirect("budgets")
@@ -348,10 +339,10 @@ def budget_edit(request, pk):
     form = BudgetUpdateForm.for_budget(budget, data=request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
-            services.budget_update(actor=ctx, budget=budget, ip=_ip(request), **form.cleaned_data)
+            services.budget_update(actor=ctx, budget=budget, ip=client_ip(request), **form.cleaned_data)
         except ApplicationError as exc:
             budget.refresh_from_db()  # the service may have set some fields before refusing
-            _service_error(form, exc)
+            service_error(form, exc)
         else:
             messages.success(request, _("Budget %(name)s saved.") % {"name": budget})
             return redirect("budgets")
@@ -366,7 +357,7 @@ def budget_delete(request, pk):
     ctx = request.org_context
     budget = get_scoped_or_404(Budget, ctx.organization, pk=pk)
     name = str(budget)
-    services.budget_delete(actor=ctx, budget=budget, ip=_ip(request))
+    services.budget_delete(actor=ctx, budget=budget, ip=client_ip(request))
     messages.success(request, _("Budget %(name)s deleted.") % {"name": name})
     return redirect("budgets")
 
@@ -386,9 +377,9 @@ def channel_create(request):
     form = AlertChannelCreateForm(request.POST)
     if form.is_valid():
         try:
-            channel, secret = alerts.alert_channel_create(actor=ctx, ip=_ip(request), **form.cleaned_data)
+            channel, secret = alerts.alert_channel_create(actor=ctx, ip=client_ip(request), **form.cleaned_data)
         except ApplicationError as exc:
-            _service_error(form, exc)
+            service_error(form, exc)
         else:
             if secret:
                 return _secret_page(request, channel=channel, secret=secret)
@@ -406,10 +397,10 @@ def channel_edit(request, pk):
     form = AlertChannelUpdateForm.for_channel(channel, data=request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
-            alerts.alert_channel_update(actor=ctx, channel=channel, ip=_ip(request), **form.service_kwargs())
+            alerts.alert_channel_update(actor=ctx, channel=channel, ip=client_ip(request), **form.service_kwargs())
         except ApplicationError as exc:
             channel.refresh_from_db()
-            _service_error(form, exc)
+            service_error(form, exc)
         else:
             messages.success(request, _("Alert channel %(name)s saved.") % {"name": channel.name})
             return redirect("budgets")
@@ -423,7 +414,7 @@ def channel_delete(request, pk):
     ctx = request.org_context
     channel = get_scoped_or_404(AlertChannel, ctx.organization, pk=pk)
     name = channel.name
-    alerts.alert_channel_delete(actor=ctx, channel=channel, ip=_ip(request))
+    alerts.alert_channel_delete(actor=ctx, channel=channel, ip=client_ip(request))
     messages.success(request, _("Alert channel %(name)s deleted.") % {"name": name})
     return redirect("budgets")
 
@@ -435,7 +426,7 @@ def channel_rotate(request, pk):
     ctx = request.org_context
     channel = get_scoped_or_404(AlertChannel, ctx.organization, pk=pk)
     try:
-        channel, secret = alerts.alert_channel_rotate_secret(actor=ctx, channel=channel, ip=_ip(request))
+        channel, secret = alerts.alert_channel_rotate_secret(actor=ctx, channel=channel, ip=client_ip(request))
     except ApplicationError as exc:  # not a webhook
         messages.error(request, exc.message)
         return redirect("budgets")
@@ -447,7 +438,7 @@ def channel_rotate(request, pk):
 def channel_test(request, pk):
     ctx = request.org_context
     channel = get_scoped_or_404(AlertChannel, ctx.organization, pk=pk)
-    delivery = alerts.alert_send_test(actor=ctx, channel=channel, ip=_ip(request))
+    delivery = alerts.alert_send_test(actor=ctx, channel=channel, ip=client_ip(request))
     if delivery.status == AlertDelivery.Status.SENT:
         messages.success(request, _("Test alert sent to %(name)s.") % {"name": channel.name})
     else:
@@ -491,7 +482,7 @@ def estimator_page(request):
         try:
             result = estimator.estimate_cost(organization=org, **form.estimator_kwargs())
         except ApplicationError as exc:
-            _service_error(form, exc)
+            service_error(form, exc)
     context = {
         "nav_section": "estimator",
         "form": form,

@@ -25,9 +25,9 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _, gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.decorators import permission_required
+from accounts.decorators import client_ip, permission_required
 from accounts.errors import ApplicationError
-from accounts.forms import add_service_error
+from accounts.forms import service_error
 from accounts.permissions import Perm
 from accounts.tenancy import get_scoped_or_404
 from billing.selectors import model_variant_report
@@ -50,15 +50,6 @@ from keys.presets import PRESETS
 from keys.testing import credential_test as run_credential_test
 
 KEY_PAGE_SIZE = 50
-
-
-def _ip(request):
-    return request.META.get("REMOTE_ADDR")
-
-
-def _service_error(form, exc: ApplicationError) -> None:
-    add_service_error(form, exc)
-    form.service_status = exc.status  # a refusal by role is a 403 page, a bad value a 400
 
 
 def _validation_error(form, exc: ValidationError) -> None:
@@ -170,9 +161,9 @@ def key_create(request):
     form = KeyCreateForm(request.POST, org_context=ctx)
     if form.is_valid():
         try:
-            key, secret = services.virtual_key_create(actor=ctx, ip=_ip(request), **form.service_kwargs())
+            key, secret = services.virtual_key_create(actor=ctx, ip=client_ip(request), **form.service_kwargs())
         except ApplicationError as exc:
-            _service_error(form, exc)
+            service_error(form, exc)
         else:
             return _secret_page(request, key=key, secret=secret)
     return _keys_page(request, create_form=form, status=_form_status(form))
@@ -211,10 +202,10 @@ def key_update(request, pk):
     form = KeyUpdateForm.for_key(key, org_context=ctx, data=request.POST)
     if form.is_valid():
         try:
-            services.virtual_key_update(actor=ctx, key=key, ip=_ip(request), **form.cleaned_data)
+            services.virtual_key_update(actor=ctx, key=key, ip=client_ip(request), **form.cleaned_data)
         except ApplicationError as exc:
             key.refresh_from_db()  # the service may have set some fields before refusing
-            _service_error(form, exc)
+            service_error(form, exc)
         else:
             messages.success(request, _("Key %(name)s saved.") % {"name": key.name})
             return redirect("key_detail", pk=key.pk)
@@ -230,9 +221,9 @@ def key_rotate(request, pk):
     form = KeyRotateForm(request.POST)
     if form.is_valid():
         try:
-            key, secret = services.virtual_key_rotate(actor=ctx, key=key, ip=_ip(request), **form.cleaned_data)
+            key, secret = services.virtual_key_rotate(actor=ctx, key=key, ip=client_ip(request), **form.cleaned_data)
         except ApplicationError as exc:
-            _service_error(form, exc)
+            service_error(form, exc)
         else:
             return _secret_page(request, key=key, secret=secret, rotated=True)
     return _key_detail_page(request, key, rotate_form=form, status=_form_status(form))
@@ -243,7 +234,7 @@ def key_rotate(request, pk):
 def key_revoke(request, pk):
     key = _visible_key_or_404(request, pk)
     try:
-        services.virtual_key_revoke(actor=request.org_context, key=key, ip=_ip(request))
+        services.virtual_key_revoke(actor=request.org_context, key=key, ip=client_ip(request))
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return redirect("key_detail", pk=key.pk)
@@ -287,7 +278,7 @@ def _save_credential(form, save) -> ProviderCredential | None:
     try:
         return save()
     except ApplicationError as exc:
-        _service_error(form, exc)
+        service_error(form, exc)
     except ValidationError as exc:
         _validation_error(form, exc)
     except IntegrityError:  # the same name saved in the meantime
@@ -302,7 +293,7 @@ def credential_create(request):
     form = CredentialCreateForm(request.POST)
     if form.is_valid():
         credential = _save_credential(
-            form, lambda: services.credential_create(actor=ctx, ip=_ip(request), **form.service_kwargs())
+            form, lambda: services.credential_create(actor=ctx, ip=client_ip(request), **form.service_kwargs())
         )
         if credential is not None:
             messages.success(request, _("Credential %(name)s added.") % {"name": credential.name})
@@ -324,7 +315,7 @@ def credential_edit(request, pk):
     )
     if request.method == "POST" and form.is_valid():
         saved = _save_credential(
-            form, lambda: services.credential_update(actor=ctx, credential=credential, ip=_ip(request), **form.service_kwargs())
+            form, lambda: services.credential_update(actor=ctx, credential=credential, ip=client_ip(request), **form.service_kwargs())
         )
         if saved is not None:
             messages.success(request, _("Credential %(name)s saved.") % {"name": saved.name})
@@ -341,7 +332,7 @@ def credential_delete(request, pk):
     credential = get_scoped_or_404(ProviderCredential, ctx.organization, pk=pk)
     name = credential.name
     try:
-        services.credential_delete(actor=ctx, credential=credential, ip=_ip(request))
+        services.credential_delete(actor=ctx, credential=credential, ip=client_ip(request))
     except ApplicationError as exc:
         messages.error(request, _("%(name)s was not deleted: %(reason)s") % {"name": name, "reason": exc.message})
     else:
@@ -421,9 +412,9 @@ def model_create(request):
     form = ModelCreateForm(request.POST)
     if form.is_valid():
         try:
-            model = services.model_create(actor=request.org_context, ip=_ip(request), **form.cleaned_data)
+            model = services.model_create(actor=request.org_context, ip=client_ip(request), **form.cleaned_data)
         except ApplicationError as exc:
-            _service_error(form, exc)
+            service_error(form, exc)
         except IntegrityError:  # the same name saved in the meantime
             form.add_error("name", _("A model with this name already exists."))
         else:
@@ -440,10 +431,10 @@ def model_edit(request, pk):
     form = ModelUpdateForm.for_model(model, data=request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
-            services.model_update(actor=ctx, model=model, ip=_ip(request), **form.service_kwargs())
+            services.model_update(actor=ctx, model=model, ip=client_ip(request), **form.service_kwargs())
         except ApplicationError as exc:  # e.g. a fallback cycle, shown on fallback_models
             model.refresh_from_db()
-            _service_error(form, exc)
+            service_error(form, exc)
         else:
             messages.success(request, _("Model %(name)s saved.") % {"name": model.name})
             return redirect("models")
@@ -462,7 +453,7 @@ def model_delete(request, pk):
     model = get_scoped_or_404(Model, ctx.organization, pk=pk)
     name = model.name
     try:
-        services.model_delete(actor=ctx, model=model, ip=_ip(request))
+        services.model_delete(actor=ctx, model=model, ip=client_ip(request))
     except ApplicationError as exc:
         messages.error(request, _("%(name)s was not deleted: %(reason)s") % {"name": name, "reason": exc.message})
     else:
@@ -481,9 +472,9 @@ def deployment_create(request, pk):
     )
     if form.is_valid():
         try:
-            services.deployment_create(actor=ctx, model=model, ip=_ip(request), **form.cleaned_data)
+            services.deployment_create(actor=ctx, model=model, ip=client_ip(request), **form.cleaned_data)
         except ApplicationError as exc:
-            _service_error(form, exc)
+            service_error(form, exc)
         else:
             messages.success(request, _("Deployment added to %(name)s.") % {"name": model.name})
             return redirect("models")
@@ -498,10 +489,10 @@ def deployment_edit(request, pk):
     form = DeploymentForm.for_deployment(deployment, data=request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
-            services.deployment_update(actor=ctx, deployment=deployment, ip=_ip(request), **form.cleaned_data)
+            services.deployment_update(actor=ctx, deployment=deployment, ip=client_ip(request), **form.cleaned_data)
         except ApplicationError as exc:
             deployment.refresh_from_db()
-            _service_error(form, exc)
+            service_error(form, exc)
         else:
             messages.success(request, _("Deployment of %(name)s saved.") % {"name": deployment.model.name})
             return redirect("models")
@@ -516,7 +507,7 @@ def deployment_delete(request, pk):
     deployment = get_scoped_or_404(Deployment.objects.select_related("model"), ctx.organization, pk=pk)
     name = deployment.model.name
     try:
-        services.deployment_delete(actor=ctx, deployment=deployment, ip=_ip(request))
+        services.deployment_delete(actor=ctx, deployment=deployment, ip=client_ip(request))
     except ApplicationError as exc:  # e.g. the last active deployment of an active model
         messages.error(request, _("The deployment was not removed from %(name)s: %(reason)s") % {"name": name, "reason": exc.message})
     else:
