@@ -145,8 +145,10 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
     record = Record(conn.request_id, key, model, endpoint, stream, body)
     try:
         limit_headers, tpm_counter = await rt.limiter.admit(key, reserved_tokens)
-        reserved_micros = worst_case_micros(model, prompt_estimate, max_output or rt.output_reserve, record.created_at)
-        held, downgrade = await rt.budgets.reserve(key, reserved_micros, record.created_at) if key.budgets else ((), "")
+        held, downgrade, reserved_micros = (), "", 0
+        if key.budgets:  # pricing the worst case is only needed when there is a budget to hold it against
+            reserved_micros = worst_case_micros(model, prompt_estimate, max_output or rt.output_reserve, record.created_at)
+            held, downgrade = await rt.budgets.reserve(key, reserved_micros, record.created_at)
         if downgrade and downgrade != model.name:
             cheaper = await rt.cache.model(key.organization_id, downgrade)
             if cheaper is not None and cheaper.deployments:
@@ -197,9 +199,12 @@ async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers) 
         if endpoint not in adapter.endpoints:
             last_error = last_error or InvalidRequest(f"The model '{model.name}' does not support the {endpoint} endpoint.", param="model")
             continue
-        cost = _unit_cost(deployment, record.created_at)
-        primary_cost = cost if primary_cost is None else primary_cost
-        if _too_dear(policy, primary_cost, cost) or (context_limit and (deployment.context_window or 0) <= context_limit):
+        if policy.fallback_max_price_ratio is not None:  # priced only when a cap is configured
+            cost = _unit_cost(deployment, record.created_at)
+            primary_cost = cost if primary_cost is None else primary_cost
+            if _too_dear(policy, primary_cost, cost):
+                continue
+        if context_limit and (deployment.context_window or 0) <= context_limit:
             continue
         for retry in range(policy.retries_per_deployment + 1):
             if record.attempts >= policy.max_attempts or time.monotonic() >= deadline:
