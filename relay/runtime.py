@@ -63,11 +63,23 @@ class Runtime:
 
     async def stop(self) -> None:
         """Graceful shutdown: stop the background loops, then flush every pending usage record."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_until_done(self._tasks)
         await self.sink.flush()
         if self.session is not None:
             await self.session.close()
         if self.redis is not None:
             await self.redis.aclose()
+
+
+async def cancel_until_done(tasks: list[asyncio.Task], *, rounds: int = 20, wait: float = 0.25) -> None:
+    """Cancel the tasks, cancelling again any that carry on: Python 3.11's `asyncio.wait_for` can swallow
+    a cancellation that lands as its inner call completes, and a loop that survived would hold shutdown."""
+    pending = {task for task in tasks if not task.done()}
+    for _ in range(rounds):
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=wait)
+    if pending:
+        log.warning("%d background loops ignored cancellation at shutdown", len(pending))

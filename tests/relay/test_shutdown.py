@@ -45,3 +45,34 @@ def test_sigterm_lets_streams_finish_and_flushes_usage(gateway, upstream):
     assert all(e.completed for e in upstream.ledger)
     rows = wait_for(lambda: (drain_usage(), UsageEvent.objects.filter(organization=gateway.org).count() == 5)[1])
     assert rows
+
+
+def test_background_loops_are_cancelled_again_when_they_swallow_a_cancellation():
+    import asyncio
+
+    from relay.runtime import cancel_until_done
+
+    cancellations = []
+
+    async def stubborn_loop():
+        # What Python 3.11's wait_for can do: a cancellation arriving as the awaited call completes is lost.
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancellations.append(time.monotonic())
+                if len(cancellations) == 1:
+                    continue
+                raise
+
+    async def main():
+        task = asyncio.create_task(stubborn_loop())
+        await asyncio.sleep(0)
+        started = time.monotonic()
+        await cancel_until_done([task], wait=0.05)
+        return task, time.monotonic() - started
+
+    task, elapsed = asyncio.run(main())
+    assert task.cancelled()
+    assert len(cancellations) == 2
+    assert elapsed < 1
