@@ -7,8 +7,8 @@ is overspent by at most what admitted requests cost beyond their reservation (on
 the upstream reports more tokens than max_tokens allowed for) — see README "Budgets".
 """
 
-import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from billing.periods import budget_counter
 from relay.db import run_db
@@ -100,13 +100,22 @@ def _ttl(period: str) -> int:
 
 
 def threshold_notifier():
-    """Enqueue billing's evaluation off the event loop (a broker call is blocking I/O)."""
+    """Enqueue billing's evaluation on a thread of its own: a broker call is blocking I/O that can
+    wait seconds while Redis stalls. Crossings of a budget already waiting to be sent coalesce, so
+    a stall holds one thread and one message per budget, never the event loop or the shared executor."""
+    sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="budget-notify")
+    waiting: set[int] = set()
 
-    def notify(budget_id: int) -> None:
+    def send(budget_id: int) -> None:
         from billing.tasks import budget_evaluate
 
-        loop = asyncio.get_running_loop()
-        loop.run_in_executor(None, _send, budget_evaluate, budget_id)
+        waiting.discard(budget_id)  # a crossing from now on needs a message of its own
+        _send(budget_evaluate, budget_id)
+
+    def notify(budget_id: int) -> None:
+        if budget_id not in waiting:
+            waiting.add(budget_id)
+            sender.submit(send, budget_id)
 
     return notify
 
@@ -118,6 +127,7 @@ EVALUATE_DELAY_SECONDS = 1
 
 def _send(task, budget_id: int) -> None:
     try:
-        task.apply_async((budget_id,), countdown=EVALUATE_DELAY_SECONDS)
-    except Exception as exc:  # the periodic evaluation catches what a lost message misses
+        # No publish retries: the periodic evaluation (every minute) catches what a lost message misses.
+        task.apply_async((budget_id,), countdown=EVALUATE_DELAY_SECONDS, retry=False)
+    except Exception as exc:
         log.warning("could not enqueue budget evaluation: %s", exc.__class__.__name__)

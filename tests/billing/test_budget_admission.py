@@ -140,3 +140,35 @@ def test_a_counter_that_fell_behind_the_ledger_is_raised_by_the_reconciliation(p
     assert budget_counters_reconcile(store) == 1
     assert float(store.get(counter)) == 30_000  # 0.03 in micro-units, from the ledger
     assert budget_counters_reconcile(store) == 0  # never lowered, nothing to do twice
+
+
+def test_threshold_notices_never_wait_for_a_stalled_broker_and_coalesce(monkeypatch):
+    """While the broker stalls, crossing a threshold returns at once, and repeated crossings of the same
+    budget become one message, not a queue of blocked threads."""
+    import threading
+    import time
+
+    from billing.tasks import budget_evaluate
+    from relay.budgets import threshold_notifier
+
+    stalled = threading.Event()
+    sent = []
+
+    def apply_async(args, **options):
+        sent.append(args[0])
+        assert options.get("retry") is False  # the periodic evaluation retries, not the request's thread
+        stalled.wait(10)
+
+    monkeypatch.setattr(budget_evaluate, "apply_async", apply_async)
+    notify = threshold_notifier()
+    started = time.monotonic()
+    notify(1)
+    wait_for(lambda: sent == [1], timeout=5)  # the first message is stuck in the broker
+    for _ in range(50):
+        notify(1)
+    notify(2)
+    assert time.monotonic() - started < 1
+    stalled.set()
+    wait_for(lambda: len(sent) == 3, timeout=5)
+    time.sleep(0.2)
+    assert sent == [1, 1, 2]  # the 50 crossings while stalled became one message
