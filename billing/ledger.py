@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 from datetime import datetime, timezone as dt_timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import orjson
 from django.conf import settings
@@ -24,18 +24,20 @@ log = logging.getLogger(__name__)
 STREAM = "tollgate:usage"
 GROUP = "ledger"
 
-# Every column but the primary key, with its default for records that do not carry it.
+# Every column but the primary key, and its default for records that do not carry it.
 _COLUMNS = [field for field in UsageEvent._meta.concrete_fields if not field.primary_key]
-_DECIMALS = ("cost", "exchange_rate", "cost_display")
+_DEFAULTS = {field.attname: field.get_default() for field in _COLUMNS}  # shared, never mutated
+_COST_PLACES = Decimal(1).scaleb(-UsageEvent._meta.get_field("cost_display").decimal_places)
 
 
 def _row(record: dict) -> dict:
-    """A stream record as ledger column values (attname -> Python value)."""
-    row = {field.attname: record.get(field.attname, record.get(field.name, field.get_default())) for field in _COLUMNS}
-    row["created_at"] = datetime.fromtimestamp(record["created_at"], tz=dt_timezone.utc)
-    for name in _DECIMALS:
-        if row[name] is not None:
-            row[name] = Decimal(row[name])
+    """A stream record as ledger column values (attname -> value): a copy, since a caller may retry
+    with the same records, with its time as a UTC datetime and its display cost as stored."""
+    row = {**_DEFAULTS, **record}
+    row["created_at"] = datetime.fromtimestamp(record["created_at"], dt_timezone.utc)  # positional: keyword parsing costs more
+    if row["cost_display"] is not None:
+        # Rounded here as the column would round it, so the rollups add exactly what the ledger keeps.
+        row["cost_display"] = Decimal(row["cost_display"]).quantize(_COST_PLACES, rounding=ROUND_HALF_UP)
     return row
 
 
@@ -56,30 +58,33 @@ def usage_ingest(records: list[dict]) -> int:
         else:
             existing = set(UsageEvent.objects.filter(request_id__in=[r["request_id"] for r in rows]).values_list("request_id", flat=True))
             fresh = [row for row in rows if row["request_id"] not in existing]
-            UsageEvent.objects.bulk_create([UsageEvent(**row) for row in fresh], ignore_conflicts=True, batch_size=1000)
+            events = [UsageEvent(**{field.attname: row[field.attname] for field in _COLUMNS}) for row in fresh]
+            UsageEvent.objects.bulk_create(events, ignore_conflicts=True, batch_size=1000)
         rollup_add(fresh)
     return len(fresh)
 
 
 def _insert_postgresql(rows: list[dict]) -> set[str]:
-    """One INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING RETURNING: the database says
-    which rows were new, so concurrent drains can never both count one (measured ~3x faster than
-    bulk_create with model instances)."""
+    """One INSERT … SELECT FROM json_to_recordset(batch) ON CONFLICT DO NOTHING RETURNING: the database
+    says which rows were new, so concurrent drains can never both count one.
+
+    The batch travels as one JSON text (orjson, in C) that PostgreSQL parses; binding it as one array
+    per column cost ~6 µs of client CPU per record in psycopg's Python array dumper (JSON: ~0.2 µs).
+    """
     if not rows:
         return set()
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in _COLUMNS)
-    arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in _COLUMNS)
-    values = []
-    for field in _COLUMNS:
-        column = [row[field.attname] for row in rows]
-        if field.get_internal_type() == "JSONField":
-            column = [orjson.dumps(value).decode() for value in column]
-        values.append(column)
-    table = connection.ops.quote_name(UsageEvent._meta.db_table)
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in _COLUMNS)
+    record_type = ", ".join(f"{quote(field.attname)} {field.db_type(connection)}" for field in _COLUMNS)
+    fields = ", ".join(quote(field.attname) for field in _COLUMNS)
+    table = quote(UsageEvent._meta.db_table)
+    # Datetimes become RFC 3339 with microseconds, Decimals exact strings; keys not in the record type are ignored.
+    batch = orjson.dumps(rows, default=str).decode()
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}) ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
-            values,
+            f"INSERT INTO {table} ({columns}) SELECT {fields} FROM json_to_recordset(%s::json) AS r({record_type}) "
+            f"ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
+            [batch],
         )
         return {request_id for (request_id,) in cursor.fetchall()}
 
@@ -131,7 +136,9 @@ def usage_drain(client, *, batch: int = 20, max_batches: int = 500) -> int:
         records = [record for _, fields in entries for record in _records(fields)]
         usage_ingest(records)
         ids = [entry_id for entry_id, _ in entries]
-        client.xack(STREAM, GROUP, *ids)
-        client.xdel(STREAM, *ids)
+        pipe = client.pipeline(transaction=False)  # one round trip for both
+        pipe.xack(STREAM, GROUP, *ids)
+        pipe.xdel(STREAM, *ids)
+        pipe.execute()
         total += len(records)
     return total

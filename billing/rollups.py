@@ -1,48 +1,78 @@
 """Hourly and daily rollups, maintained incrementally as ledger batches commit.
 
-Each new event adds to its (hour and day) × dimensions bucket with one upsert per bucket that
-increments in SQL, so concurrent batches add up rather than overwrite. The ledger insert and the
-rollup increment share a transaction, and only events that were actually new are added.
+Each batch's new events are summed per (hour and day) × dimensions bucket in Python, then written
+with one upsert statement that increments in SQL (INSERT … ON CONFLICT DO UPDATE SET n = n + new), so
+concurrent batches add up rather than overwrite. The ledger insert and the rollup increment share a
+transaction, and only events that were actually new are added.
 """
 
 from collections import defaultdict
 from decimal import Decimal
 
-from django.db.models import F
+from django.db import connection
 
 from billing.models import UsageRollup
 
 SUMS = ("requests", "errors", "prompt_tokens", "cached_tokens", "completion_tokens", "cost", "unpriced", "latency_ms_sum")
-
-
-def _dimensions(row: dict) -> tuple:
-    return (row["organization_id"], row["team_id"] or 0, row["key_id"] or 0, row["user_id"] or 0, row["model_name"], row["deployment_id"] or 0)
+KEYS = ("organization_id", "grain", "bucket", "team_id", "key_id", "user_id", "model_name", "deployment_id")
+_HOUR, _DAY = UsageRollup.Grain.HOUR.value, UsageRollup.Grain.DAY.value
 
 
 def rollup_add(rows: list[dict]) -> None:
-    """Add ledger rows (column values by attname) to their hour and day buckets."""
-    buckets: dict[tuple, dict] = defaultdict(lambda: dict.fromkeys(SUMS, 0))
+    """Add new ledger rows (column values by attname, created_at an aware UTC datetime, cost_display a
+    Decimal rounded as the ledger stores it, or None) to their hour and day buckets."""
+    if not rows:
+        return
+    # Sum per hour first (one dict lookup per row), then fold the hours into their days.
+    hours: dict[tuple, list] = defaultdict(_zero)
     for row in rows:
-        hour = row["created_at"].replace(minute=0, second=0, microsecond=0)
-        day = hour.replace(hour=0)  # UTC days; org-time-zone views aggregate hourly rows
         failed = row["status_code"] >= 400
-        for grain, bucket in ((UsageRollup.Grain.HOUR, hour), (UsageRollup.Grain.DAY, day)):
-            sums = buckets[(grain, bucket, *_dimensions(row))]
-            sums["requests"] += 1
-            sums["errors"] += 1 if failed else 0
-            sums["prompt_tokens"] += row["prompt_tokens"]
-            sums["cached_tokens"] += row["cached_tokens"]
-            sums["completion_tokens"] += row["completion_tokens"]
-            sums["cost"] += row["cost_display"] or Decimal(0)
-            sums["unpriced"] += 1 if row["cost_display"] is None and not failed else 0
-            sums["latency_ms_sum"] += row["latency_ms"]
-    for (grain, bucket, org_id, team_id, key_id, user_id, model_name, deployment_id), sums in buckets.items():
-        lookup = dict(
-            organization_id=org_id, grain=grain, bucket=bucket, team_id=team_id, key_id=key_id, user_id=user_id,
-            model_name=model_name, deployment_id=deployment_id,
+        cost = row["cost_display"]
+        sums = hours[(
+            row["created_at"].replace(minute=0, second=0, microsecond=0), row["organization_id"], row["team_id"] or 0,
+            row["key_id"] or 0, row["user_id"] or 0, row["model_name"], row["deployment_id"] or 0,
+        )]
+        sums[0] += 1
+        sums[1] += failed
+        sums[2] += row["prompt_tokens"]
+        sums[3] += row["cached_tokens"]
+        sums[4] += row["completion_tokens"]
+        if cost is not None:
+            sums[5] += cost
+        elif not failed:
+            sums[6] += 1  # unpriced success: counted, never as zero cost
+        sums[7] += row["latency_ms"]
+    days: dict[tuple, list] = defaultdict(_zero)
+    for (hour, *dimensions), sums in hours.items():
+        day = days[(hour.replace(hour=0), *dimensions)]  # UTC days; org-time-zone views aggregate hourly rows
+        for index, value in enumerate(sums):
+            day[index] += value
+    buckets = [(grain, key, sums) for grain, grouped in ((_HOUR, hours), (_DAY, days)) for key, sums in grouped.items()]
+    # A fixed order, so two drains upserting the same buckets lock them in the same order (no deadlock).
+    buckets.sort(key=lambda item: item[:2])
+    _upsert(buckets)
+
+
+def _zero() -> list:
+    return [0, 0, 0, 0, 0, Decimal(0), 0, 0]  # SUMS; cost stays Decimal
+
+
+def _upsert(buckets: list[tuple]) -> None:
+    """One INSERT … ON CONFLICT DO UPDATE per bucket, sent together (psycopg pipelines executemany)."""
+    quote = connection.ops.quote_name
+    table = quote(UsageRollup._meta.db_table)
+    columns = ", ".join(quote(name) for name in (*KEYS, *SUMS))
+    placeholders = ", ".join(["%s"] * (len(KEYS) + len(SUMS)))
+    conflict = ", ".join(quote(name) for name in KEYS)
+    increments = ", ".join(f"{quote(name)} = {table}.{quote(name)} + EXCLUDED.{quote(name)}" for name in SUMS)
+    # The bucket adapted as the ORM stores it, so the conflict target matches rows it wrote (SQLite: naive UTC text).
+    adapt = connection.ops.adapt_datetimefield_value
+    params = [
+        (org_id, grain, adapt(bucket), team_id, key_id, user_id, model_name, deployment_id, *sums)
+        for grain, (bucket, org_id, team_id, key_id, user_id, model_name, deployment_id), sums in buckets
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT ({conflict}) DO UPDATE SET {increments}",
+            params,
         )
-        updated = UsageRollup.objects.filter(**lookup).update(**{name: F(name) + value for name, value in sums.items()})
-        if not updated:
-            _, created = UsageRollup.objects.get_or_create(**lookup, defaults=sums)
-            if not created:  # lost a race with another batch creating the same bucket
-                UsageRollup.objects.filter(**lookup).update(**{name: F(name) + value for name, value in sums.items()})
