@@ -31,7 +31,7 @@ def _free_port() -> int:
 
 class ThreadedServer:
     def __init__(self, app, port):
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio", http="httptools", lifespan="on", log_level="warning")
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio", http="relay.coalesce:HttpToolsProtocol", lifespan="on", log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.url = f"http://127.0.0.1:{port}"
@@ -177,7 +177,7 @@ class RelayProcess:
         else:
             env.pop("REDIS_URL", None)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(self.port), "--log-level", "warning", *extra_args],
+            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(self.port), "--http", "relay.coalesce:HttpToolsProtocol", "--log-level", "warning", *extra_args],
             cwd=Path(__file__).resolve().parent.parent, env=env,
         )
         self.url = f"http://127.0.0.1:{self.port}/v1"
