@@ -115,7 +115,7 @@ class WebProcess:
             environment.pop("REDIS_URL", None)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "warning", *args],
+             "--http", "relay.coalesce:HttpToolsProtocol", "--log-level", "warning", *args],
             cwd=ROOT, env=environment,
         )
         self.url = f"http://127.0.0.1:{self.port}/v1"
@@ -318,6 +318,11 @@ class Outcome:
     chunks: int = 0  # content chunks received (streams)
 
 
+# Below uvicorn's 5 s keep-alive timeout (httpx's default is also 5 s): a client must not pick an idle
+# connection the server is closing at that very moment (a reset no server can prevent).
+KEEPALIVE_EXPIRY = 2.0
+
+
 async def call(client: httpx.AsyncClient, url: str, secret: str, body: dict, headers: dict | None = None, *,
                timeout: float = 30) -> Outcome:
     """One /chat/completions call; never raises: what happened is in the Outcome."""
@@ -355,7 +360,7 @@ def burst(calls: list[tuple], *, concurrency: int = 50, timeout: float = 30) -> 
 
     async def run():
         limit = asyncio.Semaphore(concurrency)
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=KEEPALIVE_EXPIRY)
         async with httpx.AsyncClient(limits=limits) as client:
             async def one(*spec):
                 async with limit:
@@ -392,7 +397,7 @@ class Traffic:
         return self
 
     async def _run(self) -> None:
-        limits = httpx.Limits(max_connections=len(self.lanes) * 2)
+        limits = httpx.Limits(max_connections=len(self.lanes) * 2, keepalive_expiry=KEEPALIVE_EXPIRY)
         async with httpx.AsyncClient(limits=limits) as client:
             async def lane(tag, url, secret, body, pause):
                 while not self._stop.is_set():

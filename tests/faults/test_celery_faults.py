@@ -14,7 +14,8 @@ from tests.reconcile import reconcile
 
 pytestmark = needs_servers
 
-DOWN_SECONDS = 10  # traffic goes on while no worker runs; usage waits in the stream
+DOWN_SECONDS = 120  # "down for minutes": traffic goes on while no worker runs; usage waits in the stream
+TRICKLE_EVERY = 15  # seconds between the bursts sent while the worker is down
 
 
 def rows(org) -> int:
@@ -36,18 +37,23 @@ def test_worker_killed_mid_batch_then_down_then_restarted(gateway, upstream, rel
         assert any(held.values())
         worker.kill()  # SIGKILL, with its embedded beat
 
-        assert {o.status for o in burst(calls, concurrency=8)} == {200}  # requests are unaffected
-        time.sleep(DOWN_SECONDS)
+        sent = len(calls)
+        killed_at = time.monotonic()
+        while time.monotonic() - killed_at < DOWN_SECONDS:  # requests are unaffected all along
+            trickle = calls[:10]
+            assert {o.status for o in burst(trickle, concurrency=4)} == {200}
+            sent += len(trickle)
+            time.sleep(min(TRICKLE_EVERY, max(0.0, DOWN_SECONDS - (time.monotonic() - killed_at))))
         assert rows(org) == committed  # nothing drains while the worker is down; nothing is lost either
         assert client.xlen(STREAM) > 0
 
         worker = Worker(tmp_path, name="second")  # reclaims the killed worker's entries, drains the rest
-        wait_for(lambda: rows(org) >= 80, timeout=60)  # after the killed worker's drain lock expires (20 s)
+        wait_for(lambda: rows(org) >= sent, timeout=60)  # the killed worker's drain lock expired long ago
         time.sleep(3)  # a double count would show up now
-        assert rows(org) == 80
+        assert rows(org) == sent
         assert client.xpending(STREAM, GROUP)["pending"] == 0
         # The worker did the draining; the reconciliation's own drain finds nothing left of ours.
-        reconcile(org, upstream, expected_requests=80, runtime=relay_server.relay.runtime)
+        reconcile(org, upstream, expected_requests=sent, runtime=relay_server.relay.runtime)
     finally:
         worker.kill()
         client.close()

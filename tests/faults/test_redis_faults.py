@@ -25,9 +25,9 @@ from tests.faults.helpers import (
 from tests.gateway import drain_usage, wait_for
 from tests.reconcile import reconcile
 
-# The issue asks for 60 s; 15 s shows the same behaviour (every Redis call gives up within 1 s, the
-# lease store retries Redis every 5 s, so the outage spans several retry rounds) and keeps the suite fast.
-PAUSE_SECONDS = 15
+# The issue's 60 s: every Redis call gives up within 1 s and the lease store retries Redis every 5 s,
+# so the stall spans a dozen retry rounds, the spool's replay attempts and the snapshot cache's polls.
+PAUSE_SECONDS = 60
 LATENCY_BOUND = 2.5  # seconds: a request may pay one Redis timeout (0.5-1 s), never more
 BUDGET = Decimal("0.30")
 PER_REQUEST = Decimal("0.01")
