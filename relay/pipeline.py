@@ -107,13 +107,20 @@ def _parse(raw: bytes, content_type: str | None) -> dict:
 
 async def _relay(rt, conn, endpoint: str) -> None:
     key = await _authenticate(rt, conn)
-    body = _parse(await conn.read_body(rt.max_body), conn.header(b"content-type"))
-    check_body(endpoint, body)
+    body = None
+    try:
+        body = _parse(await conn.read_body(rt.max_body), conn.header(b"content-type"))
+        check_body(endpoint, body)
+    except RelayError as error:
+        raise _refused(rt, conn, key, endpoint, body, error)
     idempotency_key = conn.header(b"idempotency-key")
     if not idempotency_key:
         return await _admit_and_forward(rt, conn, endpoint, key, body)
     name = store_key(key.id, idempotency_key)
-    stored = await rt.idempotency.claim(name)
+    try:
+        stored = await rt.idempotency.claim(name)
+    except RelayError as error:
+        raise _refused(rt, conn, key, endpoint, body, error)
     if stored is not None:  # a retry: the stored answer, no upstream call, no charge
         headers = [(k.encode(), v.encode()) for k, v in stored["headers"]] + [(b"idempotent-replayed", b"true")]
         conn.request_id = stored["request_id"]  # the answer is the original request's
@@ -133,10 +140,10 @@ async def _relay(rt, conn, endpoint: str) -> None:
 async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record:
     name = body["model"]
     if key.allowed_models and name not in key.allowed_models:
-        raise ModelNotAllowed(f"This key may not use the model '{name}'.", param="model")
+        raise _refused(rt, conn, key, endpoint, body, ModelNotAllowed(f"This key may not use the model '{name}'.", param="model"))
     model = await rt.cache.model(key.organization_id, name)
     if model is None or not model.deployments:
-        raise ModelNotFound(f"The model '{name}' does not exist or has no deployment.", param="model")
+        raise _refused(rt, conn, key, endpoint, body, ModelNotFound(f"The model '{name}' does not exist or has no deployment.", param="model"))
 
     stream = bool(body.get("stream")) and endpoint != "embeddings"
     prompt_estimate = tokens.bound_prompt(endpoint, body)
@@ -183,6 +190,17 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
             await rt.budgets.settle(held, reserved_micros, to_micros(record.cost_display or 0))
         rt.sink.emit(record.as_dict())
     return record
+
+
+def _refused(rt, conn, key, endpoint: str, body: dict | None, error: RelayError) -> RelayError:
+    """A known key's request refused before admission still gets its ledger row (no deployment, no
+    cost), so the key's owner finds the 400s, 403s and 404s in the request log. Unknown keys get none:
+    they belong to no organization, and their flood is throttled instead."""
+    record = Record(conn.request_id, key, None, endpoint, bool(isinstance(body, dict) and body.get("stream") is True), body)
+    record.fail(error)
+    record.finish()
+    rt.sink.emit(record.as_dict())
+    return error
 
 
 async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers) -> None:

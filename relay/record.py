@@ -11,6 +11,7 @@ from relay import tokens
 from relay.errors import RelayError
 
 INLINE_COUNT_CHARS = 8192
+MODEL_NAME_LENGTH = 120  # the ledger's model_name column
 
 
 def worst_case_micros(model, prompt_tokens: int, output_tokens: int, now: float) -> int:
@@ -63,7 +64,8 @@ class Record:
 
     def __init__(self, request_id, key, model, endpoint, stream, body):
         self.request_id, self.key, self.endpoint, self.stream = request_id, key, endpoint, stream
-        self.model, self.model_name = model, model.name
+        # Without a model (refused before admission): the name asked for, as far as it is a name.
+        self.model, self.model_name = model, model.name if model is not None else requested_model(body)
         self.deployment = None
         self.attempt_trail: list[dict] = []
         self.downgraded_from = ""
@@ -141,6 +143,12 @@ class Record:
             "cost_display": _text(self.cost_display), "price_id": self.price_id,
             "attempt_trail": self.attempt_trail, "downgraded_from": self.downgraded_from,
         }
+
+
+def requested_model(body) -> str:
+    """The model a refused body asked for, fit for the ledger: a refused body may hold anything there."""
+    name = body.get("model") if isinstance(body, dict) else None
+    return "".join(c for c in name[:MODEL_NAME_LENGTH] if c.isprintable()) if isinstance(name, str) else ""
 
 
 def _text(amount: Decimal | None) -> str | None:

@@ -94,3 +94,44 @@ def test_many_random_keys_from_one_address_are_throttled_without_database_work(g
     limited = httpx.post(gateway.base_url + "/chat/completions", json={"model": "gpt-test"}, headers={"Authorization": f"Bearer {gateway.secret}"}, timeout=10)
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
     runtime.key_throttle.reset()  # other tests share this address
+
+
+def test_a_known_keys_refused_requests_are_in_the_ledger_and_unknown_keys_are_not(gateway):
+    """400, 403 and 404 answered to a known key each leave one row (the model asked for, no deployment,
+    no cost) so its owner finds them in the request log; a wrong key leaves nothing."""
+    from billing.models import UsageEvent
+    from keys import services as key_services
+    from tests.gateway import drain_usage, wait_for
+
+    _, narrow = key_services.virtual_key_create(actor=gateway.ctx, name="narrow", allowed_models=["gpt-test"])
+    chat = {"messages": [{"role": "user", "content": "x"}]}
+    answers = [
+        post(gateway, b"{not json"),
+        post(gateway, orjson_dumps({"model": "gpt-\u0000test\u202e" + "x" * 300, **chat})),  # refused for the NUL
+        post(gateway, orjson_dumps({"model": "no-such-model", **chat})),
+        post(gateway, orjson_dumps({"model": "other", **chat}), headers={"Authorization": f"Bearer {narrow}"}),
+        post(gateway, orjson_dumps({"model": "gpt-test", **chat}), headers={"Authorization": "Bearer tg-wrong"}),
+    ]
+    assert [a.status_code for a in answers] == [400, 400, 404, 403, 401]
+
+    def rows():
+        drain_usage()
+        return {e.request_id: e for e in UsageEvent.objects.filter(organization=gateway.org)}
+
+    wait_for(lambda: len(rows()) == 4)
+    events = rows()
+    for answer, code in zip(answers[:4], ("invalid_request_error", "invalid_request_error", "model_not_found", "model_not_allowed")):
+        event = events[answer.headers["x-request-id"]]
+        assert (event.status_code, event.error_type) == (answer.status_code, answer.json()["error"]["code"] or code)
+        assert event.deployment_id is None and event.cost is None and event.completion_tokens == 0
+    assert events[answers[0].headers["x-request-id"]].model_name == ""
+    assert events[answers[1].headers["x-request-id"]].model_name == "gpt-test" + "x" * 110  # cut to the column, then the unprintable dropped
+    assert events[answers[2].headers["x-request-id"]].model_name == "no-such-model"
+    assert answers[4].headers["x-request-id"] not in events
+    assert not UsageEvent.objects.filter(request_id=answers[4].headers["x-request-id"]).exists()
+
+
+def orjson_dumps(value) -> bytes:
+    import orjson
+
+    return orjson.dumps(value)
