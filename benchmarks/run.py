@@ -2,6 +2,7 @@
 """Tollgate's benchmark suite: one entry point, everything on 127.0.0.1, everything cleaned up.
 
     python benchmarks/run.py [relay|ingest|memory|profile|all] [--smoke] [--quick] [--only tollgate,nginx,...]
+    python benchmarks/run.py pages [--quick]     dashboard render times over a ledger of 10M (--quick: 1M) usage rows
 
 `all` (the default) measures the relay side by side (direct to the mock, nginx proxy_pass,
 LiteLLM proxy, Tollgate) and then the usage ingestion rate; `memory` and `profile` are separate
@@ -1215,6 +1216,7 @@ def render(report: dict) -> str:
         for row in p["top_total"]:
             out.append(f"| `{row['function']}` | {row['total_pct']} |")
         out.append("")
+    out.extend(render_pages(report))
     if report.get("notes"):
         out.append("Notes:\n")
         out.extend(f"- {n}" for n in report["notes"])
@@ -1262,12 +1264,92 @@ def headline_rows(report: dict) -> list[str]:
     return rows
 
 
+# ---------------------------------------------------------------- dashboard pages
+
+PAGES_DB = "tollgate_bench_pages"  # its own database: 10M rows are kept between runs (--quick: PAGES_DB + "_quick")
+PAGES_REDIS_DB = 11
+PAGES_PORT = 18086
+PAGES_TARGET_MS = 100  # the issue: overview page p95 < 100 ms at 10M usage rows
+
+
+def pages_run(opts, notes: list[str], report: dict) -> bool:
+    """benchmarks/pages.py fills the ledger (once; kept between runs), then times the pages over HTTP against
+    one production-style uvicorn worker pinned to its core, logged in through the login form."""
+    import psycopg
+
+    database = PAGES_DB + ("" if opts.mode == "full" else "_quick")
+    env = tollgate_env()
+    env.update({
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}", "REDIS_URL": f"redis://127.0.0.1:6379/{PAGES_REDIS_DB}",
+        "TOLLGATE_DATA_DIR": str(WORK / "pages-data"),
+    })
+    (WORK / "pages-data").mkdir(parents=True, exist_ok=True)
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=5) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{database}"')
+    result = run_cmd([PY, "manage.py", "migrate", "--noinput"], timeout=1800, env=env)
+    if result.returncode != 0:
+        raise RuntimeError("manage.py migrate failed:\n" + (result.stdout + result.stderr)[-3000:])
+    result = run_cmd([PY, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"], timeout=600, env=env)  # as `make prod`
+    if result.returncode != 0:
+        raise RuntimeError("manage.py collectstatic failed:\n" + (result.stdout + result.stderr)[-3000:])
+    tool = str(HERE / "pages.py")
+
+    def step(tag: str, argv: list[str], timeout: float, cpu: str | None = None) -> dict:
+        proc = subprocess.run(placed([PY, tool, *argv], cpu), stdout=subprocess.PIPE, text=True, timeout=timeout, env=env, cwd=ROOT,
+                              stdin=subprocess.DEVNULL)  # progress goes to stderr, straight to the terminal
+        line = next((l for l in proc.stdout.splitlines() if l.startswith(tag + " ")), None)
+        if proc.returncode != 0 or line is None:
+            raise RuntimeError(f"pages.py {argv[0]} failed:\n{proc.stdout[-2000:]}")
+        return json.loads(line[len(tag) + 1:])
+
+    log(f"pages: ledger of {opts.pages_rows:,} usage rows in {database} (generated once, then reused)")
+    generated = step("GENERATE", ["generate", "--rows", str(opts.pages_rows), *(["--regenerate"] if opts.regenerate else [])], 4 * 3600)
+    log("pages: " + (f"generated in {generated['total_s']} s" if generated["generated"] else f"reusing {generated['rows']:,} rows"))
+    argv = [PY, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(PAGES_PORT),  # as the Procfile
+            "--workers", "1", "--loop", "uvloop", "--http", "relay.coalesce:HttpToolsProtocol", "--no-server-header", "--no-access-log"]
+    web = PROCS.start("pages-web", argv, cpu=GATEWAY_CPU, env=env, rt=True)
+    if not wait_port(PAGES_PORT, web, 60):
+        raise RuntimeError("uvicorn did not start:\n" + log_tail("pages-web"))
+    try:
+        log(f"pages: {opts.pages_requests} requests per page after {opts.pages_warmup} warm-up, one at a time")
+        measured = step("MEASURE", ["measure", "--url", f"http://127.0.0.1:{PAGES_PORT}", "--requests", str(opts.pages_requests),
+                                    "--warmup", str(opts.pages_warmup)], 3600, cpu=LOAD_CPU)
+    finally:
+        PROCS.stop(web, timeout=30)
+    report["pages"] = {"database": database, "generate": generated, **measured, "requests": opts.pages_requests, "warmup": opts.pages_warmup,
+                       "server": "uvicorn config.asgi:application, 1 worker, DJANGO_DEBUG=false, PostgreSQL + Redis, pinned to CPU "
+                                 f"{GATEWAY_CPU}" if PIN else "uvicorn config.asgi:application, 1 worker, DJANGO_DEBUG=false"}
+    return all(set(p["statuses"]) == {200} for p in measured["pages"])
+
+
+def render_pages(report: dict) -> list[str]:
+    p = report.get("pages")
+    if not p:
+        return []
+    g = p["generate"]
+    made = (f"generated in {g['total_s']:g} s (events {g['events_s']:g} s, rollups {g['rollups_s']:g} s, indexes {g['indexes_s']:g} s, "
+            f"vacuum/analyze {g['vacuum_s']:g} s; {g['hour_rollups']:,} hourly and {g['day_rollups']:,} daily rollup rows; "
+            f"ledger {g['events_mb']:,} MB)") if g["generated"] else "reused from an earlier run"
+    out = [f"## Dashboard pages ({g['rows']:,} usage rows over 90 days for the organization, {g['other_rows']:,} for a second one)\n",
+           f"Ledger {made}. Server: {p['server']}. Client: {p['client']}; {p['requests']} timed requests per page after "
+           f"{p['warmup']} warm-up, logged in through the login form.\n",
+           "| page | p50 ms | p95 ms | max ms | HTTP | |", "|---|---:|---:|---:|---|---|"]
+    for row in p["pages"]:
+        mark = ""
+        if row["page"] == "overview (admin)":
+            mark = f"target p95 < {PAGES_TARGET_MS} ms: " + ("met" if row["p95_ms"] < PAGES_TARGET_MS else "**missed**")
+        out.append(f"| {row['page']} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {row['max_ms']:.1f} | {', '.join(map(str, row['statuses']))} | {mark} |")
+    out.append("")
+    return out
+
+
 # ---------------------------------------------------------------- main
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Tollgate benchmark suite (benchmarks/README.md)")
-    parser.add_argument("command", nargs="?", default="all", choices=("all", "relay", "ingest", "memory", "profile"))
+    parser.add_argument("command", nargs="?", default="all", choices=("all", "relay", "ingest", "memory", "profile", "pages"))
     parser.add_argument("--smoke", action="store_true", help="seconds: c=16 only, 1 s cells, no LiteLLM; never fails on thresholds")
     parser.add_argument("--quick", action="store_true", help="3 s cells")
     parser.add_argument("--only", default=",".join(TARGETS), help="targets: " + ",".join(TARGETS))
@@ -1288,8 +1370,13 @@ def parse_args(argv=None):
     parser.add_argument("--quiet-wait", type=float, help="seconds to wait for other load to calm down first (default 45; --smoke 0)")
     parser.add_argument("--retries", type=int, help="Tollgate start-up retries (default 3; --smoke 1)")
     parser.add_argument("--retry-wait", type=float, help="seconds between retries (default 60; --smoke 10)")
+    parser.add_argument("--pages-rows", type=int, help="pages: usage rows of the organization (default 10,000,000; --quick 1,000,000)")
+    parser.add_argument("--pages-requests", type=int, default=50, help="pages: timed requests per page")
+    parser.add_argument("--regenerate", action="store_true", help="pages: generate the ledger again even when it is there")
     opts = parser.parse_args(argv)
     mode = "smoke" if opts.smoke else "quick" if opts.quick else "full"
+    opts.pages_rows = opts.pages_rows or (10_000_000 if mode == "full" else 1_000_000)
+    opts.pages_warmup = 5
     opts.mode = mode
     opts.duration = opts.duration or {"smoke": 1, "quick": 3, "full": 10}[mode]
     opts.concurrency = [int(c) for c in (opts.concurrency or ("16" if opts.smoke else "1,16,64")).split(",")]
@@ -1349,6 +1436,8 @@ def main(argv=None) -> int:
             ok = memory_run(opts, tools, notes, report)
         if opts.command == "profile":
             ok = profile_run(opts, tools, notes, report)
+        if opts.command == "pages":
+            ok = pages_run(opts, notes, report)
     except KeyboardInterrupt:
         notes.append("interrupted")
         ok = False

@@ -90,10 +90,11 @@ def overview(request):
     now = timezone.now()
     if ctx.can(Perm.VIEW_USAGE):
         budgets = list(dashboard.budget_list(organization=org))
+        data = dashboard.overview(organization=org, now=now)
         context = {
             "full": True,
-            "data": dashboard.overview(organization=org, now=now),
-            "budgets": dashboard.budget_statuses(budgets, organization=org, now=now),
+            "data": data,
+            "budgets": dashboard.budget_statuses(budgets, organization=org, now=now, month_groups=data.groups),
         }
     elif ctx.can(Perm.VIEW_OWN_USAGE) and ctx.user is not None:
         keys = list(
@@ -134,11 +135,15 @@ def usage(request):
         organization=org, since=filters["since"], until=filters["until"], filters=filters, key_ids=key_ids,
         time_zone=zoneinfo.ZoneInfo(org.time_zone),
     )
-    page = dashboard.log_page(dashboard.request_log(organization=org, filters=filters, key_ids=key_ids), page=request.GET.get("page"))
+    page = dashboard.log_page(
+        dashboard.request_log(organization=org, filters=filters, key_ids=key_ids), page=request.GET.get("page"),
+        after=request.GET.get("after"), before=request.GET.get("before"),
+    )
     names = dashboard.names_for(organization=org, key_ids=[e.key_id for e in page.rows])
     rows = [{"event": e, "key_name": names["keys"].get(e.key_id), "cost": Money(e.cost_display, org.currency)} for e in page.rows]
     query = request.GET.copy()
-    query.pop("page", None)
+    for name in ("page", "after", "before"):
+        query.pop(name, None)
     context = {
         "nav_section": "usage",
         "form": form,
