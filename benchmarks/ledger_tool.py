@@ -1,7 +1,7 @@
 """Usage-ledger helpers run under Tollgate's Django settings (the production env run.py builds).
 
     python benchmarks/ledger_tool.py ingest --records 100000 --organization 1 [--key 5]
-        push synthetic records (relay.pipeline.Record.as_dict's shape) into the Redis stream, then time
+        push synthetic records (relay.record.Record.as_dict's shape, priced) into the Redis stream, then time
         billing.ledger.usage_drain until the stream is empty: events/s for one worker; the rows are
         deleted again afterwards.
     python benchmarks/ledger_tool.py drain        move whatever the stream holds into the ledger now
@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import uuid
+from decimal import Decimal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -37,13 +38,22 @@ def _client():
     return redis.Redis.from_url(settings.REDIS_URL)
 
 
+# A price as the relay applies it (per 1M tokens): costs travel as exact Decimal strings.
+_INPUT_PER_M, _OUTPUT_PER_M = Decimal("0.15"), Decimal("0.60")
+
+
 def _record(run: str, index: int, organization_id: int, key_id: int | None, now: float) -> dict:
+    """One served request, every field of relay.record.Record.as_dict, priced like the relay prices it."""
+    prompt_tokens, completion_tokens = 31 + index % 7, 11 + index % 13
+    cost = (prompt_tokens * _INPUT_PER_M + completion_tokens * _OUTPUT_PER_M) / 1_000_000
     return {
         "request_id": f"ingest-{run}-{index}", "organization_id": organization_id, "team_id": None, "key_id": key_id,
-        "user_id": None, "model_name": "bench", "deployment_id": None, "provider": "custom", "upstream_model": "bench-upstream",
-        "endpoint": "chat", "stream": False, "status_code": 200, "error_type": "", "prompt_tokens": 31 + index % 7,
-        "cached_tokens": 0, "completion_tokens": 11 + index % 13, "usage_source": "provider", "attempts": 1,
+        "user_id": None, "model_name": "bench", "deployment_id": 1, "provider": "custom", "upstream_model": "bench-upstream",
+        "endpoint": "chat", "stream": False, "status_code": 200, "error_type": "", "prompt_tokens": prompt_tokens,
+        "cached_tokens": 0, "completion_tokens": completion_tokens, "usage_source": "provider", "attempts": 1,
         "latency_ms": 3, "ttft_ms": None, "created_at": now - (index % 3600),
+        "cost": str(cost), "currency": "USD", "exchange_rate": "1", "cost_display": str(cost * 1), "price_id": 1,
+        "attempt_trail": [{"deployment": 1, "status": 200, "error": "", "ms": 3}], "downgraded_from": "",
     }
 
 
