@@ -11,11 +11,19 @@ from django.db import migrations, models
 STATISTICS = "rollup_dimensions"
 
 
+def no_statement_timeout(apps, schema_editor):
+    """Building these indexes on a large ledger takes longer than the 30 s every query is otherwise allowed
+    (config/settings.py); SET LOCAL ends with this migration's transaction."""
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("SET LOCAL statement_timeout = 0")
+
+
 def create_statistics(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(
             f"CREATE STATISTICS IF NOT EXISTS {STATISTICS} (ndistinct) ON model_name, key_id, team_id, user_id FROM billing_usagerollup"
         )
+        schema_editor.execute("ANALYZE billing_usagerollup")  # else the statistics wait for the next autovacuum
 
 
 def drop_statistics(apps, schema_editor):
@@ -30,6 +38,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RunPython(no_statement_timeout, migrations.RunPython.noop, elidable=False),
         migrations.AddIndex(
             model_name='usageevent',
             index=models.Index(fields=['organization', 'key_id', '-created_at'], name='usage_org_key_time'),
