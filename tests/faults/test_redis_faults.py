@@ -90,7 +90,7 @@ def test_redis_paused_under_traffic(gateway, upstream, settings):
             assert len(served) >= 5, (start, len(served))
 
         wait_for(lambda: not web.spooled(), timeout=15)  # replayed into the stream once Redis was back
-        reconcile(gateway.org, upstream, expected_requests=len(outcomes) + 9)  # + warm-up 7, fresh 1, idempotent 1 (its replay adds none)
+        reconcile(gateway.org, upstream, expected_requests=len(outcomes) + 10)  # + warm-up 7, fresh 1, the idempotent call: refused while stalled 1, retried 1 (its replay adds none)
         # One process: the budget holds (README: processes x limit while Redis is out, then shared
         # counters resume) - at most one request's worst case over.
         assert spent(gateway.org, capped_key) <= BUDGET + PER_REQUEST, spent(gateway.org, capped_key)
