@@ -1122,7 +1122,8 @@ def render(report: dict) -> str:
     out.append(f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_mb']} MB, Linux {m['kernel']}, Python {m['python']}; {m['pinned']}. "
                f"{m.get('nginx') or 'no nginx'}; {m.get('wrk') or 'no wrk'}; LiteLLM {m['litellm']}; commit {m['commit']}"
                f"{' (+%d modified files)' % m['dirty_files'] if m['dirty_files'] else ''}. Load average at start {', '.join(f'{x:.2f}' for x in m['loadavg_start'])}.\n")
-    out.append(f"Each cell: {report['settings']['duration']:g} s at fixed concurrency (wrk, 1 thread); streaming TTFT cells {report['settings']['spaced_duration']:g} s (aiohttp client).\n")
+    if report["command"] != "pages":
+        out.append(f"Each cell: {report['settings']['duration']:g} s at fixed concurrency (wrk, 1 thread); streaming TTFT cells {report['settings']['spaced_duration']:g} s (aiohttp client).\n")
     cells = report.get("cells") or []
     base = {(c["scenario"], c["concurrency"]): c for c in cells if c["target"] == "direct" and "error" not in c}
     peer = {(c["scenario"], c["concurrency"]): c for c in cells if c["target"] == "litellm" and "error" not in c}
