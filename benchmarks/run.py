@@ -494,7 +494,8 @@ class Tollgate:
                     "-s", str(WORK / "celerybeat-schedule"), "--loglevel", "WARNING", "-n", "bench@%h"]
             self.worker = PROCS.start("celery", argv, cpu=LOAD_CPU, env=self.env)
         argv = [PY, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(PORTS["tollgate"]),
-                "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+                "--workers", "1", "--loop", "uvloop", "--http", "relay.coalesce:HttpToolsProtocol", "--no-server-header",
+                "--no-access-log"]
         web_env = dict(self.env)
         if self.gc_log or self.gc_freeze:  # diagnostics only (benchmarks/diag/sitecustomize.py)
             web_env["PYTHONPATH"] = str(HERE / "diag")
