@@ -1,0 +1,94 @@
+"""A/B of Tollgate's web process variants, side by side: the same mocks, key and load, cells alternating
+A, B, A, B… so a noisy machine weighs on both alike. Prints one line per cell and the medians.
+
+    python benchmarks/ab.py                                  # httptools vs coalesce, chat c=16, 3 rounds
+    python benchmarks/ab.py --variants coalesce --drain load,idle --concurrency 1
+
+Variants: `httptools` (uvicorn's own protocol), `coalesce` (relay.coalesce, what the Procfile runs).
+`--drain`: where the Celery worker that drains usage runs: `idle` (core 0 at idle priority, as run.py
+does), `load` (core 0 at the load tools' priority) or `none` (no worker; usage waits in the stream).
+Uses run.py's machinery with its own ports, database (`tollgate_bench_ab`) and Redis database (9).
+"""
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run  # noqa: E402
+
+run.BENCH_DB, run.REDIS_DB = "tollgate_bench_ab", 9
+run.WORK = run.RESULTS / "work-ab"
+run.PORTS.update({name: port + 1000 for name, port in run.PORTS.items()})
+
+UVICORN = [run.PY, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--workers", "1", "--loop", "uvloop",
+           "--no-access-log", "--no-server-header"]
+VARIANTS = {"httptools": ["--http", "httptools"], "coalesce": ["--http", "relay.coalesce:HttpToolsProtocol"]}
+
+
+def measure(load: run.Load, routes: dict, opts, pid: int) -> dict:
+    port, path, body = routes[opts.scenario]
+    if opts.scenario == "spaced":
+        cell = load.client(port, path, body, routes["auth"], opts.concurrency, opts.seconds, pid, stream=True, warmup=1)
+        cell["ttft_p50_ms"] = cell["ttft_ms"]["p50"]
+        return cell
+    load.run(port, path, body, routes["auth"], opts.concurrency, 2, None)  # warm-up
+    return load.run(port, path, body, routes["auth"], opts.concurrency, opts.seconds, pid)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default="httptools,coalesce")
+    parser.add_argument("--drain", default="idle", help="comma-separated: idle, load, none")
+    parser.add_argument("--scenario", default="chat", choices=(*run.SCENARIOS, "spaced"))
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    opts = parser.parse_args()
+    run.RT = os.geteuid() == 0 and run.PIN
+    run.NICE = -10 if os.geteuid() == 0 else 0
+    if run.PIN:
+        os.sched_setaffinity(0, {int(run.LOAD_CPU)})
+    run.WORK.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    tools = run.ensure_tools(notes)
+    cases = [(variant, drain) for variant in opts.variants.split(",") for drain in opts.drain.split(",")]
+    try:
+        run.start_mocks(tools, notes)
+        gateway = run.Tollgate(notes, celery=False)
+        gateway.prepare()
+        routes = run.target_routes("tollgate", f"Bearer {gateway.setup['key']}")
+        load = run.Load(tools)
+        seen: dict[tuple, list[dict]] = {case: [] for case in cases}
+        for round_ in range(opts.rounds):
+            for variant, drain in cases:
+                worker = None
+                if drain != "none":
+                    argv = [run.PY, "-m", "celery", "-A", "config", "worker", "--concurrency", "1", "--beat",
+                            "-s", str(run.WORK / "celerybeat-schedule"), "--loglevel", "WARNING", "-n", "ab@%h"]
+                    worker = run.PROCS.start("ab-celery", argv, cpu=run.LOAD_CPU, env=gateway.env, idle=drain == "idle")
+                argv = [*UVICORN, "--port", str(run.PORTS["tollgate"]), *VARIANTS[variant]]
+                web = run.PROCS.start(f"ab-{variant}", argv, cpu=run.GATEWAY_CPU, env=gateway.env, rt=True)
+                if not run.wait_port(run.PORTS["tollgate"], web, 60):
+                    raise RuntimeError(run.log_tail(f"ab-{variant}"))
+                cell = measure(load, routes, opts, web.pid)
+                seen[(variant, drain)].append(cell)
+                extra = f" ttft p50 {cell['ttft_p50_ms']:.2f} ms" if "ttft_p50_ms" in cell else ""
+                run.log(f"round {round_ + 1} {variant:9} drain={drain:4} {run._brief(cell)}{extra}")
+                run.PROCS.stop(web, timeout=30)
+                if worker is not None:
+                    run.PROCS.stop(worker, timeout=20)
+        print(f"\nmedians over {opts.rounds} rounds, {opts.scenario} c={opts.concurrency}, {opts.seconds:g} s cells:")
+        for (variant, drain), cells in seen.items():
+            median = lambda key: statistics.median(c[key] for c in cells if c.get(key) is not None)  # noqa: E731
+            print(f"  {variant:9} drain={drain:4} RPS {median('rps'):,.0f}  CPU {median('cpu_us_per_req'):,.0f} µs/req  "
+                  f"p50 {median('p50_ms'):.2f} ms  p99 {median('p99_ms'):.2f} ms")
+    finally:
+        run.PROCS.stop_all()
+
+
+if __name__ == "__main__":
+    main()
