@@ -285,6 +285,11 @@ class Overview:
         return self.period_end - timedelta(microseconds=1)
 
 
+def model_label(name: str) -> str:
+    """A request refused before it named a usable model is in the ledger without one."""
+    return name or "—"
+
+
 def _ranked(rows, total: Decimal, currency: str, column: str, label_of) -> list[Ranked]:
     result = []
     for row in rows:
@@ -331,7 +336,7 @@ def overview(*, organization, now: datetime, key_ids: list[int] | None = None) -
         currency=currency, period_start=start, period_end=end, totals=totals, spent=Money(spent, currency),
         forecast=Money(projected, currency) if projected is not None else None, groups=groups,
     )
-    result.top_models = _ranked(_top(groups, "model_name"), spent, currency, "model_name", str)
+    result.top_models = _ranked(_top(groups, "model_name"), spent, currency, "model_name", model_label)
     if key_ids is None:  # a member's view is theirs alone: no ranking of keys and teams
         key_rows = _top([group for group in groups if group["key_id"] != 0], "key_id")
         team_rows = _top(groups, "team_id")
@@ -361,7 +366,7 @@ def _stack(points: dict[tuple, Decimal], buckets: list, label_of, *, currency: s
             continue
         target = other if model in rest else series[model]
         target[index[bucket]] = round(target[index[bucket]] + chart_number(value), 6)
-    datasets = [{"label": model, "data": series[model]} for model in shown]
+    datasets = [{"label": model_label(model), "data": series[model]} for model in shown]
     if rest:
         datasets.append({"label": _("Other models"), "data": other})
     return {"labels": [label_of(bucket) for bucket in buckets], "datasets": datasets, "currency": currency, "empty": not points}

@@ -480,6 +480,22 @@ def test_usage_event_detail(client, org, owner):
     assert len(response.context["trail"]) == 2
 
 
+def test_a_refused_request_without_a_model_shows_a_dash(client, org, owner):
+    """The relay records a known key's refused request even when its body named no model."""
+    key = VirtualKeyFactory(organization=org, name="Refused key")
+    event = ingest(org, key=key, model_name="", status_code=400, error_type="invalid_request_error", prompt_tokens=0,
+                   completion_tokens=0, cost_display=None, provider="", upstream_model="", attempts=0)
+    ingest(org, key=key, model_name="alpha", cost_display="0.25")
+    logged_in(client, owner)
+    log = client.get(reverse("usage"))
+    assert log.status_code == 200 and event.pk in {r["event"].pk for r in log.context["rows"]}
+    assert "<td>—" in html_of(log)
+    assert "—" in html_of(client.get(reverse("usage_event", args=[event.pk])))
+    overview = client.get(reverse("home"))
+    assert overview.status_code == 200
+    assert "" not in {m.label for m in overview.context["data"].top_models}
+
+
 def test_usage_cost_for_the_playground(client, org, owner):
     key = VirtualKeyFactory(organization=org, user=owner)
     event = ingest(org, key=key, cost_display="0.0021", prompt_tokens=12, completion_tokens=34)
