@@ -480,6 +480,18 @@ def test_usage_event_detail(client, org, owner):
     assert len(response.context["trail"]) == 2
 
 
+@pytest.mark.parametrize("query", [
+    {"page": "2", "after": "garbage"}, {"page": "2", "after": "1_99999999999999999999999999"},
+    {"page": "2", "after": "99999999999999999999999999_1"}, {"before": "-5_-5"}, {"page": "3", "after": "1_2_3"},
+    {"before": "1' OR '1'='1"}, {"page": "-4"}, {"page": "99999999999999999999"},
+])
+def test_hostile_log_cursors_are_ignored_not_errors(client, org, owner, query):
+    ingest(org, model_name="alpha")
+    logged_in(client, owner)
+    response = client.get(reverse("usage"), query)
+    assert response.status_code == 200
+
+
 def test_a_refused_request_without_a_model_shows_a_dash(client, org, owner):
     """The relay records a known key's refused request even when its body named no model."""
     key = VirtualKeyFactory(organization=org, name="Refused key")
