@@ -249,11 +249,23 @@ ORDER BY position
 """
 
 
+# The coarse daily grains (billing.rollups): per model, and per key with its team and user, summed from the daily rows.
+_SUMS = "sum(requests), sum(errors), sum(prompt_tokens), sum(cached_tokens), sum(completion_tokens), sum(cost), sum(unpriced), sum(latency_ms_sum)"
+COARSE_SQL = [
+    f"""INSERT INTO billing_usagerollup ({_ROLLUP_COLUMNS}) SELECT organization_id, 'dm', bucket, 0, 0, 0, model_name, 0, {_SUMS}
+        FROM billing_usagerollup WHERE grain = 'day' GROUP BY organization_id, bucket, model_name""",
+    f"""INSERT INTO billing_usagerollup ({_ROLLUP_COLUMNS}) SELECT organization_id, 'dk', bucket, team_id, key_id, user_id, '', 0, {_SUMS}
+        FROM billing_usagerollup WHERE grain = 'day' GROUP BY organization_id, bucket, team_id, key_id, user_id""",
+]
+
+
 def _build_rollups() -> None:
     _sql("DROP TABLE IF EXISTS pages_bench_hours")
     _sql(ROLLUP_HOUR_SQL)
     _sql(ROLLUP_SQL)
     _sql("DROP TABLE pages_bench_hours")
+    for statement in COARSE_SQL:
+        _sql(statement)
 
 
 def _model_params() -> dict:

@@ -322,21 +322,26 @@ def forecast(spent: Decimal, *, start: datetime, end: datetime, now: datetime) -
 def overview(*, organization, now: datetime, key_ids: list[int] | None = None) -> Overview:
     """This month's spend, pace, volume and top spenders, and a 30-day chart by model, from rollups only.
 
-    The month is read once, grouped by model, key, team and user (a few thousand rows however many requests):
-    totals and rankings are added up from those groups.
+    The organization's month is read from the coarse daily grains, once by model and once by key (with its
+    team and user): a row per model or key and day however many requests. Totals and rankings are added up
+    from those groups. A member's month is their own keys' daily rows, grouped by model.
     """
     currency = organization.currency
     start, end = period_bounds("month", organization.time_zone, now)
-    month = rollups(organization=organization, key_ids=key_ids).filter(rollup_range_q(start, end))
-    groups = _grouped(month, "model_name") if key_ids is not None else _grouped(month, "model_name", "key_id", "team_id", "user_id")
-    totals = _rates(_add_up(groups))
+    if key_ids is None:
+        rows = rollups(organization=organization)
+        by_model = _grouped(rows.filter(rollup_range_q(start, end, day_grain=UsageRollup.Grain.DAY_BY_MODEL)), "model_name")
+        groups = _grouped(rows.filter(rollup_range_q(start, end, day_grain=UsageRollup.Grain.DAY_BY_KEY)), "key_id", "team_id", "user_id")
+    else:
+        groups = by_model = _grouped(rollups(organization=organization, key_ids=key_ids).filter(rollup_range_q(start, end)), "model_name")
+    totals = _rates(_add_up(by_model))
     spent = totals["cost"]
     projected = forecast(spent, start=start, end=end, now=now)
     result = Overview(
         currency=currency, period_start=start, period_end=end, totals=totals, spent=Money(spent, currency),
         forecast=Money(projected, currency) if projected is not None else None, groups=groups,
     )
-    result.top_models = _ranked(_top(groups, "model_name"), spent, currency, "model_name", model_label)
+    result.top_models = _ranked(_top(by_model, "model_name"), spent, currency, "model_name", model_label)
     if key_ids is None:  # a member's view is theirs alone: no ranking of keys and teams
         key_rows = _top([group for group in groups if group["key_id"] != 0], "key_id")
         team_rows = _top(groups, "team_id")
@@ -375,9 +380,10 @@ def _stack(points: dict[tuple, Decimal], buckets: list, label_of, *, currency: s
 def daily_chart(*, organization, now: datetime, key_ids: list[int] | None = None, days: int = CHART_DAYS) -> dict:
     """Spend per UTC day over the last `days` days, stacked by model: the daily rollups only."""
     first = floor_day(now) - (days - 1) * DAY
+    grain = UsageRollup.Grain.DAY_BY_MODEL if key_ids is None else UsageRollup.Grain.DAY  # a member: own keys' rows
     rows = (
         rollups(organization=organization, key_ids=key_ids)
-        .filter(grain=UsageRollup.Grain.DAY, bucket__gte=first)
+        .filter(grain=grain, bucket__gte=first)
         .values("bucket", "model_name").annotate(cost=Sum("cost")).order_by()
     )
     points = {(row["bucket"].astimezone(UTC).date(), row["model_name"]): row["cost"] or Decimal(0) for row in rows}

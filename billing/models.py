@@ -116,11 +116,17 @@ class ExchangeRate(models.Model):
 
 
 class UsageRollup(models.Model):
-    """Usage summed per hour or day and per dimension; ids are 0 where a dimension is absent."""
+    """Usage summed per hour or day and per dimension; ids are 0 where a dimension is absent.
+
+    Two coarser daily grains serve the overview, whose month would otherwise read a row per key ×
+    model × deployment × day: by model alone (keys 0), and by key with its team and user (model "").
+    """
 
     class Grain(models.TextChoices):
         HOUR = "hour", _("Hour")
         DAY = "day", _("Day")
+        DAY_BY_MODEL = "dm", _("Day by model")
+        DAY_BY_KEY = "dk", _("Day by key")
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="usage_rollups")
     grain = models.CharField(max_length=4, choices=Grain.choices)

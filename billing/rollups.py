@@ -16,12 +16,13 @@ from billing.models import UsageRollup
 SUMS = ("requests", "errors", "prompt_tokens", "cached_tokens", "completion_tokens", "cost", "unpriced", "latency_ms_sum")
 KEYS = ("organization_id", "grain", "bucket", "team_id", "key_id", "user_id", "model_name", "deployment_id")
 _HOUR, _DAY = UsageRollup.Grain.HOUR.value, UsageRollup.Grain.DAY.value
+_DAY_BY_MODEL, _DAY_BY_KEY = UsageRollup.Grain.DAY_BY_MODEL.value, UsageRollup.Grain.DAY_BY_KEY.value
 CHUNK = 500  # buckets per statement: 8,000 parameters, within SQLite's limit of 32,766
 
 
 def rollup_add(rows: list[dict]) -> None:
     """Add new ledger rows (column values by attname, created_at an aware UTC datetime, cost_display a
-    Decimal rounded as the ledger stores it, or None) to their hour and day buckets."""
+    Decimal rounded as the ledger stores it, or None) to their hour and day buckets (all four grains)."""
     if not rows:
         return
     # Sum per hour first (one dict lookup per row), then fold the hours into their days.
@@ -43,12 +44,18 @@ def rollup_add(rows: list[dict]) -> None:
         elif not failed:
             sums[6] += 1  # unpriced success: counted, never as zero cost
         sums[7] += row["latency_ms"]
-    days: dict[tuple, list] = defaultdict(_zero)
-    for (hour, *dimensions), sums in hours.items():
-        day = days[(hour.replace(hour=0), *dimensions)]  # UTC days; org-time-zone views aggregate hourly rows
-        for index, value in enumerate(sums):
-            day[index] += value
-    buckets = [(grain, key, sums) for grain, grouped in ((_HOUR, hours), (_DAY, days)) for key, sums in grouped.items()]
+    days, by_model, by_key = defaultdict(_zero), defaultdict(_zero), defaultdict(_zero)
+    for (hour, org_id, team_id, key_id, user_id, model_name, deployment_id), sums in hours.items():
+        day = hour.replace(hour=0)  # UTC days; org-time-zone views aggregate hourly rows
+        for target in (
+            days[(day, org_id, team_id, key_id, user_id, model_name, deployment_id)],
+            by_model[(day, org_id, 0, 0, 0, model_name, 0)],
+            by_key[(day, org_id, team_id, key_id, user_id, "", 0)],
+        ):
+            for index, value in enumerate(sums):
+                target[index] += value
+    grains = ((_HOUR, hours), (_DAY, days), (_DAY_BY_MODEL, by_model), (_DAY_BY_KEY, by_key))
+    buckets = [(grain, key, sums) for grain, grouped in grains for key, sums in grouped.items()]
     # A fixed order, so two drains upserting the same buckets lock them in the same order (no deadlock).
     buckets.sort(key=lambda item: item[:2])
     _upsert(buckets)

@@ -39,13 +39,14 @@ def ceil_day(moment: datetime) -> datetime:
     return floor if floor == moment else floor + timedelta(days=1)
 
 
-def rollup_range_q(since: datetime, until: datetime | None = None) -> Q:
-    """The rollup rows that together cover [since, until) exactly once (until None: up to now)."""
+def rollup_range_q(since: datetime, until: datetime | None = None, *, day_grain: str = UsageRollup.Grain.DAY) -> Q:
+    """The rollup rows that together cover [since, until) exactly once (until None: up to now): hourly
+    rows at the edges, rows of `day_grain` (a daily grain) for the whole UTC days between."""
     start = floor_hour(since)
     end = floor_hour(until) if until is not None else None
     first_day = ceil_day(start)
     last_day = floor_day(end) if end is not None else None
-    hour, day = UsageRollup.Grain.HOUR, UsageRollup.Grain.DAY
+    hour, day = UsageRollup.Grain.HOUR, day_grain
     if last_day is not None and first_day >= last_day:
         return Q(grain=hour, bucket__gte=start, bucket__lt=end)
     q = Q(grain=hour, bucket__gte=start, bucket__lt=first_day)

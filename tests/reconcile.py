@@ -76,14 +76,22 @@ def _foreign(request_ids: set, org) -> set:
 
 
 def _rollups_agree(org) -> None:
-    """Daily rollups (what the dashboard and budgets read) sum to the ledger per key, team and org."""
+    """Daily rollups (what the dashboard and budgets read), in each daily grain, sum to the ledger per key,
+    team, model and org."""
     rows = UsageEvent.objects.filter(organization=org)
-    rolled = UsageRollup.objects.filter(organization=org, grain=UsageRollup.Grain.DAY)
-    for dimension in ("key_id", "team_id", None):
+    grain = UsageRollup.Grain
+    checks = [(grain.DAY, ("key_id", "team_id", "model_name", None)), (grain.DAY_BY_KEY, ("key_id", "team_id", None)),
+              (grain.DAY_BY_MODEL, ("model_name", None))]
+    for daily, dimensions in checks:
+        _grain_agrees(rows, UsageRollup.objects.filter(organization=org, grain=daily), dimensions)
+
+
+def _grain_agrees(rows, rolled, dimensions) -> None:
+    for dimension in dimensions:
         values = {None} if dimension is None else set(rows.values_list(dimension, flat=True))
         for value in values:
             ledger = rows if dimension is None else rows.filter(**{dimension: value})
-            rollup = rolled if dimension is None else rolled.filter(**{dimension: value or 0})
+            rollup = rolled if dimension is None else rolled.filter(**{dimension: value if dimension == "model_name" else value or 0})
             expect = ledger.aggregate(n=Sum("prompt_tokens"), c=Sum("completion_tokens"), m=Sum("cost_display"))
             got = rollup.aggregate(n=Sum("prompt_tokens"), c=Sum("completion_tokens"), m=Sum("cost"))
             assert ledger.count() == (rollup.aggregate(r=Sum("requests"))["r"] or 0), (dimension, value)

@@ -326,6 +326,33 @@ def test_rollup_spend_matches_the_ledger_across_period_edges():
     assert month.forecast.amount > month.spent.amount
 
 
+def test_overview_rankings_from_the_coarse_daily_grains_equal_the_ledger():
+    """The organization's overview reads the by-model and by-key daily grains: its totals and rankings
+    are the ledger's, and each daily grain sums to the ledger per key, team and model."""
+    from tests.accounts.factories import OrganizationFactory
+    from tests.reconcile import _rollups_agree
+
+    org = OrganizationFactory(time_zone="America/New_York")
+    now = datetime(2026, 3, 18, 15, 0, tzinfo=UTC)
+    teams = [TeamFactory(organization=org), TeamFactory(organization=org)]
+    keys = [VirtualKeyFactory(organization=org, team=teams[n % 2], name=f"key {n}") for n in range(4)]
+    spend: dict = {}
+    for n in range(40):
+        key, model = keys[n % 4], ("alpha", "beta", "gamma")[n % 3]
+        moment = datetime(2026, 3, 1, 5, 0, tzinfo=UTC) + timedelta(hours=7 * n)  # from the month's first local hour on
+        cost = Decimal(n + 1) / 100
+        ingest(org, key=key, model_name=model, at=moment, cost_display=str(cost), deployment_id=1 + n % 2)
+        for kind, value in (("model", model), ("key", key.pk), ("team", key.team_id)):
+            spend[(kind, value)] = spend.get((kind, value), Decimal(0)) + cost
+    ingest(org, key=keys[0], at=datetime(2026, 3, 1, 4, 59, tzinfo=UTC), cost_display="9")  # still February in New York
+    data = dashboard.overview(organization=org, now=now)
+    assert data.spent.amount == sum(Decimal(n + 1) / 100 for n in range(40))
+    assert {r.ident: r.cost.amount for r in data.top_models} == {m: spend[("model", m)] for m in ("alpha", "beta", "gamma")}
+    assert {r.ident: r.cost.amount for r in data.top_keys} == {k.pk: spend[("key", k.pk)] for k in keys}
+    assert {r.ident: r.cost.amount for r in data.top_teams} == {t.pk: spend[("team", t.pk)] for t in teams}
+    _rollups_agree(org)
+
+
 def test_forecast_is_the_pace_over_the_whole_period():
     start = datetime(2026, 4, 1, tzinfo=UTC)
     end = datetime(2026, 5, 1, tzinfo=UTC)
