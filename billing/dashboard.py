@@ -135,17 +135,13 @@ def _grouped(rows: QuerySet[UsageRollup], *columns: str) -> list[dict]:
     return list(rows.values(*columns).annotate(**{name: Sum(name) for name in SUMS}).order_by())
 
 
-def _add_up(groups: list[dict]) -> dict:
+def _totals(groups: list[dict]) -> dict:
+    """The groups' sums added up, with the error rate and mean latency they give."""
     totals = dict.fromkeys(SUMS, 0)
     totals["cost"] = Decimal(0)
     for group in groups:
         for name in SUMS:
             totals[name] += group[name] or 0
-    return totals
-
-
-def _rates(totals: dict) -> dict:
-    totals = {name: totals[name] or (Decimal(0) if name == "cost" else 0) for name in SUMS}
     totals["error_percent"] = (Decimal(totals["errors"] * 100) / totals["requests"]).quantize(Decimal("0.1")) if totals["requests"] else None
     totals["latency_ms_avg"] = round(totals["latency_ms_sum"] / totals["requests"]) if totals["requests"] else None
     return totals
@@ -187,14 +183,11 @@ def _spent_by_scope(budgets: list[Budget], groups: list[dict]) -> dict[int, Deci
         total += cost
         for column, sums in by_column.items():
             sums[group[column]] = sums.get(group[column], Decimal(0)) + cost
-    targets = {Budget.Scope.TEAM: ("team_id", "team_id"), Budget.Scope.KEY: ("key_id", "key_id"), Budget.Scope.USER: ("user_id", "user_id")}
+    columns = {Budget.Scope.TEAM: "team_id", Budget.Scope.KEY: "key_id", Budget.Scope.USER: "user_id"}
     spent = {}
     for budget in budgets:
-        if budget.scope in targets:
-            column, attribute = targets[budget.scope]
-            spent[budget.pk] = by_column[column].get(getattr(budget, attribute), Decimal(0))
-        else:
-            spent[budget.pk] = total
+        column = columns.get(budget.scope)  # the budget's own field of that name says whose spend it is
+        spent[budget.pk] = by_column[column].get(getattr(budget, column), Decimal(0)) if column else total
     return spent
 
 
@@ -277,7 +270,7 @@ class Overview:
     top_keys: list[Ranked] = field(default_factory=list)
     top_teams: list[Ranked] = field(default_factory=list)
     chart: dict = field(default_factory=dict)
-    groups: list[dict] = field(default_factory=list)  # the month's sums by model, key, team and user (see budget_statuses)
+    groups: list[dict] = field(default_factory=list)  # the organization's month by key, team and user (budget_statuses)
 
     @property
     def period_last_day(self) -> datetime:
@@ -333,8 +326,8 @@ def overview(*, organization, now: datetime, key_ids: list[int] | None = None) -
         by_model = _grouped(rows.filter(rollup_range_q(start, end, day_grain=UsageRollup.Grain.DAY_BY_MODEL)), "model_name")
         groups = _grouped(rows.filter(rollup_range_q(start, end, day_grain=UsageRollup.Grain.DAY_BY_KEY)), "key_id", "team_id", "user_id")
     else:
-        groups = by_model = _grouped(rollups(organization=organization, key_ids=key_ids).filter(rollup_range_q(start, end)), "model_name")
-    totals = _rates(_add_up(by_model))
+        by_model, groups = _grouped(rollups(organization=organization, key_ids=key_ids).filter(rollup_range_q(start, end)), "model_name"), []
+    totals = _totals(by_model)
     spent = totals["cost"]
     projected = forecast(spent, start=start, end=end, now=now)
     result = Overview(
@@ -415,7 +408,7 @@ def usage_summary(*, organization, since: datetime, until: datetime, filters: di
         # than now), which halves the rows a 7-day range reads.
         rows = rows.filter(rollup_range_q(since, None if end > timezone.now() else end))
     grouped = _grouped(rows, "bucket", "model_name")  # one scan: the chart's points, and the totals added up from them
-    totals = _rates(_add_up(grouped))
+    totals = _totals(grouped)
     points: dict[tuple, Decimal] = {}
     for row in grouped:
         bucket = row["bucket"].astimezone(UTC)

@@ -1,6 +1,7 @@
 """Celery tasks: thin wrappers over billing services, named explicitly (schedule: config/celery.py)."""
 
 import logging
+from contextlib import contextmanager
 
 from celery import shared_task
 from django.conf import settings
@@ -16,16 +17,25 @@ DRAIN_LOCK = "tollgate:drain-lock"
 DRAIN_LOCK_SECONDS = 20
 
 
+@contextmanager
+def _redis():
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10, socket_connect_timeout=5)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 @shared_task(name="billing.usage_drain", ignore_result=True)
 def usage_drain() -> int:
     """Move the relay's usage stream into the ledger (one drain at a time; embedded mode has no stream)."""
     if not settings.REDIS_URL:
         return 0
-    import redis
     from redis.exceptions import LockError
 
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10, socket_connect_timeout=5)
-    try:
+    with _redis() as client:
         lock = client.lock(DRAIN_LOCK, timeout=DRAIN_LOCK_SECONDS, blocking=False)
         if not lock.acquire():
             return 0
@@ -36,8 +46,6 @@ def usage_drain() -> int:
                 lock.release()
             except LockError:  # a long drain outlived its lock: another drain may already hold it
                 pass
-    finally:
-        client.close()
 
 
 @shared_task(name="billing.budget_evaluate", ignore_result=True)
@@ -62,10 +70,5 @@ def budget_counters_reconcile() -> int:
     """Redis only: in the embedded default each web process keeps its own counters."""
     if not settings.REDIS_URL:
         return 0
-    import redis
-
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10, socket_connect_timeout=5)
-    try:
+    with _redis() as client:
         return services.budget_counters_reconcile(client)
-    finally:
-        client.close()

@@ -107,20 +107,18 @@ def _parse(raw: bytes, content_type: str | None) -> dict:
 
 async def _relay(rt, conn, endpoint: str) -> None:
     key = await _authenticate(rt, conn)
-    body = None
+    body = name = stored = None
+    idempotency_key = conn.header(b"idempotency-key")
     try:
         body = _parse(await conn.read_body(rt.max_body), conn.header(b"content-type"))
         check_body(endpoint, body)
+        if idempotency_key:
+            name = store_key(key.id, idempotency_key)
+            stored = await rt.idempotency.claim(name)
     except RelayError as error:
         raise _refused(rt, conn, key, endpoint, body, error)
-    idempotency_key = conn.header(b"idempotency-key")
-    if not idempotency_key:
+    if name is None:
         return await _admit_and_forward(rt, conn, endpoint, key, body)
-    name = store_key(key.id, idempotency_key)
-    try:
-        stored = await rt.idempotency.claim(name)
-    except RelayError as error:
-        raise _refused(rt, conn, key, endpoint, body, error)
     if stored is not None:  # a retry: the stored answer, no upstream call, no charge
         headers = [(k.encode(), v.encode()) for k, v in stored["headers"]] + [(b"idempotent-replayed", b"true")]
         conn.request_id = stored["request_id"]  # the answer is the original request's
@@ -196,7 +194,7 @@ def _refused(rt, conn, key, endpoint: str, body: dict | None, error: RelayError)
     """A known key's request refused before admission still gets its ledger row (no deployment, no
     cost), so the key's owner finds the 400s, 403s and 404s in the request log. Unknown keys get none:
     they belong to no organization, and their flood is throttled instead."""
-    record = Record(conn.request_id, key, None, endpoint, bool(isinstance(body, dict) and body.get("stream") is True), body)
+    record = Record(conn.request_id, key, None, endpoint, isinstance(body, dict) and body.get("stream") is True, body)
     record.fail(error)
     record.finish()
     rt.sink.emit(record.as_dict())

@@ -30,8 +30,9 @@ class Router:
     def plan(self, model: ModelSnapshot, *, sticky_id: int | None = None) -> tuple[list[DeploymentSnapshot], list[DeploymentSnapshot]]:
         """(ready, cooling): the primary choice first then the rest in fallback order, and the cooling
         deployments, which callers try only after every other option (fallback models included)."""
-        cooling = [d for d in model.deployments if self._cooling(d)]
-        available = [d for d in model.deployments if d not in cooling]
+        available, cooling = [], []
+        for deployment in model.deployments:
+            (cooling if self._cooling(deployment) else available).append(deployment)
         return self._order(model, available, sticky_id), cooling
 
     def _order(self, model: ModelSnapshot, available: list[DeploymentSnapshot], sticky_id: int | None) -> list[DeploymentSnapshot]:

@@ -80,10 +80,7 @@ class RedisStreamSink(_BufferedSink):
         self._spool_dir = spool_dir
         self._last_replay = 0.0
 
-    async def _write(self, batch: list[dict]) -> None:
-        await self._publish(batch)
-
-    async def _publish(self, records: list[dict]) -> None:
+    async def _write(self, records: list[dict]) -> None:
         """One stream entry per batch (field "b": a JSON list): one command instead of one per record."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for start in range(0, len(records), BATCH):
@@ -118,7 +115,7 @@ class RedisStreamSink(_BufferedSink):
             except FileNotFoundError:  # another process sharing the folder replayed it meanwhile
                 continue
             records = [orjson.loads(line) for line in raw.splitlines() if line]
-            await self._publish(records)
+            await self._write(records)
             path.unlink(missing_ok=True)
             log.info("replayed %d spooled usage records", len(records))
 

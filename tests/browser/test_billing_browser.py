@@ -19,6 +19,7 @@ from accounts.models import Membership, Organization, Role, Team, User
 from billing import dashboard, ledger
 from billing.models import Budget
 from tests.billing.factories import ExchangeRateFactory, PriceFactory, usage_record
+from tests.browser.checks import assert_labelled, chart_state
 from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory, VirtualKeyFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -29,28 +30,6 @@ MEMBER_EMAIL = "member@example.com"
 SECRET = "tg-playground-0123456789abcdefghijklmnop"
 MODELS = ["gpt-4o-mini", "claude-haiku", "deepseek-chat"]
 
-UNLABELLED_CONTROLS = """
-() => Array.from(document.querySelectorAll("input, select, textarea"))
-  .filter((el) => el.type !== "hidden")
-  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !el.getAttribute("aria-labelledby"))
-  .map((el) => el.outerHTML)
-"""
-
-# The size of a chart's canvas, how many of its pixels are drawn, and what Chart.js holds for it.
-CANVAS_STATE = """
-(id) => {
-  const canvas = document.getElementById(id);
-  const box = canvas.getBoundingClientRect();
-  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-  let drawn = 0;
-  for (let i = 3; i < pixels.length; i += 4) { if (pixels[i] !== 0) { drawn += 1; } }
-  const chart = window.Chart && window.Chart.getChart(canvas);
-  return {width: box.width, height: box.height, drawn: drawn,
-          labels: chart ? chart.data.datasets.map((d) => d.label) : null,
-          totals: chart ? chart.data.datasets.map((d) => d.data.reduce((a, b) => a + b, 0)) : null};
-}
-"""
-
 
 @pytest.fixture(autouse=True)
 def _patient_expect():
@@ -58,22 +37,6 @@ def _patient_expect():
     expect.set_options(timeout=15_000)
     yield
     expect.set_options(timeout=5_000)
-
-
-def assert_labelled(page):
-    assert page.evaluate(UNLABELLED_CONTROLS) == [], page.url
-
-
-def chart_state(page, canvas_id):
-    page.wait_for_function(
-        "(id) => window.Chart && window.Chart.getChart(document.getElementById(id))"
-        " && document.getElementById(id).getAttribute('data-chart-ready') === 'true'",
-        arg=canvas_id,
-    )
-    page.wait_for_timeout(400)  # the bars' short entry animation
-    state = page.evaluate(CANVAS_STATE, canvas_id)
-    assert state["width"] > 200 and state["height"] > 200 and state["drawn"] > 500, state
-    return state
 
 
 def log_in(page, url, email):

@@ -24,6 +24,7 @@ from accounts.models import Membership, Organization, Role, User
 from billing.dashboard import Money
 from billing.models import Budget, UsageEvent, UsageRollup
 from keys.models import Deployment, ProviderCredential, VirtualKey
+from tests.browser.checks import assert_labelled, chart_state
 from tests.gateway import drain_usage, wait_for
 
 pytestmark = [pytest.mark.browser]
@@ -35,28 +36,6 @@ MODEL = "e2e-demo"
 UPSTREAM_MODEL = "tollgate-demo"  # the demo provider's seeded price: $1 / $2 per million tokens
 BUDGET = Decimal("0.01")
 MICRO = Decimal("0.000001")
-
-# Every visible form control needs a label (or aria-label/aria-labelledby); returns the offenders.
-UNLABELLED_CONTROLS = """
-() => Array.from(document.querySelectorAll("input, select, textarea"))
-  .filter((el) => el.type !== "hidden")
-  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !el.getAttribute("aria-labelledby"))
-  .map((el) => el.outerHTML)
-"""
-
-# A chart's canvas size, its drawn (non-transparent) pixels, and what Chart.js holds for it.
-CANVAS_STATE = """
-(id) => {
-  const canvas = document.getElementById(id);
-  const box = canvas.getBoundingClientRect();
-  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-  let drawn = 0;
-  for (let i = 3; i < pixels.length; i += 4) { if (pixels[i] !== 0) { drawn += 1; } }
-  const chart = window.Chart && window.Chart.getChart(canvas);
-  return {width: box.width, height: box.height, drawn: drawn,
-          datasets: chart ? chart.data.datasets.map((d) => ({label: d.label, data: d.data})) : null};
-}
-"""
 
 # About 600 tokens of ordinary text: each call costs a visible share of the budget.
 LONG_PROMPT = " ".join(["Summarise the quarterly spend of every team and flag the models that cost the most."] * 40)
@@ -82,22 +61,6 @@ def e2e(transactional_db, relay_server, settings):
     user = User.objects.create_user(email=EMAIL, password=PASSWORD, name="Erin End-to-end")
     Membership.objects.create(organization=org, user=user, role=Role.OWNER)
     return org
-
-
-def assert_labelled(page):
-    assert page.evaluate(UNLABELLED_CONTROLS) == [], page.url
-
-
-def chart_state(page, canvas_id):
-    page.wait_for_function(
-        "(id) => window.Chart && window.Chart.getChart(document.getElementById(id))"
-        " && document.getElementById(id).getAttribute('data-chart-ready') === 'true'",
-        arg=canvas_id,
-    )
-    page.wait_for_timeout(400)  # the bars' short entry animation
-    state = page.evaluate(CANVAS_STATE, canvas_id)
-    assert state["width"] > 200 and state["height"] > 200 and state["drawn"] > 500, state
-    return state
 
 
 def bar_value(page, budget_name) -> int:

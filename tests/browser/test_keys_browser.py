@@ -15,24 +15,13 @@ from accounts.models import Membership, Organization, Role, User
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
 from keys.selectors import key_snapshot_by_hash
 from tests.billing.factories import UsageEventFactory
+from tests.browser.checks import CANVAS_STATE, assert_labelled
 from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "a-long-browser-passphrase-7"
 EMAIL = "owner@example.com"
-
-# Every visible form control needs a label (or aria-label/aria-labelledby); returns the offenders.
-UNLABELLED_CONTROLS = """
-() => Array.from(document.querySelectorAll("input, select, textarea"))
-  .filter((el) => el.type !== "hidden")
-  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !el.getAttribute("aria-labelledby"))
-  .map((el) => el.outerHTML)
-"""
-
-
-def assert_labelled(page):
-    assert page.evaluate(UNLABELLED_CONTROLS) == [], page.url
 
 
 def tab_until(page, locator, limit=60) -> None:
@@ -173,19 +162,6 @@ def test_demo_provider_model_key_secret_once_and_revoke(live_server, settings, n
 
 
 # --- Routing form and the A/B report ----------------------------------------------------------------------
-
-# Whether a canvas has a drawn (non-transparent) pixel: a chart that failed leaves it blank.
-CANVAS_STATE = """
-(id) => {
-  const canvas = document.getElementById(id);
-  const box = canvas.getBoundingClientRect();
-  const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-  let drawn = 0;
-  for (let i = 3; i < pixels.length; i += 4) { if (pixels[i] !== 0) { drawn += 1; } }
-  const chart = window.Chart && window.Chart.getChart(canvas);
-  return {width: box.width, height: box.height, drawn: drawn, bars: chart ? chart.data.datasets.map((d) => d.data) : null};
-}
-"""
 
 
 def log_in(page, url):
