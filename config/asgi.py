@@ -1,4 +1,5 @@
-"""ASGI entry point: `/v1/*` goes to the relay's lean ASGI app, everything else to Django.
+"""ASGI entry point: `/v1/*` and the probes (`/healthz`, `/readyz`) go to the relay's lean ASGI app,
+everything else to Django.
 
 The relay stays outside Django's request cycle (DESIGN.md: about 890 µs per request through
 Django against about 150 µs raw); Django still owns settings, models and the ORM it uses.
@@ -14,6 +15,7 @@ django.setup()
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 from relay.app import RelayApp  # noqa: E402
+from relay.health import PATHS as PROBES  # noqa: E402
 
 django_application = get_asgi_application()
 relay_application = RelayApp()
@@ -23,6 +25,6 @@ async def application(scope, receive, send):
     if scope["type"] == "lifespan":
         return await relay_application(scope, receive, send)
     path = scope.get("path", "")
-    if path == "/v1" or path.startswith("/v1/"):
+    if path == "/v1" or path.startswith("/v1/") or path in PROBES:
         return await relay_application(scope, receive, send)
     return await django_application(scope, receive, send)

@@ -41,6 +41,10 @@ class SnapshotCache:
     async def model_names(self, organization_id: int):
         return await self._get(("models", organization_id), _model_names, organization_id)
 
+    def holds_snapshots(self) -> bool:
+        """Whether any key is cached, i.e. whether this process can serve while PostgreSQL is away."""
+        return any(cache_key[0] == "key" and entry[1] is not None for cache_key, entry in self._entries.items())
+
     async def _get(self, cache_key, loader, *args):
         entry = self._entries.get(cache_key)
         now = time.monotonic()

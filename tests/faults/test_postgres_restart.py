@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 from django.db import connection
 
@@ -69,11 +70,17 @@ def test_postgresql_restart(gateway, upstream, relay_server):
             (url, cached, chat()), (url, cached, chat(stream=True)),  # snapshot, leases and the stream: no SQL
             (url, uncached, chat()), (url, "tg-" + secrets.token_urlsafe(32), chat()),  # cannot be checked now
         ], concurrency=1)
+        readiness_during = httpx.get(relay_server.url + "/readyz", timeout=10)
     finally:
         pg(version, "start")
     wait_for(lambda: pg_ready(port), timeout=30)
     connection.close()
 
+    # Still ready (it serves its cached keys), degraded, naming the database (README: fail-open table).
+    assert readiness_during.status_code == 200, readiness_during.text
+    assert readiness_during.json()["status"] == "degraded"
+    assert readiness_during.json()["checks"]["postgresql"]["status"] == "down"
+    assert wait_for(lambda: httpx.get(relay_server.url + "/readyz", timeout=10).json()["status"] == "ready", timeout=15)
     for probe in probes:
         assert probe.elapsed < 6, probe  # no hang: connections fail fast, the connect timeout is 5 s
     assert [(p.status, p.complete) for p in probes[:2]] == [(200, True), (200, True)], probes[:2]

@@ -8,6 +8,7 @@ bumps follow it through `settings.REDIS_URL`.
 import time
 from decimal import Decimal
 
+import httpx
 from django.db.models import Sum
 
 from billing import services as billing_services
@@ -119,8 +120,12 @@ def test_redis_down_at_start_serves_valid_keys_then_replays_the_spool(gateway, u
         assert all(o.elapsed < LATENCY_BOUND for o in outcomes)
         wait_for(web.spooled, timeout=5)
         assert UsageEvent.objects.filter(organization=gateway.org).count() == 0  # nowhere to go yet
+        readiness = httpx.get(web.url.removesuffix("/v1") + "/readyz", timeout=10)
+        assert readiness.status_code == 200 and readiness.json()["status"] == "degraded", readiness.text  # serving, fail-open
+        assert readiness.json()["checks"]["redis"]["status"] == "down"
 
         redis.start()
+        assert wait_for(lambda: httpx.get(web.url.removesuffix("/v1") + "/readyz", timeout=10).json()["status"] == "ready", timeout=15)
         wait_for(lambda: not web.spooled(), timeout=15)  # replayed by the process itself, no traffic needed
         reconcile(gateway.org, upstream, expected_requests=8)
         assert spent(gateway.org, gateway.key) == Decimal("0.05")
