@@ -4,7 +4,8 @@ A, B, A, B… so a noisy machine weighs on both alike. Prints one line per cell 
     python benchmarks/ab.py                                  # httptools vs coalesce, chat c=16, 3 rounds
     python benchmarks/ab.py --variants coalesce --drain load,idle --concurrency 1
 
-Variants: `httptools` (uvicorn's own protocol), `coalesce` (relay.coalesce, what the Procfile runs).
+Variants: `httptools` (uvicorn's own protocol), `coalesce` (relay.coalesce, what the Procfile runs),
+`nometrics` (coalesce with the Prometheus metrics off: `--variants coalesce,nometrics` prices them).
 `--drain`: where the Celery worker that drains usage runs: `idle` (core 0 at idle priority, as run.py
 does), `load` (core 0 at the load tools' priority) or `none` (no worker; usage waits in the stream).
 Uses run.py's machinery with its own ports, database (`tollgate_bench_ab`) and Redis database (9).
@@ -27,6 +28,8 @@ run.PORTS.update({name: port + 1000 for name, port in run.PORTS.items()})
 UVICORN = [run.PY, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--workers", "1", "--loop", "uvloop",
            "--no-access-log", "--no-server-header"]
 VARIANTS = {"httptools": ["--http", "httptools"], "coalesce": ["--http", "relay.coalesce:HttpToolsProtocol"]}
+VARIANTS["nometrics"] = VARIANTS["coalesce"]  # the Procfile's process with TOLLGATE_METRICS=false
+VARIANT_ENV = {"nometrics": {"TOLLGATE_METRICS": "false"}}
 
 
 def measure(load: run.Load, routes: dict, opts, pid: int) -> dict:
@@ -71,7 +74,8 @@ def main() -> None:
                             "-s", str(run.WORK / "celerybeat-schedule"), "--loglevel", "WARNING", "-n", "ab@%h"]
                     worker = run.PROCS.start("ab-celery", argv, cpu=run.LOAD_CPU, env=gateway.env, idle=drain == "idle")
                 argv = [*UVICORN, "--port", str(run.PORTS["tollgate"]), *VARIANTS[variant]]
-                web = run.PROCS.start(f"ab-{variant}", argv, cpu=run.GATEWAY_CPU, env=gateway.env, rt=True)
+                env = {**gateway.env, **VARIANT_ENV.get(variant, {})}
+                web = run.PROCS.start(f"ab-{variant}", argv, cpu=run.GATEWAY_CPU, env=env, rt=True)
                 if not run.wait_port(run.PORTS["tollgate"], web, 60):
                     raise RuntimeError(run.log_tail(f"ab-{variant}"))
                 cell = measure(load, routes, opts, web.pid)

@@ -15,7 +15,7 @@ django.setup()
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 from relay.app import RelayApp  # noqa: E402
-from relay.health import PATHS as PROBES  # noqa: E402
+from relay.probes import PATHS as PROBES  # noqa: E402
 
 django_application = get_asgi_application()
 relay_application = RelayApp()

@@ -3,7 +3,9 @@
 Django's own variables take the DJANGO_ prefix; Tollgate's take TOLLGATE_. See README "Configuration".
 """
 
+import os
 import sys
+from pathlib import Path
 
 from config.env import BASE_DIR, DATA_DIR, env, local_secret, new_fernet_key, new_token
 from config.safety import check_production_settings
@@ -229,6 +231,13 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # Tollgate
 TOLLGATE_PUBLIC_URL = env("TOLLGATE_PUBLIC_URL", default="http://127.0.0.1:8000")
+TOLLGATE_METRICS = env.bool("TOLLGATE_METRICS", default=True)
+# /metrics (Prometheus): a bearer token; without one it answers only loopback clients, and only with DEBUG on.
+TOLLGATE_METRICS_TOKEN = env("TOLLGATE_METRICS_TOKEN", default="")
+# prometheus-client picks multiprocess mode from this variable when it is first imported, so it is set here,
+# before anything imports it; every web and worker process writes its own files there (README "Metrics").
+METRICS_DIR = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(DATA_DIR / "metrics")))
+METRICS_DIR.mkdir(parents=True, exist_ok=True)
 TOLLGATE_MAX_BODY_BYTES = env.int("TOLLGATE_MAX_BODY_BYTES", default=8 * 1024 * 1024)
 TOLLGATE_OUTPUT_RESERVE_TOKENS = env.int("TOLLGATE_OUTPUT_RESERVE_TOKENS", default=4096)
 TOLLGATE_USAGE_RETENTION_DAYS = env.int("TOLLGATE_USAGE_RETENTION_DAYS", default=400)

@@ -7,7 +7,7 @@ lifespan of the per-process runtime. The request flow itself is relay.pipeline.
 import logging
 import secrets
 
-from relay import health, pipeline
+from relay import pipeline, probes
 from relay.errors import RelayError, RequestTooLarge
 from relay.runtime import Runtime
 
@@ -86,8 +86,8 @@ class RelayApp:
         if self.runtime is None:  # servers started without lifespan support
             self.runtime = Runtime()
             await self.runtime.start()
-        if scope["path"] in health.PATHS:
-            return await health.handle(self.runtime, Connection(scope, receive, send), scope["path"])
+        if scope["path"] in probes.PATHS:
+            return await probes.handle(self.runtime, Connection(scope, receive, send), scope["path"])
         await pipeline.handle(self.runtime, Connection(scope, receive, send))
 
     async def _lifespan(self, receive, send):

@@ -16,6 +16,7 @@ from keys import selectors
 from keys.invalidation import REDIS_KEY, local_version_path
 from relay.db import run_db
 from relay.errors import Unavailable
+from relay.metrics import SNAPSHOT_LOADS
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class SnapshotCache:
                     return stale[1]
                 raise Unavailable("The gateway's database is unavailable; retry shortly.", headers={"retry-after": "5"}) from exc
             self.loads += 1
+            SNAPSHOT_LOADS.inc()
             if version == self._version:  # not invalidated while loading
                 self._entries[cache_key] = (time.monotonic() + TTL_SECONDS, value)
                 self._entries.move_to_end(cache_key)

@@ -29,6 +29,11 @@ class Cooldowns:
         until = self._until.get(deployment_id)
         return until is not None and until > (now or time.time())
 
+    def cooling_ids(self, now: float | None = None) -> list[int]:
+        """The deployments cooling down now, as this process knows them (for the metrics)."""
+        now = now or time.time()
+        return [deployment_id for deployment_id, until in self._until.items() if until > now]
+
     async def failure(self, deployment_id: int, policy) -> None:
         now = time.time()
         probing = deployment_id in self._until and not self.cooling(deployment_id, now)

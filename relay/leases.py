@@ -13,6 +13,8 @@ import asyncio
 import logging
 import time
 
+from relay.metrics import LEASE_GRANTS
+
 log = logging.getLogger(__name__)
 
 
@@ -153,6 +155,7 @@ class LeaseBook:
             # ...and at most an eighth of what seemed left, so the final units are spread thin.
             wanted = max(need, min(limit * self.fraction, room / 8))
             granted, used = await self.store.grant(counter, limit, wanted, need, ttl, must_exist)
+            LEASE_GRANTS.inc()
             lease.used = used
             if granted <= 0:
                 return False

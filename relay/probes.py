@@ -1,5 +1,5 @@
-"""Probes for load balancers and Kubernetes: `/healthz` (the process answers) and `/readyz` (it can
-serve /v1, and the state of each dependency).
+"""What an operator's tooling calls: `/healthz` (the process answers), `/readyz` (it can serve /v1,
+and the state of each dependency) and `/metrics` (Prometheus).
 
 Readiness follows the README's fail-open table rather than the dependencies alone: the relay keeps
 serving with Redis down (per-process counters, spooled usage) and with PostgreSQL down for every key
@@ -10,15 +10,20 @@ snapshot to serve from. The body names each dependency's state either way.
 """
 
 import asyncio
+import hmac
 import time
 
 import orjson
+from django.conf import settings
 from django.db import connection
 
+from relay import metrics
 from relay.db import run_db
+from relay.errors import NotFound, RelayError
 
 CHECK_TIMEOUT = 1.0
-PATHS = frozenset({"/healthz", "/readyz"})
+PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 
 def _database_ping() -> None:
@@ -60,8 +65,36 @@ async def readiness(rt, timeout: float = CHECK_TIMEOUT) -> tuple[int, dict]:
 
 
 async def handle(rt, conn, path: str) -> None:
-    if path == "/healthz":
-        status, body = 200, {"status": "ok"}
-    else:
-        status, body = await readiness(rt)
-    await conn.respond(status, orjson.dumps(body), [(b"content-type", b"application/json"), (b"cache-control", b"no-store")])
+    try:
+        if path == "/metrics":
+            return await _metrics(rt, conn)
+        if path == "/healthz":
+            status, body = 200, {"status": "ok"}
+        else:
+            status, body = await readiness(rt)
+        await conn.respond(status, orjson.dumps(body), [(b"content-type", b"application/json"), (b"cache-control", b"no-store")])
+    except RelayError as error:
+        await conn.respond_error(error)
+
+
+def may_scrape(conn) -> bool:
+    """With a token set, only a request bearing it; without one, loopback clients in DEBUG only (a
+    production deployment behind a local proxy would otherwise publish its metrics)."""
+    token = settings.TOLLGATE_METRICS_TOKEN
+    if token:
+        presented = (conn.header(b"authorization") or "").removeprefix("Bearer ").strip()
+        return hmac.compare_digest(presented.encode(), token.encode())
+    return settings.DEBUG and (conn.scope.get("client") or ("",))[0] in LOOPBACK
+
+
+async def _metrics(rt, conn) -> None:
+    if not may_scrape(conn):
+        raise NotFound("Unknown endpoint GET /metrics.")  # as if absent: nothing to learn without the token
+    rt.metrics.flush()  # this process's latest records, so a scrape right after a request sees it
+    families = [metrics.cooling_deployments(rt.cooldowns)]
+    if rt.redis is not None:
+        from billing.ledger import GROUP, STREAM  # names only; the relay never writes the ledger
+
+        families.append(await metrics.stream_backlog(rt.redis, STREAM, GROUP))
+    body = await asyncio.get_running_loop().run_in_executor(None, metrics.exposition, families)
+    await conn.respond(200, body, [(b"content-type", metrics.CONTENT_TYPE), (b"cache-control", b"no-store")])

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from django.db import OperationalError
 
-from relay import health
+from relay import probes as health
 from relay.runtime import Runtime
 
 
