@@ -26,8 +26,8 @@ def _run_worker(argv: list[str]) -> None:
 
         ingest = ledger.usage_ingest
 
-        def ingest_then_hang(records):
-            count = ingest(records)  # committed
+        def ingest_then_hang(records, **kwargs):
+            count = ingest(records, **kwargs)  # committed
             if records and not os.path.exists(marker):
                 Path(marker).write_text(str(len(records)))
                 time.sleep(3600)  # killed here: the batch is in the ledger, its entries are not acknowledged
