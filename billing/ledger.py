@@ -459,6 +459,15 @@ def usage_consume(client, stop, *, block_ms: int = 1000, batch: int = 20) -> Non
     which starts it again (billing.drain)."""
     ensure_group(client)
     consumer = consumer_name()
+    # First what this process read and did not acknowledge (a failed insert, the database away): at
+    # once, rather than after TOLLGATE_USAGE_CLAIM_IDLE_MS. Deleted entries come back empty and are
+    # acknowledged too, so this ends.
+    for _ in range(10_000):
+        response = client.xreadgroup(GROUP, consumer, {STREAM: "0"}, count=batch)
+        entries = response[0][1] if response else []
+        if not entries:
+            break
+        _ingest_entries(client, entries)
     reclaim_at = 0.0
     while not stop.is_set():
         if time.monotonic() >= reclaim_at:
