@@ -127,8 +127,8 @@ def _bool_check(value):
 
 
 def _trail_check(value):
-    if type(value) is not list or len(value) > MAX_TRAIL or not all(type(item) is dict for item in value):
-        return "not a list of attempts"
+    if type(value) is not list or len(value) > MAX_TRAIL:  # its items are read defensively (billing.views)
+        return f"not a list of at most {MAX_TRAIL} attempts"
     return None
 
 

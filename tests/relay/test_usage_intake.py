@@ -84,3 +84,29 @@ def test_adapters_hand_negative_and_absurd_figures_to_the_record_unchanged():
     rec = record()
     rec.usage(usage_from_openai({"prompt_tokens": -3, "completion_tokens": 2**40}), "provider")
     assert (rec.prompt_tokens, rec.completion_tokens, rec.usage_flags) == (0, MAX_USAGE_TOKENS, "negative:prompt,capped:completion")
+
+
+# --- Through the real relay ----------------------------------------------------------------------
+
+MESSAGES = [{"role": "user", "content": "Hi"}]
+
+
+def test_a_non_numeric_usage_answer_is_an_openai_error_not_a_500(gateway, upstream):
+    import openai
+
+    upstream.usage_override = {"prompt_tokens": "lots", "completion_tokens": 10}
+    with pytest.raises(openai.APIStatusError) as info:
+        gateway.client().chat.completions.create(model="gpt-test", messages=MESSAGES)
+    assert info.value.status_code != 500 and info.value.body["code"] == "upstream_malformed"
+
+
+def test_a_non_numeric_usage_event_ends_a_stream_with_an_error_event(gateway, upstream):
+    import httpx
+
+    upstream.usage_override = {"prompt_tokens": 3, "completion_tokens": {"n": 10}}
+    body = {"model": "gpt-test", "messages": MESSAGES, "stream": True}
+    with httpx.stream("POST", gateway.base_url + "/chat/completions", json=body, timeout=20,
+                      headers={"Authorization": f"Bearer {gateway.secret}"}) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    errors = [orjson.loads(line[6:])["error"] for line in lines if line.startswith('data: {"error"')]
+    assert [e["code"] for e in errors] == ["upstream_malformed"]
