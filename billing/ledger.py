@@ -15,6 +15,7 @@ import gc
 import logging
 import math
 import os
+import re
 import socket
 import time
 from contextlib import contextmanager
@@ -54,10 +55,11 @@ def _row(record: dict) -> dict:
 # --- Checking records against the ledger's columns ----------------------------------------------
 
 # Ranges of Django's integer fields (the same on every database Django supports).
+# Subclasses before their bases (a BigIntegerField is an IntegerField): the first match wins.
 _INT_RANGES = {
     models.PositiveSmallIntegerField: (0, 32767), models.PositiveIntegerField: (0, 2147483647),
-    models.SmallIntegerField: (-32768, 32767), models.IntegerField: (-2147483648, 2147483647),
-    models.BigIntegerField: (-(2**63), 2**63 - 1), models.ForeignKey: (1, 2**63 - 1),
+    models.SmallIntegerField: (-32768, 32767), models.BigIntegerField: (-(2**63), 2**63 - 1),
+    models.IntegerField: (-2147483648, 2147483647), models.ForeignKey: (1, 2**63 - 1),
 }
 LATEST_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last instant a datetime column holds
 MAX_TRAIL = 100  # attempts in attempt_trail; the relay makes a handful
@@ -154,14 +156,44 @@ _CHECKS = {field.attname: _column_check(field) for field in _COLUMNS}
 _REQUIRED = ["request_id", *(field.attname for field in _COLUMNS if _DEFAULTS[field.attname] is None and not field.null)]
 
 
+# The common case in one pass, without a call per column: ints in range, short strings, booleans,
+# NULLs where allowed, plain decimals. Anything else (and every problem) goes to the column's check.
+_INT_BOUNDS = {f.attname: _INT_RANGES[next(k for k in _INT_RANGES if isinstance(f, k))]
+               for f in _COLUMNS if any(isinstance(f, k) for k in _INT_RANGES)}
+_TEXT_LENGTHS = {f.attname: f.max_length for f in _COLUMNS if isinstance(f, models.CharField) and f.attname != "request_id"}
+_DECIMALS = frozenset(f.attname for f in _COLUMNS if isinstance(f, models.DecimalField))
+_BOOLEANS = frozenset(f.attname for f in _COLUMNS if isinstance(f, models.BooleanField))
+_NULLABLE = frozenset(f.attname for f in _COLUMNS if f.null)
+# Below every decimal column's limit (10 integer digits); the database rounds the fraction to its scale.
+_PLAIN_DECIMAL = re.compile(r"\d{1,%d}(?:\.\d+)?\Z" % min(f.max_digits - f.decimal_places for f in _COLUMNS if isinstance(f, models.DecimalField)))
+
+
 def record_problem(record) -> str | None:
-    """Why the ledger cannot take this record, or None: checked per column, as the insert would be."""
+    """Why the ledger cannot take this record, or None: checked per column, as the insert would be
+    (~2 µs for a good record)."""
     if type(record) is not dict:
         return f"not a record: {_short(record)}"
     for name in _REQUIRED:
         if name not in record:
             return f"{name}: missing"
     for name, value in record.items():
+        kind = type(value)
+        if kind is int:
+            bounds = _INT_BOUNDS.get(name)
+            if bounds is not None and bounds[0] <= value <= bounds[1]:
+                continue
+        elif kind is str:
+            length = _TEXT_LENGTHS.get(name)
+            if length is not None:
+                if len(value) <= length and "\x00" not in value:
+                    continue
+            elif name in _DECIMALS and _PLAIN_DECIMAL.match(value):
+                continue
+        elif value is None:
+            if name in _NULLABLE:
+                continue
+        elif kind is bool and name in _BOOLEANS:
+            continue
         check = _CHECKS.get(name)  # keys the ledger has no column for are ignored, as on insert
         if check is not None:
             problem = check(value)

@@ -110,7 +110,8 @@ def test_record_checks_name_the_field_and_the_problem(record, reason):
 
 
 def test_a_good_record_passes_the_checks(two_orgs):
-    assert ledger.record_problem({**usage_record(organization=two_orgs[0], at=AT), "extra": {"any": "thing"}}) is None
+    record = usage_record(organization=two_orgs[0], at=AT, team_id=2**40, deployment_id=2**62, cost_display="9999999999.123456789012")
+    assert ledger.record_problem({**record, "extra": {"any": "thing"}}) is None  # big ids are BigIntegerFields
 
 
 def test_operators_get_one_email_an_hour(two_orgs, settings):
