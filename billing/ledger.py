@@ -244,9 +244,8 @@ def usage_ingest(records: list, *, sources: list[str] | None = None) -> int:
     """Insert records; returns how many were new. Safe to call again with the same records.
 
     Only the rows actually inserted are added to the rollups, in the same transaction. A record the
-    ledger cannot take is parked in UsageDeadLetter (with `sources[i]`, its stream entry id) and the
-    others are ingested. The parked ones of a retried batch are parked again (the ledger keeps no key
-    for them): the operator sees each retry, never fewer letters than records.
+    ledger cannot take is parked in UsageDeadLetter (with `sources[i]`, its stream entry id, by which
+    a retried entry's records are parked once) and the others are ingested.
     """
     if not records:
         return 0
@@ -272,7 +271,7 @@ def usage_ingest(records: list, *, sources: list[str] | None = None) -> int:
     with transaction.atomic():
         inserted = _ingest_isolating(items, parked)
         if parked:
-            _park(parked, live_orgs)
+            parked = _park(parked, live_orgs)
     if parked:
         _tell_operator(parked)
     return inserted
@@ -323,17 +322,26 @@ def _as_text(record) -> str:
     return text if len(text) <= DEAD_LETTER_MAX_CHARS else text[:DEAD_LETTER_MAX_CHARS] + "…[cut]"
 
 
-def _park(parked: list[tuple], live_orgs: set[int]) -> None:
-    letters = []
+def _park(parked: list[tuple], live_orgs: set[int]) -> list[tuple]:
+    """Write the dead letters; returns those that are new. A stream entry taken again (its worker died
+    before acknowledging it) parks its records once: letters are known by entry and request id."""
+    known = set(UsageDeadLetter.objects.filter(stream_entry__in={source for _, _, source in parked if source})
+                .values_list("stream_entry", "request_id"))
+    letters, new = [], []
     for record, reason, source in parked:
         fields = record if type(record) is dict else {}
         org_id, request_id = fields.get("organization_id"), fields.get("request_id")
+        request_id = request_id.replace("\x00", "")[:64] if type(request_id) is str else ""
+        if source and (str(source)[:40], request_id) in known:
+            continue
+        new.append((record, reason, source))
         letters.append(UsageDeadLetter(
             organization_id=org_id if type(org_id) is int and org_id in live_orgs else None,
-            request_id=request_id.replace("\x00", "")[:64] if type(request_id) is str else "",
-            stream_entry=str(source)[:40], reason=reason.replace("\x00", "")[:300], record=_as_text(record).replace("\x00", ""),
+            request_id=request_id, stream_entry=str(source)[:40], reason=reason.replace("\x00", "")[:300],
+            record=_as_text(record).replace("\x00", ""),
         ))
     UsageDeadLetter.objects.bulk_create(letters)
+    return new
 
 
 DEAD_LETTER_ALERT_KEY = "tollgate:usage-dead-letter-alert"

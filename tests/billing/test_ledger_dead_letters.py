@@ -73,9 +73,10 @@ def test_bad_records_are_parked_and_the_rest_of_the_batch_is_ingested(two_orgs, 
     # The operator is told: one ERROR line with the ids and reasons.
     assert any(rec.levelno == logging.ERROR and all(rid in rec.getMessage() for rid in bad) for rec in caplog.records)
 
-    # Retried (a crash before the acknowledgement): the good rows are not counted twice.
+    # Retried (a crash before the acknowledgement): the good rows are not counted twice, nor the bad parked twice.
     assert ledger.usage_ingest(records, sources=sources) == 0
     assert (rollup_requests(org_a), rollup_requests(org_b)) == (3, 2)
+    assert UsageDeadLetter.objects.count() == len(bad)
 
 
 def test_a_record_the_checks_miss_is_isolated_by_the_database(two_orgs, monkeypatch):
