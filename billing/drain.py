@@ -45,8 +45,8 @@ class UsageConsumer:
             try:
                 ledger.usage_consume(client, self._stop, block_ms=BLOCK_MS)
             except Exception as exc:
-                # Entries read and not acknowledged stay pending: this consumer reads them again
-                # (reclaim) once they have been idle for TOLLGATE_USAGE_CLAIM_IDLE_MS.
+                # Entries read and not acknowledged stay pending for this consumer, which takes them
+                # again first thing on its next start (ledger.usage_consume).
                 pause = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
                 failures += 1
                 log.warning("usage consumer failed (%s: %s); retrying in %s s", exc.__class__.__name__, str(exc)[:200], pause)
