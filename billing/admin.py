@@ -15,7 +15,7 @@ from accounts.errors import ApplicationError
 from accounts.models import Role
 from accounts.tenancy import OrgContext
 from billing import alerts
-from billing.models import Alert, AlertChannel, AlertDelivery, Budget, ExchangeRate, Price, UsageEvent, UsageRollup
+from billing.models import Alert, AlertChannel, AlertDelivery, Budget, ExchangeRate, Price, UsageDeadLetter, UsageEvent, UsageRollup
 
 
 @admin.register(Price)
@@ -46,6 +46,18 @@ class UsageEventAdmin(ReadOnlyAdmin):
     search_fields = ["request_id", "model_name", "upstream_model"]
     date_hierarchy = "created_at"
     show_full_result_count = False  # the ledger is large: no COUNT(*) over it per page
+
+
+@admin.register(UsageDeadLetter)
+class UsageDeadLetterAdmin(ReadOnlyAdmin):
+    """Usage records the ledger refused (billing.ledger), with the reason; their batches went in without them."""
+
+    list_display = ["created_at", "request_id", "organization", "reason", "stream_entry"]
+    list_filter = [("organization", admin.EmptyFieldListFilter)]
+    list_select_related = ["organization"]
+    search_fields = ["request_id", "reason", "stream_entry"]
+    date_hierarchy = "created_at"
+    fields = ["created_at", "organization", "request_id", "stream_entry", "reason", "record"]
 
 
 @admin.register(UsageRollup)

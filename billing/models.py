@@ -47,6 +47,8 @@ class UsageEvent(models.Model):
     cost_display = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
     price_id = models.BigIntegerField(null=True, blank=True)
     downgraded_from = models.CharField(max_length=120, blank=True)
+    # What the relay corrected in the upstream's figures (relay.record.Record.usage), e.g. "negative:prompt".
+    usage_flags = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:
@@ -64,6 +66,24 @@ class UsageEvent(models.Model):
 
     def __str__(self):
         return self.request_id
+
+
+class UsageDeadLetter(models.Model):
+    """A usage record the ledger could not take (billing.ledger): kept as it came, with the reason, for the
+    operator. The rest of its batch was ingested; nothing is dropped silently."""
+
+    organization = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="usage_dead_letters")
+    request_id = models.CharField(max_length=64, blank=True)
+    stream_entry = models.CharField(max_length=40, blank=True)  # the Redis stream entry id (empty: written directly)
+    reason = models.CharField(max_length=300)
+    record = models.TextField()  # the record as JSON, cut at billing.ledger.DEAD_LETTER_MAX_CHARS
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.request_id or '?'}: {self.reason}"
 
 
 class Price(models.Model):

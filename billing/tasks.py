@@ -28,9 +28,8 @@ def _redis():
         client.close()
 
 
-@shared_task(name="billing.usage_drain", ignore_result=True)
-def usage_drain() -> int:
-    """Move the relay's usage stream into the ledger (one drain at a time; embedded mode has no stream)."""
+def _locked_drain(work) -> int:
+    """Run `work(client)` unless another drain holds the lock (embedded mode has no stream)."""
     if not settings.REDIS_URL:
         return 0
     from redis.exceptions import LockError
@@ -40,7 +39,7 @@ def usage_drain() -> int:
         if not lock.acquire():
             return 0
         try:
-            return ledger.usage_drain(client)
+            return work(client)
         finally:
             try:
                 lock.release()
@@ -48,10 +47,22 @@ def usage_drain() -> int:
                 pass
 
 
+@shared_task(name="billing.usage_drain", ignore_result=True)
+def usage_drain() -> int:
+    """The safety net (beat): ingest entries a dead consumer left pending. Each worker's own consumer
+    thread (billing.drain) moves the stream into the ledger as entries arrive."""
+    return _locked_drain(ledger.usage_reclaim)
+
+
 @shared_task(name="billing.budget_evaluate", ignore_result=True)
 def budget_evaluate(budget_id: int) -> None:
-    usage_drain()  # the relay asks promptly: bring the ledger up to date first
+    _locked_drain(ledger.usage_drain)  # the relay asks promptly: bring the ledger up to date first
     services.budget_evaluate(budget_id=budget_id)
+
+
+@shared_task(name="billing.usage_dead_letters_alert", ignore_result=True)
+def usage_dead_letters_alert() -> int:
+    return ledger.usage_dead_letters_alert()
 
 
 @shared_task(name="billing.budgets_evaluate_all", ignore_result=True)

@@ -2,7 +2,7 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, bootsteps
 from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -11,10 +11,40 @@ app = Celery("tollgate")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+
+class UsageConsumerStep(bootsteps.StartStopStep):
+    """Each worker runs the usage consumer (billing.drain) beside its pool: started once the pool's
+    processes (and an embedded beat's) are forked, stopped at the worker's shutdown."""
+
+    requires = {"celery.worker.components:Pool", "celery.worker.components:Beat"}
+
+    def __init__(self, worker, **kwargs):
+        self.consumer = None
+        super().__init__(worker, **kwargs)
+
+    def start(self, worker):
+        if os.environ.get("TOLLGATE_USAGE_CONSUMER", "1") == "0":  # benchmarks/ledger_lag.py: the old beat-only drain
+            return
+        from billing.drain import UsageConsumer
+
+        self.consumer = UsageConsumer()
+        self.consumer.start()
+
+    def stop(self, worker):
+        if self.consumer is not None:
+            self.consumer.stop()
+            self.consumer = None
+
+    shutdown = stop
+
+
+app.steps["worker"].add(UsageConsumerStep)
+
 # Tasks are registered by name so this module needs no imports from the apps.
 app.conf.beat_schedule = {
     "accounts-invitations-expire": {"task": "accounts.invitations_expire", "schedule": crontab(minute=0)},
-    "billing-usage-drain": {"task": "billing.usage_drain", "schedule": 2.0},
+    # A safety net: each worker's consumer thread drains the stream as it fills (UsageConsumerStep above).
+    "billing-usage-drain": {"task": "billing.usage_drain", "schedule": 30.0, "options": {"expires": 25}},
     "billing-budgets-evaluate-all": {"task": "billing.budgets_evaluate_all", "schedule": 60.0},
     "billing-budget-counters-reconcile": {"task": "billing.budget_counters_reconcile", "schedule": 300.0},
     "billing-usage-retention": {"task": "billing.usage_retention", "schedule": crontab(hour=3, minute=17)},

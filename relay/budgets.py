@@ -64,7 +64,11 @@ class BudgetGate:
         return held, downgrade
 
     async def settle(self, held, reserved: int, actual: int) -> None:
+        """Replace the reservation by the actual cost. A cost below zero (an upstream's usage can be
+        anything) counts as zero, so settling gives back at most what this request reserved: never
+        what other requests spent."""
         self.open_reservations -= 1
+        actual = max(actual, 0)
         for counter, budget in held:
             if actual != reserved:
                 await self.book.adjust(counter, actual - reserved)

@@ -76,6 +76,16 @@ class UpstreamError(RelayError):
         self.retry_after = retry_after
 
 
+class MalformedUsage(UpstreamError):
+    """The upstream's usage figures are not numbers: another deployment would not make them right."""
+
+    code = "upstream_malformed"
+
+    def __init__(self, message: str = "The upstream reported usage that is not a number.", **kwargs):
+        kwargs.setdefault("retryable", False)
+        super().__init__(message, **kwargs)
+
+
 class UpstreamTimeout(UpstreamError):
     status, type, code = 504, "api_error", "upstream_timeout"
 

@@ -1,6 +1,7 @@
 """The usage record of one request, priced exactly; it becomes a billing.UsageEvent via the sink."""
 
 import asyncio
+import math
 import time
 from decimal import Decimal
 
@@ -8,10 +9,27 @@ import orjson
 
 from billing.pricing import price_at, to_micros
 from relay import tokens
-from relay.errors import RelayError
+from relay.errors import MalformedUsage, RelayError
 
 INLINE_COUNT_CHARS = 8192
 MODEL_NAME_LENGTH = 120  # the ledger's model_name column
+# No request comes near this many tokens in one count (the largest: an embeddings batch of 2048 inputs ×
+# 8192 tokens ≈ 17M); far below the ledger's integer columns (2^31 - 1), even as prompt + completion.
+MAX_USAGE_TOKENS = 100_000_000
+
+
+def usage_number(value) -> int:
+    """A token count as an upstream reported it, checked for type: absent (None) is 0, an int or a finite
+    float is taken (range is Record.usage's job); anything else (a string, NaN, a bool, an object) raises
+    MalformedUsage. Adapters read every usage figure through this before adding figures up."""
+    if value is None:
+        return 0
+    kind = type(value)
+    if kind is int:
+        return value
+    if kind is float and math.isfinite(value):
+        return int(value)
+    raise MalformedUsage()
 
 
 def worst_case_micros(model, prompt_tokens: int, output_tokens: int, now: float) -> int:
@@ -59,7 +77,7 @@ class Record:
         "request_id", "key", "model", "model_name", "endpoint", "stream", "started", "created_at", "status_code",
         "error_type", "prompt_tokens", "cached_tokens", "completion_tokens", "usage_source", "attempts", "deployment",
         "deployment_id", "provider", "upstream_model", "ttft_ms", "latency_ms", "body", "cost", "currency",
-        "exchange_rate", "cost_display", "price_id", "attempt_trail", "downgraded_from",
+        "exchange_rate", "cost_display", "price_id", "attempt_trail", "downgraded_from", "usage_flags",
     )
 
     def __init__(self, request_id, key, model, endpoint, stream, body):
@@ -75,6 +93,7 @@ class Record:
         self.status_code, self.error_type = 0, ""
         self.prompt_tokens = self.cached_tokens = self.completion_tokens = 0
         self.usage_source = "missing"
+        self.usage_flags = ""  # what Record.usage corrected in the upstream's figures, e.g. "negative:prompt"
         self.attempts, self.deployment_id, self.provider, self.upstream_model = 0, None, "", ""
         self.ttft_ms = None
         self.latency_ms = 0
@@ -92,8 +111,18 @@ class Record:
         })
 
     def usage(self, usage, source: str) -> None:
-        self.prompt_tokens, self.completion_tokens = usage.prompt_tokens, usage.completion_tokens
-        self.cached_tokens, self.usage_source = usage.cached_tokens, source
+        """Take an upstream's figures, the one place they enter the record: a non-number raises
+        MalformedUsage; a negative count becomes 0, one above MAX_USAGE_TOKENS is capped, cached tokens
+        never exceed the prompt; each correction is flagged (kept in the ledger's usage_flags)."""
+        flags = []
+        prompt = _in_range(usage_number(usage.prompt_tokens), "prompt", flags)
+        completion = _in_range(usage_number(usage.completion_tokens), "completion", flags)
+        cached = _in_range(usage_number(usage.cached_tokens), "cached", flags)
+        if cached > prompt:
+            cached = prompt
+            flags.append("cached>prompt")
+        self.prompt_tokens, self.completion_tokens, self.cached_tokens = prompt, completion, cached
+        self.usage_source, self.usage_flags = source, ",".join(flags)
 
     async def estimate(self, completion_text: str) -> None:
         """Count tokens offline; long texts are counted in a worker thread, off the event loop."""
@@ -141,8 +170,18 @@ class Record:
             "latency_ms": self.latency_ms, "ttft_ms": self.ttft_ms, "created_at": self.created_at,
             "cost": _text(self.cost), "currency": self.currency or "", "exchange_rate": _text(self.exchange_rate),
             "cost_display": _text(self.cost_display), "price_id": self.price_id,
-            "attempt_trail": self.attempt_trail, "downgraded_from": self.downgraded_from,
+            "attempt_trail": self.attempt_trail, "downgraded_from": self.downgraded_from, "usage_flags": self.usage_flags,
         }
+
+
+def _in_range(count: int, name: str, flags: list) -> int:
+    if count < 0:
+        flags.append(f"negative:{name}")
+        return 0
+    if count > MAX_USAGE_TOKENS:
+        flags.append(f"capped:{name}")
+        return MAX_USAGE_TOKENS
+    return count
 
 
 def requested_model(body) -> str:

@@ -10,6 +10,7 @@ urlpatterns = [
     path("budgets/<int:pk>/", views.BudgetDetailApi.as_view(), name="api-budget-detail"),
     path("usage/", views.UsageSummaryApi.as_view(), name="api-usage-summary"),
     path("usage/events/", views.UsageEventListApi.as_view(), name="api-usage-events"),
+    path("usage/backlog/", views.UsageBacklogApi.as_view(), name="api-usage-backlog"),
     path("estimate/", views.EstimateApi.as_view(), name="api-estimate"),
     path("alert-channels/", views.AlertChannelListApi.as_view(), name="api-alert-channel-list"),
     path("alert-channels/<int:pk>/", views.AlertChannelDetailApi.as_view(), name="api-alert-channel-detail"),

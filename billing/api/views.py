@@ -38,7 +38,7 @@ from billing.api.serializers import (
     PriceWindowSerializer,
     UsageEventSerializer,
 )
-from billing.models import AlertChannel, AlertDelivery, Budget, ExchangeRate, Price
+from billing.models import AlertChannel, AlertDelivery, Budget, ExchangeRate, Price, UsageDeadLetter
 from keys.models import Deployment, VirtualKey
 from keys.presets import PROVIDER_CHOICES
 
@@ -525,6 +525,54 @@ class UsageEventListApi(OrgAPIView):
         if key_ids is not None:
             events = events.filter(key_id__in=key_ids)
         return paginated_response(self, events, self.OutputSerializer)
+
+
+class UsageBacklogApi(OrgAPIView):
+    """How far the ledger is behind: usage recorded by the relay and not yet in the ledger, and the records
+    the ledger refused (dead letters, billing.ledger).
+
+    The stream figures are the installation's (the stream carries every organization's batches, and
+    entries are read as a whole): `waiting` stream entries (batches of up to 500 requests, one per relay
+    flush), `pending` (read by a worker, not yet committed) and the oldest entry's age; they say how fresh
+    the ledger is and nothing about another organization's usage. `dead_letters` counts this
+    organization's refused records; staff users also get `dead_letters_all`, the installation's. Without
+    Redis (embedded mode) the relay writes the ledger directly: the stream figures are null.
+    """
+
+    permissions = {"GET": Perm.VIEW_USAGE}
+
+    class OutputSerializer(serializers.Serializer):
+        stream = serializers.BooleanField(help_text="Usage travels through the Redis stream (false: embedded mode, or Redis unreachable).")
+        waiting = serializers.IntegerField(allow_null=True, help_text="Stream entries not yet in the ledger.")
+        pending = serializers.IntegerField(allow_null=True, help_text="Of those, entries a worker has read and not yet committed.")
+        oldest_age_seconds = serializers.FloatField(allow_null=True, help_text="Age of the oldest waiting entry (null: none).")
+        dead_letters = serializers.IntegerField(help_text="This organization's usage records the ledger refused.")
+        dead_letters_all = serializers.IntegerField(required=False, help_text="Staff only: every organization's.")
+
+        class Meta:
+            ref_name = "UsageBacklog"
+
+    @extend_schema(tags=["usage"], responses=OutputSerializer)
+    def get(self, request):
+        from django.conf import settings
+
+        from billing import ledger
+
+        body = {"stream": False, "waiting": None, "pending": None, "oldest_age_seconds": None,
+                "dead_letters": UsageDeadLetter.objects.filter(organization=self.organization).count()}
+        if settings.REDIS_URL:
+            import redis
+
+            client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+            try:
+                body.update(ledger.usage_backlog(client), stream=True)
+            except redis.RedisError:
+                pass  # the figures stay null: unknown, not zero
+            finally:
+                client.close()
+        if getattr(request.user, "is_staff", False):
+            body["dead_letters_all"] = UsageDeadLetter.objects.count()
+        return Response(self.OutputSerializer(body).data)
 
 
 # The cost estimator

@@ -10,6 +10,7 @@ import orjson
 from relay.errors import InvalidRequest, UpstreamError, UpstreamRateLimited, UpstreamRejected, sanitize_upstream_message
 from relay.providers.base import SSEEvent, Target, UpstreamRequest, Usage
 from relay.providers.openai import chat_chunk, retry_after_seconds
+from relay.record import usage_number
 
 VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; OpenAI clients often omit it
@@ -212,10 +213,11 @@ def build_tools(body: dict, payload: dict) -> None:
 def usage_from(raw: dict | None) -> Usage | None:
     if not raw:
         return None
-    cache_read = int(raw.get("cache_read_input_tokens") or 0)
+    # Every figure through usage_number (a non-number raises MalformedUsage); Record.usage bounds the sums.
+    cache_read = usage_number(raw.get("cache_read_input_tokens"))
     # input_tokens excludes cache reads and writes; OpenAI's prompt_tokens counts everything.
-    prompt = int(raw.get("input_tokens") or 0) + int(raw.get("cache_creation_input_tokens") or 0) + cache_read
-    return Usage(prompt_tokens=prompt, completion_tokens=int(raw.get("output_tokens") or 0), cached_tokens=cache_read)
+    prompt = usage_number(raw.get("input_tokens")) + usage_number(raw.get("cache_creation_input_tokens")) + cache_read
+    return Usage(prompt_tokens=prompt, completion_tokens=usage_number(raw.get("output_tokens")), cached_tokens=cache_read)
 
 
 def map_anthropic_error(status: int, error: dict, headers) -> UpstreamError:

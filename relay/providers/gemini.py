@@ -16,6 +16,7 @@ from relay.providers.anthropic import (apply_params, choice, classify_error, com
                                        load_json, split_data_url, text_of, walk_messages)
 from relay.providers.base import SSEEvent, Target, UpstreamRequest, Usage
 from relay.providers.openai import chat_chunk
+from relay.record import usage_number
 
 _listify = lambda v: [v] if isinstance(v, str) else list(v)  # noqa: E731
 # OpenAI parameter -> (Gemini dotted path, transform). Anything not listed is dropped.
@@ -111,9 +112,10 @@ def usage_from(meta: dict | None) -> Usage | None:
         return None
     # promptTokenCount already includes cached tokens; thoughts are billed as output. Tool-use prompt
     # tokens (e.g. grounding results) are billed input, so prompt + completion = totalTokenCount.
-    prompt = int(meta.get("promptTokenCount") or 0) + int(meta.get("toolUsePromptTokenCount") or 0)
-    completion = int(meta.get("candidatesTokenCount") or 0) + int(meta.get("thoughtsTokenCount") or 0)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=int(meta.get("cachedContentTokenCount") or 0))
+    # Every figure through usage_number (a non-number raises MalformedUsage); Record.usage bounds the sums.
+    prompt = usage_number(meta.get("promptTokenCount")) + usage_number(meta.get("toolUsePromptTokenCount"))
+    completion = usage_number(meta.get("candidatesTokenCount")) + usage_number(meta.get("thoughtsTokenCount"))
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=usage_number(meta.get("cachedContentTokenCount")))
 
 
 def _finish(reason: str | None, has_calls: bool) -> str | None:

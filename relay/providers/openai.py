@@ -11,6 +11,7 @@ import orjson
 
 from relay.errors import UpstreamError, UpstreamRateLimited, UpstreamRejected, sanitize_upstream_message
 from relay.providers.base import SSEEvent, Target, UpstreamRequest, Usage
+from relay.record import usage_number
 
 PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
 _CONTEXT_CODES = {"context_length_exceeded", "string_above_max_length"}
@@ -19,12 +20,15 @@ _CONTEXT_CODES = {"context_length_exceeded", "string_above_max_length"}
 def usage_from_openai(usage: dict | None) -> Usage | None:
     if not isinstance(usage, dict):
         return None
-    prompt = int(usage.get("prompt_tokens") or 0)
-    details = usage.get("prompt_tokens_details") or {}
+    # Every figure through usage_number, as it is parsed (a non-number raises MalformedUsage, which ends a
+    # stream with an error event); relay.record.Record.usage bounds them.
+    details = usage.get("prompt_tokens_details")
+    if not isinstance(details, dict):
+        details = {}
     # DeepSeek reports cache hits beside prompt tokens rather than in the details.
-    cached = int(details.get("cached_tokens") or usage.get("prompt_cache_hit_tokens") or 0)
-    completion = int(usage.get("completion_tokens") or 0)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=min(cached, prompt))
+    cached = usage_number(details.get("cached_tokens")) or usage_number(usage.get("prompt_cache_hit_tokens"))
+    return Usage(prompt_tokens=usage_number(usage.get("prompt_tokens")), completion_tokens=usage_number(usage.get("completion_tokens")),
+                 cached_tokens=cached)
 
 
 def retry_after_seconds(headers) -> float | None:

@@ -37,3 +37,20 @@ def test_worker_killed_and_restarted_drains_everything_once(gateway, upstream, t
         assert events.aggregate(t=Sum("completion_tokens"))["t"] == sum(e.completion_tokens for e in upstream.ledger)
     finally:
         worker.kill()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the worker process needs a shared server database")
+def test_rows_appear_without_the_beat_schedule(gateway, upstream, tmp_path):
+    """The worker's own consumer thread drains the stream as it fills: no beat runs here, and nothing
+    else drains (the test does not call the drain)."""
+    worker = Worker(tmp_path, name="nobeat", beat=False)
+    try:
+        client = gateway.client()
+        client.chat.completions.create(model="gpt-test", messages=MESSAGES)  # the worker may still be starting
+        wait_for(lambda: UsageEvent.objects.filter(organization=gateway.org).count() == 1, timeout=60)
+        for _ in range(10):
+            client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+        wait_for(lambda: UsageEvent.objects.filter(organization=gateway.org).count() == 11, timeout=10)
+    finally:
+        worker.stop()  # a warm shutdown stops the consumer thread too
+        assert worker.process.wait(30) is not None

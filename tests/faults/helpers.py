@@ -26,8 +26,8 @@ def _run_worker(argv: list[str]) -> None:
 
         ingest = ledger.usage_ingest
 
-        def ingest_then_hang(records):
-            count = ingest(records)  # committed
+        def ingest_then_hang(records, **kwargs):
+            count = ingest(records, **kwargs)  # committed
             if records and not os.path.exists(marker):
                 Path(marker).write_text(str(len(records)))
                 time.sleep(3600)  # killed here: the batch is in the ledger, its entries are not acknowledged
@@ -269,7 +269,8 @@ class Worker:
     """A real Celery worker (with embedded beat) in its own process group, so killing it also kills
     the beat child (a bare SIGKILL of the worker orphans it)."""
 
-    def __init__(self, tmp_path: Path, *, hold_after_commit: Path | None = None, env: dict | None = None, name: str = "w"):
+    def __init__(self, tmp_path: Path, *, hold_after_commit: Path | None = None, env: dict | None = None, name: str = "w",
+                 beat: bool = True):
         environment = child_env(**secrets_env(), DATABASE_URL=server_database_url(), REDIS_URL=settings.REDIS_URL,
                                 TOLLGATE_USAGE_CLAIM_IDLE_MS="1000", TOLLGATE_DATA_DIR=str(tmp_path / f"worker-{name}"),
                                 TOLLGATE_EGRESS_ALLOW_HOSTS="127.0.0.1", **(env or {}))
@@ -277,7 +278,7 @@ class Worker:
         if hold_after_commit is not None:
             environment["TG_FAULT_HOLD_AFTER_COMMIT"] = str(hold_after_commit)
         self.log = tmp_path / f"worker-{name}.log"
-        command = [sys.executable, "-m", "tests.faults.helpers", "worker", "--beat", "--pool", "solo",
+        command = [sys.executable, "-m", "tests.faults.helpers", "worker", *(["--beat"] if beat else []), "--pool", "solo",
                    "--schedule", str(tmp_path / f"beat-{name}"), "--loglevel", "WARNING", "-n", f"faults-{name}-{os.getpid()}@%h"]
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,

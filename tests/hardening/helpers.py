@@ -430,6 +430,7 @@ ROUTES: list[Route] = [
        Op("DELETE", Perm.MANAGE_BUDGETS), make=_budget),
     _r("api-usage-summary", Op(G, Perm.VIEW_OWN_USAGE), own_list=True),
     _r("api-usage-events", Op(G, Perm.VIEW_OWN_USAGE), own_list=True),
+    _r("api-usage-backlog", Op(G, Perm.VIEW_USAGE)),
     _r("api-estimate", Op(P, Perm.VIEW_ORG, lambda w, o, org: {"documents": 2, "average_document_tokens": 100,
                                                                "expected_output_tokens": 10, "models": [_active_model_name(org)]})),
     _r("api-alert-channel-list", Op(G, Perm.VIEW_ORG),

@@ -58,6 +58,8 @@ def add_routes(app: web.Application, upstream) -> None:
         upstream_id = upstream.next_id("chatcmpl-mock")
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words), "total_tokens": prompt_tokens + len(words),
                  "prompt_tokens_details": {"cached_tokens": 2 if prompt_tokens > 10 else 0}}
+        if upstream.usage_override is not None:
+            usage = upstream.usage_override
         tools = body.get("tools")
         last = (body.get("messages") or [{}])[-1]
         wants_tool = bool(tools) and last.get("role") == "user" and "use tool" in str(last.get("content"))

@@ -11,6 +11,8 @@ upstream model name, so a test configures a Deployment and needs no side channel
   stall         streams two chunks then stalls forever
   reset         closes the connection without an answer
   nousage       normal answer but without any usage figures
+
+`usage_override` makes the OpenAI routes report other usage figures (negative, absurd, not numbers).
 """
 
 import asyncio
@@ -51,6 +53,7 @@ class MockUpstream:
     ledger: list[LedgerEntry] = field(default_factory=list)
     requests: list[dict] = field(default_factory=list)  # method, path, headers, json
     chunk_delay: float = 0.0
+    usage_override: dict | None = None  # the OpenAI routes report this `usage` instead of the true one (reset() clears it)
 
     def __post_init__(self):
         self._ids = itertools.count(1)
@@ -121,6 +124,7 @@ class MockUpstream:
         with self._lock:
             self.ledger.clear()
             self.requests.clear()
+            self.usage_override = None
 
     @web.middleware
     async def _log_middleware(self, request, handler):
