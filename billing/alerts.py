@@ -34,7 +34,7 @@ from billing import webhooks
 from billing.channels import SENDERS, Outcome
 from billing.models import Alert, AlertChannel, AlertDelivery, Budget
 from keys.egress import check_url
-from keys.encryption import decrypt, encrypt
+from keys.encryption import decrypt, encrypt, rotate
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,17 @@ def alert_channel_rotate_secret(*, actor: OrgContext, channel: AlertChannel, ip=
     channel.save(update_fields=["secret_encrypted", "previous_secret_encrypted"])
     audit_record(organization=channel.organization, actor=actor.user, action="alert_channel.rotate_secret", target=channel, ip=ip)
     return channel, secret
+
+
+def alert_channels_reencrypt() -> int:
+    """Re-encrypt every channel's URL and signing secrets under the primary key (key rotation)."""
+    count = 0
+    for channel in AlertChannel.objects.all().iterator():
+        for field in ("url_encrypted", "secret_encrypted", "previous_secret_encrypted"):
+            setattr(channel, field, rotate(getattr(channel, field)))
+        channel.save(update_fields=["url_encrypted", "secret_encrypted", "previous_secret_encrypted"])
+        count += 1
+    return count
 
 
 # --- Firing --------------------------------------------------------------------------------------

@@ -628,11 +628,11 @@ def test_bot_urls_are_never_shown_in_full(client, org, owner):
     channel = AlertChannelFactory(organization=org, kind=AlertChannel.Kind.FEISHU, target="https://hooks.example.com/bot/hook/tok-123456")
     logged_in(client, owner)
     for page in (client.get(reverse("budgets")), client.get(reverse("channel_edit", args=[channel.pk]))):
-        assert "tok-123456" not in html_of(page) and "https://hooks.example.com/…" in html_of(page)
+        assert "tok-123456" not in html_of(page) and "https://hooks.example.com/…3456" in html_of(page)
     # An empty URL on edit keeps the stored one.
     assert client.post(reverse("channel_edit", args=[channel.pk]), {"name": "Bot", "target": "", "enabled": "on"}).status_code == 302
     channel.refresh_from_db()
-    assert channel.target.endswith("tok-123456") and channel.name == "Bot"
+    assert channel.url().endswith("tok-123456") and channel.name == "Bot"
 
 
 @pytest.mark.parametrize("data, field", [
@@ -661,7 +661,7 @@ def test_channel_edit_refuses_a_private_url(client, org, owner, settings):
     response = client.post(reverse("channel_edit", args=[channel.pk]), {"name": "Hook", "target": "https://169.254.169.254/x", "enabled": "on"})
     assert response.status_code == 400 and "target" in response.context["form"].errors
     channel.refresh_from_db()
-    assert channel.target == "https://hooks.example.com/tollgate"
+    assert channel.url() == "https://hooks.example.com/tollgate"
 
 
 def test_send_a_test_alert_and_the_delivery_log(client, org, owner):

@@ -101,7 +101,7 @@ def test_rotate_command_prints_the_count(credential, settings, keys_ab, capsys):
     )
     settings.TOLLGATE_ENCRYPTION_KEYS = [key_b, key_a]
     call_command("tollgate_rotate_credentials")
-    assert "Re-encrypted 2 credential(s)." in capsys.readouterr().out
+    assert "Re-encrypted 2 credential(s) and 0 alert channel(s)." in capsys.readouterr().out
     settings.TOLLGATE_ENCRYPTION_KEYS = [key_b]
     assert encryption.decrypt(ProviderCredential.objects.get(name="prod").api_key_encrypted) == API_KEY
 
