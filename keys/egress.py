@@ -34,7 +34,7 @@ def _not_public(host: str, address: str | None = None) -> str:
         text = _("%(host)s resolves to %(address)s, a private, loopback or otherwise non-public address.") % {"host": host, "address": address}
     else:
         text = _("%(host)s is a private, loopback or otherwise non-public address.") % {"host": host}
-    return text + " " + _("An intranet provider must be listed in TOLLGATE_EGRESS_ALLOW_HOSTS by the operator.")
+    return text + " " + _("To reach an intranet host, the operator lists it in TOLLGATE_EGRESS_ALLOW_HOSTS.")
 
 
 def check_url(url: str, *, field: str) -> None:
