@@ -67,7 +67,7 @@ def celery_sent(monkeypatch):
 
 @pytest.fixture
 def every_log(caplog, settings):
-    """DEBUG for every logger, SQL included, but the HTTP-client traces settings.LOGGING keeps at INFO on purpose."""
+    """DEBUG for every logger, SQL included, but those settings.LOGGING pins on purpose (the HTTP clients, which log URLs)."""
     pinned = [name for name in settings.LOGGING.get("loggers", {}) if name != "django.db.backends"]
     caplog.set_level(logging.DEBUG)
     for name in list(logging.root.manager.loggerDict):
