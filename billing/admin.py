@@ -5,7 +5,6 @@ drop its caches; the one write here, sending a test alert, calls the same servic
 no encrypted channel secret, and bot URLs (which carry the bot's token) only as scheme and host.
 """
 
-from urllib.parse import urlsplit
 
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
@@ -90,10 +89,7 @@ class AlertChannelAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("destination"))
     def destination(self, channel):
-        if channel.kind == AlertChannel.Kind.EMAIL:
-            return channel.target
-        parts = urlsplit(channel.target)
-        return f"{parts.scheme}://{parts.hostname}/…"
+        return channel.destination
 
     def has_send_test_permission(self, request):
         return request.user.has_perm("billing.change_alertchannel")

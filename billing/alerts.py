@@ -34,7 +34,7 @@ from billing import webhooks
 from billing.channels import SENDERS, Outcome
 from billing.models import Alert, AlertChannel, AlertDelivery, Budget
 from keys.egress import check_url
-from keys.encryption import decrypt, encrypt
+from keys.encryption import decrypt, encrypt, rotate
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def _check_target(kind: str, target: str) -> str:
         return ", ".join(addresses)
     if len(target) > 2000:
         raise ApplicationError(_("The URL is too long."), field="target")
-    check_url(target, field="target")
+    check_url(target, field="target")  # no lookup: the address is checked when connecting (keys.egress)
     return target
 
 
@@ -103,12 +103,24 @@ def _check_secret(kind: str, secret: str) -> str:
     return secret
 
 
-def _target_label(kind: str, target: str) -> str:
-    """What the audit log may show: addresses, or only scheme and host (bot URLs carry a token)."""
-    if kind == AlertChannel.Kind.EMAIL:
-        return target
-    parts = urlsplit(target)
-    return f"{parts.scheme}://{parts.hostname}"
+def _set_target(channel: AlertChannel, target: str) -> None:
+    """Email addresses in `target`; a webhook or bot URL encrypted (it carries a token), with a hint to show."""
+    if channel.has_url:
+        channel.target = ""
+        channel.set_url(target)
+    else:
+        channel.target = target
+
+
+def _target_changed(channel: AlertChannel, target: str) -> bool:
+    if not channel.has_url:
+        return target != channel.target
+    if target == channel.url_hint:  # the masked form an API client read back: not a new URL
+        return False
+    try:
+        return target != channel.url()
+    except ValueError:  # undecryptable under the configured keys: a new URL replaces it
+        return True
 
 
 @transaction.atomic
@@ -122,12 +134,12 @@ def alert_channel_create(
     name, target, secret = _check_name(name), _check_target(kind, target), _check_secret(kind, secret)
     if kind == AlertChannel.Kind.WEBHOOK and not secret:
         secret = webhooks.new_secret()
-    channel = AlertChannel.objects.create(
-        organization=actor.organization, name=name, kind=kind, target=target, secret_encrypted=encrypt(secret), enabled=bool(enabled)
-    )
+    channel = AlertChannel(organization=actor.organization, name=name, kind=kind, secret_encrypted=encrypt(secret), enabled=bool(enabled))
+    _set_target(channel, target)
+    channel.save()
     audit_record(
         organization=actor.organization, actor=actor.user, action="alert_channel.create", target=channel, ip=ip,
-        data={"kind": kind, "target": _target_label(kind, target), "signed": bool(secret)},
+        data={"kind": kind, "target": channel.destination, "signed": bool(secret)},
     )
     return channel, (secret if kind == AlertChannel.Kind.WEBHOOK else None)
 
@@ -143,8 +155,8 @@ def alert_channel_update(
     if name is not None and name.strip() != channel.name:
         channel.name = _check_name(name)
         changed.append("name")
-    if target is not None and target.strip() != channel.target:
-        channel.target = _check_target(channel.kind, target)
+    if target is not None and _target_changed(channel, target.strip()):
+        _set_target(channel, _check_target(channel.kind, target))
         changed.append("target")
     if secret is not None:
         if channel.kind == AlertChannel.Kind.WEBHOOK:
@@ -156,7 +168,7 @@ def alert_channel_update(
         channel.disabled_reason = "" if enabled else _("Disabled in the settings.")
         changed.append("enabled")
     channel.save()
-    data = {"changed": changed, **({"target": _target_label(channel.kind, channel.target)} if "target" in changed else {})}
+    data = {"changed": changed, **({"target": channel.destination} if "target" in changed else {})}
     audit_record(organization=channel.organization, actor=actor.user, action="alert_channel.update", target=channel, data=data, ip=ip)
     return channel
 
@@ -183,6 +195,17 @@ def alert_channel_rotate_secret(*, actor: OrgContext, channel: AlertChannel, ip=
     channel.save(update_fields=["secret_encrypted", "previous_secret_encrypted"])
     audit_record(organization=channel.organization, actor=actor.user, action="alert_channel.rotate_secret", target=channel, ip=ip)
     return channel, secret
+
+
+def alert_channels_reencrypt() -> int:
+    """Re-encrypt every channel's URL and signing secrets under the primary key (key rotation)."""
+    count = 0
+    for channel in AlertChannel.objects.all().iterator():
+        for field in ("url_encrypted", "secret_encrypted", "previous_secret_encrypted"):
+            setattr(channel, field, rotate(getattr(channel, field)))
+        channel.save(update_fields=["url_encrypted", "secret_encrypted", "previous_secret_encrypted"])
+        count += 1
+    return count
 
 
 # --- Firing --------------------------------------------------------------------------------------
@@ -301,8 +324,12 @@ def _scrub(text: str, channel: AlertChannel) -> str:
         if plain:
             text = text.replace(plain, "***")
     if channel.kind in URL_KINDS:
-        parts = urlsplit(channel.target)
-        for piece in (channel.target, parts.path, parts.query):
+        try:
+            url = channel.url()
+        except ValueError:  # undecryptable: then it was not sent either
+            url = ""
+        parts = urlsplit(url)
+        for piece in (url, parts.path, parts.query):
             if len(piece) > 1:
                 text = text.replace(piece, "***")
         text = re.sub(r"(?i)\b(sign|access_token|key)=[^&\s\"']+", r"\1=***", text)  # a replayable signature, a token

@@ -175,7 +175,7 @@ def send_webhook(channel: AlertChannel, alert: Alert, delivery: AlertDelivery) -
     """Standard Webhooks: same body and webhook-id on every retry, signed by current and previous secret."""
     body = _json({"type": alert.kind, "timestamp": alert.created_at.isoformat(), "data": alert.payload})
     secrets_ = [_secret(channel), decrypt(channel.previous_secret_encrypted)]
-    response = _post(channel.target, body, webhooks.signature_headers(secrets_, delivery.message_id, body))
+    response = _post(channel.url(), body, webhooks.signature_headers(secrets_, delivery.message_id, body))
     if 200 <= response.status_code < 300:
         return Outcome(True, response.status_code)
     return Outcome(False, response.status_code, f"HTTP {response.status_code}", _retry_after(response))
@@ -204,7 +204,7 @@ def send_feishu(channel: AlertChannel, alert: Alert, delivery: AlertDelivery) ->
     if secret := _secret(channel):
         timestamp = int(time.time())
         data = {"timestamp": str(timestamp), "sign": feishu_sign(secret, timestamp), **data}
-    return _bot_outcome("feishu", _post(channel.target, _json(data)), "code", "msg")
+    return _bot_outcome("feishu", _post(channel.url(), _json(data)), "code", "msg")
 
 
 def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
@@ -217,7 +217,7 @@ def send_dingtalk(channel: AlertChannel, alert: Alert, delivery: AlertDelivery) 
     message = alert_message(alert, channel)
     text = "\n\n".join([f"#### {_md_safe(message.title)}", *_markdown_lines(message), f"[Open Tollgate]({message.link})"])
     data = {"msgtype": "markdown", "markdown": {"title": message.title, "text": text}, "at": {"isAtAll": False}}
-    url = channel.target
+    url = channel.url()
     if secret := _secret(channel):
         timestamp_ms = int(time.time() * 1000)
         url += ("&" if "?" in url else "?") + f"timestamp={timestamp_ms}&sign={dingtalk_sign(secret, timestamp_ms)}"
@@ -230,7 +230,7 @@ def send_wecom(channel: AlertChannel, alert: Alert, delivery: AlertDelivery) -> 
     content = "\n".join(lines)
     content = content.encode()[:WECOM_MARKDOWN_BYTES].decode(errors="ignore")
     data = {"msgtype": "markdown", "markdown": {"content": content}}
-    return _bot_outcome("wecom", _post(channel.target, _json(data)), "errcode", "errmsg")
+    return _bot_outcome("wecom", _post(channel.url(), _json(data)), "errcode", "errmsg")
 
 
 Sender = Callable[[AlertChannel, Alert, AlertDelivery], Outcome]

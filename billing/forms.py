@@ -16,6 +16,7 @@ from accounts.permissions import Perm
 from billing import estimator
 from billing.dashboard import STATUS_FILTERS
 from billing.models import AlertChannel, Budget
+from keys.forms import ReenterSecretsMixin, WriteOnlyInput
 from keys.models import Model, VirtualKey
 
 MAX_RANGE_DAYS = 400
@@ -228,7 +229,11 @@ class BudgetUpdateForm(_BudgetFieldsForm):
 # --- Alert channels -------------------------------------------------------------------------------------
 
 
-class AlertChannelCreateForm(forms.Form):
+REENTER_URL = _("Re-enter the URL: it carries a token and is never sent back to the browser.")
+REENTER_SIGNING_SECRET = _("Re-enter the signing secret: it is never sent back to the browser.")
+
+
+class AlertChannelCreateForm(ReenterSecretsMixin, forms.Form):
     name = forms.CharField(label=_("Name"), max_length=120)
     kind = forms.ChoiceField(label=_("Kind"), choices=AlertChannel.Kind.choices, initial=AlertChannel.Kind.EMAIL)
     target = forms.CharField(
@@ -245,9 +250,18 @@ class AlertChannelCreateForm(forms.Form):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("auto_id", "channel_%s")
         super().__init__(*args, **kwargs)
+        if self._url_kind():
+            self.fields["target"].widget = WriteOnlyInput()  # a webhook or bot URL carries a token
+
+    def _url_kind(self) -> bool:
+        return self.is_bound and self.data.get(self.add_prefix("kind")) in AlertChannel.Kind.values and \
+            self.data.get(self.add_prefix("kind")) != AlertChannel.Kind.EMAIL
+
+    def secret_notes(self) -> dict:
+        return {"secret": REENTER_SIGNING_SECRET, **({"target": REENTER_URL} if self._url_kind() else {})}
 
 
-class AlertChannelUpdateForm(forms.Form):
+class AlertChannelUpdateForm(ReenterSecretsMixin, forms.Form):
     name = forms.CharField(label=_("Name"), max_length=120)
     target = forms.CharField(label=_("Email addresses or URL"), max_length=2000, required=False)
     secret = forms.CharField(
@@ -267,8 +281,12 @@ class AlertChannelUpdateForm(forms.Form):
             # Bot URLs carry a token: never sent back to the browser; a new one replaces it.
             self.fields["target"].label = _("New URL")
             self.fields["target"].help_text = _("Empty: unchanged.")
+            self.fields["target"].widget = WriteOnlyInput()
         if channel.kind not in (AlertChannel.Kind.FEISHU, AlertChannel.Kind.DINGTALK):
             del self.fields["secret"]
+
+    def secret_notes(self) -> dict:
+        return {"secret": REENTER_SIGNING_SECRET, **({"target": REENTER_URL} if self.channel.has_url else {})}
 
     @classmethod
     def for_channel(cls, channel: AlertChannel, data=None):

@@ -1,7 +1,10 @@
+from urllib.parse import urlsplit
+
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organization
+from keys.encryption import decrypt, encrypt
 
 
 class UsageSource(models.TextChoices):
@@ -225,7 +228,10 @@ class AlertChannel(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="alert_channels")
     name = models.CharField(_("name"), max_length=120)
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
-    target = models.TextField(_("emails or URL"))
+    target = models.TextField(_("emails or URL"))  # email addresses; empty for the URL kinds, whose URL is below
+    # Webhook and bot URLs carry a token: stored encrypted like provider keys (keys.encryption), shown only as the hint.
+    url_encrypted = models.TextField(blank=True)
+    url_hint = models.CharField(max_length=300, blank=True)
     secret_encrypted = models.TextField(blank=True)
     previous_secret_encrypted = models.TextField(blank=True)
     enabled = models.BooleanField(default=True)
@@ -237,6 +243,37 @@ class AlertChannel(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def has_url(self) -> bool:
+        return self.kind != self.Kind.EMAIL
+
+    def url(self) -> str:
+        """The webhook or bot URL in full, for sending only (ValueError when the encryption key is gone)."""
+        return decrypt(self.url_encrypted)
+
+    def set_url(self, url: str) -> None:
+        self.url_encrypted, self.url_hint = encrypt(url), url_hint(url)
+
+    @property
+    def destination(self) -> str:
+        """What may be shown: email addresses in full, a URL as its hint."""
+        return self.url_hint if self.has_url else self.target
+
+
+def url_hint(url: str) -> str:
+    """Scheme, host and port, then the URL's last 4 characters when the rest is long enough to keep them secret."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return "…"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port else host
+    rest = url.split(parts.netloc, 1)[-1] if parts.netloc else ""
+    tail = rest[-4:] if len(rest) >= 16 else ""
+    return f"{parts.scheme}://{netloc}/…{tail}"
 
 
 class Alert(models.Model):

@@ -14,7 +14,6 @@ never sees a key's secret at all: the browser calls /v1 itself (static/js/billin
 import csv
 import zoneinfo
 from functools import wraps
-from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.core.handlers.asgi import ASGIRequest
@@ -68,14 +67,6 @@ def _in_org_time_zone(view):
             return view(request, *args, **kwargs)
 
     return wrapper
-
-
-def _channel_target(channel: AlertChannel) -> str:
-    """Email addresses in full; for URL kinds only scheme and host (bot URLs carry their token)."""
-    if channel.kind == AlertChannel.Kind.EMAIL:
-        return channel.target
-    parts = urlsplit(channel.target)
-    return f"{parts.scheme}://{parts.hostname}/…"
 
 
 # --- Overview ---------------------------------------------------------------------------------------------
@@ -295,7 +286,7 @@ def _budgets_page(request, *, budget_form=None, channel_form=None, status=200):
     can_manage = ctx.can(Perm.MANAGE_BUDGETS)
     now = timezone.now()
     statuses = dashboard.budget_statuses(list(dashboard.budget_list(organization=org)), organization=org, now=now)
-    channels = [{"channel": c, "target": _channel_target(c)} for c in scoped(AlertChannel, org).order_by("name", "id")]
+    channels = [{"channel": c, "target": c.destination} for c in scoped(AlertChannel, org).order_by("name", "id")]
     deliveries = scoped(AlertDelivery, org).select_related("alert", "channel").order_by("-created_at", "-id")
     context = {
         "nav_section": "budgets",
@@ -409,7 +400,7 @@ def channel_edit(request, pk):
         else:
             messages.success(request, _("Alert channel %(name)s saved.") % {"name": channel.name})
             return redirect("budgets")
-    context = {"nav_section": "budgets", "channel": channel, "target": _channel_target(channel), "form": form}
+    context = {"nav_section": "budgets", "channel": channel, "target": channel.destination, "form": form}
     return render(request, "billing/channel_edit.html", context, status=_form_status(form) if form.errors else 200)
 
 

@@ -258,9 +258,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("TOLLGATE_LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
-        # HTTP client traces print whole upstream response headers, which a provider may fill with the
-        # credential it was sent: kept out of the logs even when TOLLGATE_LOG_LEVEL=DEBUG.
-        "httpcore": {"level": "INFO"},
+        # The HTTP clients log request URLs (httpx at INFO: "HTTP Request: POST <url>"), and bot and
+        # webhook URLs carry their token; their traces print whole upstream response headers, which a
+        # provider may fill with the credential it was sent. Warnings only, even when TOLLGATE_LOG_LEVEL=DEBUG.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
         "hpack": {"level": "INFO"},
     },
 }

@@ -2,13 +2,14 @@
 
 HTTPS only (plain HTTP when TOLLGATE_EGRESS_ALLOW_HTTP), and every address the host resolves to
 must be public: loopback, private, link-local (cloud metadata), multicast, reserved and mapped
-forms are refused, unless the host is in TOLLGATE_EGRESS_ALLOW_HOSTS.
+forms are refused, unless the host is in TOLLGATE_EGRESS_ALLOW_HOSTS (keys.addresses has the rules).
 
-`check_url` runs at save time; `fetch`/`post_json` repeat the checks at connect time and are the
-one client for server-side requests to such URLs (webhooks, bots, credential tests).
+`check_url` runs at save time and needs no network: scheme, syntax, and hosts that are non-public
+without a lookup (an IP literal, localhost, .internal). Resolving is left to connect time: `fetch`/
+`post_json` resolve, check every address and pin the connection, and are the one client for
+server-side requests to such URLs (webhooks, bots, credential tests).
 """
 
-import ipaddress
 import socket
 import ssl
 import time
@@ -22,26 +23,29 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 
 from accounts.errors import ApplicationError
+from keys.addresses import host_allow_listed, is_local_name, is_public_address, literal_address
+
+__all__ = ["EgressFailed", "EgressRefused", "EgressResponse", "check_url", "fetch", "is_public_address", "post_json"]
 
 
-def is_public_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address):
-        mapped = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if mapped is not None:
-            return is_public_address(str(mapped))
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_loopback or ip.is_link_local or ip.is_private)
+def _not_public(host: str, address: str | None = None) -> str:
+    """The refusal of a non-public destination, naming the setting that would allow it."""
+    if address and address != host:
+        text = _("%(host)s resolves to %(address)s, a private, loopback or otherwise non-public address.") % {"host": host, "address": address}
+    else:
+        text = _("%(host)s is a private, loopback or otherwise non-public address.") % {"host": host}
+    return text + " " + _("To reach an intranet host, the operator lists it in TOLLGATE_EGRESS_ALLOW_HOSTS.")
 
 
-def check_url(url: str, *, field: str, resolve: bool = True) -> list[str]:
-    """Raise ApplicationError(field) for an unsafe URL; returns the checked addresses."""
+def check_url(url: str, *, field: str) -> None:
+    """Raise ApplicationError(field) for a URL that is unsafe without looking anything up (save time)."""
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
         # urlsplit silently drops tabs and line breaks, so the check would pass while the stored text keeps them.
         raise ApplicationError(_("This is not a valid URL."), field=field)
     try:
         parts = urlsplit(url)
         host = parts.hostname
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        parts.port  # noqa: B018 - raises for a port that is not a number or out of range
     except ValueError as exc:
         raise ApplicationError(_("This is not a valid URL."), field=field) from exc
     allowed_schemes = ("https", "http") if settings.TOLLGATE_EGRESS_ALLOW_HTTP else ("https",)
@@ -49,18 +53,11 @@ def check_url(url: str, *, field: str, resolve: bool = True) -> list[str]:
         raise ApplicationError(_("The URL must start with %(schemes)s.") % {"schemes": " or ".join(f"{s}://" for s in allowed_schemes)}, field=field)
     if not host or parts.username or parts.password:
         raise ApplicationError(_("The URL needs a host name and no user name or password."), field=field)
-    if host.lower() in {h.lower() for h in settings.TOLLGATE_EGRESS_ALLOW_HOSTS}:
-        return []
-    if not resolve:
-        return []
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise ApplicationError(_("The host name does not resolve."), field=field) from exc
-    addresses = sorted({info[4][0] for info in infos})
-    if not addresses or not all(is_public_address(a) for a in addresses):
-        raise ApplicationError(_("The URL points to a private, loopback or otherwise non-public address."), field=field)
-    return addresses
+    if host_allow_listed(host, settings.TOLLGATE_EGRESS_ALLOW_HOSTS):
+        return
+    address = literal_address(host)
+    if (address is not None and not is_public_address(str(address))) or (address is None and is_local_name(host)):
+        raise ApplicationError(_not_public(host, str(address) if address is not None else None), field=field)
 
 
 # --- The egress client -------------------------------------------------------------------------
@@ -103,14 +100,14 @@ def _resolve(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError) as exc:
-        raise EgressRefused(_("The host name does not resolve.")) from exc
+        raise EgressFailed(_("The host name %(host)s does not resolve from this server.") % {"host": host}) from exc
     return list(dict.fromkeys(info[4][0] for info in infos))  # resolver order, no duplicates
 
 
 def _destination(url: str) -> tuple[httpx.URL, list[str]]:
     """The parsed URL and the addresses it may be connected to ([] = allow-listed: connect by name)."""
     try:
-        check_url(url, field="url", resolve=False)  # scheme and user-info rules, shared with save time
+        check_url(url, field="url")  # the save-time rules (scheme, user info, literal addresses) hold here too
         parsed = httpx.URL(url)
         host = parsed.raw_host.decode("ascii")
     except ApplicationError as exc:
@@ -119,12 +116,13 @@ def _destination(url: str) -> tuple[httpx.URL, list[str]]:
         raise EgressRefused(_("This is not a valid URL.")) from exc
     if not host:
         raise EgressRefused(_("The URL needs a host name and no user name or password."))
-    if host.lower() in {h.lower() for h in settings.TOLLGATE_EGRESS_ALLOW_HOSTS}:
+    if host_allow_listed(host, settings.TOLLGATE_EGRESS_ALLOW_HOSTS):
         return parsed, []
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     addresses = _resolve(host, port)
-    if not addresses or not all(is_public_address(a) for a in addresses):
-        raise EgressRefused(_("The URL points to a private, loopback or otherwise non-public address."))
+    refused = next((a for a in addresses if not is_public_address(a)), None)
+    if not addresses or refused is not None:
+        raise EgressRefused(_not_public(host.strip("[]"), refused))
     return parsed, addresses
 
 

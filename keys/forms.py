@@ -184,6 +184,35 @@ class WriteOnlyTextarea(forms.Textarea):
         return None
 
 
+class WriteOnlyInput(forms.TextInput):
+    """A text input that never echoes what was typed (a webhook or bot URL carries a token)."""
+
+    def format_value(self, value):
+        return None
+
+
+class ReenterSecretsMixin:
+    """A form shown again after an error keeps what was typed, except its secrets: their widgets never
+    send a value back to the browser, so each secret that was typed gets a note to re-enter it.
+
+    `secret_notes()` maps the secret fields to their note; the note is added by `add_error`, so it
+    appears for the form's own errors and for a service's refusal alike.
+    """
+
+    def secret_notes(self) -> dict:
+        return {}
+
+    def add_error(self, field, error):
+        super().add_error(field, error)
+        for name, note in self.secret_notes().items():
+            if name in self.fields and str(self.data.get(self.add_prefix(name)) or "").strip() and note not in self._errors.get(name, ()):
+                super().add_error(name, forms.ValidationError(note, code="reenter"))
+
+
+REENTER_API_KEY = _("Re-enter the API key: it is never sent back to the browser.")
+REENTER_HEADERS = _("Re-enter the extra headers: their values are never sent back to the browser.")
+
+
 def _headers_field():
     return forms.CharField(
         label=_("Extra headers (JSON)"), required=False, max_length=20_000,
@@ -205,7 +234,7 @@ def _parse_headers(text: str):
     return value
 
 
-class _CredentialFieldsForm(forms.Form):
+class _CredentialFieldsForm(ReenterSecretsMixin, forms.Form):
     name = forms.CharField(label=_("Name"), max_length=120)
     base_url = forms.CharField(
         label=_("Base URL"), required=False, max_length=500,
@@ -223,6 +252,9 @@ class _CredentialFieldsForm(forms.Form):
     extra_headers = _headers_field()
     connect_timeout = forms.FloatField(label=_("Connect timeout (s)"), min_value=0.1, max_value=600, initial=10)
     read_timeout = forms.FloatField(label=_("Read timeout (s)"), min_value=0.1, max_value=3600, initial=300)
+
+    def secret_notes(self) -> dict:
+        return {"api_key": REENTER_API_KEY, "extra_headers": REENTER_HEADERS}
 
     def clean_api_key(self):
         key = self.cleaned_data["api_key"]

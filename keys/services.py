@@ -191,11 +191,14 @@ def _check_base_url(provider: str, base_url: str) -> str:
     preset = PRESETS.get(provider)
     if preset is None:
         raise ApplicationError(_("Unknown provider."), field="provider", code="invalid_choice")
-    url = (base_url or "").strip() or preset.base_url
+    given = (base_url or "").strip()
+    url = given or preset.base_url
     if not url:
         raise ApplicationError(_("This provider needs a base URL."), field="base_url")
     if preset.wire != "mock":
-        check_url(url, field="base_url")
+        # No lookup here (saving works offline and under split DNS); the egress check runs when connecting.
+        # A refused default URL is the preset's fault, not the empty field's.
+        check_url(url, field="base_url" if given else "provider")
     return url.rstrip("/")
 
 

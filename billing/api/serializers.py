@@ -6,7 +6,6 @@ secret once.
 """
 
 from decimal import Decimal
-from urllib.parse import urlsplit
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -173,15 +172,18 @@ class UsageEventSerializer(serializers.Serializer):
 
 
 class AlertChannelSerializer(serializers.Serializer):
-    """A channel without its secrets: only whether it has a signing secret, and a URL's scheme and host.
+    """A channel without its secrets: only whether it has a signing secret, and a URL's hint.
 
-    Feishu, DingTalk and WeCom bot URLs carry the bot's token, so no URL is shown in full.
+    Webhook and Feishu, DingTalk and WeCom bot URLs carry a token, so a URL is write-only: it is stored
+    encrypted and read back as scheme, host and its last 4 characters (`https://host/…abcd`).
     """
 
     id = serializers.IntegerField(read_only=True)
     name = serializers.CharField(read_only=True)
     kind = serializers.ChoiceField(choices=AlertChannel.Kind.choices, read_only=True)
-    target = serializers.SerializerMethodField(help_text="Email addresses (comma-separated); for URL kinds only scheme and host.")
+    target = serializers.SerializerMethodField(
+        help_text="Email addresses (comma-separated). For URL kinds the URL is write-only: shown as scheme, host and its last 4 characters."
+    )
     has_secret = serializers.SerializerMethodField()
     enabled = serializers.BooleanField(read_only=True)
     disabled_reason = serializers.CharField(read_only=True)
@@ -191,10 +193,7 @@ class AlertChannelSerializer(serializers.Serializer):
         ref_name = "AlertChannel"
 
     def get_target(self, channel) -> str:
-        if channel.kind == AlertChannel.Kind.EMAIL:
-            return channel.target
-        parts = urlsplit(channel.target)
-        return f"{parts.scheme}://{parts.hostname}/…"
+        return channel.destination
 
     def get_has_secret(self, channel) -> bool:
         return bool(channel.secret_encrypted)

@@ -167,7 +167,7 @@ def test_update_and_reenable(owner_ctx, receiver):
     alert_channel_update(actor=owner_ctx, channel=channel, name="Lark", target=receiver.url("/hook/t2"), secret="newsecret", enabled=True)
     channel.refresh_from_db()
     assert (channel.name, channel.enabled, channel.disabled_reason) == ("Lark", True, "")
-    assert channel.target.endswith("/hook/t2") and decrypt(channel.secret_encrypted) == "newsecret"
+    assert channel.url().endswith("/hook/t2") and channel.target == "" and decrypt(channel.secret_encrypted) == "newsecret"
     alert_channel_delete(actor=owner_ctx, channel=channel)
     assert not AlertChannel.objects.exists()
 
@@ -454,7 +454,7 @@ def test_no_secret_in_payloads_delivery_log_or_audit(owner_ctx, fire, smtp):
 
 def test_scrub_removes_secrets_and_tokens_from_any_error_text(owner_ctx, receiver):
     channel, secret = alert_channel_create(actor=owner_ctx, name="Ding", kind="dingtalk", target=receiver.url("/robot/send?access_token=tok-1234"), secret="SECsecret-999")
-    text = alerts._scrub(f"ConnectError: {channel.target} refused, sign for SECsecret-999, access_token=tok-1234", channel)
+    text = alerts._scrub(f"ConnectError: {channel.url()} refused, sign for SECsecret-999, access_token=tok-1234", channel)
     assert "tok-1234" not in text and "SECsecret-999" not in text and "ConnectError" in text
 
 

@@ -6,6 +6,7 @@ ids in a body are field errors (here).
 """
 
 import json
+import socket
 from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
@@ -547,6 +548,39 @@ def test_email_channel_lifecycle(admin_client, org):
     field_error(admin_client.post(f"/api/alert-channels/{channel_id}/rotate-secret/"), "kind")
     assert admin_client.delete(f"/api/alert-channels/{channel_id}/").status_code == 204
     assert not AlertChannel.objects.filter(pk=channel_id).exists()
+
+
+def test_a_channel_url_is_write_only_stored_encrypted_and_saved_without_dns(admin_client, viewer_client, settings, monkeypatch):
+    def getaddrinfo(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    settings.TOLLGATE_EGRESS_ALLOW_HOSTS = []
+    url = "https://oapi.dingtalk.invalid/robot/send?access_token=tok-0123456789abcdef"
+    response = admin_client.post("/api/alert-channels/", {"name": "Ding", "kind": "dingtalk", "target": url}, format="json")
+    assert response.status_code == 201, response.content
+    created = response.json()
+    assert created["target"] == "https://oapi.dingtalk.invalid/…cdef" and "tok-0123456789abcdef" not in response.content.decode()
+    channel = AlertChannel.objects.get(pk=created["id"])
+    assert channel.url() == url and channel.target == "" and "tok-0123456789abcdef" not in channel.url_encrypted
+    for client in (admin_client, viewer_client):
+        for body in (client.get("/api/alert-channels/").content, client.get(f"/api/alert-channels/{created['id']}/").content):
+            assert "tok-0123456789abcdef" not in body.decode() and json.loads(body) and "…cdef" in body.decode()
+
+    # What a client read back (the hint) is not a new URL; a new URL replaces the old one.
+    response = admin_client.patch(f"/api/alert-channels/{created['id']}/", {"target": created["target"], "name": "Ding 2"}, format="json")
+    assert response.status_code == 200
+    channel.refresh_from_db()
+    assert channel.url() == url and channel.name == "Ding 2"
+    new_url = "https://oapi.dingtalk.invalid/robot/send?access_token=tok-fedcba9876543210"
+    response = admin_client.patch(f"/api/alert-channels/{created['id']}/", {"target": new_url}, format="json")
+    assert response.status_code == 200 and response.json()["target"] == "https://oapi.dingtalk.invalid/…3210"
+    channel.refresh_from_db()
+    assert channel.url() == new_url
+
+    error = field_error(admin_client.post("/api/alert-channels/", {"name": "Meta", "kind": "webhook", "target": "https://169.254.169.254/x"},
+                                          format="json"), "target")
+    assert "TOLLGATE_EGRESS_ALLOW_HOSTS" in error["fields"]["target"][0]
 
 
 def test_webhook_secret_is_shown_on_create_and_rotate_only(admin_client, viewer_client, settings):

@@ -13,6 +13,7 @@ from billing import channels
 from billing.models import Alert, AlertChannel, AlertDelivery
 from billing.webhooks import new_message_id, new_secret
 from keys.encryption import encrypt
+from tests.billing.factories import AlertChannelFactory
 from tests.billing.receivers import Reply, smtp_server, use_smtp, webhook_receiver
 from tests.billing.test_webhooks import documented_snippet
 
@@ -34,7 +35,7 @@ def loopback_allowed(settings):
 
 
 def make(org, kind, target, *, secret="", alert_kind="budget.threshold", payload=None):
-    channel = AlertChannel.objects.create(organization=org, name=f"{kind} channel", kind=kind, target=target, secret_encrypted=encrypt(secret))
+    channel = AlertChannelFactory(organization=org, name=f"{kind} channel", kind=kind, target=target, secret_encrypted=encrypt(secret))
     alert = Alert.objects.create(organization=org, kind=alert_kind, dedupe_key=f"k:{new_message_id()}", payload=payload or BUDGET_PAYLOAD)
     delivery = AlertDelivery.objects.create(organization=org, alert=alert, channel=channel, message_id=new_message_id())
     return channel, alert, delivery

@@ -77,7 +77,6 @@ def test_posts_to_an_allow_listed_loopback_host(loopback_allowed, receiver):
         "gopher://127.0.0.1:{port}/_GET",
         "ftp://127.0.0.1:{port}/",
         "http://user:pw@127.0.0.1:{port}/",
-        "http://no-such-host.invalid/",
     ],
 )
 def test_refuses_non_public_destinations(nothing_allowed, receiver, url):
@@ -85,6 +84,30 @@ def test_refuses_non_public_destinations(nothing_allowed, receiver, url):
         post_json(url.format(port=receiver.port), b"{}", {})
     assert info.value.code == "egress_refused" and info.value.status == 400
     assert receiver.requests == []
+
+
+def test_a_name_resolving_to_a_private_address_is_refused_naming_the_allow_list(nothing_allowed, fake_dns, receiver):
+    """Saving accepts any name (no DNS then); connecting resolves it, and the refusal says what would allow it."""
+    table, _ = fake_dns
+    table["llm.corp.example"] = ["10.1.2.3"]
+    with pytest.raises(EgressRefused) as info:
+        post_json(f"http://llm.corp.example:{receiver.port}/v1", b"{}", {})
+    message = info.value.message
+    assert "llm.corp.example" in message and "10.1.2.3" in message and "TOLLGATE_EGRESS_ALLOW_HOSTS" in message
+
+
+def test_an_unresolvable_name_fails_clearly(nothing_allowed, receiver):
+    with pytest.raises(EgressFailed) as info:
+        post_json("http://no-such-host.invalid/", b"{}", {})
+    assert "no-such-host.invalid" in info.value.message and "does not resolve" in info.value.message
+
+
+@pytest.mark.parametrize("listed", ["LOCALHOST", "localhost.", "LocalHost."])
+def test_the_allow_list_matches_case_insensitively_and_with_a_trailing_dot(settings, receiver, listed):
+    settings.TOLLGATE_EGRESS_ALLOW_HOSTS = [listed]
+    settings.TOLLGATE_EGRESS_ALLOW_HTTP = True
+    status, _ = post_json(f"http://Localhost:{receiver.port}/hook", b"{}", {})
+    assert status == 200 and len(receiver.requests) == 1
 
 
 def test_refuses_plain_http_unless_allowed(settings, receiver):

@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import re
+import socket
 from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
@@ -628,11 +629,11 @@ def test_bot_urls_are_never_shown_in_full(client, org, owner):
     channel = AlertChannelFactory(organization=org, kind=AlertChannel.Kind.FEISHU, target="https://hooks.example.com/bot/hook/tok-123456")
     logged_in(client, owner)
     for page in (client.get(reverse("budgets")), client.get(reverse("channel_edit", args=[channel.pk]))):
-        assert "tok-123456" not in html_of(page) and "https://hooks.example.com/…" in html_of(page)
+        assert "tok-123456" not in html_of(page) and "https://hooks.example.com/…3456" in html_of(page)
     # An empty URL on edit keeps the stored one.
     assert client.post(reverse("channel_edit", args=[channel.pk]), {"name": "Bot", "target": "", "enabled": "on"}).status_code == 302
     channel.refresh_from_db()
-    assert channel.target.endswith("tok-123456") and channel.name == "Bot"
+    assert channel.url().endswith("tok-123456") and channel.name == "Bot"
 
 
 @pytest.mark.parametrize("data, field", [
@@ -661,7 +662,80 @@ def test_channel_edit_refuses_a_private_url(client, org, owner, settings):
     response = client.post(reverse("channel_edit", args=[channel.pk]), {"name": "Hook", "target": "https://169.254.169.254/x", "enabled": "on"})
     assert response.status_code == 400 and "target" in response.context["form"].errors
     channel.refresh_from_db()
-    assert channel.target == "https://hooks.example.com/tollgate"
+    assert channel.url() == "https://hooks.example.com/tollgate"
+
+
+@pytest.fixture
+def dns(monkeypatch, settings):
+    """A DNS of our own: names in the table resolve, every other name does not (offline, split DNS)."""
+    table: dict[str, list[str]] = {}
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host not in table:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in table[host]]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    settings.TOLLGATE_EGRESS_ALLOW_HOSTS = []
+    return table
+
+
+def test_channels_save_without_dns_and_their_url_is_encrypted(client, org, owner, dns):
+    logged_in(client, owner)
+    url = "https://open.feishu.invalid/open-apis/bot/v2/hook/tok-0123456789abcdef"
+    response = client.post(reverse("channel_create"), {"name": "Bot", "kind": "feishu", "target": url})
+    assert response.status_code == 302, response.context["channel_form"].errors
+    channel = AlertChannel.objects.get(organization=org, name="Bot")
+    assert channel.target == "" and "tok-0123456789abcdef" not in channel.url_encrypted and channel.url() == url
+    assert channel.url_hint == "https://open.feishu.invalid/…cdef"
+    new_url = "https://oapi.dingtalk.invalid/robot/send?access_token=tok-fedcba9876543210"
+    response = client.post(reverse("channel_edit", args=[channel.pk]), {"name": "Bot", "target": new_url, "enabled": "on"})
+    assert response.status_code == 302
+    channel.refresh_from_db()
+    assert channel.url() == new_url
+    html = html_of(client.get(reverse("budgets")))
+    assert "tok-fedcba9876543210" not in html and "https://oapi.dingtalk.invalid/…3210" in html
+
+
+def test_a_private_address_is_refused_when_connecting_naming_the_allow_list(client, org, owner, dns):
+    """Saved without a lookup; the test alert resolves the name, refuses the private address and says why."""
+    dns["hooks.corp.example"] = ["10.0.0.5"]
+    logged_in(client, owner)
+    response = client.post(reverse("channel_create"), {"name": "Corp", "kind": "wecom", "target": "https://hooks.corp.example/send?key=k-123"})
+    assert response.status_code == 302
+    channel = AlertChannel.objects.get(organization=org, name="Corp")
+    html = html_of(client.post(reverse("channel_test", args=[channel.pk]), follow=True))
+    assert "hooks.corp.example resolves to 10.0.0.5" in html and "TOLLGATE_EGRESS_ALLOW_HOSTS" in html and "k-123" not in html
+    response = client.post(reverse("channel_create"), {"name": "Literal", "kind": "wecom", "target": "https://10.0.0.5/send?key=k-456"})
+    assert response.status_code == 400
+    assert "TOLLGATE_EGRESS_ALLOW_HOSTS" in " ".join(response.context["channel_form"].errors["target"])
+
+
+def test_a_refused_channel_form_keeps_what_was_typed_except_the_url_and_secret(client, org, owner):
+    logged_in(client, owner)
+    response = client.post(reverse("channel_create"), {
+        "name": "", "kind": "dingtalk", "target": "https://hooks.example.com/robot/send?access_token=tok-typed-1", "secret": "SECtyped-2",
+    })
+    assert response.status_code == 400
+    form = response.context["channel_form"]
+    assert "name" in form.errors
+    assert form["target"].errors == ["Re-enter the URL: it carries a token and is never sent back to the browser."]
+    assert form["secret"].errors == ["Re-enter the signing secret: it is never sent back to the browser."]
+    html = html_of(response)
+    assert "tok-typed-1" not in html and "SECtyped-2" not in html and '<option value="dingtalk" selected' in html
+    # Email addresses are no secret: kept as typed.
+    response = client.post(reverse("channel_create"), {"name": "", "kind": "email", "target": "ops@example.com"})
+    assert response.status_code == 400 and 'value="ops@example.com"' in html_of(response)
+    assert "Re-enter" not in html_of(response)
+    # Editing: a refused new URL is not echoed either.
+    channel = AlertChannelFactory(organization=org, kind=AlertChannel.Kind.FEISHU, target="https://hooks.example.com/bot/hook/tok-old")
+    response = client.post(reverse("channel_edit", args=[channel.pk]), {
+        "name": "", "target": "https://hooks.example.com/bot/hook/tok-new-3", "secret": "", "enabled": "on",
+    })
+    assert response.status_code == 400 and "tok-new-3" not in html_of(response)
+    assert "Re-enter the URL" in " ".join(response.context["form"]["target"].errors)
+    channel.refresh_from_db()
+    assert channel.url().endswith("tok-old")
 
 
 def test_send_a_test_alert_and_the_delivery_log(client, org, owner):

@@ -513,7 +513,7 @@ class LeakyUpstream:
       leak-<status>   that HTTP status with an OpenAI error body quoting the request
       leak-stream     a 200 event stream whose second event is an error quoting the request
       anything else   a normal chat completion
-    POST /hook answers 500 quoting the request (a webhook receiver that echoes).
+    A path ending in /hook answers 500 quoting the request, its URL included (a webhook receiver that echoes).
     """
 
     def __init__(self):
@@ -530,7 +530,7 @@ class LeakyUpstream:
 
     def _quote(self, request, body: bytes) -> str:
         headers = "; ".join(f"{k}: {v}" for k, v in request.headers.items())
-        return f"Incorrect request. You sent {headers} with {body.decode(errors='replace')[:500]}"
+        return f"Incorrect request to {request.path_qs}. You sent {headers} with {body.decode(errors='replace')[:500]}"
 
     async def _handle(self, request):
         from aiohttp import web
@@ -577,7 +577,8 @@ class LeakyUpstream:
             asyncio.set_event_loop(self._loop)
             app = web.Application()
             app.router.add_route("*", "/{tail:.*}", self._handle)
-            self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1)
+            # No access log: this server's own log of the URLs it was sent is not Tollgate's to keep clean.
+            self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1, access_log=None)
             self._loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, "127.0.0.1", 0)
             self._loop.run_until_complete(site.start())

@@ -67,7 +67,7 @@ def celery_sent(monkeypatch):
 
 @pytest.fixture
 def every_log(caplog, settings):
-    """DEBUG for every logger, SQL included, but the HTTP-client traces settings.LOGGING keeps at INFO on purpose."""
+    """DEBUG for every logger, SQL included, but those settings.LOGGING pins on purpose (the HTTP clients, which log URLs)."""
     pinned = [name for name in settings.LOGGING.get("loggers", {}) if name != "django.db.backends"]
     caplog.set_level(logging.DEBUG)
     for name in list(logging.root.manager.loggerDict):
@@ -148,7 +148,9 @@ def test_canaries_appear_only_where_shown_once(gateway, leaky, celery_sent, ever
 
     # --- Provider credentials: create and update, through the API and the dashboard ---
     for name in ("api key 1", "header 1", "odd header 1", "api key 2", "header 2", "odd header 2", "api key 3", "header 3",
-                 "odd header 3", "api key 4", "header 4", "refused key", "refused header", "bot 1", "bot 2"):
+                 "odd header 3", "api key 4", "header 4", "refused key", "refused header", "bot 1", "bot 2",
+                 "hook url 1", "hook url 2", "bot url 1", "bot url 2", "refused url 1", "refused url 2", "refused url 3",
+                 "refused url 4"):
         provider_secrets[name] = canary("odd" if name.startswith("odd") else "sk")
     s = provider_secrets
 
@@ -246,14 +248,15 @@ def test_canaries_appear_only_where_shown_once(gateway, leaky, celery_sent, ever
     body = responses.add("key rotate (api)", response, issued="key rotate (api)")
     issued["key rotate (api)"] = json.loads(body)["secret"]
 
-    response = api.post("/api/alert-channels/", {"name": "hook (api)", "kind": "webhook", "target": leaky.url + "/hook"}, format="json")
+    # Webhook and bot URLs carry a token (in the query or the path): provider secrets too, written, never shown.
+    response = api.post("/api/alert-channels/", {"name": "hook (api)", "kind": "webhook", "target": f"{leaky.url}/hook?token={s['hook url 1']}"}, format="json")
     body = responses.add("webhook create (api)", response, issued="webhook create (api)")
     issued["webhook create (api)"] = json.loads(body)["secret"]
     api_hook = AlertChannel.objects.get(organization=org, name="hook (api)")
     response = api.post(f"/api/alert-channels/{api_hook.pk}/rotate-secret/", format="json")
     body = responses.add("webhook rotate (api)", response, issued="webhook rotate (api)")
     issued["webhook rotate (api)"] = json.loads(body)["secret"]
-    response = dash.post(reverse("channel_create"), {"name": "hook (dashboard)", "kind": "webhook", "target": leaky.url + "/hook"})
+    response = dash.post(reverse("channel_create"), {"name": "hook (dashboard)", "kind": "webhook", "target": f"{leaky.url}/w/{s['hook url 2']}/hook"})
     body = responses.add("webhook create (dashboard)", response, issued="webhook create (dashboard)")
     issued["webhook create (dashboard)"] = _secret_on_page(body, "whsec_")
     dash_hook = AlertChannel.objects.get(organization=org, name="hook (dashboard)")
@@ -262,7 +265,7 @@ def test_canaries_appear_only_where_shown_once(gateway, leaky, celery_sent, ever
     issued["webhook rotate (dashboard)"] = _secret_on_page(body, "whsec_")
 
     # Bot signing secrets are the provider's, like credentials: written, never shown.
-    response = api.post("/api/alert-channels/", {"name": "bot", "kind": "feishu", "target": leaky.url + "/bot/hook",
+    response = api.post("/api/alert-channels/", {"name": "bot", "kind": "feishu", "target": f"{leaky.url}/bot/{s['bot url 1']}/hook",
                                                   "secret": s["bot 1"]}, format="json")
     responses.add("bot create (api)", response)
     assert response.status_code == 201, response.content
@@ -270,6 +273,21 @@ def test_canaries_appear_only_where_shown_once(gateway, leaky, celery_sent, ever
     response = dash.post(reverse("channel_edit", args=[bot.pk]), {"name": "bot", "target": "", "secret": s["bot 2"], "enabled": "on"})
     responses.add("bot update (dashboard)", response)
     assert response.status_code == 302, response.content
+    response = api.patch(f"/api/alert-channels/{bot.pk}/", {"target": f"{leaky.url}/bot/{s['bot url 2']}/hook"}, format="json")
+    responses.add("bot url update (api)", response)
+    assert response.status_code == 200, response.content
+
+    # Refused channel saves echo no URL: a private address, or another field's error with a good URL.
+    for label, client, url, data in (
+        ("refused url 1", dash, reverse("channel_create"), {"name": "r", "kind": "dingtalk", "target": "https://10.0.0.1/robot/send?access_token="}),
+        ("refused url 2", dash, reverse("channel_create"), {"name": "", "kind": "feishu", "target": f"{leaky.url}/bot/"}),
+        ("refused url 3", dash, reverse("channel_edit", args=[bot.pk]), {"name": "", "target": f"{leaky.url}/bot/", "enabled": "on"}),
+        ("refused url 4", api, "/api/alert-channels/", {"name": "r", "kind": "wecom", "target": "https://169.254.169.254/cgi-bin/webhook/send?key="}),
+    ):
+        data = {**data, "target": data["target"] + s[label]}
+        response = client.post(url, data, format="json") if client is api else client.post(url, data)
+        responses.add(f"channel save refused: {label}", response)
+        assert response.status_code == 400, (label, response.status_code)
 
     # Deliveries to receivers that echo: test buttons, then a real alert through Celery (captured) and its task.
     for channel in (api_hook, dash_hook, bot):
@@ -282,6 +300,8 @@ def test_canaries_appear_only_where_shown_once(gateway, leaky, celery_sent, ever
     for message in queued:
         alerts.alert_deliver(delivery_id=message["args"][0])
     assert AlertDelivery.objects.filter(organization=org, attempts__gte=1).exclude(alert__kind="test").exists()
+    sent_paths = [r["path"] for r in leaky.requests]
+    assert any(s["bot url 2"] in p for p in sent_paths) and any(s["hook url 2"] in p for p in sent_paths), "the URLs were used"
 
     # --- Everything visible afterwards: every page and list, every detail of every object ---
     _visit_everything(dash, api, org, responses)

@@ -1,6 +1,8 @@
 """The REST API of keys: virtual keys, provider presets and credentials, models and deployments."""
 
+import dataclasses
 import json
+import socket
 from datetime import timedelta
 
 import pytest
@@ -500,6 +502,33 @@ def test_credential_base_url_must_be_public(admin_client, org, settings, base_ur
     field_error(admin_client.patch(f"/api/credentials/{credential.pk}/", {"base_url": base_url}, format="json"), "base_url")
     credential.refresh_from_db()
     assert credential.base_url == "https://llm.example.com/v1"
+
+
+@pytest.fixture
+def offline(monkeypatch, settings):
+    def getaddrinfo(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    settings.TOLLGATE_EGRESS_ALLOW_HOSTS = []
+
+
+def test_credentials_save_without_dns(admin_client, offline):
+    assert _create_credential(admin_client, name="Preset").status_code == 201
+    response = _create_credential(admin_client, name="Split", provider="custom", base_url="https://provider.invalid/v1")
+    assert response.status_code == 201, response.content
+    created = response.json()
+    assert created["base_url"] == "https://provider.invalid/v1" and API_KEY not in response.content.decode()
+    response = admin_client.patch(f"/api/credentials/{created['id']}/", {"base_url": "https://other.invalid/v1"}, format="json")
+    assert response.status_code == 200 and response.json()["base_url"] == "https://other.invalid/v1"
+
+
+def test_a_private_address_names_the_allow_list_and_a_refused_preset_url_is_the_providers_fault(admin_client, offline, monkeypatch):
+    error = field_error(_create_credential(admin_client, provider="custom", base_url="https://10.1.2.3/v1"), "base_url")
+    assert "TOLLGATE_EGRESS_ALLOW_HOSTS" in error["fields"]["base_url"][0]
+    monkeypatch.setitem(PRESETS, "openai", dataclasses.replace(PRESETS["openai"], base_url="https://127.0.0.1/v1"))
+    error = field_error(_create_credential(admin_client), "provider")
+    assert "base_url" not in error["fields"]
 
 
 def test_mock_provider_needs_no_key_or_url(admin_client):

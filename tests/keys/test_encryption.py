@@ -101,9 +101,26 @@ def test_rotate_command_prints_the_count(credential, settings, keys_ab, capsys):
     )
     settings.TOLLGATE_ENCRYPTION_KEYS = [key_b, key_a]
     call_command("tollgate_rotate_credentials")
-    assert "Re-encrypted 2 credential(s)." in capsys.readouterr().out
+    assert "Re-encrypted 2 credential(s) and 0 alert channel(s)." in capsys.readouterr().out
     settings.TOLLGATE_ENCRYPTION_KEYS = [key_b]
     assert encryption.decrypt(ProviderCredential.objects.get(name="prod").api_key_encrypted) == API_KEY
+
+
+def test_rotate_command_re_encrypts_alert_channel_urls_and_secrets(credential, settings, keys_ab, capsys):
+    from billing.alerts import alert_channel_create
+
+    key_a, key_b = keys_ab
+    url = "https://open.feishu.cn/open-apis/bot/v2/hook/tok-rotated-0123456789"
+    channel, _secret = alert_channel_create(
+        actor=OrgContext(organization=credential.organization, role=Role.OWNER, user=None), name="bot", kind="feishu",
+        target=url, secret="SECbot-secret",
+    )
+    settings.TOLLGATE_ENCRYPTION_KEYS = [key_b, key_a]
+    call_command("tollgate_rotate_credentials")
+    assert "and 1 alert channel(s)." in capsys.readouterr().out
+    settings.TOLLGATE_ENCRYPTION_KEYS = [key_b]
+    channel.refresh_from_db()
+    assert channel.url() == url and encryption.decrypt(channel.secret_encrypted) == "SECbot-secret"
 
 
 def test_rotate_command_without_the_old_key_fails_cleanly(credential, settings, keys_ab):

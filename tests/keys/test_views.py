@@ -1,7 +1,9 @@
 """The keys dashboard through Django's test client: keys, providers, models; roles, tenancy, secrets, escaping."""
 
+import dataclasses
 import json
 import re
+import socket
 from datetime import datetime, timedelta
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -21,6 +23,7 @@ from keys import encryption, services
 from keys import testing as credential_testing
 from keys.forms import ModelUpdateForm
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
+from keys.presets import PRESETS
 from keys.selectors import credential_extra_headers, key_snapshot_by_hash
 from keys.views import REPORT_COLUMNS
 from tests.accounts.factories import MembershipFactory, TeamFactory
@@ -493,6 +496,93 @@ def test_credential_edit_errors_never_500(client, org, owner, settings):
     assert cred.name == "Mine" and cred.base_url == "https://api.openai.com/v1"
 
 
+# --- Saving without DNS; what a refused form keeps ---------------------------------------------------
+
+
+@pytest.fixture
+def offline(monkeypatch, settings):
+    """No name resolves (offline, or split DNS that this server does not see), and nothing is allow-listed."""
+
+    def getaddrinfo(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    settings.TOLLGATE_EGRESS_ALLOW_HOSTS = []
+
+
+def test_credentials_save_without_dns(client, org, owner, offline):
+    logged_in(client, owner)
+    base = {"api_key": API_KEY, "connect_timeout": 10, "read_timeout": 300}
+    response = client.post(reverse("credential_create"), {**base, "provider": "openai", "name": "Preset", "base_url": ""})
+    assert response.status_code == 302, response.context["create_form"].errors
+    response = client.post(reverse("credential_create"), {**base, "provider": "custom", "name": "Split", "base_url": "https://provider.invalid/v1"})
+    assert response.status_code == 302, response.context["create_form"].errors
+    cred = ProviderCredential.objects.get(organization=org, name="Split")
+    assert cred.base_url == "https://provider.invalid/v1"
+    response = client.post(reverse("credential_edit", args=[cred.pk]), {**base, "name": "Split", "base_url": "https://other.invalid/v1"})
+    assert response.status_code == 302
+    cred.refresh_from_db()
+    assert cred.base_url == "https://other.invalid/v1"
+
+
+def test_a_private_address_is_refused_on_its_field_naming_the_allow_list(client, org, owner, offline):
+    logged_in(client, owner)
+    response = client.post(reverse("credential_create"), {
+        "provider": "custom", "name": "Intranet", "base_url": "https://10.1.2.3/v1", "api_key": API_KEY,
+        "connect_timeout": 10, "read_timeout": 300,
+    })
+    assert response.status_code == 400
+    errors = response.context["create_form"].errors
+    assert "TOLLGATE_EGRESS_ALLOW_HOSTS" in " ".join(errors["base_url"])
+
+
+def test_a_refused_preset_url_is_reported_on_the_preset_not_the_empty_field(client, org, owner, offline, monkeypatch):
+    monkeypatch.setitem(PRESETS, "openai", dataclasses.replace(PRESETS["openai"], base_url="https://169.254.169.254/v1"))
+    logged_in(client, owner)
+    response = client.post(reverse("credential_create"), {
+        "provider": "openai", "name": "Preset", "base_url": "", "api_key": API_KEY, "connect_timeout": 10, "read_timeout": 300,
+    })
+    assert response.status_code == 400
+    errors = response.context["create_form"].errors
+    assert "base_url" not in errors and "TOLLGATE_EGRESS_ALLOW_HOSTS" in " ".join(errors["provider"])
+
+
+def test_a_refused_form_keeps_what_was_typed_except_the_secrets(client, org, owner):
+    credential(org, name="Taken")
+    logged_in(client, owner)
+    response = client.post(reverse("credential_create"), {
+        "provider": "custom", "name": "Taken", "base_url": "https://llm.example.com/v1", "api_key": API_KEY,
+        "extra_headers": '{"X-Org": "header-canary-value"}', "connect_timeout": "7", "read_timeout": "123",
+    })
+    assert response.status_code == 400
+    form = response.context["create_form"]
+    assert "name" in form.errors
+    assert form["api_key"].errors == ["Re-enter the API key: it is never sent back to the browser."]
+    assert "Re-enter the extra headers" in " ".join(form["extra_headers"].errors)
+    html = html_of(response)
+    assert API_KEY not in html and "header-canary-value" not in html
+    for typed in ('value="Taken"', 'value="https://llm.example.com/v1"', 'value="7"', 'value="123"', '<option value="custom" selected'):
+        assert typed in html, typed
+    # Nothing typed in a secret field: nothing to re-enter.
+    response = client.post(reverse("credential_create"), {"provider": "custom", "name": "Taken", "base_url": "https://llm.example.com/v1",
+                                                          "connect_timeout": "7", "read_timeout": "123"})
+    assert "Re-enter" not in html_of(response)
+
+
+def test_a_refused_edit_asks_to_reenter_a_new_key_instead_of_keeping_the_old_one_silently(client, org, owner):
+    cred = credential(org, name="Mine", base_url="https://llm.example.com/v1")
+    logged_in(client, owner)
+    response = client.post(reverse("credential_edit", args=[cred.pk]), {
+        "name": "Mine", "base_url": "https://169.254.169.254/v1", "api_key": "sk-new-key-0123456789", "connect_timeout": 10, "read_timeout": 300,
+    })
+    assert response.status_code == 400
+    form = response.context["form"]
+    assert "TOLLGATE_EGRESS_ALLOW_HOSTS" in " ".join(form["base_url"].errors)
+    assert "Re-enter the API key" in " ".join(form["api_key"].errors)
+    html = html_of(response)
+    assert "sk-new-key-0123456789" not in html and 'value="https://169.254.169.254/v1"' in html
+
+
 def test_credential_delete_refused_while_in_use(client, org, owner):
     cred = credential(org, name="Busy")
     DeploymentFactory(organization=org, credential=cred, model=ModelFactory(organization=org))
@@ -551,7 +641,7 @@ def test_credential_test_timeout_and_refused_destination(org, owner, upstream, s
     settings.TOLLGATE_EGRESS_ALLOW_HOSTS = []  # loopback is no longer allowed: refused before connecting
     requests_before = len(upstream.requests)
     ok, message, _latency = credential_testing.credential_test(actor=actor(org, owner), credential=slow, upstream_model="echo")
-    assert not ok and "non-public" in message and len(upstream.requests) == requests_before
+    assert not ok and "non-public" in message and "TOLLGATE_EGRESS_ALLOW_HOSTS" in message and len(upstream.requests) == requests_before
 
 
 def test_credential_test_needs_a_model_and_the_role(client, org, owner, member_of):

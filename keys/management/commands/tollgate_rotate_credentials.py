@@ -1,4 +1,4 @@
-"""Re-encrypt every stored provider secret under the first of TOLLGATE_ENCRYPTION_KEYS.
+"""Re-encrypt every stored secret (provider credentials, alert channel URLs and secrets) under the first of TOLLGATE_ENCRYPTION_KEYS.
 
 Run it after putting a new key first in the list; once it reports success the old keys can be dropped.
 """
@@ -6,17 +6,19 @@ Run it after putting a new key first in the list; once it reports success the ol
 from cryptography.fernet import InvalidToken
 from django.core.management.base import BaseCommand, CommandError
 
+from billing import alerts
 from keys import services
 
 
 class Command(BaseCommand):
-    help = "Re-encrypt all provider credentials under the newest TOLLGATE_ENCRYPTION_KEYS entry; prints the count."
+    help = "Re-encrypt all provider credentials and alert channels under the newest TOLLGATE_ENCRYPTION_KEYS entry; prints the counts."
 
     def handle(self, *args, **options):
         try:
             count = services.credentials_reencrypt()
+            channels = alerts.alert_channels_reencrypt()
         except InvalidToken as exc:
             raise CommandError(
                 "A stored secret cannot be decrypted with any of TOLLGATE_ENCRYPTION_KEYS; keep the old key in the list."
             ) from exc
-        self.stdout.write(self.style.SUCCESS(f"Re-encrypted {count} credential(s)."))
+        self.stdout.write(self.style.SUCCESS(f"Re-encrypted {count} credential(s) and {channels} alert channel(s)."))
