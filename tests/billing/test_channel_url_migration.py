@@ -1,4 +1,4 @@
-"""billing 0008: webhook and bot URLs stored before it are encrypted in place, and going back restores them."""
+"""billing 0009: webhook and bot URLs stored before it are encrypted in place, and going back restores them."""
 
 import pytest
 from django.db import connection
@@ -7,8 +7,8 @@ from django.db.migrations.executor import MigrationExecutor
 from keys.encryption import decrypt
 from tests.accounts.factories import OrganizationFactory
 
-BEFORE = [("billing", "0007_coarse_daily_rollups")]
-AFTER = [("billing", "0008_alert_channel_url_encrypted")]
+BEFORE = [("billing", "0008_usage_flags_and_dead_letters")]
+AFTER = [("billing", "0009_alert_channel_url_encrypted")]
 BOT_URL = "https://oapi.dingtalk.com/robot/send?access_token=tok-migrated-0123456789"
 
 

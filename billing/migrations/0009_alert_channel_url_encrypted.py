@@ -41,7 +41,7 @@ def decrypt_urls(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("billing", "0007_coarse_daily_rollups"),
+        ("billing", "0008_usage_flags_and_dead_letters"),
     ]
 
     operations = [
