@@ -28,6 +28,7 @@ from django.db import DataError, IntegrityError, connection, models, transaction
 
 from accounts.models import Organization
 from billing.models import UsageDeadLetter, UsageEvent
+from billing.metrics import DEAD_LETTERS, INGESTED
 from billing.rollups import rollup_add
 
 log = logging.getLogger(__name__)
@@ -272,7 +273,9 @@ def usage_ingest(records: list, *, sources: list[str] | None = None) -> int:
         inserted = _ingest_isolating(items, parked)
         if parked:
             parked = _park(parked, live_orgs)
+    INGESTED.inc(inserted)
     if parked:
+        DEAD_LETTERS.inc(len(parked))
         _tell_operator(parked)
     return inserted
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 import httpx
 import openai
 import pytest
+from django.conf import settings
 from django.db.models import Sum
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -137,8 +138,6 @@ def test_two_web_processes_are_added_up_and_match_the_ledger(gateway, relay_serv
 
 
 def test_usage_stream_backlog_is_reported(gateway, relay_server):
-    from django.conf import settings
-
     if not settings.REDIS_URL:
         pytest.skip("the usage stream lives in Redis")
     drain_usage()  # the consumer group exists, nothing unread
@@ -161,12 +160,39 @@ def test_the_grafana_dashboard_queries_only_metrics_that_exist():
 
     from prometheus_client.metrics import MetricWrapperBase
 
+    from billing import metrics as ledger_metrics
     from relay import metrics as module
 
-    exposed = {value._name for value in vars(module).values() if isinstance(value, MetricWrapperBase)}
+    exposed = {value._name for source in (module, ledger_metrics) for value in vars(source).values() if isinstance(value, MetricWrapperBase)}
     exposed |= {"tollgate_deployment_cooling", "tollgate_usage_backlog"}  # scrape-time families
     dashboard = json.loads((Path(__file__).resolve().parents[2] / "ops" / "grafana-dashboard.json").read_text())
     queried = {name for panel in dashboard["panels"] for target in panel["targets"] for name in re.findall(r"tollgate_\w+", target["expr"])}
     assert queried
     for name in queried:
         assert re.sub(r"_(total|bucket|count|sum)$", "", name) in exposed, name
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="the worker drains the Redis stream")
+def test_a_celery_worker_reports_what_it_ingested(gateway, relay_server, tmp_path):
+    """The worker writes its own metric files beside the web processes'; its count of ledger rows is
+    the ledger's, and a scrape of the web process includes it."""
+    from django.db import connection
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    from tests.faults.helpers import Worker
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the worker process needs a shared server database")
+    worker = Worker(tmp_path, name="metrics", beat=False, env={"PROMETHEUS_MULTIPROC_DIR": str(settings.METRICS_DIR)})
+    try:
+        client = gateway.client()
+        for _ in range(3):
+            client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "Hi"}])
+        wait_for(lambda: UsageEvent.objects.filter(organization=gateway.org).count() == 3, timeout=60)
+        own_file = settings.METRICS_DIR / f"counter_{worker.process.pid}.db"
+        wait_for(own_file.exists, timeout=10)
+        ingested = {s.name: s.value for family in MultiProcessCollector.merge([str(own_file)]) for s in family.samples}
+        assert ingested["tollgate_ledger_records_ingested_total"] == 3
+        assert value(scrape(relay_server.url), "tollgate_ledger_records_ingested_total") >= 3
+    finally:
+        worker.stop()
