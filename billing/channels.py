@@ -91,6 +91,10 @@ def alert_message(alert: Alert, channel: AlertChannel) -> Message:
         title = "Requests were served without a price"
         lines = [("Provider", str(p.get("provider", ""))), ("Model", str(p.get("upstream_model", ""))), ("", str(p.get("message", "")))]
         severity = "warning"
+    elif alert.kind == "rate.missing":
+        title = "Requests were priced in a currency without an exchange rate"
+        lines = [("Currency", f"{p.get('currency', '')} → {p.get('org_currency', org.currency)}"), ("", str(p.get("message", "")))]
+        severity = "warning"
     elif alert.kind == "test":
         title = "Test alert"
         lines = [("", f"This is a test alert for the channel “{channel.name}”. If you can read it, the channel works.")]

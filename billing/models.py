@@ -223,7 +223,7 @@ class Alert(models.Model):
     """One event worth telling people about; `dedupe_key` makes each (budget, period, threshold) fire once."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="alerts")
-    kind = models.CharField(max_length=32)  # budget.threshold, budget.forecast, price.missing, test
+    kind = models.CharField(max_length=32)  # budget.threshold, budget.forecast, price.missing, rate.missing, test
     dedupe_key = models.CharField(max_length=200, unique=True)
     budget = models.ForeignKey(Budget, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
     payload = models.JSONField(default=dict)

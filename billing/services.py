@@ -271,7 +271,8 @@ def budgets_evaluate_all() -> int:
 
 
 def unpriced_usage_alert(*, since: datetime | None = None) -> int:
-    """Alert once a day per (org, provider, model) that served requests with no price."""
+    """Alert once a day per (org, provider, model) that served requests with no price, and per (org,
+    currency) priced in a currency without an exchange rate to the org's."""
     from billing.alerts import alert_fire
 
     since = since or timezone.now() - timedelta(hours=1)
@@ -288,6 +289,21 @@ def unpriced_usage_alert(*, since: datetime | None = None) -> int:
             organization=Organization.objects.get(pk=org_id), kind="price.missing",
             dedupe_key=f"price-missing:{org_id}:{provider}:{model}:{day}"[:200],
             payload={"provider": provider, "upstream_model": model, "message": "Requests were served without a price: their cost is unknown."},
+        )
+        fired += 1 if alert else 0
+    # Priced, but in a currency the organization has no exchange rate for: its cost is missing from
+    # every total and budget in the org's currency just the same.
+    rows = (
+        UsageEvent.objects.filter(created_at__gte=since, cost__isnull=False, cost_display__isnull=True, status_code__lt=400)
+        .values_list("organization_id", "currency")
+        .distinct()
+    )
+    for org_id, currency in rows:
+        organization = Organization.objects.get(pk=org_id)
+        alert = alert_fire(
+            organization=organization, kind="rate.missing", dedupe_key=f"rate-missing:{org_id}:{currency}:{day}",
+            payload={"currency": currency, "org_currency": organization.currency,
+                     "message": f"Requests were priced in {currency} with no exchange rate to {organization.currency}: their cost is unknown."},
         )
         fired += 1 if alert else 0
     return fired

@@ -8,21 +8,54 @@ import orjson
 
 from billing.pricing import price_at, to_micros
 from relay import tokens
-from relay.errors import RelayError
+from relay.errors import BudgetUnenforceable, RelayError
 
 INLINE_COUNT_CHARS = 8192
 MODEL_NAME_LENGTH = 120  # the ledger's model_name column
 
 
-def worst_case_micros(model, prompt_tokens: int, output_tokens: int, now: float) -> int:
-    """The dearest deployment's price for this request size, in the org currency (0 if unpriced)."""
+def worst_case_micros(model, prompt_tokens: int, output_tokens: int, now: float, *, hard_budget=None) -> int:
+    """The dearest deployment's price for this request size, in the org currency.
+
+    A deployment whose cost cannot be known (no price, or no exchange rate from the price's currency)
+    counts as 0, unless `hard_budget` (the first hard budget holding the request) is given: then the
+    request is refused, since an unknown cost would pass any hard budget. A price of zero (an explicit
+    price-book row) marks a model free and needs no exchange rate.
+    """
     worst = Decimal(0)
     for deployment in model.deployments:
         price = price_at(deployment.prices, now)
-        rate = model.exchange_rate(price.currency) if price else None
-        if rate is not None:
-            worst = max(worst, price.worst_case(prompt_tokens=prompt_tokens, completion_tokens=output_tokens) * rate)
+        if price is None:
+            if hard_budget is not None:
+                raise _unenforceable(model, deployment, hard_budget, None)
+            continue
+        cost = price.worst_case(prompt_tokens=prompt_tokens, completion_tokens=output_tokens)
+        if not cost:
+            continue  # free
+        rate = model.exchange_rate(price.currency)
+        if rate is None:
+            if hard_budget is not None:
+                raise _unenforceable(model, deployment, hard_budget, price.currency)
+            continue
+        worst = max(worst, cost * rate)
     return to_micros(worst)
+
+
+def _unenforceable(model, deployment, budget, currency: str | None) -> BudgetUnenforceable:
+    target = deployment.target
+    where = f"The model '{model.name}' (deployment {target.deployment_id}, provider {target.provider})"
+    budget_text = f"the hard {budget.scope} budget '{budget.label}'"
+    if currency is None:
+        return BudgetUnenforceable(
+            f"{where} has no price, so its cost cannot be held against {budget_text}. An admin adds the price "
+            "to the price book (a price of 0 marks the model free).",
+            param="model",
+        )
+    return BudgetUnenforceable(
+        f"{where} is priced in {currency} and the organization has no exchange rate from {currency} to "
+        f"{model.currency}, so its cost cannot be held against {budget_text}. An admin adds the exchange rate.",
+        param="model", code="exchange_rate_missing",
+    )
 
 
 def completion_text(answer) -> str:
@@ -128,6 +161,8 @@ class Record:
         self.exchange_rate = self.model.exchange_rate(price.currency)
         if self.exchange_rate is not None:
             self.cost_display = self.cost * self.exchange_rate
+        elif not self.cost:
+            self.cost_display = self.cost  # free (a zero price): zero in any currency
 
     def as_dict(self) -> dict:
         key = self.key
