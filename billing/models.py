@@ -161,6 +161,10 @@ class UsageRollup(models.Model):
         return f"{self.grain} {self.bucket:%Y-%m-%d %H:00} {self.model_name}"
 
 
+def default_thresholds() -> list[int]:
+    return [50, 80, 100]
+
+
 class Budget(models.Model):
     class Scope(models.TextChoices):
         ORGANIZATION = "org", _("Organization")
@@ -183,7 +187,8 @@ class Budget(models.Model):
     period = models.CharField(_("period"), max_length=8, choices=Period.choices, default=Period.MONTH)
     amount = models.DecimalField(_("amount"), max_digits=20, decimal_places=6)
     hard = models.BooleanField(_("hard limit"), default=True, help_text=_("Block requests past the amount; otherwise only alert."))
-    thresholds = models.JSONField(_("alert thresholds (%)"), default=list, blank=True)
+    # [] turns threshold alerts off; a budget created without thresholds gets these.
+    thresholds = models.JSONField(_("alert thresholds (%)"), default=default_thresholds, blank=True)
     downgrade_model = models.CharField(_("downgrade to model"), max_length=120, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

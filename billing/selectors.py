@@ -72,6 +72,42 @@ def budget_spent_micros(*, budget_id: int, at: float) -> int:
     return to_micros(spent)
 
 
+_counter_client = None
+
+
+def _counters():
+    """A pooled client for reading admission counters; short timeouts (a page must not hang on Redis)."""
+    global _counter_client
+    if _counter_client is None:
+        import redis
+        from django.conf import settings
+
+        _counter_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    return _counter_client
+
+
+def budget_reserved(budgets: list[Budget], spent: dict[int, Decimal], *, time_zone: str, now: datetime) -> dict[int, Decimal] | None:
+    """What each budget's admission counter holds beyond its ledger spend: requests in flight, leases the
+    relay processes hold and usage on its way to the ledger (relay.budgets). One MGET per call; None when
+    the counters are not shared (no Redis: each process counts its own) or Redis does not answer."""
+    from django.conf import settings
+
+    from billing.periods import budget_counter
+    from billing.pricing import MICROS
+
+    if not settings.REDIS_URL or not budgets:
+        return None
+    names = [budget_counter(b.pk, b.period, time_zone, now.timestamp()) for b in budgets]
+    try:
+        values = _counters().mget(names)
+    except Exception:  # README fail-open table: pages work without Redis
+        return None
+    return {
+        b.pk: max(Decimal(0), Decimal(value.decode()) / MICROS - spent.get(b.pk, Decimal(0))) if value else Decimal(0)
+        for b, value in zip(budgets, values)
+    }
+
+
 def usage_events(*, organization, filters: dict | None = None) -> QuerySet[UsageEvent]:
     """The request log, filtered by the usage explorer's fields."""
     events = UsageEvent.objects.filter(organization=organization)

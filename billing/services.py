@@ -13,14 +13,12 @@ from accounts.models import Organization, Team, User
 from accounts.permissions import Perm, has_perm
 from accounts.services import audit_record
 from accounts.tenancy import OrgContext
-from billing.models import Budget, ExchangeRate, Price, UsageEvent
+from billing.models import Budget, ExchangeRate, Price, UsageEvent, default_thresholds
 from billing.selectors import budget_spent
 from keys.invalidation import config_changed
 from keys.models import VirtualKey
 
 log = logging.getLogger(__name__)
-
-DEFAULT_THRESHOLDS = [50, 80, 100]
 
 
 def _require(actor: OrgContext, perm: Perm) -> None:
@@ -141,7 +139,7 @@ def _scope_object(actor: OrgContext, scope: str, team, key, user):
 
 def _check_thresholds(thresholds) -> list[int]:
     if thresholds in (None, ""):
-        return list(DEFAULT_THRESHOLDS)
+        return default_thresholds()
     if not isinstance(thresholds, list) or not all(isinstance(t, int) and not isinstance(t, bool) and 1 <= t <= 1000 for t in thresholds):
         raise ApplicationError(_("Thresholds are whole percentages between 1 and 1000."), field="thresholds")
     return sorted(set(thresholds))
@@ -210,7 +208,7 @@ def budget_evaluate(*, budget_id: int, now: datetime | None = None) -> list:
         "period_start": start.isoformat(), "amount": str(budget.amount), "spent": str(spent.quantize(Decimal("0.000001"))),
         "currency": budget.organization.currency, "percent": str(percent.quantize(Decimal("0.1"))), "hard": budget.hard,
     }
-    for threshold in budget.thresholds or DEFAULT_THRESHOLDS:
+    for threshold in budget.thresholds:  # [] turns threshold alerts off
         if percent >= threshold:
             alert = alert_fire(
                 organization=budget.organization, kind="budget.threshold", budget=budget,

@@ -310,7 +310,7 @@ class _BudgetFields(serializers.Serializer):
     hard = serializers.BooleanField(required=False, help_text="true (default): refuse requests past the amount; false: alert only.")
     thresholds = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=1000), required=False, allow_empty=True,
-        help_text="Alert at these percentages of the amount; default [50, 80, 100].",
+        help_text="Alert at these percentages of the amount; default [50, 80, 100]; [] turns threshold alerts off.",
     )
     downgrade_model = serializers.CharField(max_length=120, required=False, allow_blank=True,
                                             help_text="A model to switch to instead of refusing, once the budget is spent.")
