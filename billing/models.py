@@ -33,6 +33,7 @@ class UsageEvent(models.Model):
     error_type = models.CharField(max_length=64, blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
     cached_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)  # part of prompt_tokens written to a cache (Anthropic)
     completion_tokens = models.PositiveIntegerField(default=0)
     usage_source = models.CharField(max_length=16, choices=UsageSource.choices, default=UsageSource.MISSING)
     attempts = models.PositiveSmallIntegerField(default=1)
@@ -72,7 +73,7 @@ class Price(models.Model):
     Rows are never edited in place by the services: a change is a new row with a later
     `effective_from`, so past usage keeps the price it was charged at. `organization` null means
     the seeded global book; an organization's own row for the same model takes precedence.
-    `tiers`: [{"above_prompt_tokens": 32000, "input": "…", "cached_input": "…", "output": "…"}] — the
+    `tiers`: [{"above_prompt_tokens": 32000, "input": "…", "cached_input": "…", "cache_write": "…", "output": "…"}] — the
     highest tier below the request's prompt size prices the whole request. `windows`:
     [{"days": [0..6 Monday=0], "start": "HH:MM", "end": "HH:MM", "multiplier": "2"}] in `time_zone`.
     """
@@ -83,6 +84,8 @@ class Price(models.Model):
     currency = models.CharField(_("currency"), max_length=3)
     input_per_m = models.DecimalField(_("input per 1M"), max_digits=20, decimal_places=10)
     cached_input_per_m = models.DecimalField(_("cached input per 1M"), max_digits=20, decimal_places=10, null=True, blank=True)
+    # Writing a prompt to the provider's cache (Anthropic: 1.25x input for the 5-minute cache); null: the input price.
+    cache_write_per_m = models.DecimalField(_("cache write per 1M"), max_digits=20, decimal_places=10, null=True, blank=True)
     output_per_m = models.DecimalField(_("output per 1M"), max_digits=20, decimal_places=10)
     tiers = models.JSONField(default=list, blank=True)
     windows = models.JSONField(default=list, blank=True)

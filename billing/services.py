@@ -51,6 +51,7 @@ def _check_tiers(tiers) -> list:
             "above_prompt_tokens": tier["above_prompt_tokens"],
             "input": str(_money(tier.get("input"), "tiers")),
             "cached_input": str(_money(tier.get("cached_input"), "tiers", allow_none=True)) if tier.get("cached_input") not in (None, "") else None,
+            "cache_write": str(_money(tier.get("cache_write"), "tiers", allow_none=True)) if tier.get("cache_write") not in (None, "") else None,
             "output": str(_money(tier.get("output"), "tiers")),
         })
     return sorted(clean, key=lambda t: t["above_prompt_tokens"])
@@ -78,7 +79,7 @@ def _check_windows(windows) -> list:
 def price_create(
     *, actor: OrgContext | None, provider: str, upstream_model: str, currency: str, input_per_m, output_per_m,
     cached_input_per_m=None, tiers=None, windows=None, time_zone: str = "UTC", effective_from: datetime | None = None,
-    source: str = "", ip=None,
+    source: str = "", ip=None, cache_write_per_m=None,
 ) -> Price:
     """A new price book entry for the org (or the global book when actor is None, for seeding).
 
@@ -95,6 +96,7 @@ def price_create(
         organization=actor.organization if actor else None, provider=provider, upstream_model=upstream_model.strip(),
         currency=currency, input_per_m=_money(input_per_m, "input_per_m"), output_per_m=_money(output_per_m, "output_per_m"),
         cached_input_per_m=_money(cached_input_per_m, "cached_input_per_m", allow_none=True), tiers=_check_tiers(tiers),
+        cache_write_per_m=_money(cache_write_per_m, "cache_write_per_m", allow_none=True),
         windows=_check_windows(windows), time_zone=time_zone, effective_from=effective_from or timezone.now(), source=source,
     )
     price.full_clean(exclude=["organization"])
@@ -270,7 +272,8 @@ def budgets_evaluate_all() -> int:
 
 def unpriced_usage_alert(*, since: datetime | None = None) -> int:
     """Alert once a day per (org, provider, model) that served requests with no price, and per (org,
-    currency) priced in a currency without an exchange rate to the org's."""
+    currency) priced in a currency without an exchange rate to the org's; and per (org, provider, model)
+    whose cache writes were charged at the input price for want of a cache write price."""
     from billing.alerts import alert_fire
 
     since = since or timezone.now() - timedelta(hours=1)
@@ -302,6 +305,23 @@ def unpriced_usage_alert(*, since: datetime | None = None) -> int:
             organization=organization, kind="rate.missing", dedupe_key=f"rate-missing:{org_id}:{currency}:{day}",
             payload={"currency": currency, "org_currency": organization.currency,
                      "message": f"Requests were priced in {currency} with no exchange rate to {organization.currency}: their cost is unknown."},
+        )
+        fired += 1 if alert else 0
+    # Cache writes priced at the input price because the price has no cache write price: charged too little.
+    rows = (
+        UsageEvent.objects.filter(
+            created_at__gte=since, cache_write_tokens__gt=0,
+            price_id__in=Price.objects.filter(cache_write_per_m__isnull=True).values("pk"),
+        )
+        .values_list("organization_id", "provider", "upstream_model")
+        .distinct()
+    )
+    for org_id, provider, model in rows:
+        alert = alert_fire(
+            organization=Organization.objects.get(pk=org_id), kind="price.cache_write_missing",
+            dedupe_key=f"cache-write-missing:{org_id}:{provider}:{model}:{day}"[:200],
+            payload={"provider": provider, "upstream_model": model,
+                     "message": "Cache writes were charged at the input price: the price has no cache write price."},
         )
         fired += 1 if alert else 0
     return fired

@@ -90,7 +90,7 @@ class Record:
 
     __slots__ = (
         "request_id", "key", "model", "model_name", "endpoint", "stream", "started", "created_at", "status_code",
-        "error_type", "prompt_tokens", "cached_tokens", "completion_tokens", "usage_source", "attempts", "deployment",
+        "error_type", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens", "usage_source", "attempts", "deployment",
         "deployment_id", "provider", "upstream_model", "ttft_ms", "latency_ms", "body", "cost", "currency",
         "exchange_rate", "cost_display", "price_id", "attempt_trail", "downgraded_from",
     )
@@ -106,7 +106,7 @@ class Record:
         self.started = time.perf_counter()
         self.created_at = time.time()
         self.status_code, self.error_type = 0, ""
-        self.prompt_tokens = self.cached_tokens = self.completion_tokens = 0
+        self.prompt_tokens = self.cached_tokens = self.cache_write_tokens = self.completion_tokens = 0
         self.usage_source = "missing"
         self.attempts, self.deployment_id, self.provider, self.upstream_model = 0, None, "", ""
         self.ttft_ms = None
@@ -127,6 +127,7 @@ class Record:
     def usage(self, usage, source: str) -> None:
         self.prompt_tokens, self.completion_tokens = usage.prompt_tokens, usage.completion_tokens
         self.cached_tokens, self.usage_source = usage.cached_tokens, source
+        self.cache_write_tokens = usage.cache_write_tokens
 
     async def estimate(self, completion_text: str) -> None:
         """Count tokens offline; long texts are counted in a worker thread, off the event loop."""
@@ -156,7 +157,10 @@ class Record:
         price = price_at(self.deployment.prices, self.created_at)
         if price is None:
             return  # unpriced: recorded and alerted as such, never as zero
-        self.cost = price.cost(prompt_tokens=self.prompt_tokens, cached_tokens=self.cached_tokens, completion_tokens=self.completion_tokens, at=self.created_at)
+        self.cost = price.cost(
+            prompt_tokens=self.prompt_tokens, cached_tokens=self.cached_tokens, completion_tokens=self.completion_tokens,
+            at=self.created_at, cache_write_tokens=self.cache_write_tokens,
+        )
         self.currency, self.price_id = price.currency, price.id
         self.exchange_rate = self.model.exchange_rate(price.currency)
         if self.exchange_rate is not None:
@@ -171,7 +175,7 @@ class Record:
             "key_id": key.id, "user_id": key.user_id, "model_name": self.model_name, "deployment_id": self.deployment_id,
             "provider": self.provider, "upstream_model": self.upstream_model, "endpoint": self.endpoint,
             "stream": self.stream, "status_code": self.status_code, "error_type": self.error_type,
-            "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens,
+            "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens, "cache_write_tokens": self.cache_write_tokens,
             "completion_tokens": self.completion_tokens, "usage_source": self.usage_source, "attempts": self.attempts,
             "latency_ms": self.latency_ms, "ttft_ms": self.ttft_ms, "created_at": self.created_at,
             "cost": _text(self.cost), "currency": self.currency or "", "exchange_rate": _text(self.exchange_rate),

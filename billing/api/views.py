@@ -209,6 +209,9 @@ class PriceListApi(OrgAPIView):
         currency = serializers.RegexField(r"^[A-Za-z]{3}$", help_text="ISO 4217, e.g. USD or CNY.")
         input_per_m = DecimalStringField(help_text="Per 1M input tokens, in `currency`.")
         cached_input_per_m = DecimalStringField(required=False, allow_null=True, help_text="Per 1M cached input tokens; null: the input price.")
+        cache_write_per_m = DecimalStringField(
+            required=False, allow_null=True, help_text="Per 1M prompt tokens written to the provider's cache (Anthropic); null: the input price.",
+        )
         output_per_m = DecimalStringField(help_text="Per 1M output tokens.")
         tiers = PriceTierSerializer(
             many=True, required=False, help_text="Prices for larger prompts; the highest tier exceeded prices the whole request."

@@ -213,9 +213,11 @@ def usage_from(raw: dict | None) -> Usage | None:
     if not raw:
         return None
     cache_read = int(raw.get("cache_read_input_tokens") or 0)
+    cache_write = int(raw.get("cache_creation_input_tokens") or 0)  # priced apart: dearer than input
     # input_tokens excludes cache reads and writes; OpenAI's prompt_tokens counts everything.
-    prompt = int(raw.get("input_tokens") or 0) + int(raw.get("cache_creation_input_tokens") or 0) + cache_read
-    return Usage(prompt_tokens=prompt, completion_tokens=int(raw.get("output_tokens") or 0), cached_tokens=cache_read)
+    prompt = int(raw.get("input_tokens") or 0) + cache_write + cache_read
+    return Usage(prompt_tokens=prompt, completion_tokens=int(raw.get("output_tokens") or 0), cached_tokens=cache_read,
+                 cache_write_tokens=cache_write)
 
 
 def map_anthropic_error(status: int, error: dict, headers) -> UpstreamError:
