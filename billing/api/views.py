@@ -445,9 +445,9 @@ class _UsageTotals(serializers.Serializer):
 
 
 class UsageSummaryApi(OrgAPIView):
-    """Usage totals over a time range, grouped, from the hourly and daily rollups (never the raw log).
-
-    Rollup buckets count whole: those that start in [since, until). The default range is the last 30 days.
+    """Usage totals over a time range, grouped: exactly the usage in [since, until), from the hourly and
+    daily rollups for the whole hours inside and the request log for the partial hours at either edge.
+    The default range is the last 30 days.
     """
 
     permissions = {"GET": Perm.VIEW_OWN_USAGE}
