@@ -91,7 +91,7 @@ def test_the_budget_bar_shows_reserved_beside_spent(client, org, owner):
             html = client.get(page).content.decode()
             assert "$0.25 / $1.00" in html
             assert "$0.125 reserved" in html
-            assert 'class="budget-bar budget-bar-reserved" max="100" value="37"' in html  # spent + reserved
+            assert 'class="budget-reserved-bar" min="0" max="100" value="37"' in html  # spent + reserved
             assert 'class="budget-bar level-ok" max="100" value="25"' in html
     finally:
         store.delete(counter)
