@@ -51,9 +51,10 @@ def _check_tiers(tiers) -> list:
             "above_prompt_tokens": tier["above_prompt_tokens"],
             "input": str(_money(tier.get("input"), "tiers")),
             "cached_input": str(_money(tier.get("cached_input"), "tiers", allow_none=True)) if tier.get("cached_input") not in (None, "") else None,
-            "cache_write": str(_money(tier.get("cache_write"), "tiers", allow_none=True)) if tier.get("cache_write") not in (None, "") else None,
             "output": str(_money(tier.get("output"), "tiers")),
         })
+        if tier.get("cache_write") not in (None, ""):  # only where a tier has its own (else: the input price)
+            clean[-1]["cache_write"] = str(_money(tier["cache_write"], "tiers"))
     return sorted(clean, key=lambda t: t["above_prompt_tokens"])
 
 

@@ -135,7 +135,7 @@ def test_admin_creates_a_price_entry(admin_client, org):
     assert response.status_code == 201, response.content
     body = response.json()
     assert (body["scope"], body["currency"], body["output_per_m"], body["in_force"]) == ("org", "USD", "1.1", True)
-    assert body["tiers"] == [{"above_prompt_tokens": 32000, "input": "0.5", "cached_input": None, "output": "2"}]
+    assert body["tiers"] == [{"above_prompt_tokens": 32000, "input": "0.5", "cached_input": None, "cache_write": None, "output": "2"}]
     price = Price.objects.get(pk=body["id"])
     assert price.organization == org and price.input_per_m == Decimal("0.27")
     assert AuditLog.objects.filter(organization=org, action="price.create").exists()

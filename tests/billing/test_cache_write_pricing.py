@@ -85,3 +85,14 @@ def test_the_seeded_book_has_anthropic_cache_write_prices():
     assert seeded["claude-sonnet-4-5"] == Decimal("3.75") and seeded["claude-opus-4-1"] == Decimal("18.75")
     assert seeded["claude-haiku-4-5"] == Decimal("1.25")
     assert all(value is not None for value in seeded.values())
+
+
+@pytest.mark.django_db
+def test_a_tier_can_have_its_own_cache_write_price(owner_ctx):
+    row = billing_services.price_create(
+        actor=owner_ctx, provider="anthropic", upstream_model="m", currency="USD", input_per_m="3", output_per_m="15",
+        cache_write_per_m="3.75", tiers=[{"above_prompt_tokens": 200_000, "input": "6", "output": "22.5", "cache_write": "7.5"}],
+    )
+    snapshot = snapshot_from_row(row)
+    cost = snapshot.cost(prompt_tokens=300_000, cached_tokens=0, completion_tokens=0, at=snapshot.effective_from, cache_write_tokens=100_000)
+    assert cost == Decimal("1.95")  # 200k x 6 + 100k x 7.5, per 1M
