@@ -130,6 +130,11 @@ class BudgetSerializer(serializers.Serializer):
     thresholds = serializers.ListField(child=serializers.IntegerField(), read_only=True, help_text="Alert at these percentages.")
     downgrade_model = serializers.CharField(read_only=True)
     spent = MoneyField(help_text="Spend in the current period, in the organization's currency.")
+    reserved = MoneyField(
+        allow_null=True,
+        help_text="Held beyond `spent` by requests in flight and the relay's leases (settles to the real cost); "
+                  "null without Redis (each process counts its own).",
+    )
     percent = MoneyField(help_text="spent / amount × 100, to two decimals.")
     period_start = serializers.DateTimeField(read_only=True)
     period_end = serializers.DateTimeField(read_only=True, allow_null=True, help_text="Null for the `total` period.")

@@ -134,10 +134,22 @@ def _mark_rates_in_force(rates: list[ExchangeRate], organization) -> list[Exchan
 
 def _with_spend(budget: Budget, now: datetime) -> Budget:
     """Attach the current period's spend, its bounds and the percentage used, for BudgetSerializer."""
-    spent, start, end = selectors.budget_spent(budget=budget, at=now)
-    budget.spent, budget.period_start, budget.period_end = spent, start, end
-    budget.percent = (spent * 100 / budget.amount).quantize(Decimal("0.01")) if budget.amount else Decimal(0)
-    return budget
+    return _with_spend_all([budget], now)[0]
+
+
+def _with_spend_all(budgets: list[Budget], now: datetime) -> list[Budget]:
+    """_with_spend for a page, and what each holds reserved (one read of the shared counters for the page)."""
+    for budget in budgets:
+        spent, start, end = selectors.budget_spent(budget=budget, at=now)
+        budget.spent, budget.period_start, budget.period_end = spent, start, end
+        budget.percent = (spent * 100 / budget.amount).quantize(Decimal("0.01")) if budget.amount else Decimal(0)
+    if budgets:
+        reserved = selectors.budget_reserved(
+            budgets, {b.pk: b.spent for b in budgets}, time_zone=budgets[0].organization.time_zone, now=now,
+        ) or {}
+        for budget in budgets:
+            budget.reserved = reserved.get(budget.pk)
+    return budgets
 
 
 def _budgets(organization) -> QuerySet[Budget]:
@@ -356,7 +368,7 @@ class BudgetListApi(OrgAPIView):
             budgets = budgets.filter(scope=filters.validated_data["scope"])
         paginator = self.pagination_class()
         now = timezone.now()
-        page = [_with_spend(b, now) for b in paginator.paginate_queryset(budgets, request, view=self)]
+        page = _with_spend_all(list(paginator.paginate_queryset(budgets, request, view=self)), now)
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
     @extend_schema(tags=["budgets"], request=InputSerializer, responses={201: OutputSerializer})

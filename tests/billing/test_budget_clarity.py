@@ -93,5 +93,11 @@ def test_the_budget_bar_shows_reserved_beside_spent(client, org, owner):
             assert "$0.125 reserved" in html
             assert 'class="budget-reserved-bar" min="0" max="100" value="37"' in html  # spent + reserved
             assert 'class="budget-bar level-ok" max="100" value="25"' in html
+        from rest_framework.test import APIClient
+
+        api = APIClient()
+        api.force_authenticate(owner)
+        assert {k: api.get(f"/api/budgets/{budget.pk}/").json()[k] for k in ("spent", "reserved")} == {"spent": "0.25", "reserved": "0.125"}
+        assert [b["reserved"] for b in api.get("/api/budgets/").json()["results"]] == ["0.125"]
     finally:
         store.delete(counter)
