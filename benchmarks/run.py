@@ -441,6 +441,7 @@ def tollgate_env() -> dict:
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}",
         "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+        "TOLLGATE_ACCEPT_VOLATILE_REDIS": "true",  # the benchmark machine's Redis runs without persistence
         "PYTEST_XDIST_WORKER": "",  # settings would move a test worker's Redis database
         "TOLLGATE_EGRESS_ALLOW_HOSTS": "127.0.0.1",
         "TOLLGATE_EGRESS_ALLOW_HTTP": "true",

@@ -19,7 +19,7 @@ from billing.models import Alert, AlertChannel, AlertDelivery, Budget, ExchangeR
 
 @admin.register(Price)
 class PriceAdmin(ReadOnlyAdmin):
-    list_display = ["provider", "upstream_model", "organization", "currency", "input_per_m", "cached_input_per_m", "output_per_m", "effective_from"]
+    list_display = ["provider", "upstream_model", "organization", "currency", "input_per_m", "cached_input_per_m", "cache_write_per_m", "output_per_m", "effective_from"]
     list_filter = ["provider", "currency", ("organization", admin.EmptyFieldListFilter)]
     list_select_related = ["organization"]
     search_fields = ["provider", "upstream_model", "organization__name"]

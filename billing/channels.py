@@ -87,9 +87,13 @@ def alert_message(alert: Alert, channel: AlertChannel) -> Message:
         else:
             title = f"Budget “{name}” reached {p.get('threshold')}%"
             severity = "critical" if int(p.get("threshold") or 0) >= 100 else "warning"
-    elif alert.kind == "price.missing":
-        title = "Requests were served without a price"
+    elif alert.kind in ("price.missing", "price.cache_write_missing"):
+        title = "Requests were served without a price" if alert.kind == "price.missing" else "Cache writes were charged at the input price"
         lines = [("Provider", str(p.get("provider", ""))), ("Model", str(p.get("upstream_model", ""))), ("", str(p.get("message", "")))]
+        severity = "warning"
+    elif alert.kind == "rate.missing":
+        title = "Requests were priced in a currency without an exchange rate"
+        lines = [("Currency", f"{p.get('currency', '')} → {p.get('org_currency', org.currency)}"), ("", str(p.get("message", "")))]
         severity = "warning"
     elif alert.kind == "test":
         title = "Test alert"

@@ -23,7 +23,7 @@ from accounts.models import Team, User
 from accounts.permissions import Perm
 from billing.models import Budget, UsageEvent, UsageRollup
 from billing.periods import period_bounds
-from billing.selectors import budget_scope_filter, ceil_hour, floor_day, floor_hour, rollup_range_q, usage_events
+from billing.selectors import budget_reserved, budget_scope_filter, ceil_hour, floor_day, floor_hour, rollup_range_q, usage_events
 from keys.models import VirtualKey
 
 UTC = dt_timezone.utc
@@ -161,11 +161,19 @@ class BudgetStatus:
     end: datetime | None
     warn_at: int
     level: str  # "ok", "warn" (at or past the warning threshold) or "over" (100% or more)
+    reserved: Money | None = None  # held by requests in flight and relay leases (None: not known here)
 
     @property
     def bar_value(self) -> int:
         """For <progress max=100>: the share used, capped at the full bar."""
         return int(min(self.percent, Decimal(100)))
+
+    @property
+    def committed_value(self) -> int:
+        """Spent and reserved together, for the bar's lighter segment."""
+        if not self.reserved or not self.amount.amount:
+            return self.bar_value
+        return int(min((self.spent.amount + self.reserved.amount) * 100 / self.amount.amount, Decimal(100)))
 
 
 def warning_threshold(thresholds: list[int] | None) -> int:
@@ -214,6 +222,7 @@ def budget_statuses(budgets: list[Budget], *, organization, now: datetime, month
             sums = rows.aggregate(**{f"b{b.pk}": Sum("cost", filter=budget_scope_filter(b) or None) for b in chunk})
             spent.update({b.pk: sums[f"b{b.pk}"] or Decimal(0) for b in chunk})
     currency = organization.currency
+    reserved = budget_reserved(budgets, spent, time_zone=organization.time_zone, now=now) or {}
     statuses = []
     for budget in budgets:
         used = spent[budget.pk]
@@ -225,6 +234,7 @@ def budget_statuses(budgets: list[Budget], *, organization, now: datetime, month
             budget=budget, spent=Money(used, currency), amount=Money(budget.amount, currency),
             remaining=Money(max(budget.amount - used, Decimal(0)), currency), percent=percent,
             start=start, end=end, warn_at=warn_at, level=level,
+            reserved=Money(reserved[budget.pk], currency) if budget.pk in reserved else None,
         ))
     return statuses
 

@@ -128,11 +128,11 @@ class UsageFilterForm(forms.Form):
 # --- Budgets --------------------------------------------------------------------------------------------
 
 
-def _parse_thresholds(text: str) -> list[int] | None:
-    """ "50, 80, 100" (percent signs and Chinese commas allowed) -> [50, 80, 100]; empty -> None (the defaults)."""
+def _parse_thresholds(text: str) -> list[int]:
+    """ "50, 80, 100" (percent signs and Chinese commas allowed) -> [50, 80, 100]; empty -> [] (no threshold alerts)."""
     parts = [p for p in re.split(r"[,，;；\s]+", (text or "").replace("%", "")) if p]
     if not parts:
-        return None
+        return []
     try:
         values = [int(p) for p in parts]
     except ValueError as exc:
@@ -152,7 +152,7 @@ class _BudgetFieldsForm(forms.Form):
     )
     thresholds = forms.CharField(
         label=_("Alert thresholds (%)"), required=False, initial="50, 80, 100", max_length=200,
-        help_text=_("Alerts fire once per period at each percentage. The bar turns amber at the highest one below 100."),
+        help_text=_("Alerts fire once per period at each percentage; empty: no threshold alerts. The bar turns amber at the highest one below 100."),
     )
     downgrade_model = forms.ChoiceField(
         label=_("Downgrade to model"), required=False,

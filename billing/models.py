@@ -36,6 +36,7 @@ class UsageEvent(models.Model):
     error_type = models.CharField(max_length=64, blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
     cached_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)  # part of prompt_tokens written to a cache (Anthropic)
     completion_tokens = models.PositiveIntegerField(default=0)
     usage_source = models.CharField(max_length=16, choices=UsageSource.choices, default=UsageSource.MISSING)
     attempts = models.PositiveSmallIntegerField(default=1)
@@ -95,7 +96,7 @@ class Price(models.Model):
     Rows are never edited in place by the services: a change is a new row with a later
     `effective_from`, so past usage keeps the price it was charged at. `organization` null means
     the seeded global book; an organization's own row for the same model takes precedence.
-    `tiers`: [{"above_prompt_tokens": 32000, "input": "…", "cached_input": "…", "output": "…"}] — the
+    `tiers`: [{"above_prompt_tokens": 32000, "input": "…", "cached_input": "…", "cache_write": "…", "output": "…"}] — the
     highest tier below the request's prompt size prices the whole request. `windows`:
     [{"days": [0..6 Monday=0], "start": "HH:MM", "end": "HH:MM", "multiplier": "2"}] in `time_zone`.
     """
@@ -106,6 +107,8 @@ class Price(models.Model):
     currency = models.CharField(_("currency"), max_length=3)
     input_per_m = models.DecimalField(_("input per 1M"), max_digits=20, decimal_places=10)
     cached_input_per_m = models.DecimalField(_("cached input per 1M"), max_digits=20, decimal_places=10, null=True, blank=True)
+    # Writing a prompt to the provider's cache (Anthropic: 1.25x input for the 5-minute cache); null: the input price.
+    cache_write_per_m = models.DecimalField(_("cache write per 1M"), max_digits=20, decimal_places=10, null=True, blank=True)
     output_per_m = models.DecimalField(_("output per 1M"), max_digits=20, decimal_places=10)
     tiers = models.JSONField(default=list, blank=True)
     windows = models.JSONField(default=list, blank=True)
@@ -184,6 +187,10 @@ class UsageRollup(models.Model):
         return f"{self.grain} {self.bucket:%Y-%m-%d %H:00} {self.model_name}"
 
 
+def default_thresholds() -> list[int]:
+    return [50, 80, 100]
+
+
 class Budget(models.Model):
     class Scope(models.TextChoices):
         ORGANIZATION = "org", _("Organization")
@@ -206,7 +213,8 @@ class Budget(models.Model):
     period = models.CharField(_("period"), max_length=8, choices=Period.choices, default=Period.MONTH)
     amount = models.DecimalField(_("amount"), max_digits=20, decimal_places=6)
     hard = models.BooleanField(_("hard limit"), default=True, help_text=_("Block requests past the amount; otherwise only alert."))
-    thresholds = models.JSONField(_("alert thresholds (%)"), default=list, blank=True)
+    # [] turns threshold alerts off; a budget created without thresholds gets these.
+    thresholds = models.JSONField(_("alert thresholds (%)"), default=default_thresholds, blank=True)
     downgrade_model = models.CharField(_("downgrade to model"), max_length=120, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -280,7 +288,7 @@ class Alert(models.Model):
     """One event worth telling people about; `dedupe_key` makes each (budget, period, threshold) fire once."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="alerts")
-    kind = models.CharField(max_length=32)  # budget.threshold, budget.forecast, price.missing, test
+    kind = models.CharField(max_length=32)  # budget.threshold, budget.forecast, price.missing, rate.missing, test
     dedupe_key = models.CharField(max_length=200, unique=True)
     budget = models.ForeignKey(Budget, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
     payload = models.JSONField(default=dict)

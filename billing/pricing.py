@@ -15,8 +15,14 @@ MICROS = Decimal(1_000_000)  # budget counters count micro-units of the org curr
 @dataclass(frozen=True)
 class Rates:
     input: Decimal
-    cached_input: Decimal
+    cached_input: Decimal | None  # None: the input price
     output: Decimal
+    cache_write: Decimal | None = None  # None: the input price (flagged: billing.services.unpriced_usage_alert)
+
+    @property
+    def dearest_input(self) -> Decimal:
+        """The most one prompt token can cost: writing it to a cache may cost more than reading it plainly."""
+        return self.input if self.cache_write is None else max(self.input, self.cache_write)
 
 
 @dataclass(frozen=True)
@@ -57,18 +63,25 @@ class PriceSnapshot:
                 return window.multiplier
         return Decimal(1)
 
-    def cost(self, *, prompt_tokens: int, cached_tokens: int, completion_tokens: int, at: float) -> Decimal:
+    def cost(self, *, prompt_tokens: int, cached_tokens: int, completion_tokens: int, at: float, cache_write_tokens: int = 0) -> Decimal:
+        """Prompt tokens read from a cache, written to one, and the rest, each at its rate."""
         rates = self.rates_for(prompt_tokens)
         cached = min(cached_tokens, prompt_tokens)
+        written = min(cache_write_tokens, prompt_tokens - cached)
         cached_rate = rates.cached_input if rates.cached_input is not None else rates.input
-        amount = (prompt_tokens - cached) * rates.input + cached * cached_rate + completion_tokens * rates.output
+        write_rate = rates.cache_write if rates.cache_write is not None else rates.input
+        amount = (
+            (prompt_tokens - cached - written) * rates.input + cached * cached_rate + written * write_rate
+            + completion_tokens * rates.output
+        )
         return amount * self.multiplier_at(at) / MILLION
 
     def worst_case(self, *, prompt_tokens: int, completion_tokens: int) -> Decimal:
-        """The most a request of this size can cost: no cache hits, the dearest window."""
+        """The most a request of this size can cost: no cache hits, every prompt token at its dearest
+        (a cache write), the dearest window."""
         rates = self.rates_for(prompt_tokens)
         multiplier = max([Decimal(1), *(w.multiplier for w in self.windows)])
-        return (prompt_tokens * rates.input + completion_tokens * rates.output) * multiplier / MILLION
+        return (prompt_tokens * rates.dearest_input + completion_tokens * rates.output) * multiplier / MILLION
 
 
 def _decimal(value) -> Decimal | None:
@@ -82,10 +95,13 @@ def _minutes(text: str) -> int:
 
 def snapshot_from_row(row) -> PriceSnapshot:
     """A Price model instance to its immutable snapshot."""
-    base = Rates(row.input_per_m, row.cached_input_per_m, row.output_per_m)
+    base = Rates(row.input_per_m, row.cached_input_per_m, row.output_per_m, row.cache_write_per_m)
     tiers = tuple(
         sorted(
-            (int(t["above_prompt_tokens"]), Rates(_decimal(t["input"]), _decimal(t.get("cached_input")), _decimal(t["output"])))
+            (
+                int(t["above_prompt_tokens"]),
+                Rates(_decimal(t["input"]), _decimal(t.get("cached_input")), _decimal(t["output"]), _decimal(t.get("cache_write"))),
+            )
             for t in row.tiers or []
         )
     )

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncDay, TruncHour
 
 from billing.models import Budget, UsageEvent, UsageRollup
 from billing.periods import period_bounds
@@ -72,6 +73,42 @@ def budget_spent_micros(*, budget_id: int, at: float) -> int:
     return to_micros(spent)
 
 
+_counter_client = None
+
+
+def _counters():
+    """A pooled client for reading admission counters; short timeouts (a page must not hang on Redis)."""
+    global _counter_client
+    if _counter_client is None:
+        import redis
+        from django.conf import settings
+
+        _counter_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    return _counter_client
+
+
+def budget_reserved(budgets: list[Budget], spent: dict[int, Decimal], *, time_zone: str, now: datetime) -> dict[int, Decimal] | None:
+    """What each budget's admission counter holds beyond its ledger spend: requests in flight, leases the
+    relay processes hold and usage on its way to the ledger (relay.budgets). One MGET per call; None when
+    the counters are not shared (no Redis: each process counts its own) or Redis does not answer."""
+    from django.conf import settings
+
+    from billing.periods import budget_counter
+    from billing.pricing import MICROS
+
+    if not settings.REDIS_URL or not budgets:
+        return None
+    names = [budget_counter(b.pk, b.period, time_zone, now.timestamp()) for b in budgets]
+    try:
+        values = _counters().mget(names)
+    except Exception:  # README fail-open table: pages work without Redis
+        return None
+    return {
+        b.pk: max(Decimal(0), Decimal(value.decode()) / MICROS - spent.get(b.pk, Decimal(0))) if value else Decimal(0)
+        for b, value in zip(budgets, values)
+    }
+
+
 def usage_events(*, organization, filters: dict | None = None) -> QuerySet[UsageEvent]:
     """The request log, filtered by the usage explorer's fields."""
     events = UsageEvent.objects.filter(organization=organization)
@@ -92,22 +129,60 @@ GROUPS = {"day": "bucket", "model": "model_name", "key": "key_id", "team": "team
 
 
 def usage_summary(*, organization, since: datetime, until: datetime, group_by: str = "day", filters: dict | None = None) -> list[dict]:
-    """Totals from the daily (or hourly, for short ranges) rollups, never the raw ledger."""
-    grain = UsageRollup.Grain.HOUR if (until - since).total_seconds() <= 2 * 86400 else UsageRollup.Grain.DAY
-    rows = UsageRollup.objects.filter(organization=organization, grain=grain, bucket__gte=since, bucket__lt=until)
-    for field in ("team_id", "key_id", "user_id", "model_name", "deployment_id"):
-        if (filters or {}).get(field) not in (None, ""):
-            rows = rows.filter(**{field: filters[field]})
+    """Totals of the usage in [since, until) exactly: the rollups for the whole hours inside, the ledger for the
+    partial hours at either edge (at most two hours of raw rows). group_by "day" groups by hour for ranges up
+    to two days, else by UTC day."""
+    hourly = (until - since).total_seconds() <= 2 * 86400
     column = GROUPS[group_by]
-    return list(
-        rows.values(column)
-        .annotate(
+    filters = {f: (filters or {}).get(f) for f in ("team_id", "key_id", "user_id", "model_name", "deployment_id")}
+    filters = {f: v for f, v in filters.items() if v not in (None, "")}
+    inner_start, inner_end = ceil_hour(since), floor_hour(until)
+    summed: dict = {}
+    if inner_start < inner_end:
+        whole = (
+            Q(grain=UsageRollup.Grain.HOUR, bucket__gte=inner_start, bucket__lt=inner_end) if hourly
+            else rollup_range_q(inner_start, inner_end)
+        )
+        rows = UsageRollup.objects.filter(whole, organization=organization, **filters)
+        for row in rows.values(column).annotate(
             requests=Sum("requests"), errors=Sum("errors"), prompt_tokens=Sum("prompt_tokens"),
             cached_tokens=Sum("cached_tokens"), completion_tokens=Sum("completion_tokens"), cost=Sum("cost"),
-            unpriced=Sum("unpriced"), rows=Count("id"),
-        )
-        .order_by(column)
-    )
+            unpriced=Sum("unpriced"),
+        ).order_by():
+            _add(summed, column, _group_value(row[column], group_by, hourly), row)
+        edges = [(since, inner_start), (inner_end, until)]
+    else:
+        edges = [(since, until)]  # inside one hour: the ledger alone
+    for start, end in edges:
+        if start >= end:
+            continue
+        events = UsageEvent.objects.filter(organization=organization, created_at__gte=start, created_at__lt=end, **filters)
+        if group_by == "day":
+            events = events.annotate(bucket=(TruncHour if hourly else TruncDay)("created_at", tzinfo=dt_timezone.utc))
+        for row in events.values(column).annotate(
+            requests=Count("id"), errors=Count("id", filter=Q(status_code__gte=400)), prompt_tokens=Sum("prompt_tokens"),
+            cached_tokens=Sum("cached_tokens"), completion_tokens=Sum("completion_tokens"), cost=Sum("cost_display"),
+            unpriced=Count("id", filter=Q(cost_display__isnull=True, status_code__lt=400)),  # as the rollups count
+        ).order_by():
+            _add(summed, column, _group_value(row[column], group_by, hourly), row)
+    return [summed[group] for group in sorted(summed)]
+
+
+SUMMARY_SUMS = ("requests", "errors", "prompt_tokens", "cached_tokens", "completion_tokens", "cost", "unpriced")
+
+
+def _group_value(value, group_by: str, hourly: bool):
+    if group_by == "day":
+        return floor_hour(value) if hourly else floor_day(value)
+    if group_by == "model":
+        return value
+    return value or 0  # the rollups' 0 for "none"
+
+
+def _add(summed: dict, column: str, group, row: dict) -> None:
+    into = summed.setdefault(group, {column: group, **dict.fromkeys(SUMMARY_SUMS, 0), "cost": Decimal(0)})
+    for name in SUMMARY_SUMS:
+        into[name] += row[name] or 0
 
 
 def _percentile(values: list[int], fraction: float) -> int | None:

@@ -13,14 +13,12 @@ from accounts.models import Organization, Team, User
 from accounts.permissions import Perm, has_perm
 from accounts.services import audit_record
 from accounts.tenancy import OrgContext
-from billing.models import Budget, ExchangeRate, Price, UsageEvent
+from billing.models import Budget, ExchangeRate, Price, UsageEvent, default_thresholds
 from billing.selectors import budget_spent
 from keys.invalidation import config_changed
 from keys.models import VirtualKey
 
 log = logging.getLogger(__name__)
-
-DEFAULT_THRESHOLDS = [50, 80, 100]
 
 
 def _require(actor: OrgContext, perm: Perm) -> None:
@@ -55,6 +53,8 @@ def _check_tiers(tiers) -> list:
             "cached_input": str(_money(tier.get("cached_input"), "tiers", allow_none=True)) if tier.get("cached_input") not in (None, "") else None,
             "output": str(_money(tier.get("output"), "tiers")),
         })
+        if tier.get("cache_write") not in (None, ""):  # only where a tier has its own (else: the input price)
+            clean[-1]["cache_write"] = str(_money(tier["cache_write"], "tiers"))
     return sorted(clean, key=lambda t: t["above_prompt_tokens"])
 
 
@@ -80,7 +80,7 @@ def _check_windows(windows) -> list:
 def price_create(
     *, actor: OrgContext | None, provider: str, upstream_model: str, currency: str, input_per_m, output_per_m,
     cached_input_per_m=None, tiers=None, windows=None, time_zone: str = "UTC", effective_from: datetime | None = None,
-    source: str = "", ip=None,
+    source: str = "", ip=None, cache_write_per_m=None,
 ) -> Price:
     """A new price book entry for the org (or the global book when actor is None, for seeding).
 
@@ -97,6 +97,7 @@ def price_create(
         organization=actor.organization if actor else None, provider=provider, upstream_model=upstream_model.strip(),
         currency=currency, input_per_m=_money(input_per_m, "input_per_m"), output_per_m=_money(output_per_m, "output_per_m"),
         cached_input_per_m=_money(cached_input_per_m, "cached_input_per_m", allow_none=True), tiers=_check_tiers(tiers),
+        cache_write_per_m=_money(cache_write_per_m, "cache_write_per_m", allow_none=True),
         windows=_check_windows(windows), time_zone=time_zone, effective_from=effective_from or timezone.now(), source=source,
     )
     price.full_clean(exclude=["organization"])
@@ -141,7 +142,7 @@ def _scope_object(actor: OrgContext, scope: str, team, key, user):
 
 def _check_thresholds(thresholds) -> list[int]:
     if thresholds in (None, ""):
-        return list(DEFAULT_THRESHOLDS)
+        return default_thresholds()
     if not isinstance(thresholds, list) or not all(isinstance(t, int) and not isinstance(t, bool) and 1 <= t <= 1000 for t in thresholds):
         raise ApplicationError(_("Thresholds are whole percentages between 1 and 1000."), field="thresholds")
     return sorted(set(thresholds))
@@ -210,7 +211,7 @@ def budget_evaluate(*, budget_id: int, now: datetime | None = None) -> list:
         "period_start": start.isoformat(), "amount": str(budget.amount), "spent": str(spent.quantize(Decimal("0.000001"))),
         "currency": budget.organization.currency, "percent": str(percent.quantize(Decimal("0.1"))), "hard": budget.hard,
     }
-    for threshold in budget.thresholds or DEFAULT_THRESHOLDS:
+    for threshold in budget.thresholds:  # [] turns threshold alerts off
         if percent >= threshold:
             alert = alert_fire(
                 organization=budget.organization, kind="budget.threshold", budget=budget,
@@ -271,7 +272,9 @@ def budgets_evaluate_all() -> int:
 
 
 def unpriced_usage_alert(*, since: datetime | None = None) -> int:
-    """Alert once a day per (org, provider, model) that served requests with no price."""
+    """Alert once a day per (org, provider, model) that served requests with no price, and per (org,
+    currency) priced in a currency without an exchange rate to the org's; and per (org, provider, model)
+    whose cache writes were charged at the input price for want of a cache write price."""
     from billing.alerts import alert_fire
 
     since = since or timezone.now() - timedelta(hours=1)
@@ -288,6 +291,38 @@ def unpriced_usage_alert(*, since: datetime | None = None) -> int:
             organization=Organization.objects.get(pk=org_id), kind="price.missing",
             dedupe_key=f"price-missing:{org_id}:{provider}:{model}:{day}"[:200],
             payload={"provider": provider, "upstream_model": model, "message": "Requests were served without a price: their cost is unknown."},
+        )
+        fired += 1 if alert else 0
+    # Priced, but in a currency the organization has no exchange rate for: its cost is missing from
+    # every total and budget in the org's currency just the same.
+    rows = (
+        UsageEvent.objects.filter(created_at__gte=since, cost__isnull=False, cost_display__isnull=True, status_code__lt=400)
+        .values_list("organization_id", "currency")
+        .distinct()
+    )
+    for org_id, currency in rows:
+        organization = Organization.objects.get(pk=org_id)
+        alert = alert_fire(
+            organization=organization, kind="rate.missing", dedupe_key=f"rate-missing:{org_id}:{currency}:{day}",
+            payload={"currency": currency, "org_currency": organization.currency,
+                     "message": f"Requests were priced in {currency} with no exchange rate to {organization.currency}: their cost is unknown."},
+        )
+        fired += 1 if alert else 0
+    # Cache writes priced at the input price because the price has no cache write price: charged too little.
+    rows = (
+        UsageEvent.objects.filter(
+            created_at__gte=since, cache_write_tokens__gt=0,
+            price_id__in=Price.objects.filter(cache_write_per_m__isnull=True).values("pk"),
+        )
+        .values_list("organization_id", "provider", "upstream_model")
+        .distinct()
+    )
+    for org_id, provider, model in rows:
+        alert = alert_fire(
+            organization=Organization.objects.get(pk=org_id), kind="price.cache_write_missing",
+            dedupe_key=f"cache-write-missing:{org_id}:{provider}:{model}:{day}"[:200],
+            payload={"provider": provider, "upstream_model": model,
+                     "message": "Cache writes were charged at the input price: the price has no cache write price."},
         )
         fired += 1 if alert else 0
     return fired

@@ -4,7 +4,11 @@ Called at the end of settings, so every process (web, worker, beat, manage.py) r
 with one message listing everything to set.
 """
 
+import logging
+
 from django.core.exceptions import ImproperlyConfigured
+
+log = logging.getLogger(__name__)
 
 WEAK_SECRET_MIN_LENGTH = 50
 
@@ -47,3 +51,67 @@ def check_production_settings(**settings) -> None:
         raise ImproperlyConfigured(
             "Refusing to start with DJANGO_DEBUG off and an unsafe configuration:\n  - " + "\n  - ".join(problems)
         )
+
+
+VOLATILE_REDIS = (
+    "REDIS_URL: Redis does not persist its data (neither AOF nor RDB snapshots), so usage records waiting in "
+    "the stream for the ledger are lost if it restarts. Enable persistence (appendonly yes, or save), or set "
+    "TOLLGATE_ACCEPT_VOLATILE_REDIS=true to accept the risk."
+)
+UNKNOWN_REDIS = (
+    "REDIS_URL: could not confirm that Redis persists its data (CONFIG is disabled and INFO shows neither AOF nor a "
+    "snapshot since it started). Enable persistence, or set TOLLGATE_ACCEPT_VOLATILE_REDIS=true if it does persist "
+    "or you accept the risk."
+)
+
+
+def redis_persistence(client) -> str | None:
+    """How Redis keeps its data across a restart: "aof", "rdb", "" (it does not) or None (cannot tell).
+
+    CONFIG GET says it directly; managed Redis often disables CONFIG, and then INFO persistence tells AOF
+    apart, and RDB only once a snapshot has been taken since Redis started.
+    """
+    import redis
+
+    try:
+        appendonly = client.config_get("appendonly").get("appendonly")
+        save = client.config_get("save").get("save")
+    except redis.ResponseError:  # CONFIG disabled or renamed
+        info = client.info("persistence")
+        if int(info.get("aof_enabled") or 0):
+            return "aof"
+        if int(info.get("rdb_saves") or 0) > 0 or int(info.get("rdb_last_bgsave_time_sec", -1)) != -1:
+            return "rdb"
+        return None
+    if appendonly == "yes":
+        return "aof"
+    return "rdb" if (save or "").strip() else ""
+
+
+def check_redis_persistence(*, debug: bool, redis_url: str | None, accept_volatile: bool, client=None) -> str | None:
+    """Refuse to start in production mode on a Redis without persistence (unless accepted); warn in DEBUG.
+
+    Returns the problem found, if any. A Redis that cannot be reached is not checked: the processes start
+    and serve without it (README: fail-open table), and the next start checks again.
+    """
+    if not redis_url or accept_volatile:
+        return None
+    import redis
+
+    own = client is None
+    client = client or redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        mode = redis_persistence(client)
+    except redis.RedisError as exc:
+        log.warning("could not check whether Redis persists its data (%s)", exc.__class__.__name__)
+        return None
+    finally:
+        if own:
+            client.close()
+    if mode:
+        return None
+    problem = VOLATILE_REDIS if mode == "" else UNKNOWN_REDIS
+    if not debug:
+        raise ImproperlyConfigured("Refusing to start with DJANGO_DEBUG off and an unsafe configuration:\n  - " + problem)
+    log.warning("%s", problem)
+    return problem

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from config.env import BASE_DIR, DATA_DIR, env, local_secret, new_fernet_key, new_token
-from config.safety import check_production_settings
+from config.safety import check_production_settings, check_redis_persistence
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 
@@ -43,6 +43,9 @@ check_production_settings(
     database_url=DATABASE_URL,
     redis_url=REDIS_URL,
 )
+# Usage waits in a Redis stream for the ledger: a Redis that forgets on restart loses it.
+TOLLGATE_ACCEPT_VOLATILE_REDIS = env.bool("TOLLGATE_ACCEPT_VOLATILE_REDIS", default=False)
+check_redis_persistence(debug=DEBUG, redis_url=REDIS_URL, accept_volatile=TOLLGATE_ACCEPT_VOLATILE_REDIS)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -19,9 +19,6 @@ from keys.models import Deployment, Model, ProviderCredential, VirtualKey
 from keys.presets import PRESETS
 from relay.providers.base import Target
 
-DEFAULT_THRESHOLDS = (50, 80, 100)
-
-
 @dataclass(frozen=True)
 class BudgetSnapshot:
     id: int
@@ -135,7 +132,7 @@ def budgets_in_force(key: VirtualKey) -> tuple[BudgetSnapshot, ...]:
     return tuple(
         BudgetSnapshot(
             id=b.pk, scope=b.scope, label=str(b), period=b.period, limit_micros=to_micros(b.amount), hard=b.hard,
-            thresholds=tuple(sorted(int(t) for t in (b.thresholds or DEFAULT_THRESHOLDS))), downgrade_model=b.downgrade_model,
+            thresholds=tuple(sorted(int(t) for t in b.thresholds)), downgrade_model=b.downgrade_model,
         )
         for b in budgets
     )

@@ -9,8 +9,10 @@ the upstream reports more tokens than max_tokens allowed for) — see README "Bu
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 
 from billing.periods import budget_counter
+from billing.pricing import MICROS
 from relay.db import run_db
 from relay.errors import BudgetExceeded
 from relay.leases import MissingCounter
@@ -52,10 +54,7 @@ class BudgetGate:
                 for taken, _ in held:
                     await self.book.adjust(taken, -micros)
                     self._inflight[taken] -= micros
-                raise BudgetExceeded(
-                    f"The {budget.scope} budget '{budget.label}' is exhausted for this {budget.period}.",
-                    param=budget.scope,
-                )
+                raise BudgetExceeded(_refusal(budget, micros, self.book.remaining_estimate(counter, limit), key.currency), param=budget.scope)
             held.append((counter, budget))
             self._inflight[counter] = self._inflight.get(counter, 0) + micros
             if not budget.hard and budget.downgrade_model and self.book.spent_estimate(counter) > budget.limit_micros:
@@ -97,6 +96,23 @@ class BudgetGate:
         if crossed > self._notified.get(counter, 0):
             self._notified[counter] = crossed
             self._on_threshold(budget.id)
+
+
+def _refusal(budget, micros: int, left: float, currency: str) -> str:
+    """Why a hard budget refused: spent, or not enough left for this request's worst case (then say both
+    figures, so a caller knows that a smaller max_tokens would fit)."""
+    if left <= 0:
+        return f"The {budget.scope} budget '{budget.label}' is exhausted for this {budget.period}."
+    return (
+        f"This request could cost up to {_amount(micros)} {currency}; {_amount(left)} {currency} is left of the "
+        f"{budget.scope} budget '{budget.label}' for this {budget.period}. A lower max_tokens may fit."
+    )
+
+
+def _amount(micros: float) -> str:
+    """Micro-units as a plain decimal with every significant digit down to the micro-unit (0.0123, 0.004, 1.50)."""
+    amount = (Decimal(int(micros)) / MICROS).normalize()
+    return f"{amount.quantize(Decimal('0.01')) if amount.as_tuple().exponent > -2 else amount:f}"
 
 
 def _ttl(period: str) -> int:

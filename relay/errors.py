@@ -60,6 +60,12 @@ class BudgetExceeded(RelayError):
     status, type, code = 429, "insufficient_quota", "budget_exceeded"
 
 
+class BudgetUnenforceable(RelayError):
+    """A hard budget holds the request but its cost cannot be known (no price, or no exchange rate)."""
+
+    status, type, code = 403, "invalid_request_error", "price_missing"
+
+
 class Unavailable(RelayError):
     status, type, code = 503, "api_error", "service_unavailable"
 

@@ -152,7 +152,8 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
         limit_headers, tpm_counter = await rt.limiter.admit(key, reserved_tokens)
         held, downgrade, reserved_micros = (), "", 0
         if key.budgets:  # pricing the worst case is only needed when there is a budget to hold it against
-            reserved_micros = worst_case_micros(model, prompt_estimate, max_output or rt.output_reserve, record.created_at)
+            hard_budget = next((b for b in key.budgets if b.hard), None)  # an unknown cost must not pass it
+            reserved_micros = worst_case_micros(model, prompt_estimate, max_output or rt.output_reserve, record.created_at, hard_budget=hard_budget)
             held, downgrade = await rt.budgets.reserve(key, reserved_micros, record.created_at)
         if downgrade and downgrade != model.name:
             cheaper = await rt.cache.model(key.organization_id, downgrade)

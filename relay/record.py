@@ -9,7 +9,7 @@ import orjson
 
 from billing.pricing import price_at, to_micros
 from relay import tokens
-from relay.errors import MalformedUsage, RelayError
+from relay.errors import BudgetUnenforceable, MalformedUsage, RelayError
 
 INLINE_COUNT_CHARS = 8192
 MODEL_NAME_LENGTH = 120  # the ledger's model_name column
@@ -32,15 +32,48 @@ def usage_number(value) -> int:
     raise MalformedUsage()
 
 
-def worst_case_micros(model, prompt_tokens: int, output_tokens: int, now: float) -> int:
-    """The dearest deployment's price for this request size, in the org currency (0 if unpriced)."""
+def worst_case_micros(model, prompt_tokens: int, output_tokens: int, now: float, *, hard_budget=None) -> int:
+    """The dearest deployment's price for this request size, in the org currency.
+
+    A deployment whose cost cannot be known (no price, or no exchange rate from the price's currency)
+    counts as 0, unless `hard_budget` (the first hard budget holding the request) is given: then the
+    request is refused, since an unknown cost would pass any hard budget. A price of zero (an explicit
+    price-book row) marks a model free and needs no exchange rate.
+    """
     worst = Decimal(0)
     for deployment in model.deployments:
         price = price_at(deployment.prices, now)
-        rate = model.exchange_rate(price.currency) if price else None
-        if rate is not None:
-            worst = max(worst, price.worst_case(prompt_tokens=prompt_tokens, completion_tokens=output_tokens) * rate)
+        if price is None:
+            if hard_budget is not None:
+                raise _unenforceable(model, deployment, hard_budget, None)
+            continue
+        cost = price.worst_case(prompt_tokens=prompt_tokens, completion_tokens=output_tokens)
+        if not cost:
+            continue  # free
+        rate = model.exchange_rate(price.currency)
+        if rate is None:
+            if hard_budget is not None:
+                raise _unenforceable(model, deployment, hard_budget, price.currency)
+            continue
+        worst = max(worst, cost * rate)
     return to_micros(worst)
+
+
+def _unenforceable(model, deployment, budget, currency: str | None) -> BudgetUnenforceable:
+    target = deployment.target
+    where = f"The model '{model.name}' (deployment {target.deployment_id}, provider {target.provider})"
+    budget_text = f"the hard {budget.scope} budget '{budget.label}'"
+    if currency is None:
+        return BudgetUnenforceable(
+            f"{where} has no price, so its cost cannot be held against {budget_text}. An admin adds the price "
+            "to the price book (a price of 0 marks the model free).",
+            param="model",
+        )
+    return BudgetUnenforceable(
+        f"{where} is priced in {currency} and the organization has no exchange rate from {currency} to "
+        f"{model.currency}, so its cost cannot be held against {budget_text}. An admin adds the exchange rate.",
+        param="model", code="exchange_rate_missing",
+    )
 
 
 def completion_text(answer) -> str:
@@ -75,7 +108,7 @@ class Record:
 
     __slots__ = (
         "request_id", "key", "model", "model_name", "endpoint", "stream", "started", "created_at", "status_code",
-        "error_type", "prompt_tokens", "cached_tokens", "completion_tokens", "usage_source", "attempts", "deployment",
+        "error_type", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens", "usage_source", "attempts", "deployment",
         "deployment_id", "provider", "upstream_model", "ttft_ms", "latency_ms", "body", "cost", "currency",
         "exchange_rate", "cost_display", "price_id", "attempt_trail", "downgraded_from", "usage_flags",
     )
@@ -91,7 +124,7 @@ class Record:
         self.started = time.perf_counter()
         self.created_at = time.time()
         self.status_code, self.error_type = 0, ""
-        self.prompt_tokens = self.cached_tokens = self.completion_tokens = 0
+        self.prompt_tokens = self.cached_tokens = self.cache_write_tokens = self.completion_tokens = 0
         self.usage_source = "missing"
         self.usage_flags = ""  # what Record.usage corrected in the upstream's figures, e.g. "negative:prompt"
         self.attempts, self.deployment_id, self.provider, self.upstream_model = 0, None, "", ""
@@ -118,10 +151,12 @@ class Record:
         prompt = _in_range(usage_number(usage.prompt_tokens), "prompt", flags)
         completion = _in_range(usage_number(usage.completion_tokens), "completion", flags)
         cached = _in_range(usage_number(usage.cached_tokens), "cached", flags)
+        cache_write = _in_range(usage_number(usage.cache_write_tokens), "cache_write", flags)
         if cached > prompt:
             cached = prompt
             flags.append("cached>prompt")
         self.prompt_tokens, self.completion_tokens, self.cached_tokens = prompt, completion, cached
+        self.cache_write_tokens = cache_write
         self.usage_source, self.usage_flags = source, ",".join(flags)
 
     async def estimate(self, completion_text: str) -> None:
@@ -152,11 +187,16 @@ class Record:
         price = price_at(self.deployment.prices, self.created_at)
         if price is None:
             return  # unpriced: recorded and alerted as such, never as zero
-        self.cost = price.cost(prompt_tokens=self.prompt_tokens, cached_tokens=self.cached_tokens, completion_tokens=self.completion_tokens, at=self.created_at)
+        self.cost = price.cost(
+            prompt_tokens=self.prompt_tokens, cached_tokens=self.cached_tokens, completion_tokens=self.completion_tokens,
+            at=self.created_at, cache_write_tokens=self.cache_write_tokens,
+        )
         self.currency, self.price_id = price.currency, price.id
         self.exchange_rate = self.model.exchange_rate(price.currency)
         if self.exchange_rate is not None:
             self.cost_display = self.cost * self.exchange_rate
+        elif not self.cost:
+            self.cost_display = self.cost  # free (a zero price): zero in any currency
 
     def as_dict(self) -> dict:
         key = self.key
@@ -165,7 +205,7 @@ class Record:
             "key_id": key.id, "user_id": key.user_id, "model_name": self.model_name, "deployment_id": self.deployment_id,
             "provider": self.provider, "upstream_model": self.upstream_model, "endpoint": self.endpoint,
             "stream": self.stream, "status_code": self.status_code, "error_type": self.error_type,
-            "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens,
+            "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens, "cache_write_tokens": self.cache_write_tokens,
             "completion_tokens": self.completion_tokens, "usage_source": self.usage_source, "attempts": self.attempts,
             "latency_ms": self.latency_ms, "ttft_ms": self.ttft_ms, "created_at": self.created_at,
             "cost": _text(self.cost), "currency": self.currency or "", "exchange_rate": _text(self.exchange_rate),

@@ -50,6 +50,7 @@ class PriceTierSerializer(serializers.Serializer):
     above_prompt_tokens = serializers.IntegerField(min_value=0, help_text="Applies to requests whose prompt is larger than this.")
     input = DecimalStringField(help_text="Per 1M input tokens.")
     cached_input = DecimalStringField(required=False, allow_null=True, help_text="Per 1M cached input tokens; null: the input price.")
+    cache_write = DecimalStringField(required=False, allow_null=True, help_text="Per 1M tokens written to the cache; null: the input price.")
     output = DecimalStringField(help_text="Per 1M output tokens.")
 
     class Meta:
@@ -74,6 +75,7 @@ class PriceSerializer(serializers.Serializer):
     currency = serializers.CharField(read_only=True)
     input_per_m = MoneyField(help_text="Per 1M input tokens, in `currency`.")
     cached_input_per_m = MoneyField(allow_null=True, help_text="Per 1M cached input tokens; null: the input price.")
+    cache_write_per_m = MoneyField(allow_null=True, help_text="Per 1M prompt tokens written to the provider's cache (Anthropic); null: the input price.")
     output_per_m = MoneyField(help_text="Per 1M output tokens.")
     tiers = PriceTierSerializer(many=True, read_only=True)
     windows = PriceWindowSerializer(many=True, read_only=True)
@@ -127,6 +129,11 @@ class BudgetSerializer(serializers.Serializer):
     thresholds = serializers.ListField(child=serializers.IntegerField(), read_only=True, help_text="Alert at these percentages.")
     downgrade_model = serializers.CharField(read_only=True)
     spent = MoneyField(help_text="Spend in the current period, in the organization's currency.")
+    reserved = MoneyField(
+        allow_null=True,
+        help_text="Held beyond `spent` by requests in flight and the relay's leases (settles to the real cost); "
+                  "null without Redis (each process counts its own).",
+    )
     percent = MoneyField(help_text="spent / amount × 100, to two decimals.")
     period_start = serializers.DateTimeField(read_only=True)
     period_end = serializers.DateTimeField(read_only=True, allow_null=True, help_text="Null for the `total` period.")

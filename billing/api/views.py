@@ -134,10 +134,22 @@ def _mark_rates_in_force(rates: list[ExchangeRate], organization) -> list[Exchan
 
 def _with_spend(budget: Budget, now: datetime) -> Budget:
     """Attach the current period's spend, its bounds and the percentage used, for BudgetSerializer."""
-    spent, start, end = selectors.budget_spent(budget=budget, at=now)
-    budget.spent, budget.period_start, budget.period_end = spent, start, end
-    budget.percent = (spent * 100 / budget.amount).quantize(Decimal("0.01")) if budget.amount else Decimal(0)
-    return budget
+    return _with_spend_all([budget], now)[0]
+
+
+def _with_spend_all(budgets: list[Budget], now: datetime) -> list[Budget]:
+    """_with_spend for a page, and what each holds reserved (one read of the shared counters for the page)."""
+    for budget in budgets:
+        spent, start, end = selectors.budget_spent(budget=budget, at=now)
+        budget.spent, budget.period_start, budget.period_end = spent, start, end
+        budget.percent = (spent * 100 / budget.amount).quantize(Decimal("0.01")) if budget.amount else Decimal(0)
+    if budgets:
+        reserved = selectors.budget_reserved(
+            budgets, {b.pk: b.spent for b in budgets}, time_zone=budgets[0].organization.time_zone, now=now,
+        ) or {}
+        for budget in budgets:
+            budget.reserved = reserved.get(budget.pk)
+    return budgets
 
 
 def _budgets(organization) -> QuerySet[Budget]:
@@ -209,6 +221,9 @@ class PriceListApi(OrgAPIView):
         currency = serializers.RegexField(r"^[A-Za-z]{3}$", help_text="ISO 4217, e.g. USD or CNY.")
         input_per_m = DecimalStringField(help_text="Per 1M input tokens, in `currency`.")
         cached_input_per_m = DecimalStringField(required=False, allow_null=True, help_text="Per 1M cached input tokens; null: the input price.")
+        cache_write_per_m = DecimalStringField(
+            required=False, allow_null=True, help_text="Per 1M prompt tokens written to the provider's cache (Anthropic); null: the input price.",
+        )
         output_per_m = DecimalStringField(help_text="Per 1M output tokens.")
         tiers = PriceTierSerializer(
             many=True, required=False, help_text="Prices for larger prompts; the highest tier exceeded prices the whole request."
@@ -310,7 +325,7 @@ class _BudgetFields(serializers.Serializer):
     hard = serializers.BooleanField(required=False, help_text="true (default): refuse requests past the amount; false: alert only.")
     thresholds = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=1000), required=False, allow_empty=True,
-        help_text="Alert at these percentages of the amount; default [50, 80, 100].",
+        help_text="Alert at these percentages of the amount; default [50, 80, 100]; [] turns threshold alerts off.",
     )
     downgrade_model = serializers.CharField(max_length=120, required=False, allow_blank=True,
                                             help_text="A model to switch to instead of refusing, once the budget is spent.")
@@ -353,7 +368,7 @@ class BudgetListApi(OrgAPIView):
             budgets = budgets.filter(scope=filters.validated_data["scope"])
         paginator = self.pagination_class()
         now = timezone.now()
-        page = [_with_spend(b, now) for b in paginator.paginate_queryset(budgets, request, view=self)]
+        page = _with_spend_all(list(paginator.paginate_queryset(budgets, request, view=self)), now)
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
     @extend_schema(tags=["budgets"], request=InputSerializer, responses={201: OutputSerializer})
@@ -442,9 +457,9 @@ class _UsageTotals(serializers.Serializer):
 
 
 class UsageSummaryApi(OrgAPIView):
-    """Usage totals over a time range, grouped, from the hourly and daily rollups (never the raw log).
-
-    Rollup buckets count whole: those that start in [since, until). The default range is the last 30 days.
+    """Usage totals over a time range, grouped: exactly the usage in [since, until), from the hourly and
+    daily rollups for the whole hours inside and the request log for the partial hours at either edge.
+    The default range is the last 30 days.
     """
 
     permissions = {"GET": Perm.VIEW_OWN_USAGE}

@@ -215,9 +215,11 @@ def usage_from(raw: dict | None) -> Usage | None:
         return None
     # Every figure through usage_number (a non-number raises MalformedUsage); Record.usage bounds the sums.
     cache_read = usage_number(raw.get("cache_read_input_tokens"))
+    cache_write = usage_number(raw.get("cache_creation_input_tokens"))  # priced apart: dearer than input
     # input_tokens excludes cache reads and writes; OpenAI's prompt_tokens counts everything.
-    prompt = usage_number(raw.get("input_tokens")) + usage_number(raw.get("cache_creation_input_tokens")) + cache_read
-    return Usage(prompt_tokens=prompt, completion_tokens=usage_number(raw.get("output_tokens")), cached_tokens=cache_read)
+    prompt = usage_number(raw.get("input_tokens")) + cache_write + cache_read
+    return Usage(prompt_tokens=prompt, completion_tokens=usage_number(raw.get("output_tokens")), cached_tokens=cache_read,
+                 cache_write_tokens=cache_write)
 
 
 def map_anthropic_error(status: int, error: dict, headers) -> UpstreamError:

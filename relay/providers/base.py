@@ -31,6 +31,7 @@ class Usage:
     prompt_tokens: int = 0  # total input, cached included
     completion_tokens: int = 0
     cached_tokens: int = 0  # part of prompt_tokens read from a cache
+    cache_write_tokens: int = 0  # part of prompt_tokens written to a cache (Anthropic's cache_creation_input_tokens)
 
 
 @dataclass(frozen=True)

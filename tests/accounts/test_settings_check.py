@@ -108,3 +108,86 @@ def test_process_starts_in_production_when_configured(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+# --- Redis persistence: usage waits in a Redis stream, so a Redis that forgets on restart loses it ---------
+
+
+class FakeRedis:
+    """CONFIG and INFO answers of a Redis; config=None: CONFIG is disabled (managed Redis)."""
+
+    def __init__(self, config=None, info=None):
+        self.config, self.info_answer = config, info or {}
+
+    def config_get(self, name):
+        import redis
+
+        if self.config is None:
+            raise redis.ResponseError("unknown command 'CONFIG'")
+        return {name: self.config.get(name, "")}
+
+    def info(self, section):
+        assert section == "persistence"
+        return self.info_answer
+
+
+@pytest.mark.parametrize(("client", "expected"), [
+    (FakeRedis({"appendonly": "yes", "save": ""}), "aof"),
+    (FakeRedis({"appendonly": "no", "save": "3600 1 300 100"}), "rdb"),
+    (FakeRedis({"appendonly": "no", "save": ""}), ""),
+    (FakeRedis(None, {"aof_enabled": 1}), "aof"),
+    (FakeRedis(None, {"aof_enabled": 0, "rdb_saves": 3, "rdb_last_bgsave_time_sec": 0}), "rdb"),
+    (FakeRedis(None, {"aof_enabled": 0, "rdb_saves": 0, "rdb_last_bgsave_time_sec": -1}), None),
+], ids=["aof", "rdb", "none", "info-aof", "info-rdb", "info-unknown"])
+def test_redis_persistence_is_detected_with_or_without_config(client, expected):
+    from config.safety import redis_persistence
+
+    assert redis_persistence(client) == expected
+
+
+def test_production_refuses_a_volatile_redis_unless_accepted_and_debug_only_warns():
+    from config.safety import check_redis_persistence
+
+    volatile, unknown, persistent = FakeRedis({"appendonly": "no", "save": ""}), FakeRedis(None, {}), FakeRedis({"appendonly": "yes"})
+    for client, words in ((volatile, "does not persist"), (unknown, "could not confirm")):
+        with pytest.raises(ImproperlyConfigured, match="TOLLGATE_ACCEPT_VOLATILE_REDIS") as info:
+            check_redis_persistence(debug=False, redis_url="redis://r:6379/0", accept_volatile=False, client=client)
+        assert words in str(info.value) and "REDIS_URL" in str(info.value)
+        assert check_redis_persistence(debug=False, redis_url="redis://r:6379/0", accept_volatile=True, client=client) is None
+        assert words in check_redis_persistence(debug=True, redis_url="redis://r:6379/0", accept_volatile=False, client=client)
+    assert check_redis_persistence(debug=False, redis_url="redis://r:6379/0", accept_volatile=False, client=persistent) is None
+    assert check_redis_persistence(debug=False, redis_url=None, accept_volatile=False) is None  # no Redis: checked above
+
+
+def _production_env(tmp_path, redis_url, **extra):
+    return {
+        "PATH": os.environ.get("PATH", ""), "DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_DEBUG": "false",
+        "TOLLGATE_DATA_DIR": str(tmp_path), "DJANGO_SECRET_KEY": SAFE["secret_key"],
+        "TOLLGATE_KEY_HASH_SECRET": SAFE["key_hash_secret"], "TOLLGATE_ENCRYPTION_KEYS": SAFE["encryption_keys"][0],
+        "DJANGO_ALLOWED_HOSTS": "gateway.example.com", "DATABASE_URL": SAFE["database_url"], "REDIS_URL": redis_url, **extra,
+    }
+
+
+def test_a_real_redis_without_persistence_stops_production_start_unless_accepted(tmp_path):
+    """The test machine's Redis runs without persistence, as the issue's lost-usage case did."""
+    import redis
+    from django.conf import settings
+
+    from config.safety import redis_persistence
+
+    if not settings.REDIS_URL:
+        pytest.skip("needs a Redis")
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        if redis_persistence(client) != "":
+            pytest.skip("this Redis persists its data")
+    finally:
+        client.close()
+    command = [sys.executable, "-c", "import django; django.setup(); print('ok')"]
+    refused = subprocess.run(command, cwd=REPO_ROOT, env=_production_env(tmp_path, settings.REDIS_URL), capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0
+    assert "does not persist" in refused.stderr and "TOLLGATE_ACCEPT_VOLATILE_REDIS=true" in refused.stderr
+    accepted = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+                              env=_production_env(tmp_path, settings.REDIS_URL, TOLLGATE_ACCEPT_VOLATILE_REDIS="true"))
+    assert accepted.returncode == 0, accepted.stderr
+    assert accepted.stdout.strip() == "ok"

@@ -136,7 +136,7 @@ def test_admin_creates_a_price_entry(admin_client, org):
     assert response.status_code == 201, response.content
     body = response.json()
     assert (body["scope"], body["currency"], body["output_per_m"], body["in_force"]) == ("org", "USD", "1.1", True)
-    assert body["tiers"] == [{"above_prompt_tokens": 32000, "input": "0.5", "cached_input": None, "output": "2"}]
+    assert body["tiers"] == [{"above_prompt_tokens": 32000, "input": "0.5", "cached_input": None, "cache_write": None, "output": "2"}]
     price = Price.objects.get(pk=body["id"])
     assert price.organization == org and price.input_per_m == Decimal("0.27")
     assert AuditLog.objects.filter(organization=org, action="price.create").exists()
@@ -695,3 +695,33 @@ def test_billing_schema(client):
     assert "secret" in components["AlertChannelWithSecret"]["properties"]
     assert components["Price"]["properties"]["input_per_m"]["type"] == "string"
     assert components["AlertChannelCreate"]["properties"]["secret"].get("writeOnly") is True
+
+
+def test_usage_since_counts_exactly_the_usage_after_since(admin_client, org):
+    """Partial hours at the edges come from the ledger, whole hours and days from the rollups."""
+    key = VirtualKeyFactory(organization=org)
+    at = lambda day, hour, minute: datetime(2026, 3, day, hour, minute, tzinfo=UTC)  # noqa: E731
+    usage_ingest([
+        usage_record(organization=org, key=key, at=at(10, 10, 5), cost_display="1"),      # before since
+        usage_record(organization=org, key=key, at=at(10, 10, 40), cost_display="0.5"),    # in the first, partial hour
+        usage_record(organization=org, key=key, at=at(10, 11, 10), cost_display="0.25"),   # a whole hour
+        usage_record(organization=org, key=key, at=at(10, 11, 50), cost_display=None),     # after until (short range)
+        usage_record(organization=org, key=key, at=at(12, 9, 0), cost_display="0.125", status_code=500),  # a whole day
+        usage_record(organization=org, key=key, at=at(14, 8, 20), cost_display="2"),       # in the last, partial hour
+        usage_record(organization=org, key=key, at=at(14, 8, 45), cost_display="4"),       # after until (long range)
+    ])
+    short = admin_client.get("/api/usage/", {"since": "2026-03-10T10:30:00Z", "until": "2026-03-10T11:30:00Z"}).json()
+    assert [(r["group"], r["requests"], r["cost"]) for r in short["results"]] == [
+        ("2026-03-10T10:00:00Z", 1, "0.5"), ("2026-03-10T11:00:00Z", 1, "0.25"),
+    ]
+    inside = admin_client.get("/api/usage/", {"since": "2026-03-10T10:30:00Z", "until": "2026-03-10T10:50:00Z"}).json()
+    assert (inside["totals"]["requests"], inside["totals"]["cost"]) == (1, "0.5")  # within one hour: the ledger alone
+
+    long = admin_client.get("/api/usage/", {"since": "2026-03-10T10:30:00Z", "until": "2026-03-14T08:30:00Z"}).json()
+    assert [(r["group"], r["requests"], r["cost"]) for r in long["results"]] == [
+        ("2026-03-10T00:00:00Z", 3, "0.75"), ("2026-03-12T00:00:00Z", 1, "0.125"), ("2026-03-14T00:00:00Z", 1, "2"),
+    ]
+    totals = long["totals"]
+    assert (totals["requests"], totals["errors"], totals["unpriced"], totals["cost"]) == (5, 1, 1, "2.875")
+    by_key = admin_client.get("/api/usage/", {"since": "2026-03-10T10:30:00Z", "until": "2026-03-14T08:30:00Z", "group_by": "key"}).json()
+    assert [(r["label"], r["requests"]) for r in by_key["results"]] == [(key.name, 5)]

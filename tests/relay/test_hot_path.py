@@ -56,6 +56,8 @@ def test_no_query_or_round_trip_per_request(gateway, counted_io):
     key_services.virtual_key_update(actor=gateway.ctx, key=gateway.key, rpm_limit=100_000, tpm_limit=100_000_000)
     from billing import services as billing_services
 
+    # A hard budget needs a price to hold the request against (an unpriced model is refused under it).
+    billing_services.price_create(actor=gateway.ctx, provider="custom", upstream_model="echo", currency="USD", input_per_m="1", output_per_m="2")
     billing_services.budget_create(actor=gateway.ctx, scope="org", amount="1000")
     client = gateway.client()
     wait_for(lambda: client.chat.completions.with_raw_response.create(model="gpt-test", messages=MESSAGES).headers.get("x-ratelimit-limit-requests"))

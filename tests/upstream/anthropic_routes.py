@@ -74,12 +74,14 @@ def add_routes(app: web.Application, upstream) -> None:
 
         prompt_tokens = count_prompt_tokens(_texts(body))
         cached = 2 if prompt_tokens > 10 else 0
+        # "cache-write": the rest of the prompt but one token is written to the cache (priced apart).
+        written = prompt_tokens - cached - 1 if model == "cache-write" and prompt_tokens > cached + 1 else 0
         words = REPLY_WORDS[: min(body["max_tokens"], len(REPLY_WORDS))]
         tools = body.get("tools") or []
         tool = tools[0] if tools and "use tool" in _last_user_text(body) else None
         stop_reason = "tool_use" if tool else "max_tokens" if len(words) < len(REPLY_WORDS) else "end_turn"
         upstream_id = upstream.next_id("msg_mock")
-        usage = {"input_tokens": prompt_tokens - cached, "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached,
+        usage = {"input_tokens": prompt_tokens - cached - written, "cache_creation_input_tokens": written, "cache_read_input_tokens": cached,
                  "output_tokens": len(words)}
         tool_block = {"type": "tool_use", "id": upstream.next_id("toolu_mock"), "name": tool["name"], "input": TOOL_INPUT} if tool else None
 
