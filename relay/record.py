@@ -19,7 +19,7 @@ def worst_case_micros(model, prompt_tokens: int, output_tokens: int, now: float)
     worst = Decimal(0)
     for deployment in model.deployments:
         price = price_at(deployment.prices, now)
-        rate = model.exchange_rate(price.currency) if price else None
+        rate = model.exchange_rate(price.currency, now) if price else None
         if rate is not None:
             worst = max(worst, price.worst_case(prompt_tokens=prompt_tokens, completion_tokens=output_tokens) * rate)
     return to_micros(worst)
@@ -125,7 +125,7 @@ class Record:
             return  # unpriced: recorded and alerted as such, never as zero
         self.cost = price.cost(prompt_tokens=self.prompt_tokens, cached_tokens=self.cached_tokens, completion_tokens=self.completion_tokens, at=self.created_at)
         self.currency, self.price_id = price.currency, price.id
-        self.exchange_rate = self.model.exchange_rate(price.currency)
+        self.exchange_rate = self.model.exchange_rate(price.currency, self.created_at)
         if self.exchange_rate is not None:
             self.cost_display = self.cost * self.exchange_rate
 
