@@ -222,11 +222,13 @@ class PricedModel:
         return [*self.scheduled, *([self.current] if self.current else []), *self.history]
 
 
-def price_book_models(*, organization, provider: str | None = None, now: datetime | None = None) -> list[PricedModel]:
+def price_book_models(
+    *, organization, provider: str | None = None, upstream_model: str | None = None, now: datetime | None = None,
+) -> list[PricedModel]:
     """The book grouped by provider and model, in one query: what the prices page lists."""
     now = now or timezone.now()
     grouped: dict[tuple[str, str], list[Price]] = {}
-    for price in price_book(organization=organization, provider=provider):
+    for price in price_book(organization=organization, provider=provider, upstream_model=upstream_model):
         grouped.setdefault((price.provider, price.upstream_model), []).append(price)
     models = []
     for (provider_slug, upstream_model), entries in grouped.items():
