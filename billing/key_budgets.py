@@ -43,7 +43,7 @@ class KeyBudgetForm(forms.Form):
     """The key's own budget on the key form: an amount (empty: none), its period, hard or soft."""
 
     amount = forms.DecimalField(
-        label=_("Budget"), required=False, min_value=Decimal(0), max_digits=20, decimal_places=6,
+        label=_("Budget"), required=False, max_digits=20, decimal_places=6,  # <= 0: clean_amount says why
         widget=forms.NumberInput(attrs={"step": "any", "inputmode": "decimal"}),
     )
     period = forms.ChoiceField(label=_("Budget period"), choices=Budget.Period.choices, initial=Budget.Period.MONTH, required=False)
