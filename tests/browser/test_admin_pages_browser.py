@@ -3,11 +3,13 @@ scheduled, its history), exchange rates, org API tokens (a secret copied once, t
 spend and budget set on the key form. Each page is saved under artifacts/screenshots/ in both languages.
 """
 
+import importlib
 import zoneinfo
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.apps import apps as django_apps
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -35,6 +37,8 @@ def _patient_expect():
 
 @pytest.fixture
 def acme(db):
+    # Transactional tests empty the tables after each test, the seeded price book included: load it again.
+    importlib.import_module("billing.migrations.0003_seed_prices").load(django_apps, None)
     org = Organization.objects.create(name="Acme AI", slug="acme-ai", currency="USD", time_zone="Asia/Shanghai")
     admin = User.objects.create_user(email=EMAIL, password=PASSWORD, name="Ada Admin")
     Membership.objects.create(organization=org, user=admin, role=Role.ADMIN)
