@@ -178,3 +178,15 @@ class MemberTeamsForm(forms.Form):
 
 class TeamForm(forms.Form):
     name = forms.CharField(label=_("Team name"), max_length=120)
+
+
+class ApiTokenForm(forms.Form):
+    """A new org API token: a name, and a role no higher than the creator's (never owner)."""
+
+    name = forms.CharField(label=_("Name"), max_length=120, help_text=_("What uses it, e.g. the billing export job."))
+    role = forms.ChoiceField(label=_("Role"), initial=Role.VIEWER, help_text=_("What the token may do, as a member of this role."))
+
+    def __init__(self, *args, org_context, **kwargs):
+        kwargs.setdefault("prefix", "token")
+        super().__init__(*args, **kwargs)
+        self.fields["role"].choices = [(value, label) for value, label in assignable_roles(org_context) if value != Role.OWNER]

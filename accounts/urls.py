@@ -25,6 +25,9 @@ urlpatterns = [
     path("org/none/", views.no_organization, name="no_organization"),
     path("settings/", views.org_settings, name="org_settings"),
     path("audit/", views.audit_log, name="audit_log"),
+    path("settings/api-tokens/", views.api_tokens, name="api_tokens"),
+    path("settings/api-tokens/create/", views.api_token_create, name="api_token_create"),
+    path("settings/api-tokens/<int:pk>/revoke/", views.api_token_revoke, name="api_token_revoke"),
     # Members and invitations
     path("members/", views.members, name="members"),
     path("members/invite/", views.member_invite, name="member_invite"),

@@ -14,13 +14,15 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import services
+from accounts import selectors, services
 from accounts.decorators import client_ip, org_required, permission_required
 from accounts.errors import ApplicationError
 from accounts.forms import (
+    ApiTokenForm,
     InvitationForm,
     InvitationSignupForm,
     MemberRoleForm,
@@ -32,12 +34,13 @@ from accounts.forms import (
     service_error,
     assignable_roles,
 )
-from accounts.models import AuditLog, Invitation, Membership, Role, Team, User
+from accounts.models import ApiToken, AuditLog, Invitation, Membership, Role, Team, User
 from accounts.permissions import Perm
 from accounts.tenancy import SESSION_ORG_KEY, get_scoped_or_404, scoped
 from billing import views as billing_views
 
 AUDIT_PAGE_SIZE = 50
+TOKEN_AUDIT_ENTRIES = 20
 
 
 def _form_status(form) -> int:
@@ -385,3 +388,54 @@ def audit_log(request):
     entries = scoped(AuditLog, request.org_context.organization)
     page = Paginator(entries, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "accounts/audit_log.html", {"page": page})
+
+
+# --- Org API tokens ------------------------------------------------------------------------------------
+# A new token's secret is rendered straight into the response of the POST that made it, with
+# Cache-Control: no-store; only its keyed hash is kept, and it is never put in the session, a message or a URL.
+
+
+def _api_tokens_page(request, *, form=None, status=200):
+    ctx = request.org_context
+    org = ctx.organization
+    context = {
+        "nav_section": "api_tokens",
+        "tokens": selectors.api_token_list(organization=org),
+        "form": form or ApiTokenForm(org_context=ctx),
+        "entries": scoped(AuditLog, org).filter(action__startswith="api_token.").select_related("actor")[:TOKEN_AUDIT_ENTRIES],
+    }
+    return render(request, "accounts/api_tokens.html", context, status=status)
+
+
+@permission_required(Perm.MANAGE_ORG)
+def api_tokens(request):
+    return _api_tokens_page(request)
+
+
+@require_POST
+@permission_required(Perm.MANAGE_ORG)
+def api_token_create(request):
+    ctx = request.org_context
+    form = ApiTokenForm(request.POST, org_context=ctx)
+    if form.is_valid():
+        try:
+            token, secret = services.api_token_create(
+                organization=ctx.organization, actor=ctx.user, ip=client_ip(request), **form.cleaned_data
+            )
+        except ApplicationError as exc:
+            service_error(form, exc)
+        else:
+            response = render(request, "accounts/api_token_secret.html", {"nav_section": "api_tokens", "token": token, "secret": secret})
+            add_never_cache_headers(response)  # no-store: the back button or a shared cache must not bring it back
+            return response
+    return _api_tokens_page(request, form=form, status=_form_status(form))
+
+
+@require_POST
+@permission_required(Perm.MANAGE_ORG)
+def api_token_revoke(request, pk):
+    ctx = request.org_context
+    token = get_scoped_or_404(ApiToken, ctx.organization, pk=pk)
+    services.api_token_revoke(actor=ctx, token=token, ip=client_ip(request))
+    messages.success(request, _("API token %(name)s revoked. It stopped working at once.") % {"name": token.name})
+    return redirect("api_tokens")

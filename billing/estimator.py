@@ -171,7 +171,11 @@ def estimate_cost(
     _whole(expected_output_tokens, "expected_output_tokens", minimum=0, maximum=MAX_TOKENS_PER_REQUEST)
     chosen = _models(organization, models)
     epoch = at.timestamp() if at is not None else time.time()
-    rates = dict(exchange_rates_for(organization_id=organization.pk))
+    rates: dict[str, Decimal] = {}
+    rate_at = max(epoch, time.time())  # today's rates for a past moment; a scheduled one for a later moment
+    for currency, rate, effective_from in exchange_rates_for(organization_id=organization.pk):  # newest first
+        if effective_from <= rate_at:
+            rates.setdefault(currency, rate)
     deployments = Deployment.objects.filter(model__in=chosen, is_active=True).select_related("credential").order_by("order", "id")
     by_model: dict[int, list[Deployment]] = {}
     for deployment in deployments:

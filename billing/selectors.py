@@ -1,13 +1,15 @@
 """Reads for billing: budget spend, usage summaries from rollups, the request log, the A/B report."""
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour
+from django.utils import timezone
 
-from billing.models import Budget, UsageEvent, UsageRollup
+from billing.models import Budget, ExchangeRate, Price, UsageEvent, UsageRollup
 from billing.periods import period_bounds
 from billing.pricing import to_micros
 
@@ -235,3 +237,149 @@ def _difference(value, base):
     if value is None or base is None:
         return None
     return str(Decimal(str(value)) - Decimal(str(base)))
+
+
+# --- Price book and exchange rates (the REST API and the dashboard pages alike) -----------------------------
+
+
+def price_book(*, organization, provider: str | None = None, upstream_model: str | None = None) -> QuerySet[Price]:
+    """The organization's effective price book: its own entries, plus the global ones of each model it has not
+    priced itself yet.
+
+    The same precedence as `keys.selectors.prices_for`, which the relay charges with: the organization's entries
+    win from the first one's effective date, and until then the global book prices the model. So a global entry
+    drops out only once an own entry of that model has taken effect (one scheduled for later leaves it in force).
+    """
+    own = Price.objects.filter(
+        organization=organization, provider=OuterRef("provider"), upstream_model=OuterRef("upstream_model"),
+        effective_from__lte=timezone.now(),
+    )
+    prices = Price.objects.filter(Q(organization=organization) | (Q(organization=None) & ~Exists(own)))
+    if provider:
+        prices = prices.filter(provider=provider)
+    if upstream_model:
+        prices = prices.filter(upstream_model=upstream_model)
+    return prices.order_by("provider", "upstream_model", "-effective_from", "-id")
+
+
+def price_rank(price: Price) -> tuple:
+    """The relay's order for one model's entries: the organization's own first, then newest first."""
+    return (price.organization_id is None, -price.effective_from.timestamp(), -price.pk)
+
+
+def prices_mark_in_force(prices: list[Price], book: QuerySet[Price], *, now: datetime | None = None) -> list[Price]:
+    """Set `in_force` on each entry: the one of its model that prices requests made now (as `price_at` picks)."""
+    now = now or timezone.now()
+    current: dict[tuple[str, str], Price] = {}
+    rows = book.filter(
+        provider__in={p.provider for p in prices}, upstream_model__in={p.upstream_model for p in prices}, effective_from__lte=now,
+    ).only("pk", "organization_id", "provider", "upstream_model", "effective_from")
+    for row in sorted(rows, key=price_rank):
+        current.setdefault((row.provider, row.upstream_model), row)
+    for price in prices:
+        chosen = current.get((price.provider, price.upstream_model))
+        price.in_force = chosen is not None and chosen.pk == price.pk
+    return prices
+
+
+@dataclass
+class PricedModel:
+    """One provider model of the book: the entry in force, those scheduled after it, and the ones before."""
+
+    provider: str
+    upstream_model: str
+    current: Price | None
+    scheduled: list[Price]
+    history: list[Price]
+
+    @property
+    def entries(self) -> list[Price]:
+        return [*self.scheduled, *([self.current] if self.current else []), *self.history]
+
+
+def price_book_models(
+    *, organization, provider: str | None = None, upstream_model: str | None = None, now: datetime | None = None,
+) -> list[PricedModel]:
+    """The book grouped by provider and model, in one query: what the prices page lists."""
+    now = now or timezone.now()
+    grouped: dict[tuple[str, str], list[Price]] = {}
+    for price in price_book(organization=organization, provider=provider, upstream_model=upstream_model):
+        grouped.setdefault((price.provider, price.upstream_model), []).append(price)
+    models = []
+    for (provider_slug, upstream_model), entries in grouped.items():
+        entries.sort(key=price_rank)
+        current = next((p for p in entries if p.effective_from <= now), None)
+        scheduled = sorted((p for p in entries if p.effective_from > now), key=lambda p: p.effective_from)
+        history = [p for p in entries if p.effective_from <= now and p is not current]
+        history.sort(key=lambda p: p.effective_from, reverse=True)
+        for price in entries:
+            price.in_force = price is current
+        models.append(PricedModel(provider_slug, upstream_model, current, scheduled, history))
+    return models
+
+
+def exchange_rate_list(*, organization) -> QuerySet[ExchangeRate]:
+    return ExchangeRate.objects.filter(organization=organization).select_related("organization").order_by("currency", "-effective_from", "-id")
+
+
+def exchange_rates_mark_in_force(rates: list[ExchangeRate], *, organization, now: datetime | None = None) -> list[ExchangeRate]:
+    """Set `in_force` on each rate: the newest of its currency that has taken effect."""
+    current: dict[str, int] = {}
+    rows = ExchangeRate.objects.filter(organization=organization, effective_from__lte=now or timezone.now())
+    for pk, currency in rows.order_by("currency", "-effective_from", "-id").values_list("pk", "currency"):
+        current.setdefault(currency, pk)
+    for rate in rates:
+        rate.in_force = current.get(rate.currency) == rate.pk
+    return rates
+
+
+# --- A key's spend and budget ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeySpend:
+    """A key's spend in its current period (its own budget's period, else the calendar month), in the org's
+    currency, and what its own budget leaves."""
+
+    spent: Decimal
+    period: str
+    start: datetime
+    end: datetime | None
+    budget: Budget | None
+    remaining: Decimal | None
+    percent: Decimal | None
+
+
+def key_budgets(*, organization, key_ids) -> dict[int, Budget]:
+    """Each key's own budget (scope key; the first one when several were made through the API)."""
+    budgets: dict[int, Budget] = {}
+    for budget in Budget.objects.filter(organization=organization, scope=Budget.Scope.KEY, key_id__in=list(key_ids)).order_by("id"):
+        budgets.setdefault(budget.key_id, budget)
+    return budgets
+
+
+def key_spend(*, organization, key_ids, now: datetime | None = None) -> dict[int, KeySpend]:
+    """Spend per key from the rollups (daily-by-key rows, hourly at the edges): one query for the budgets and
+    one per kind of period in use, however many keys."""
+    now = now or timezone.now()
+    key_ids = list(key_ids)
+    budgets = key_budgets(organization=organization, key_ids=key_ids)
+    by_period: dict[str, list[int]] = {}
+    for key_id in key_ids:
+        budget = budgets.get(key_id)
+        by_period.setdefault(budget.period if budget else Budget.Period.MONTH, []).append(key_id)
+    result = {}
+    for period, ids in by_period.items():
+        start, end = period_bounds(period, organization.time_zone, now)
+        rows = (
+            UsageRollup.objects.filter(rollup_range_q(start, end, day_grain=UsageRollup.Grain.DAY_BY_KEY), organization=organization, key_id__in=ids)
+            .values("key_id").annotate(cost=Sum("cost")).order_by()
+        )
+        spent = {row["key_id"]: row["cost"] or Decimal(0) for row in rows}
+        for key_id in ids:
+            used = spent.get(key_id, Decimal(0))
+            budget = budgets.get(key_id)
+            remaining = max(budget.amount - used, Decimal(0)) if budget else None
+            percent = (used * 100 / budget.amount).quantize(Decimal("0.1")) if budget and budget.amount else None
+            result[key_id] = KeySpend(used, period, start, end, budget, remaining, percent)
+    return result

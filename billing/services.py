@@ -20,6 +20,9 @@ from keys.models import VirtualKey
 
 log = logging.getLogger(__name__)
 
+# A price or rate may start a little in the past (clock skew, a form filled in slowly), never earlier.
+BACKDATE_SLACK = timedelta(minutes=5)
+
 
 def _require(actor: OrgContext, perm: Perm) -> None:
     if not has_perm(actor.role, perm):
@@ -36,6 +39,17 @@ def _money(value, field: str, *, allow_none: bool = False, positive: bool = Fals
     if not amount.is_finite() or amount < 0 or (positive and amount == 0) or amount > Decimal("1e9"):
         raise ApplicationError(_("Enter a positive amount."), field=field)
     return amount
+
+
+def _check_start(value: datetime | None, field: str = "effective_from") -> datetime:
+    """When a new price or rate takes effect: now by default, later if scheduled, never back in the past
+    (recorded usage keeps the price and rate it was charged at)."""
+    now = timezone.now()
+    if value is None:
+        return now
+    if value < now - BACKDATE_SLACK:
+        raise ApplicationError(_("It cannot start in the past: recorded usage keeps the price and rate it was charged at."), field=field)
+    return value
 
 
 def _check_tiers(tiers) -> list:
@@ -88,6 +102,7 @@ def price_create(
     """
     if actor is not None:
         _require(actor, Perm.MANAGE_PROVIDERS)
+        effective_from = _check_start(effective_from)
     currency = (currency or "").upper()
     if len(currency) != 3 or not currency.isalpha():
         raise ApplicationError(_("Use a three-letter currency code."), field="currency")
@@ -109,14 +124,20 @@ def price_create(
 
 
 @transaction.atomic
-def exchange_rate_set(*, actor: OrgContext, currency: str, rate, ip=None) -> ExchangeRate:
+def exchange_rate_set(*, actor: OrgContext, currency: str, rate, effective_from: datetime | None = None, ip=None) -> ExchangeRate:
+    """A new rate for a currency, from now or a later moment. Like prices, rates are never rewritten: a change
+    is a new row, and usage already recorded keeps the rate it was converted at."""
     _require(actor, Perm.MANAGE_ORG)
     currency = (currency or "").upper()
     if len(currency) != 3 or not currency.isalpha():
         raise ApplicationError(_("Use a three-letter currency code."), field="currency")
+    if currency == actor.organization.currency:
+        raise ApplicationError(_("This is the organization's own currency."), field="currency")
     value = _money(rate, "rate", positive=True)
-    row = ExchangeRate.objects.create(organization=actor.organization, currency=currency, rate=value, effective_from=timezone.now())
-    audit_record(organization=actor.organization, actor=actor.user, action="exchange_rate.set", target=row, data={"currency": currency, "rate": str(value)}, ip=ip)
+    start = _check_start(effective_from)
+    row = ExchangeRate.objects.create(organization=actor.organization, currency=currency, rate=value, effective_from=start)
+    audit_record(organization=actor.organization, actor=actor.user, action="exchange_rate.set", target=row,
+                 data={"currency": currency, "rate": str(value), "effective_from": start.isoformat()}, ip=ip)
     transaction.on_commit(config_changed)
     return row
 
@@ -185,6 +206,27 @@ def budget_update(*, actor: OrgContext, budget: Budget, ip=None, **changes) -> B
     audit_record(organization=budget.organization, actor=actor.user, action="budget.update", target=budget, data={"fields": sorted(changes)}, ip=ip)
     transaction.on_commit(config_changed)
     return budget
+
+
+@transaction.atomic
+def key_budget_set(*, actor: OrgContext, key: VirtualKey, amount, period: str = Budget.Period.MONTH, hard: bool = True, ip=None) -> Budget | None:
+    """Give a key its own budget, change it, or (amount None) remove it: what the key form's budget fields do.
+
+    A key's own budget is its first budget of scope key (the API may have made more; the others are left alone).
+    """
+    _require(actor, Perm.MANAGE_BUDGETS)
+    if key.organization_id != actor.organization.pk:
+        raise ApplicationError(_("Choose a key of this organization."), field="key")
+    budget = Budget.objects.filter(organization=actor.organization, scope=Budget.Scope.KEY, key=key).order_by("id").first()
+    if amount in (None, ""):
+        if budget is not None:
+            budget_delete(actor=actor, budget=budget, ip=ip)
+        return None
+    if budget is None:
+        return budget_create(actor=actor, scope=Budget.Scope.KEY, key=key, amount=amount, period=period, hard=hard, ip=ip)
+    if (budget.amount, budget.period, budget.hard) == (_money(amount, "amount", positive=True), period, bool(hard)):
+        return budget  # nothing changed: no audit entry, no snapshot reload
+    return budget_update(actor=actor, budget=budget, amount=amount, period=period, hard=bool(hard), ip=ip)
 
 
 @transaction.atomic

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing import views
+from billing import price_views, views
 
 urlpatterns = [
     # "/" is served by accounts.views.home, which renders this overview; the name is for reverse() only.
@@ -23,4 +23,11 @@ urlpatterns = [
     # Cost estimator and playground
     path("estimator/", views.estimator_page, name="estimator"),
     path("playground/", views.playground, name="playground"),
+    # Price book and exchange rates
+    path("prices/", price_views.prices, name="prices"),
+    path("prices/create/", price_views.price_create, name="price_create"),
+    path("prices/<int:pk>/edit/", price_views.price_edit, name="price_edit"),
+    path("exchange-rates/", price_views.exchange_rates, name="exchange_rates"),
+    path("exchange-rates/create/", price_views.exchange_rate_create, name="exchange_rate_create"),
+    path("exchange-rates/<int:pk>/edit/", price_views.exchange_rate_edit, name="exchange_rate_edit"),
 ]

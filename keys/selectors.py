@@ -80,14 +80,16 @@ class ModelSnapshot:
     deployments: tuple[DeploymentSnapshot, ...]
     created: int
     currency: str = "USD"  # the org's display currency
-    exchange_rates: tuple[tuple[str, Decimal], ...] = ()  # (currency, value in the display currency)
+    # (currency, value in the display currency, effective from as epoch seconds), newest first per currency:
+    # the rate in force now and any scheduled after it, so a scheduled rate applies without a reload.
+    exchange_rates: tuple[tuple[str, Decimal, float], ...] = ()
     policy: RoutingPolicy = RoutingPolicy()
 
-    def exchange_rate(self, currency: str) -> Decimal | None:
+    def exchange_rate(self, currency: str, at: float) -> Decimal | None:
         if currency == self.currency:
             return Decimal(1)
-        for name, rate in self.exchange_rates:
-            if name == currency:
+        for name, rate, effective_from in self.exchange_rates:
+            if name == currency and effective_from <= at:
                 return rate
         return None
 
@@ -170,12 +172,18 @@ def prices_for(*, organization_id: int, provider: str, upstream_model: str) -> t
     return tuple(snapshot_from_row(row) for row in [*own, *seeded])
 
 
-def exchange_rates_for(*, organization_id: int) -> tuple[tuple[str, Decimal], ...]:
-    latest: dict[str, Decimal] = {}
+def exchange_rates_for(*, organization_id: int) -> tuple[tuple[str, Decimal, float], ...]:
+    """Per currency, the rates scheduled after now and the one in force now (older ones can no longer apply)."""
+    rates: list[tuple[str, Decimal, float]] = []
+    settled: set[str] = set()
     now = timezone.now()
-    for row in ExchangeRate.objects.filter(organization_id=organization_id, effective_from__lte=now).order_by("currency", "-effective_from"):
-        latest.setdefault(row.currency, row.rate)
-    return tuple(latest.items())
+    for row in ExchangeRate.objects.filter(organization_id=organization_id).order_by("currency", "-effective_from", "-id"):
+        if row.currency in settled:
+            continue
+        rates.append((row.currency, row.rate, row.effective_from.timestamp()))
+        if row.effective_from <= now:
+            settled.add(row.currency)
+    return tuple(rates)
 
 
 def model_snapshot(*, organization_id: int, name: str) -> ModelSnapshot | None:

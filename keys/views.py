@@ -17,7 +17,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Min
 from django.shortcuts import redirect, render
 from django.utils import formats, timezone
@@ -32,6 +32,7 @@ from accounts.permissions import Perm
 from accounts.tenancy import get_scoped_or_404
 from billing.selectors import model_variant_report
 from keys import selectors, services
+from keys.extensions import key_billing
 from keys.forms import (
     CredentialCreateForm,
     CredentialTestForm,
@@ -113,11 +114,29 @@ def _visible_key_or_404(request, pk):
     return get_scoped_or_404(selectors.virtual_key_visible_list(actor=ctx), ctx.organization, pk=pk)
 
 
-def _keys_page(request, *, create_form=None, status=200):
+def _budget_form(ctx, *, key=None, data=None):
+    """The key form's budget fields (billing's, through keys.extensions), or None."""
+    billing = key_billing()
+    return billing.budget_form(org_context=ctx, key=key, data=data) if billing else None
+
+
+def _with_spend(organization, keys) -> list:
+    """Attach `spend` (this period's spend and what the key's own budget leaves) to each key, in a fixed
+    number of queries for the whole list."""
+    keys = list(keys)
+    billing = key_billing()
+    spend = billing.spend(organization=organization, key_ids=[key.pk for key in keys]) if billing else {}
+    for key in keys:
+        key.spend = spend.get(key.pk)
+    return keys
+
+
+def _keys_page(request, *, create_form=None, budget_form=None, status=200):
     ctx = request.org_context
     filter_form = KeyFilterForm(request.GET or None, org_context=ctx)
     keys = filter_form.filter(selectors.virtual_key_visible_list(actor=ctx))
     page = Paginator(keys, KEY_PAGE_SIZE).get_page(request.GET.get("page"))
+    page.object_list = _with_spend(ctx.organization, page.object_list)
     query = request.GET.copy()
     query.pop("page", None)
     context = {
@@ -127,6 +146,8 @@ def _keys_page(request, *, create_form=None, status=200):
         "filter_query": query.urlencode(),
         "filtered": bool(filter_form.is_bound and any(filter_form.cleaned_data.values())),
         "create_form": create_form or KeyCreateForm(org_context=ctx),
+        "budget_form": budget_form or _budget_form(ctx),
+        "shows_spend": key_billing() is not None,
         "manages_all": ctx.can(Perm.MANAGE_KEYS),
         "now": timezone.now(),
     }
@@ -153,30 +174,56 @@ def _secret_page(request, *, key, secret, rotated=False):
     return response
 
 
+def _save_key(ctx, request, form, budget_form, save) -> tuple | None:
+    """Run a key service and then the key's budget (if the form has one) in one transaction: a refused budget
+    leaves no key behind. Refusals land on the form they concern; returns the service's result or None."""
+    try:
+        with transaction.atomic():
+            result = save()
+            if budget_form is not None:
+                key = result[0] if isinstance(result, tuple) else result
+                try:
+                    key_billing().budget_save(org_context=ctx, key=key, form=budget_form, ip=client_ip(request))
+                except ApplicationError as exc:
+                    service_error(budget_form, exc)
+                    raise
+    except ApplicationError as exc:
+        if not budget_form or not budget_form.errors:
+            service_error(form, exc)
+        return None
+    return result
+
+
 @require_POST
 @permission_required(Perm.MANAGE_OWN_KEYS)
 @_in_org_time_zone
 def key_create(request):
     ctx = request.org_context
     form = KeyCreateForm(request.POST, org_context=ctx)
-    if form.is_valid():
-        try:
-            key, secret = services.virtual_key_create(actor=ctx, ip=client_ip(request), **form.service_kwargs())
-        except ApplicationError as exc:
-            service_error(form, exc)
-        else:
+    budget_form = _budget_form(ctx, data=request.POST)
+    if form.is_valid() and (budget_form is None or budget_form.is_valid()):
+        created = _save_key(
+            ctx, request, form, budget_form,
+            lambda: services.virtual_key_create(actor=ctx, ip=client_ip(request), **form.service_kwargs()),
+        )
+        if created is not None:
+            key, secret = created
             return _secret_page(request, key=key, secret=secret)
-    return _keys_page(request, create_form=form, status=_form_status(form))
+    status = _form_status(budget_form) if budget_form is not None and budget_form.errors and not form.errors else _form_status(form)
+    return _keys_page(request, create_form=form, budget_form=budget_form, status=status)
 
 
-def _key_detail_page(request, key, *, edit_form=None, rotate_form=None, status=200):
+def _key_detail_page(request, key, *, edit_form=None, budget_form=None, rotate_form=None, status=200):
     ctx = request.org_context
     edit_form = edit_form or KeyUpdateForm.for_key(key, org_context=ctx)
+    budget_form = budget_form or _budget_form(ctx, key=key)
     rotate_form = rotate_form or KeyRotateForm()
+    _with_spend(ctx.organization, [key])
     context = {
         "nav_section": "keys",
         "key": key,
         "edit_form": edit_form,
+        "budget_form": budget_form,
         "rotate_form": rotate_form,
         # A revoked key's page has no forms to show their refusals on ("a revoked key cannot be rotated").
         "page_errors": [*edit_form.non_field_errors(), *rotate_form.non_field_errors()] if key.revoked_at else [],
@@ -200,16 +247,18 @@ def key_update(request, pk):
     ctx = request.org_context
     key = _visible_key_or_404(request, pk)
     form = KeyUpdateForm.for_key(key, org_context=ctx, data=request.POST)
-    if form.is_valid():
-        try:
-            services.virtual_key_update(actor=ctx, key=key, ip=client_ip(request), **form.cleaned_data)
-        except ApplicationError as exc:
-            key.refresh_from_db()  # the service may have set some fields before refusing
-            service_error(form, exc)
-        else:
+    budget_form = _budget_form(ctx, key=key, data=request.POST)
+    if form.is_valid() and (budget_form is None or budget_form.is_valid()):
+        saved = _save_key(
+            ctx, request, form, budget_form,
+            lambda: services.virtual_key_update(actor=ctx, key=key, ip=client_ip(request), **form.cleaned_data),
+        )
+        if saved is not None:
             messages.success(request, _("Key %(name)s saved.") % {"name": key.name})
             return redirect("key_detail", pk=key.pk)
-    return _key_detail_page(request, key, edit_form=form, status=_form_status(form))
+        key.refresh_from_db()  # the service may have set some fields before refusing
+    status = _form_status(budget_form) if budget_form is not None and budget_form.errors and not form.errors else _form_status(form)
+    return _key_detail_page(request, key, edit_form=form, budget_form=budget_form, status=status)
 
 
 @require_POST

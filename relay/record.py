@@ -50,7 +50,7 @@ def worst_case_micros(model, prompt_tokens: int, output_tokens: int, now: float,
         cost = price.worst_case(prompt_tokens=prompt_tokens, completion_tokens=output_tokens)
         if not cost:
             continue  # free
-        rate = model.exchange_rate(price.currency)
+        rate = model.exchange_rate(price.currency, now)
         if rate is None:
             if hard_budget is not None:
                 raise _unenforceable(model, deployment, hard_budget, price.currency)
@@ -192,7 +192,7 @@ class Record:
             at=self.created_at, cache_write_tokens=self.cache_write_tokens,
         )
         self.currency, self.price_id = price.currency, price.id
-        self.exchange_rate = self.model.exchange_rate(price.currency)
+        self.exchange_rate = self.model.exchange_rate(price.currency, self.created_at)
         if self.exchange_rate is not None:
             self.cost_display = self.cost * self.exchange_rate
         elif not self.cost:

@@ -10,7 +10,7 @@ import zoneinfo
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -38,7 +38,7 @@ from billing.api.serializers import (
     PriceWindowSerializer,
     UsageEventSerializer,
 )
-from billing.models import AlertChannel, AlertDelivery, Budget, ExchangeRate, Price, UsageDeadLetter
+from billing.models import AlertChannel, AlertDelivery, Budget, Price, UsageDeadLetter
 from keys.models import Deployment, VirtualKey
 from keys.presets import PROVIDER_CHOICES
 
@@ -88,48 +88,8 @@ class InstantField(serializers.DateTimeField):
         return super().to_internal_value(value)
 
 
-# Read helpers that only these endpoints need.
-
-
-def price_book(*, organization, provider: str | None = None, upstream_model: str | None = None) -> QuerySet[Price]:
-    """The organization's effective price book: its own entries, plus the global ones for models it has not priced.
-
-    The same precedence as `keys.selectors.prices_for`, which the relay charges with.
-    """
-    own = Price.objects.filter(organization=organization, provider=OuterRef("provider"), upstream_model=OuterRef("upstream_model"))
-    prices = Price.objects.filter(Q(organization=organization) | (Q(organization=None) & ~Exists(own)))
-    if provider:
-        prices = prices.filter(provider=provider)
-    if upstream_model:
-        prices = prices.filter(upstream_model=upstream_model)
-    return prices.order_by("provider", "upstream_model", "-effective_from", "-id")
-
-
-def _mark_prices_in_force(prices: list[Price], book: QuerySet[Price]) -> list[Price]:
-    """Set `in_force` on each entry: the newest of its model's entries that has taken effect."""
-    current: dict[tuple[str, str], int] = {}
-    rows = (
-        book.filter(provider__in={p.provider for p in prices}, upstream_model__in={p.upstream_model for p in prices},
-                    effective_from__lte=timezone.now())
-        .order_by("-effective_from", "-id")
-        .values_list("pk", "provider", "upstream_model")
-    )
-    for pk, provider, upstream_model in rows:
-        current.setdefault((provider, upstream_model), pk)
-    for price in prices:
-        price.in_force = current.get((price.provider, price.upstream_model)) == price.pk
-    return prices
-
-
-def _mark_rates_in_force(rates: list[ExchangeRate], organization) -> list[ExchangeRate]:
-    current: dict[str, int] = {}
-    rows = ExchangeRate.objects.filter(organization=organization, effective_from__lte=timezone.now())
-    rows = rows.order_by("currency", "-effective_from", "-id")
-    for pk, currency in rows.values_list("pk", "currency"):
-        current.setdefault(currency, pk)
-    for rate in rates:
-        rate.in_force = current.get(rate.currency) == rate.pk
-    return rates
+# Read helpers that only these endpoints need (the price book and rates are read through `billing.selectors`,
+# as the dashboard's pages read them).
 
 
 def _with_spend(budget: Budget, now: datetime) -> Budget:
@@ -247,10 +207,10 @@ class PriceListApi(OrgAPIView):
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
-        book = price_book(organization=self.organization, provider=filters.validated_data.get("provider"),
+        book = selectors.price_book(organization=self.organization, provider=filters.validated_data.get("provider"),
                           upstream_model=filters.validated_data.get("model"))
         paginator = self.pagination_class()
-        page = _mark_prices_in_force(paginator.paginate_queryset(book, request, view=self), book)
+        page = selectors.prices_mark_in_force(paginator.paginate_queryset(book, request, view=self), book)
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
     @extend_schema(tags=["prices"], request=InputSerializer, responses={201: OutputSerializer}, description=PRICE_BOOK_NOTE)
@@ -258,7 +218,7 @@ class PriceListApi(OrgAPIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         price = services.price_create(actor=self.org_context, ip=self.client_ip(), **serializer.validated_data)
-        return Response(self.OutputSerializer(_mark_prices_in_force([price], price_book(organization=self.organization))[0]).data,
+        return Response(self.OutputSerializer(selectors.prices_mark_in_force([price], selectors.price_book(organization=self.organization))[0]).data,
                         status=status.HTTP_201_CREATED)
 
 
@@ -274,7 +234,7 @@ class PriceDetailApi(OrgAPIView):
         price = prices.filter(pk=pk).first()
         if price is None:
             raise ApplicationError("Not found.", code="not_found", status=404)
-        return Response(self.OutputSerializer(_mark_prices_in_force([price], price_book(organization=self.organization))[0]).data)
+        return Response(self.OutputSerializer(selectors.prices_mark_in_force([price], selectors.price_book(organization=self.organization))[0]).data)
 
 
 # Exchange rates
@@ -300,10 +260,9 @@ class ExchangeRateListApi(OrgAPIView):
 
     @extend_schema(tags=["prices"], responses=OutputSerializer(many=True))
     def get(self, request):
-        rates = ExchangeRate.objects.filter(organization=self.organization).select_related("organization")
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(rates.order_by("currency", "-effective_from", "-id"), request, view=self)
-        return paginator.get_paginated_response(self.OutputSerializer(_mark_rates_in_force(page, self.organization), many=True).data)
+        page = paginator.paginate_queryset(selectors.exchange_rate_list(organization=self.organization), request, view=self)
+        return paginator.get_paginated_response(self.OutputSerializer(selectors.exchange_rates_mark_in_force(page, organization=self.organization), many=True).data)
 
     @extend_schema(tags=["prices"], request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request):
@@ -312,7 +271,7 @@ class ExchangeRateListApi(OrgAPIView):
         if serializer.validated_data["currency"].upper() == self.organization.currency:
             raise ApplicationError("This is the organization's own currency.", field="currency")
         rate = services.exchange_rate_set(actor=self.org_context, ip=self.client_ip(), **serializer.validated_data)
-        return Response(self.OutputSerializer(_mark_rates_in_force([rate], self.organization)[0]).data, status=status.HTTP_201_CREATED)
+        return Response(self.OutputSerializer(selectors.exchange_rates_mark_in_force([rate], organization=self.organization)[0]).data, status=status.HTTP_201_CREATED)
 
 
 # Budgets

@@ -233,6 +233,10 @@ def _price(w, owner=None):
     return PriceFactory(organization=w.org_b, upstream_model=unique(f"priced-{w.marker}"))
 
 
+def _exchange_rate(w, owner=None):
+    return ExchangeRate.objects.create(organization=w.org_b, currency="JPY", rate="0.0067", effective_from=timezone.now())
+
+
 def _api_token(w, owner=None):
     return account_services.api_token_create(organization=w.org_b, name=unique(f"token-{w.marker}"), role=Role.VIEWER)[0]
 
@@ -316,6 +320,9 @@ ROUTES: list[Route] = [
     _r("org_settings", Op(G, Perm.VIEW_ORG),
        Op(P, Perm.MANAGE_ORG, lambda w, o, org: {"name": unique("Renamed org"), "time_zone": "UTC", "currency": "USD"})),
     _r("audit_log", Op(G, Perm.VIEW_AUDIT)),
+    _r("api_tokens", Op(G, Perm.MANAGE_ORG)),
+    _r("api_token_create", Op(P, Perm.MANAGE_ORG, lambda w, o, org: {"token-name": unique("token"), "token-role": Role.VIEWER})),
+    _r("api_token_revoke", Op(P, Perm.MANAGE_ORG), make=_api_token),
     _r("members", Op(G, Perm.VIEW_ORG)),
     _r("member_invite", Op(P, Perm.MANAGE_MEMBERS, lambda w, o, org: {"email": unique("invitee") + "@example.com", "role": Role.MEMBER, "team": ""})),
     _r("member_role", Op(P, Perm.MANAGE_MEMBERS, lambda w, o, org: {"role": Role.VIEWER}), make=_membership),
@@ -364,6 +371,16 @@ ROUTES: list[Route] = [
     _r("usage_cost", Op(G, Perm.VIEW_OWN_USAGE), make=_usage_event, own=Perm.VIEW_USAGE,
        query=lambda w, o: {"request_id": o.request_id}, by_query=True, hidden=_not_found_json),
     _r("usage_event", Op(G, Perm.VIEW_OWN_USAGE), make=_usage_event, own=Perm.VIEW_USAGE),
+    _r("prices", Op(G, Perm.VIEW_ORG)),
+    _r("price_create", Op(P, Perm.MANAGE_PROVIDERS, lambda w, o, org: {
+        "provider": "openai", "upstream_model": unique("priced"), "currency": "USD", "input_per_m": "1.5", "output_per_m": "2",
+        "time_zone": "UTC"})),
+    _r("price_edit", Op(G, Perm.MANAGE_PROVIDERS),
+       Op(P, Perm.MANAGE_PROVIDERS, lambda w, o, org: {"currency": "USD", "input_per_m": "1", "output_per_m": "3", "time_zone": "UTC"}),
+       make=_price),
+    _r("exchange_rates", Op(G, Perm.VIEW_ORG)),
+    _r("exchange_rate_create", Op(P, Perm.MANAGE_ORG, lambda w, o, org: {"currency": "EUR", "rate": "1.1"})),
+    _r("exchange_rate_edit", Op(G, Perm.MANAGE_ORG), Op(P, Perm.MANAGE_ORG, lambda w, o, org: {"rate": "0.007"}), make=_exchange_rate),
     _r("budgets", Op(G, Perm.VIEW_ORG)),
     _r("budget_create", Op(P, Perm.MANAGE_BUDGETS, lambda w, o, org: {
         "name": unique("budget"), "scope": "org", "team": "", "key": "", "user": "", "amount": "10", "period": "month",

@@ -30,7 +30,7 @@ from rest_framework.test import APIClient
 
 from billing import alerts, services as billing_services
 from accounts.models import ApiToken, Invitation, Membership, Team
-from billing.models import AlertChannel, AlertDelivery, Budget, Price, UsageEvent
+from billing.models import AlertChannel, AlertDelivery, Budget, ExchangeRate, Price, UsageEvent
 from config.env import DATA_DIR
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
 from tests.gateway import drain_usage, wait_for
@@ -354,6 +354,7 @@ def _visit_everything(dash, api, org, responses) -> None:
         helpers._key: VirtualKey, helpers._credential: ProviderCredential, helpers._mock_credential: ProviderCredential,
         helpers._model: Model, helpers._deployment: Deployment, helpers._usage_event: UsageEvent, helpers._budget: Budget,
         helpers._channel: AlertChannel, helpers._webhook: AlertChannel, helpers._price: Price, helpers._api_token: ApiToken,
+        helpers._exchange_rate: ExchangeRate,
         helpers._membership: Membership, helpers._invitation: Invitation, helpers._team: Team,
     }
     for route in ROUTES:

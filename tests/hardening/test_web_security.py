@@ -28,11 +28,12 @@ from django.db import connection
 from django.test import Client, override_settings
 from django.urls import resolve, reverse
 
+from accounts import services as account_services
 from accounts.models import AuditLog, Membership, Role, Team
 from billing.models import Budget
 from keys.models import Model, VirtualKey
 from tests.accounts.factories import MembershipFactory, OrganizationFactory, TeamFactory, UserFactory
-from tests.billing.factories import AlertChannelFactory, BudgetFactory, UsageEventFactory
+from tests.billing.factories import AlertChannelFactory, BudgetFactory, ExchangeRateFactory, PriceFactory, UsageEventFactory
 from tests.hardening import helpers
 from tests.hardening.helpers import HOSTILE_NAMES, ROUTES, SQL_FRAGMENTS
 from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory, VirtualKeyFactory
@@ -298,14 +299,18 @@ def _hostile_world(payload: str):
                               attempt_trail=[{"deployment": deployment.pk, "status": 500, "error": payload, "ms": 3}])
     AuditLog.objects.create(organization=org, actor=owner, actor_label=payload, action="team.rename", target_type="team",
                             target_id=str(team.pk), target_label=payload, data={"from": payload})
+    price = PriceFactory(organization=org, upstream_model=payload, source=payload)
+    rate = ExchangeRateFactory(organization=org, currency="CNY")
+    account_services.api_token_create(organization=org, name=payload, role=Role.VIEWER, actor=owner)
     objects = {"key": key, "owner_key": owner_key, "credential": credential, "model": model, "deployment": deployment, "budget": budget,
-               "channel": channel, "event": event, "team": team}
+               "channel": channel, "event": event, "team": team, "price": price, "rate": rate}
     return org, owner, member, objects
 
 
 OBJECT_PAGES = {  # route name -> the hostile world's object it shows
     "key_detail": "owner_key", "credential_edit": "credential", "model_edit": "model", "model_report": "model",
     "deployment_edit": "deployment", "usage_event": "event", "budget_edit": "budget", "channel_edit": "channel",
+    "price_edit": "price", "exchange_rate_edit": "rate",
 }
 RAW = {HOSTILE_NAMES[0]: ["<script>alert(1)</script>"], HOSTILE_NAMES[1]: ["<img src=x", '"><img']}
 ESCAPED = {HOSTILE_NAMES[0]: "&lt;script&gt;alert(1)&lt;/script&gt;", HOSTILE_NAMES[1]: "&lt;img src=x onerror=alert(1)&gt;"}
@@ -349,7 +354,8 @@ def test_hostile_names_are_escaped_on_every_page(payload):
         problems += [f"{url} (browsable): unescaped {raw!r}" for raw in RAW[payload] if raw in html]
     assert not problems, "\n".join(problems)
     # The names were shown (escaped), not simply left out: on the pages of each kind of object.
-    for must_show in ("/members/", "/teams/", "/keys/", "/providers/", "/models/", "/budgets/", "/usage/", "/audit/"):
+    for must_show in ("/members/", "/teams/", "/keys/", "/providers/", "/models/", "/budgets/", "/usage/", "/audit/", "/prices/",
+                      "/settings/api-tokens/"):
         assert must_show in escaped_on, f"{must_show} did not show the name"
 
 
