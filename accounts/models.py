@@ -158,3 +158,15 @@ class AuditLog(models.Model):
 
     def __str__(self):
         return f"{self.action} {self.target_label}"
+
+    @property
+    def action_label(self) -> str:
+        from accounts.audit_labels import action_label
+
+        return action_label(self.action)
+
+    @property
+    def target_type_label(self) -> str:
+        from accounts.audit_labels import object_label
+
+        return object_label(self.target_type)
