@@ -17,7 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import services
+from accounts import selectors, services
 from accounts.decorators import client_ip, org_required, permission_required
 from accounts.errors import ApplicationError
 from accounts.forms import (
@@ -121,7 +121,7 @@ def _members_page(request, *, invite_form=None, row_errors=None, status=200):
     org = ctx.organization
     manage = ctx.can(Perm.MANAGE_MEMBERS)
     teams = list(scoped(Team, org))
-    memberships = scoped(Membership, org).select_related("user").prefetch_related("teams").order_by("user__email")
+    memberships = selectors.members_visible_to(ctx).order_by("user__email")
     row_errors = row_errors or {}
     rows = []
     for membership in memberships:

@@ -14,7 +14,6 @@ never sees a key's secret at all: the browser calls /v1 itself (static/js/billin
 import csv
 import zoneinfo
 from functools import wraps
-from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.core.handlers.asgi import ASGIRequest
@@ -34,7 +33,7 @@ from accounts.models import Team, User
 from accounts.permissions import Perm
 from accounts.tenancy import get_scoped_or_404, scoped
 from billing import alerts, dashboard, estimator, services
-from billing.api.serializers import money_text
+from billing.api.serializers import channel_target_label, money_text
 from billing.dashboard import Money
 from billing.forms import (
     AlertChannelCreateForm,
@@ -68,14 +67,6 @@ def _in_org_time_zone(view):
             return view(request, *args, **kwargs)
 
     return wrapper
-
-
-def _channel_target(channel: AlertChannel) -> str:
-    """Email addresses in full; for URL kinds only scheme and host (bot URLs carry their token)."""
-    if channel.kind == AlertChannel.Kind.EMAIL:
-        return channel.target
-    parts = urlsplit(channel.target)
-    return f"{parts.scheme}://{parts.hostname}/…"
 
 
 # --- Overview ---------------------------------------------------------------------------------------------
@@ -300,9 +291,11 @@ def _budgets_page(request, *, budget_form=None, channel_form=None, status=200):
     org = ctx.organization
     can_manage = ctx.can(Perm.MANAGE_BUDGETS)
     now = timezone.now()
-    statuses = dashboard.budget_statuses(list(dashboard.budget_list(organization=org)), organization=org, now=now)
-    channels = [{"channel": c, "target": _channel_target(c)} for c in scoped(AlertChannel, org).order_by("name", "id")]
-    deliveries = scoped(AlertDelivery, org).select_related("alert", "channel").order_by("-created_at", "-id")
+    statuses = dashboard.budget_statuses(list(dashboard.budgets_visible_to(ctx)), organization=org, now=now)
+    channels = [
+        {"channel": c, "target": channel_target_label(c.kind, c.shown_target)} for c in dashboard.alert_channels_visible_to(ctx)
+    ]
+    deliveries = dashboard.alert_deliveries_visible_to(ctx)
     context = {
         "nav_section": "budgets",
         "budgets": statuses,
@@ -415,7 +408,7 @@ def channel_edit(request, pk):
         else:
             messages.success(request, _("Alert channel %(name)s saved.") % {"name": channel.name})
             return redirect("budgets")
-    context = {"nav_section": "budgets", "channel": channel, "target": _channel_target(channel), "form": form}
+    context = {"nav_section": "budgets", "channel": channel, "target": channel_target_label(channel.kind, channel.target), "form": form}
     return render(request, "billing/channel_edit.html", context, status=_form_status(form) if form.errors else 200)
 
 

@@ -90,7 +90,7 @@ class MemberListApi(OrgAPIView):
 
     @extend_schema(tags=["members"], responses=OutputSerializer(many=True))
     def get(self, request):
-        return paginated_response(self, selectors.member_list(organization=self.organization), self.OutputSerializer)
+        return paginated_response(self, selectors.members_visible_to(self.org_context), self.OutputSerializer)
 
 
 class MemberDetailApi(OrgAPIView):
@@ -111,7 +111,7 @@ class MemberDetailApi(OrgAPIView):
     OutputSerializer = MemberSerializer
 
     def _get(self, pk):
-        return self.get_scoped(selectors.member_list(organization=self.organization), pk=pk)
+        return self.get_scoped(selectors.members_visible_to(self.org_context), pk=pk)
 
     @extend_schema(tags=["members"], responses=OutputSerializer)
     def get(self, request, pk):
@@ -135,7 +135,8 @@ class MemberDetailApi(OrgAPIView):
 
     @extend_schema(tags=["members"], responses={204: None})
     def delete(self, request, pk):
-        membership = self._get(pk)
+        # Looked up among all members: the service answers "not allowed" (403), and a 403 shows nothing.
+        membership = self.get_scoped(selectors.member_list(organization=self.organization), pk=pk)
         actor = self.org_context
         if isinstance(request.user, TokenUser):
             # A token acts for the organization, not as the person who created it: it never "leaves",

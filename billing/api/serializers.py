@@ -172,6 +172,14 @@ class UsageEventSerializer(serializers.Serializer):
         ref_name = "UsageEvent"
 
 
+def channel_target_label(kind: str, target: str) -> str:
+    """Email addresses in full; for URL kinds only scheme and host (bot URLs carry their token)."""
+    if not target or kind == AlertChannel.Kind.EMAIL:
+        return target
+    parts = urlsplit(target)
+    return f"{parts.scheme}://{parts.hostname}/…"
+
+
 class AlertChannelSerializer(serializers.Serializer):
     """A channel without its secrets: only whether it has a signing secret, and a URL's scheme and host.
 
@@ -181,7 +189,9 @@ class AlertChannelSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
     name = serializers.CharField(read_only=True)
     kind = serializers.ChoiceField(choices=AlertChannel.Kind.choices, read_only=True)
-    target = serializers.SerializerMethodField(help_text="Email addresses (comma-separated); for URL kinds only scheme and host.")
+    target = serializers.SerializerMethodField(
+        help_text="Email addresses (comma-separated); for URL kinds only scheme and host; empty without manage_budgets."
+    )
     has_secret = serializers.SerializerMethodField()
     enabled = serializers.BooleanField(read_only=True)
     disabled_reason = serializers.CharField(read_only=True)
@@ -191,10 +201,8 @@ class AlertChannelSerializer(serializers.Serializer):
         ref_name = "AlertChannel"
 
     def get_target(self, channel) -> str:
-        if channel.kind == AlertChannel.Kind.EMAIL:
-            return channel.target
-        parts = urlsplit(channel.target)
-        return f"{parts.scheme}://{parts.hostname}/…"
+        # `shown_target` comes from billing.dashboard.alert_channels_visible_to: empty for a role without manage_budgets.
+        return channel_target_label(channel.kind, channel.shown_target)
 
     def get_has_secret(self, channel) -> bool:
         return bool(channel.secret_encrypted)
