@@ -1,6 +1,7 @@
 """Dashboard forms: they check input shape only; the rules live in accounts.services."""
 
 from django import forms
+from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.password_validation import password_validators_help_text_html, validate_password
@@ -127,6 +128,14 @@ class OrganizationForm(forms.Form):
         help_text=_("A three-letter ISO 4217 code, e.g. USD or CNY."),
     )
 
+    language = forms.ChoiceField(
+        label=_("Alert language"), choices=settings.LANGUAGES, required=False,
+        help_text=_("Alert emails, webhook summaries and bot messages are written in this language."),
+    )
+
+    def clean_language(self):
+        return self.cleaned_data["language"] or None  # not sent: unchanged
+
     def clean_currency(self):
         currency = self.cleaned_data["currency"].upper()
         currency_validator(currency)  # after upper-casing, so "cny" is accepted as CNY
@@ -134,7 +143,7 @@ class OrganizationForm(forms.Form):
 
     @classmethod
     def for_organization(cls, org: Organization, data=None):
-        return cls(data, initial={"name": org.name, "time_zone": org.time_zone, "currency": org.currency})
+        return cls(data, initial={"name": org.name, "time_zone": org.time_zone, "currency": org.currency, "language": org.language})
 
 
 def assignable_roles(org_context) -> list[tuple[str, str]]:

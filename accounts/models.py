@@ -49,6 +49,8 @@ class Organization(models.Model):
     slug = models.SlugField(_("slug"), max_length=60, unique=True)
     time_zone = models.CharField(_("time zone"), max_length=64, choices=TIME_ZONE_CHOICES, default="UTC")
     currency = models.CharField(_("display currency"), max_length=3, default="USD", validators=[currency_validator])
+    # Alerts (email, webhook summaries, bots) are written in this language; set from the creator's at creation.
+    language = models.CharField(_("alert language"), max_length=16, choices=settings.LANGUAGES, default="en")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

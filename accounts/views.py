@@ -62,7 +62,7 @@ def signup(request):
         try:
             user, org = services.user_signup(
                 email=data["email"], password=data["password1"], name=data["name"],
-                organization_name=data["organization_name"], ip=client_ip(request),
+                organization_name=data["organization_name"], language=request.LANGUAGE_CODE, ip=client_ip(request),
             )
         except ApplicationError as exc:
             service_error(form, exc)
@@ -89,7 +89,9 @@ def no_organization(request):
     form = OrganizationCreateForm(request.POST) if request.method == "POST" else OrganizationCreateForm()
     if request.method == "POST" and form.is_valid():
         try:
-            org = services.organization_create(name=form.cleaned_data["name"], owner=request.user, ip=client_ip(request))
+            org = services.organization_create(
+                name=form.cleaned_data["name"], owner=request.user, language=request.LANGUAGE_CODE, ip=client_ip(request)
+            )
         except ApplicationError as exc:
             service_error(form, exc)
         else:

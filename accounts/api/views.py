@@ -4,6 +4,7 @@ Each view reads through `accounts.selectors`, writes through one `accounts.servi
 objects only inside the caller's organization (`get_scoped`), so another organization's object is a 404.
 """
 
+from django.conf import settings
 from django.db import transaction
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
@@ -60,6 +61,9 @@ class OrganizationApi(OrgAPIView):
         name = serializers.CharField(max_length=120, required=False)
         time_zone = serializers.ChoiceField(choices=TIME_ZONE_CHOICES, required=False, help_text="An IANA time zone name.")
         currency = serializers.CharField(min_length=3, max_length=3, required=False, help_text="ISO 4217, e.g. USD.")
+        language = serializers.ChoiceField(
+            choices=settings.LANGUAGES, required=False, help_text="The language of alert emails, webhook summaries and bot messages."
+        )
 
         class Meta:
             ref_name = "OrganizationUpdate"
