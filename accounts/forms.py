@@ -7,7 +7,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.password_validation import password_validators_help_text_html, validate_password
 from django.utils.translation import gettext_lazy as _
 
-from accounts import throttle
+from accounts import signup, throttle
 from accounts.errors import ApplicationError
 from accounts.models import TIME_ZONE_CHOICES, Organization, Role, Team, User, currency_validator
 from accounts.permissions import ROLE_RANK, Perm
@@ -110,6 +110,16 @@ class EmailAuthenticationForm(ThrottledLoginMixin, AuthenticationForm):
 
     def clean_username(self):
         return self.cleaned_data["username"].strip().lower()
+
+    def confirm_login_allowed(self, user):
+        """An open sign-up logs in only once its email is confirmed; the right password earns a fresh link."""
+        super().confirm_login_allowed(user)
+        if not user.email_verified:
+            signup.send_verification(user)
+            raise forms.ValidationError(
+                _("Confirm your email address first: we have sent the link to %(email)s again.") % {"email": user.email},
+                code="unverified",
+            )
 
 
 class AdminLoginForm(ThrottledLoginMixin, AdminAuthenticationForm):

@@ -32,6 +32,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     name = models.CharField(_("name"), max_length=150, blank=True)
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
+    # False only for an open sign-up until its emailed link is followed (accounts/signup.py): such an account
+    # cannot log in. Invitations, operators' commands and the admin create verified accounts.
+    email_verified = models.BooleanField(_("email verified"), default=True)
     date_joined = models.DateTimeField(default=timezone.now)
 
     objects = UserManager()

@@ -45,7 +45,7 @@ def _unique_slug(name: str) -> str:
     return slug
 
 
-def supported_language(language: str | None) -> str:
+def _supported_language(language: str | None) -> str:
     """One of settings.LANGUAGES for a language code such as "zh-CN" or "en-us"; English when there is none."""
     try:
         return translation.get_supported_language_variant(language or "")
@@ -68,7 +68,7 @@ def organization_create(
     name = name.strip()
     if not name:
         raise ApplicationError(_("An organization needs a name."), field="name")
-    language = supported_language(language or translation.get_language())
+    language = _supported_language(language or translation.get_language())
     org = Organization.objects.create(name=name, slug=_unique_slug(name), time_zone=time_zone, currency=currency, language=language)
     Membership.objects.create(organization=org, user=owner, role=Role.OWNER)
     audit_record(organization=org, actor=owner, action="organization.create", target=org, ip=ip)
@@ -95,16 +95,24 @@ def organization_update(*, actor: OrgContext, name=None, time_zone=None, currenc
 def user_signup(
     *, email: str, password: str, name: str = "", organization_name: str, language: str | None = None, ip=None
 ) -> tuple[User, Organization]:
-    """A new user and their first organization, of which they are the owner."""
+    """Open sign-up: a new, unverified user and their first organization, of which they are the owner.
+
+    The account cannot log in until the emailed link is followed (accounts/signup.py).
+    """
+    from accounts import signup
+
+    if not signup.open_signup():
+        raise ApplicationError(_("Sign-up is by invitation only."), code="signup_closed", status=403)
     email = User.objects.normalize_email(email).strip().lower()
     if User.objects.filter(email__iexact=email).exists():
         raise ApplicationError(_("An account with this email already exists."), field="email", code="duplicate")
     with transaction.atomic():
         try:
-            user = User.objects.create_user(email=email, password=password, name=name.strip())
+            user = User.objects.create_user(email=email, password=password, name=name.strip(), email_verified=False)
         except IntegrityError as exc:
             raise ApplicationError(_("An account with this email already exists."), field="email", code="duplicate") from exc
         org = organization_create(name=organization_name, owner=user, language=language, ip=ip)
+        signup.send_verification(user)
     return user, org
 
 

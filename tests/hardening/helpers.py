@@ -491,6 +491,8 @@ SKIPPED_NAMES = {
     "login": "authentication page (throttling: test_login_throttle; CSRF: test_web_security)",
     "logout": "authentication page",
     "signup": "authentication page: creates a new user and organization",
+    "signup_sent": "authentication page: says where the confirmation link went (tests/accounts/test_signup.py)",
+    "verify_email": "capability link: the signed, expiring token is the authorization (tests/accounts/test_signup.py)",
     "password_reset": "authentication page", "password_reset_done": "authentication page",
     "password_reset_confirm": "authentication page", "password_reset_complete": "authentication page",
     "password_change": "the signed-in user's own password: no organization object",
