@@ -101,7 +101,7 @@ def test_signup_invite_accept_team_and_role(live_server, settings, mailoutbox, n
     # The colleague, now an admin, sees the management pages.
     colleague.reload()
     colleague.get_by_role("link", name="Audit log").click()
-    expect(colleague.locator("#audit-table")).to_contain_text("member.role_change")
+    expect(colleague.locator("#audit-table")).to_contain_text("Member role changed")
     screenshot(colleague, "audit-log")
 
     owner.get_by_role("link", name="Settings").click()
