@@ -93,7 +93,7 @@ def overview(request):
             .order_by(F("revoked_at").asc(nulls_first=True), "name", "id")  # active keys first
         )
         key_ids = [key.pk for key in keys]
-        budgets = list(dashboard.budgets_applying_to(organization=org, user=ctx.user, key_ids=key_ids))
+        budgets = list(dashboard.budgets_visible_to(ctx))
         context = {
             "full": False,
             "keys": keys,

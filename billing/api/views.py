@@ -732,7 +732,8 @@ class AlertChannelRotateSecretApi(OrgAPIView):
     @extend_schema(tags=["alerts"], request=None, responses=OutputSerializer)
     def post(self, request, pk):
         channels = dashboard.alert_channels_visible_to(self.org_context)
-        channel, secret = alerts.alert_channel_rotate_secret(actor=self.org_context, channel=self.get_scoped(channels, pk=pk), ip=self.client_ip())
+        channel = self.get_scoped(channels, pk=pk)
+        channel, secret = alerts.alert_channel_rotate_secret(actor=self.org_context, channel=channel, ip=self.client_ip())
         return Response(self.OutputSerializer(channels.get(pk=channel.pk), context={"secret": secret}).data)
 
 
