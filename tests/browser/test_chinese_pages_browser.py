@@ -64,3 +64,31 @@ def test_chinese_pages_are_legible(live_server, new_page, console_errors, screen
     expect(page.get_by_label("告警语言")).to_have_value("zh-hans")
     screenshot(page, "org-settings-zh")
     assert not console_errors
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_signup_pages_in_both_languages(live_server, settings, mailoutbox, new_page, console_errors, screenshot, language):
+    settings.TOLLGATE_PUBLIC_URL = live_server.url
+    suffix = "-zh" if language == "zh-hans" else ""
+    page = new_page()
+    page.context.add_cookies([{"name": settings.LANGUAGE_COOKIE_NAME, "value": language, "url": live_server.url}])
+
+    settings.TOLLGATE_SIGNUP = "invite"
+    page.goto(f"{live_server.url}/signup/")
+    expect(page.locator("#signup-invite-only h1")).to_have_text("仅限邀请注册" if suffix else "Sign-up is by invitation")
+    expect(page.locator("form input[name=password1]")).to_have_count(0)
+    screenshot(page, f"signup-invite-only{suffix}")
+
+    settings.TOLLGATE_SIGNUP = "open"
+    page.goto(f"{live_server.url}/signup/")
+    page.locator("input[name=email]").fill(f"new-{language}@example.com")
+    page.locator("input[name=password1]").fill(PASSWORD)
+    page.locator("input[name=password2]").fill(PASSWORD)
+    page.locator("input[name=organization_name]").fill("新组织" if suffix else "New org")
+    page.locator("main form button[type=submit]").click()
+    expect(page.locator("#signup-sent")).to_contain_text(f"new-{language}@example.com")
+    screenshot(page, f"signup-sent{suffix}")
+    (email,) = mailoutbox
+    assert ("确认" in email.subject) is bool(suffix)
+    assert Organization.objects.get(memberships__user__email=f"new-{language}@example.com").language == language
+    assert not console_errors
