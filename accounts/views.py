@@ -94,7 +94,7 @@ def verify_email(request, token):
     try:
         user = signup_policy.verify_email(token=token)
     except ApplicationError as exc:
-        return render(request, "accounts/invitation_invalid.html", {"error": exc}, status=exc.status)
+        return render(request, "registration/verify_email_invalid.html", {"error": exc}, status=exc.status)
     request.session.pop(SIGNUP_EMAIL_KEY, None)
     messages.success(request, _("Your email address %(email)s is confirmed. Log in to start.") % {"email": user.email})
     return redirect("login")

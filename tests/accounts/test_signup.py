@@ -114,7 +114,7 @@ def test_forged_other_address_and_expired_links_are_refused(client, mode, settin
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(signing.time, "time", lambda: later.timestamp())
         response = client.get(reverse("verify_email", args=[fresh]))
-    assert response.status_code == 400 and "expired" in response.content.decode()
+    assert response.status_code == 400 and "expired" in response.content.decode() and "verify-email-invalid" in response.content.decode()
     user.refresh_from_db()
     assert user.email_verified is False
 
