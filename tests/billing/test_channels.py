@@ -103,6 +103,7 @@ def test_webhook_body_and_signature(org):
     body = request.json()
     assert body["type"] == "budget.threshold"
     assert body["data"] == BUDGET_PAYLOAD
+    assert body["summary"].startswith("Tollgate · ") and "Spent: $80.12 of $100.00 (80.1%)" in body["summary"]
     assert body["timestamp"] == alert.created_at.isoformat()
     assert secret not in request.body.decode()
 
