@@ -38,9 +38,12 @@ prod: deps
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/honcho -f Procfile start
 
-# Debian's chromium for the browser tests (Playwright's own browser download cannot work offline).
+# Debian's chromium for the browser tests (Playwright's own browser download cannot work offline), and a CJK
+# font so that screenshots of the Chinese pages show characters, not boxes.
+CJK_FONT_PACKAGE ?= fonts-noto-cjk
 chromium:
 	@test -x $(CHROMIUM) || (command -v apt-get >/dev/null && (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null))) || echo "warning: no $(CHROMIUM); browser tests will fail"
+	@fc-list :lang=zh 2>/dev/null | grep -q . || (command -v apt-get >/dev/null && (apt-get install -y -q $(CJK_FONT_PACKAGE) >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q $(CJK_FONT_PACKAGE) >/dev/null))) || echo "warning: no CJK font; Chinese screenshots will show boxes"
 
 # Parallel workers, then the few tests that disturb shared services (marked serial) on their own.
 TEST_WORKERS ?= 2

@@ -1,3 +1,4 @@
+from accounts import signup
 from accounts.permissions import Perm
 from accounts.tenancy import memberships_of
 
@@ -5,7 +6,7 @@ from accounts.tenancy import memberships_of
 def organization(request):
     context = getattr(request, "org_context", None)
     if context is None or not context:
-        return {"org_context": None, "Perm": Perm}
+        return {"org_context": None, "Perm": Perm, "signup_open": signup.open_signup()}
     return {
         "org_context": context,
         "current_org": context.organization,

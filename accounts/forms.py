@@ -1,12 +1,13 @@
 """Dashboard forms: they check input shape only; the rules live in accounts.services."""
 
 from django import forms
+from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.password_validation import password_validators_help_text_html, validate_password
 from django.utils.translation import gettext_lazy as _
 
-from accounts import throttle
+from accounts import signup, throttle
 from accounts.errors import ApplicationError
 from accounts.models import TIME_ZONE_CHOICES, Organization, Role, Team, User, currency_validator
 from accounts.permissions import ROLE_RANK, Perm
@@ -110,6 +111,16 @@ class EmailAuthenticationForm(ThrottledLoginMixin, AuthenticationForm):
     def clean_username(self):
         return self.cleaned_data["username"].strip().lower()
 
+    def confirm_login_allowed(self, user):
+        """An open sign-up logs in only once its email is confirmed; the right password earns a fresh link."""
+        super().confirm_login_allowed(user)
+        if not user.email_verified:
+            signup.send_verification(user)
+            raise forms.ValidationError(
+                _("Confirm your email address first: we have sent the link to %(email)s again.") % {"email": user.email},
+                code="unverified",
+            )
+
 
 class AdminLoginForm(ThrottledLoginMixin, AdminAuthenticationForm):
     """The admin site's login, throttled like the dashboard's (it checks the same passwords)."""
@@ -127,6 +138,14 @@ class OrganizationForm(forms.Form):
         help_text=_("A three-letter ISO 4217 code, e.g. USD or CNY."),
     )
 
+    language = forms.ChoiceField(
+        label=_("Alert language"), choices=settings.LANGUAGES, required=False,
+        help_text=_("Alert emails, webhook summaries and bot messages are written in this language."),
+    )
+
+    def clean_language(self):
+        return self.cleaned_data["language"] or None  # not sent: unchanged
+
     def clean_currency(self):
         currency = self.cleaned_data["currency"].upper()
         currency_validator(currency)  # after upper-casing, so "cny" is accepted as CNY
@@ -134,7 +153,7 @@ class OrganizationForm(forms.Form):
 
     @classmethod
     def for_organization(cls, org: Organization, data=None):
-        return cls(data, initial={"name": org.name, "time_zone": org.time_zone, "currency": org.currency})
+        return cls(data, initial={"name": org.name, "time_zone": org.time_zone, "currency": org.currency, "language": org.language})
 
 
 def assignable_roles(org_context) -> list[tuple[str, str]]:

@@ -32,6 +32,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     name = models.CharField(_("name"), max_length=150, blank=True)
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
+    # False only for an open sign-up until its emailed link is followed (accounts/signup.py): such an account
+    # cannot log in. Invitations, operators' commands and the admin create verified accounts.
+    email_verified = models.BooleanField(_("email verified"), default=True)
     date_joined = models.DateTimeField(default=timezone.now)
 
     objects = UserManager()
@@ -49,6 +52,8 @@ class Organization(models.Model):
     slug = models.SlugField(_("slug"), max_length=60, unique=True)
     time_zone = models.CharField(_("time zone"), max_length=64, choices=TIME_ZONE_CHOICES, default="UTC")
     currency = models.CharField(_("display currency"), max_length=3, default="USD", validators=[currency_validator])
+    # Alerts (email, webhook summaries, bots) are written in this language; set from the creator's at creation.
+    language = models.CharField(_("alert language"), max_length=16, choices=settings.LANGUAGES, default="en")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -158,3 +163,15 @@ class AuditLog(models.Model):
 
     def __str__(self):
         return f"{self.action} {self.target_label}"
+
+    @property
+    def action_label(self) -> str:
+        from accounts.audit_labels import action_label
+
+        return action_label(self.action)
+
+    @property
+    def target_type_label(self) -> str:
+        from accounts.audit_labels import object_label
+
+        return object_label(self.target_type)

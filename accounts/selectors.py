@@ -7,6 +7,7 @@ its callers display (one query per list, however long).
 from django.db.models import Count, Prefetch, QuerySet
 
 from accounts.models import ApiToken, AuditLog, Invitation, Membership, Organization, Team
+from accounts.permissions import Perm
 
 
 def member_list(*, organization: Organization) -> QuerySet[Membership]:
@@ -16,6 +17,15 @@ def member_list(*, organization: Organization) -> QuerySet[Membership]:
         .prefetch_related(Prefetch("teams", queryset=Team.objects.order_by("name")))
         .order_by("created_at", "pk")
     )
+
+
+def members_visible_to(org_context) -> QuerySet[Membership]:
+    """`member_list` as the caller may see it: everyone with view_members, else only their own membership
+    (a member is not shown every colleague's email)."""
+    members = member_list(organization=org_context.organization)
+    if org_context.can(Perm.VIEW_MEMBERS):
+        return members
+    return members.filter(user=org_context.user) if org_context.user is not None else members.none()
 
 
 def team_list(*, organization: Organization) -> QuerySet[Team]:

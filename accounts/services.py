@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from accounts.crypto import keyed_hash, new_secret, visible_prefix
@@ -44,23 +45,44 @@ def _unique_slug(name: str) -> str:
     return slug
 
 
+def _supported_language(language: str | None) -> str:
+    """One of settings.LANGUAGES for a language code such as "zh-CN" or "en-us"; English when there is none."""
+    try:
+        return translation.get_supported_language_variant(language or "")
+    except LookupError:
+        return settings.LANGUAGE_CODE
+
+
+def _check_language(language: str) -> str:
+    if language not in dict(settings.LANGUAGES):
+        choices = ", ".join(code for code, _name in settings.LANGUAGES)
+        raise ApplicationError(_("Unknown language. Choose one of: %(languages)s.") % {"languages": choices}, field="language")
+    return language
+
+
 @transaction.atomic
-def organization_create(*, name: str, owner: User, time_zone: str = "UTC", currency: str = "USD", ip=None) -> Organization:
+def organization_create(
+    *, name: str, owner: User, time_zone: str = "UTC", currency: str = "USD", language: str | None = None, ip=None
+) -> Organization:
+    """A new organization owned by `owner`; its alert language is the creator's (`language`, else the active one)."""
     name = name.strip()
     if not name:
         raise ApplicationError(_("An organization needs a name."), field="name")
-    org = Organization.objects.create(name=name, slug=_unique_slug(name), time_zone=time_zone, currency=currency)
+    language = _supported_language(language or translation.get_language())
+    org = Organization.objects.create(name=name, slug=_unique_slug(name), time_zone=time_zone, currency=currency, language=language)
     Membership.objects.create(organization=org, user=owner, role=Role.OWNER)
     audit_record(organization=org, actor=owner, action="organization.create", target=org, ip=ip)
     return org
 
 
 @transaction.atomic
-def organization_update(*, actor: OrgContext, name=None, time_zone=None, currency=None, ip=None) -> Organization:
+def organization_update(*, actor: OrgContext, name=None, time_zone=None, currency=None, language=None, ip=None) -> Organization:
     _require(actor, Perm.MANAGE_ORG)
     org = actor.organization
+    if language is not None:
+        _check_language(language)
     changes = {}
-    for field, value in (("name", name), ("time_zone", time_zone), ("currency", currency)):
+    for field, value in (("name", name), ("time_zone", time_zone), ("currency", currency), ("language", language)):
         if value is not None and getattr(org, field) != value:
             changes[field] = value
             setattr(org, field, value)
@@ -70,17 +92,27 @@ def organization_update(*, actor: OrgContext, name=None, time_zone=None, currenc
     return org
 
 
-def user_signup(*, email: str, password: str, name: str = "", organization_name: str, ip=None) -> tuple[User, Organization]:
-    """A new user and their first organization, of which they are the owner."""
+def user_signup(
+    *, email: str, password: str, name: str = "", organization_name: str, language: str | None = None, ip=None
+) -> tuple[User, Organization]:
+    """Open sign-up: a new, unverified user and their first organization, of which they are the owner.
+
+    The account cannot log in until the emailed link is followed (accounts/signup.py).
+    """
+    from accounts import signup
+
+    if not signup.open_signup():
+        raise ApplicationError(_("Sign-up is by invitation only."), code="signup_closed", status=403)
     email = User.objects.normalize_email(email).strip().lower()
     if User.objects.filter(email__iexact=email).exists():
         raise ApplicationError(_("An account with this email already exists."), field="email", code="duplicate")
     with transaction.atomic():
         try:
-            user = User.objects.create_user(email=email, password=password, name=name.strip())
+            user = User.objects.create_user(email=email, password=password, name=name.strip(), email_verified=False)
         except IntegrityError as exc:
             raise ApplicationError(_("An account with this email already exists."), field="email", code="duplicate") from exc
-        org = organization_create(name=organization_name, owner=user, ip=ip)
+        org = organization_create(name=organization_name, owner=user, language=language, ip=ip)
+        signup.send_verification(user)
     return user, org
 
 

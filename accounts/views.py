@@ -5,6 +5,7 @@ Forms check the shape of input; every write goes through accounts.services, whos
 `get_scoped_or_404`, so another organization's object is a 404.
 """
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -19,6 +20,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import selectors, services
+from accounts import signup as signup_policy
 from accounts.decorators import client_ip, org_required, permission_required
 from accounts.errors import ApplicationError
 from accounts.forms import (
@@ -41,6 +43,7 @@ from billing import views as billing_views
 
 AUDIT_PAGE_SIZE = 50
 TOKEN_AUDIT_ENTRIES = 20
+SIGNUP_EMAIL_KEY = "tollgate_signup_email"
 
 
 def _form_status(form) -> int:
@@ -57,24 +60,47 @@ def _forbidden(request):
 
 @require_http_methods(["GET", "POST"])
 def signup(request):
+    """Open sign-up (TOLLGATE_SIGNUP=open); "invite" says how to join instead, "closed" has no such page."""
+    if signup_policy.mode() == signup_policy.CLOSED:
+        raise Http404("Not found.")
     if request.user.is_authenticated:
         return redirect("home")
+    if not signup_policy.open_signup():
+        return render(request, "registration/signup_invite_only.html", status=403 if request.method == "POST" else 200)
     form = SignupForm(request.POST) if request.method == "POST" else SignupForm()
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            user, org = services.user_signup(
+            user, _org = services.user_signup(
                 email=data["email"], password=data["password1"], name=data["name"],
-                organization_name=data["organization_name"], ip=client_ip(request),
+                organization_name=data["organization_name"], language=request.LANGUAGE_CODE, ip=client_ip(request),
             )
         except ApplicationError as exc:
             service_error(form, exc)
         else:
-            login(request, user)
-            request.session[SESSION_ORG_KEY] = org.pk
-            messages.success(request, _("Welcome to Tollgate. Your organization %(org)s is ready.") % {"org": org.name})
-            return redirect("home")
+            request.session[SIGNUP_EMAIL_KEY] = user.email
+            return redirect("signup_sent")
     return render(request, "registration/signup.html", {"form": form}, status=_form_status(form) if form.errors else 200)
+
+
+def signup_sent(request):
+    """After an open sign-up: where the confirmation link went."""
+    email = request.session.get(SIGNUP_EMAIL_KEY)
+    if not email:
+        return redirect("login")
+    hours = settings.TOLLGATE_EMAIL_VERIFICATION_HOURS
+    return render(request, "registration/signup_sent.html", {"email": email, "hours": hours})
+
+
+def verify_email(request, token):
+    """The emailed link of an open sign-up: the account may log in from now on."""
+    try:
+        user = signup_policy.verify_email(token=token)
+    except ApplicationError as exc:
+        return render(request, "registration/verify_email_invalid.html", {"error": exc}, status=exc.status)
+    request.session.pop(SIGNUP_EMAIL_KEY, None)
+    messages.success(request, _("Your email address %(email)s is confirmed. Log in to start.") % {"email": user.email})
+    return redirect("login")
 
 
 @org_required
@@ -92,7 +118,9 @@ def no_organization(request):
     form = OrganizationCreateForm(request.POST) if request.method == "POST" else OrganizationCreateForm()
     if request.method == "POST" and form.is_valid():
         try:
-            org = services.organization_create(name=form.cleaned_data["name"], owner=request.user, ip=client_ip(request))
+            org = services.organization_create(
+                name=form.cleaned_data["name"], owner=request.user, language=request.LANGUAGE_CODE, ip=client_ip(request)
+            )
         except ApplicationError as exc:
             service_error(form, exc)
         else:
@@ -124,7 +152,7 @@ def _members_page(request, *, invite_form=None, row_errors=None, status=200):
     org = ctx.organization
     manage = ctx.can(Perm.MANAGE_MEMBERS)
     teams = list(scoped(Team, org))
-    memberships = scoped(Membership, org).select_related("user").prefetch_related("teams").order_by("user__email")
+    memberships = selectors.members_visible_to(ctx).order_by("user__email")
     row_errors = row_errors or {}
     rows = []
     for membership in memberships:
@@ -267,6 +295,9 @@ def invitation_accept(request, token):
     if User.objects.filter(email__iexact=invitation.email).exists():
         status = 400 if request.method == "POST" else 200
         return render(request, "accounts/invitation_accept.html", {**context, "account_exists": True}, status=status)
+    if not signup_policy.invitations_create_accounts():  # TOLLGATE_SIGNUP=closed: an operator creates accounts
+        status = 403 if request.method == "POST" else 200
+        return render(request, "accounts/invitation_accept.html", {**context, "no_new_accounts": True}, status=status)
     form = InvitationSignupForm(request.POST if request.method == "POST" else None, email=invitation.email)
     if request.method == "POST" and form.is_valid():
         try:

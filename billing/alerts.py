@@ -23,6 +23,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from accounts.errors import ApplicationError
@@ -348,6 +349,12 @@ def _send(channel: AlertChannel, alert: Alert, delivery: AlertDelivery) -> Outco
 
 def _attempt(delivery_id: int) -> AlertDelivery:
     delivery = AlertDelivery.objects.select_related("channel", "alert", "alert__organization").get(pk=delivery_id)
+    # The message, and what the delivery log and a disabled channel say, in the organization's language.
+    with translation.override(delivery.alert.organization.language):
+        return _attempt_delivery(delivery)
+
+
+def _attempt_delivery(delivery: AlertDelivery) -> AlertDelivery:
     channel, alert = delivery.channel, delivery.alert
     is_test = alert.kind == "test"
     if not channel.enabled and not is_test:
@@ -405,14 +412,19 @@ def _notify_admins(channel_id: int) -> None:
         return
     link = settings.TOLLGATE_PUBLIC_URL.rstrip("/") + "/"
     try:
-        send_mail(
-            subject=_("Tollgate: the alert channel “%(name)s” was disabled") % {"name": channel.name},
-            message=_(
-                "The alert channel “%(name)s” (%(kind)s) of %(org)s was disabled.\n\nReason: %(reason)s\n\n"
-                "Alerts are no longer sent to it. Fix the destination, send a test alert, then enable the channel again: %(link)s\n"
-            ) % {"name": channel.name, "kind": channel.get_kind_display(), "org": channel.organization.name,
-                 "reason": channel.disabled_reason, "link": link},
-            from_email=None, recipient_list=recipients, connection=get_connection(fail_silently=False, timeout=15),
-        )
+        with translation.override(channel.organization.language):
+            _send_disabled_notice(channel, recipients, link)
     except Exception as exc:  # the channel stays disabled; the notice is best effort (see README fail-open table)
         log.warning("could not email the disabled-channel notice for channel %s: %s", channel_id, exc.__class__.__name__)
+
+
+def _send_disabled_notice(channel: AlertChannel, recipients: list[str], link: str) -> None:
+    send_mail(
+        subject=_("Tollgate: the alert channel “%(name)s” was disabled") % {"name": channel.name},
+        message=_(
+            "The alert channel “%(name)s” (%(kind)s) of %(org)s was disabled.\n\nReason: %(reason)s\n\n"
+            "Alerts are no longer sent to it. Fix the destination, send a test alert, then enable the channel again: %(link)s\n"
+        ) % {"name": channel.name, "kind": channel.get_kind_display(), "org": channel.organization.name,
+             "reason": channel.disabled_reason, "link": link},
+        from_email=None, recipient_list=recipients, connection=get_connection(fail_silently=False, timeout=15),
+    )

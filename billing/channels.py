@@ -21,8 +21,11 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.mail import get_connection, send_mail
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 
 from billing import webhooks
+from billing.dashboard import Money
 from billing.models import Alert, AlertChannel, AlertDelivery
 from keys import egress
 from keys.encryption import decrypt
@@ -48,15 +51,18 @@ class Message(NamedTuple):
 
 
 # --- Message text --------------------------------------------------------------------------------
+# Rendered in the organization's language (Organization.language): `alerts._send` wraps every sender in
+# `translation.override`, so the strings below are looked up when a message is built, never at import.
 
-SCOPES = {"org": "Organization", "team": "Team", "key": "Virtual key", "user": "User"}
-PERIODS = {"day": "Daily", "week": "Weekly", "month": "Monthly", "total": "Total (no reset)"}
+SCOPES = {"org": _lazy("Organization"), "team": _lazy("Team"), "key": _lazy("Virtual key"), "user": _lazy("User")}
+PERIODS = {"day": _lazy("Daily"), "week": _lazy("Weekly"), "month": _lazy("Monthly"), "total": _lazy("Total (no reset)")}
 
 
-def _money(value) -> str:
+def _money(value, currency: str) -> str:
+    """By magnitude (billing.dashboard.Money): 2 decimals from 1 up, up to 6 below, so a small budget is not "0.00 of 0.00"."""
     try:
-        return f"{Decimal(str(value)).quantize(Decimal('0.01')):,}"
-    except (InvalidOperation, ValueError):
+        return str(Money(Decimal(str(value)), currency))
+    except (InvalidOperation, ValueError, TypeError):
         return str(value)
 
 
@@ -68,47 +74,60 @@ def _date(iso: str, tz: str) -> str:
 
 
 def alert_message(alert: Alert, channel: AlertChannel) -> Message:
-    """The human-readable content of an alert, shared by every channel kind."""
+    """The human-readable content of an alert, shared by every channel kind, in the active language."""
     p, org = alert.payload, alert.organization
     link = settings.TOLLGATE_PUBLIC_URL.rstrip("/") + "/"
     if alert.kind in ("budget.threshold", "budget.forecast"):
         name, currency = p.get("budget", "budget"), p.get("currency", org.currency)
+        spent = _("%(spent)s of %(amount)s (%(percent)s%%)") % {
+            "spent": _money(p.get("spent"), currency), "amount": _money(p.get("amount"), currency), "percent": p.get("percent"),
+        }
+        period = _("%(period)s, since %(start)s") % {
+            "period": PERIODS.get(p.get("period"), p.get("period")), "start": _date(p.get("period_start"), org.time_zone),
+        }
         lines = [
-            ("Scope", SCOPES.get(p.get("scope"), str(p.get("scope", "")))),
-            ("Spent", f"{_money(p.get('spent'))} of {_money(p.get('amount'))} {currency} ({p.get('percent')}%)"),
-            ("Period", f"{PERIODS.get(p.get('period'), p.get('period'))}, since {_date(p.get('period_start'), org.time_zone)}"),
-            ("Limit", "hard: requests are refused once it is spent" if p.get("hard") else "soft: alerts only"),
+            (_("Scope"), str(SCOPES.get(p.get("scope"), p.get("scope", "")))),
+            (_("Spent"), spent),
+            (_("Period"), period),
+            (_("Limit"), _("hard: requests are refused once it is spent") if p.get("hard") else _("soft: alerts only")),
         ]
         if alert.kind == "budget.forecast":
             runs_out = _date(p.get("runs_out_at"), org.time_zone)
-            title = f"Budget “{name}” will run out on {runs_out}"
-            lines.append(("Forecast", f"at the current pace the budget runs out on {runs_out}, before the period ends"))
+            title = _("Budget “%(name)s” will run out on %(date)s") % {"name": name, "date": runs_out}
+            lines.append((_("Forecast"), _("at the current pace the budget runs out on %(date)s, before the period ends") % {"date": runs_out}))
             severity = "warning"
         else:
-            title = f"Budget “{name}” reached {p.get('threshold')}%"
+            title = _("Budget “%(name)s” reached %(threshold)s%%") % {"name": name, "threshold": p.get("threshold")}
             severity = "critical" if int(p.get("threshold") or 0) >= 100 else "warning"
     elif alert.kind in ("price.missing", "price.cache_write_missing"):
-        title = "Requests were served without a price" if alert.kind == "price.missing" else "Cache writes were charged at the input price"
-        lines = [("Provider", str(p.get("provider", ""))), ("Model", str(p.get("upstream_model", ""))), ("", str(p.get("message", "")))]
+        title = _("Requests were served without a price") if alert.kind == "price.missing" else _("Cache writes were charged at the input price")
+        lines = [(_("Provider"), str(p.get("provider", ""))), (_("Model"), str(p.get("upstream_model", ""))), ("", str(p.get("message", "")))]
         severity = "warning"
     elif alert.kind == "rate.missing":
-        title = "Requests were priced in a currency without an exchange rate"
-        lines = [("Currency", f"{p.get('currency', '')} → {p.get('org_currency', org.currency)}"), ("", str(p.get("message", "")))]
+        title = _("Requests were priced in a currency without an exchange rate")
+        lines = [(_("Currency"), f"{p.get('currency', '')} → {p.get('org_currency', org.currency)}"), ("", str(p.get("message", "")))]
         severity = "warning"
     elif alert.kind == "test":
-        title = "Test alert"
-        lines = [("", f"This is a test alert for the channel “{channel.name}”. If you can read it, the channel works.")]
+        title = _("Test alert")
+        lines = [("", _("This is a test alert for the channel “%(name)s”. If you can read it, the channel works.") % {"name": channel.name})]
         severity = "info"
     else:
-        title = f"Alert: {alert.kind}"
+        title = _("Alert: %(kind)s") % {"kind": alert.kind}
         lines = [(str(k), str(v)) for k, v in p.items() if isinstance(v, (str, int, float, bool))]
         severity = "warning"
-    return Message(f"Tollgate · {org.name}: {title}", lines, link, severity)
+    return Message(_("Tollgate · %(org)s: %(title)s") % {"org": org.name, "title": title}, lines, link, severity)
+
+
+def _open_link_text() -> str:
+    return _("Open Tollgate")
+
+
+def _plain_lines(message: Message) -> str:
+    return "\n".join(_("%(label)s: %(value)s") % {"label": label, "value": value} if label else value for label, value in message.lines)
 
 
 def _plain(message: Message) -> str:
-    body = "\n".join(f"{label}: {value}" if label else value for label, value in message.lines)
-    return f"{message.title}\n\n{body}\n\nOpen Tollgate: {message.link}\n"
+    return f"{message.title}\n\n{_plain_lines(message)}\n\n{_open_link_text()}: {message.link}\n"
 
 
 def _md_safe(text: str) -> str:
@@ -117,7 +136,8 @@ def _md_safe(text: str) -> str:
 
 
 def _markdown_lines(message: Message) -> list[str]:
-    return [f"**{_md_safe(label)}:** {_md_safe(value)}" if label else _md_safe(value) for label, value in message.lines]
+    return [_("**%(label)s:** %(value)s") % {"label": _md_safe(label), "value": _md_safe(value)} if label else _md_safe(value)
+            for label, value in message.lines]
 
 
 # --- HTTP helpers --------------------------------------------------------------------------------
@@ -177,7 +197,10 @@ def send_email(channel: AlertChannel, alert: Alert, delivery: AlertDelivery) -> 
 
 def send_webhook(channel: AlertChannel, alert: Alert, delivery: AlertDelivery) -> Outcome:
     """Standard Webhooks: same body and webhook-id on every retry, signed by current and previous secret."""
-    body = _json({"type": alert.kind, "timestamp": alert.created_at.isoformat(), "data": alert.payload})
+    # `summary`: the alert as a sentence in the organization's language, for receivers that just forward text.
+    message = alert_message(alert, channel)
+    summary = f"{message.title}\n{_plain_lines(message)}"
+    body = _json({"type": alert.kind, "timestamp": alert.created_at.isoformat(), "summary": summary, "data": alert.payload})
     secrets_ = [_secret(channel), decrypt(channel.previous_secret_encrypted)]
     response = _post(channel.url(), body, webhooks.signature_headers(secrets_, delivery.message_id, body))
     if 200 <= response.status_code < 300:
@@ -201,7 +224,7 @@ def send_feishu(channel: AlertChannel, alert: Alert, delivery: AlertDelivery) ->
         "elements": [
             {"tag": "div", "text": {"tag": "lark_md", "content": "\n".join(_markdown_lines(message))}},
             {"tag": "hr"},
-            {"tag": "note", "elements": [{"tag": "lark_md", "content": f"[Open Tollgate]({message.link})"}]},
+            {"tag": "note", "elements": [{"tag": "lark_md", "content": f"[{_open_link_text()}]({message.link})"}]},
         ],
     }
     data = {"msg_type": "interactive", "card": card}
@@ -219,7 +242,7 @@ def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
 
 def send_dingtalk(channel: AlertChannel, alert: Alert, delivery: AlertDelivery) -> Outcome:
     message = alert_message(alert, channel)
-    text = "\n\n".join([f"#### {_md_safe(message.title)}", *_markdown_lines(message), f"[Open Tollgate]({message.link})"])
+    text = "\n\n".join([f"#### {_md_safe(message.title)}", *_markdown_lines(message), f"[{_open_link_text()}]({message.link})"])
     data = {"msgtype": "markdown", "markdown": {"title": message.title, "text": text}, "at": {"isAtAll": False}}
     url = channel.url()
     if secret := _secret(channel):
@@ -230,7 +253,7 @@ def send_dingtalk(channel: AlertChannel, alert: Alert, delivery: AlertDelivery) 
 
 def send_wecom(channel: AlertChannel, alert: Alert, delivery: AlertDelivery) -> Outcome:
     message = alert_message(alert, channel)
-    lines = [f"**{_md_safe(message.title)}**", *(f"> {line}" for line in _markdown_lines(message)), f"[Open Tollgate]({message.link})"]
+    lines = [f"**{_md_safe(message.title)}**", *(f"> {line}" for line in _markdown_lines(message)), f"[{_open_link_text()}]({message.link})"]
     content = "\n".join(lines)
     content = content.encode()[:WECOM_MARKDOWN_BYTES].decode(errors="ignore")
     data = {"msgtype": "markdown", "markdown": {"content": content}}

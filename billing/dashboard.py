@@ -15,13 +15,13 @@ from datetime import date, datetime, timedelta, timezone as dt_timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import F, Q, QuerySet, Sum, Value
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Team, User
 from accounts.permissions import Perm
-from billing.models import Budget, UsageEvent, UsageRollup
+from billing.models import AlertChannel, AlertDelivery, Budget, UsageEvent, UsageRollup
 from billing.periods import period_bounds
 from billing.selectors import budget_reserved, budget_scope_filter, ceil_hour, floor_day, floor_hour, rollup_range_q, usage_events
 from keys.models import VirtualKey
@@ -254,6 +254,47 @@ def budgets_applying_to(*, organization, user, key_ids: list[int]) -> QuerySet[B
         | Q(scope=Budget.Scope.KEY, key_id__in=key_ids) | Q(scope=Budget.Scope.TEAM, team_id__in=team_ids)
     )
     return budget_list(organization=organization).filter(scopes)
+
+
+# --- What a role is shown (the role matrix, in one place for pages and the API) -------------------------------
+
+
+def budgets_visible_to(org_context) -> QuerySet[Budget]:
+    """Every budget for view_usage or manage_budgets; for a member, the budgets that apply to them: the org's,
+    their own, their keys' and the teams' of their keys and of their membership (never another team's)."""
+    org = org_context.organization
+    if org_context.can(Perm.VIEW_USAGE) or org_context.can(Perm.MANAGE_BUDGETS):
+        return budget_list(organization=org)
+    user = org_context.user
+    if user is None:
+        return budget_list(organization=org).filter(scope=Budget.Scope.ORGANIZATION)
+    key_ids = list(VirtualKey.objects.filter(organization=org, user=user).values_list("pk", flat=True))
+    own_teams = Team.objects.filter(organization=org, memberships__user=user).values("pk")
+    return budgets_applying_to(organization=org, user=user, key_ids=key_ids) | budget_list(organization=org).filter(
+        scope=Budget.Scope.TEAM, team_id__in=own_teams
+    )
+
+
+def alert_channels_visible_to(org_context) -> QuerySet[AlertChannel]:
+    """Every channel by name, with `shown_target` and `shown_hint`: its addresses and its URL's hint for
+    manage_budgets, else empty (an address or a bot URL is not for every member's eyes)."""
+    channels = AlertChannel.objects.filter(organization=org_context.organization).order_by("name", "id")
+    if org_context.can(Perm.MANAGE_BUDGETS):
+        return channels.annotate(shown_target=F("target"), shown_hint=F("url_hint"))
+    return channels.annotate(shown_target=Value(""), shown_hint=Value(""))
+
+
+def shown_destination(channel) -> str:
+    """A channel from alert_channels_visible_to as it may be shown: email addresses, or a URL's hint."""
+    return channel.shown_hint if channel.has_url else channel.shown_target
+
+
+def alert_deliveries_visible_to(org_context) -> QuerySet[AlertDelivery]:
+    """The delivery log of the alerts about what the caller may see: budget alerts of visible budgets, and the rest."""
+    deliveries = AlertDelivery.objects.filter(organization=org_context.organization).select_related("alert", "channel")
+    if not (org_context.can(Perm.VIEW_USAGE) or org_context.can(Perm.MANAGE_BUDGETS)):
+        deliveries = deliveries.filter(Q(alert__budget=None) | Q(alert__budget__in=budgets_visible_to(org_context).values("pk")))
+    return deliveries.order_by("-created_at", "-id")
 
 
 # --- Overview ---------------------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ def overview(request):
             .order_by(F("revoked_at").asc(nulls_first=True), "name", "id")  # active keys first
         )
         key_ids = [key.pk for key in keys]
-        budgets = list(dashboard.budgets_applying_to(organization=org, user=ctx.user, key_ids=key_ids))
+        budgets = list(dashboard.budgets_visible_to(ctx))
         context = {
             "full": False,
             "keys": keys,
@@ -189,6 +189,8 @@ CSV_HEADER = [
     "cost_currency", "exchange_rate", "cost_display", "display_currency", "attempts", "latency_ms", "ttft_ms", "downgraded_from",
 ]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Excel reads a CSV without a byte order mark in the legacy code page, which garbles Chinese names.
+UTF8_BOM = "\ufeff"
 
 
 def _cell(value) -> str:
@@ -216,7 +218,7 @@ def _csv_line(writer, event: UsageEvent, names: dict, tz, currency: str) -> str:
 
 def _csv_lines(events, names, tz, currency):
     writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_HEADER)
+    yield UTF8_BOM + writer.writerow(CSV_HEADER)
     for event in events.iterator(chunk_size=EXPORT_CHUNK):
         yield _csv_line(writer, event, names, tz, currency)
 
@@ -224,7 +226,7 @@ def _csv_lines(events, names, tz, currency):
 async def _csv_lines_async(events, names, tz, currency):
     # Under ASGI a synchronous iterator would be read in full before the first byte is sent.
     writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_HEADER)
+    yield UTF8_BOM + writer.writerow(CSV_HEADER)
     async for event in events.aiterator(chunk_size=EXPORT_CHUNK):
         yield _csv_line(writer, event, names, tz, currency)
 
@@ -241,7 +243,11 @@ def _export_names(org) -> dict:
 @require_GET
 @permission_required(Perm.VIEW_OWN_USAGE)
 def usage_export(request):
-    """The filtered request log as CSV, streamed row by row from a server-side cursor (never built in memory)."""
+    """The filtered request log as CSV (UTF-8 with a BOM, for Excel), streamed row by row from a server-side cursor.
+
+    Under ASGI the rows come from an async iterator (`aiterator`): Django reads a synchronous iterator in
+    full before sending the first byte there, which would hold the whole export in memory.
+    """
     org = request.org_context.organization
     _form, filters, key_ids = _usage_filters(request)
     events = dashboard.request_log(organization=org, filters=filters, key_ids=key_ids)
@@ -285,9 +291,9 @@ def _budgets_page(request, *, budget_form=None, channel_form=None, status=200):
     org = ctx.organization
     can_manage = ctx.can(Perm.MANAGE_BUDGETS)
     now = timezone.now()
-    statuses = dashboard.budget_statuses(list(dashboard.budget_list(organization=org)), organization=org, now=now)
-    channels = [{"channel": c, "target": c.destination} for c in scoped(AlertChannel, org).order_by("name", "id")]
-    deliveries = scoped(AlertDelivery, org).select_related("alert", "channel").order_by("-created_at", "-id")
+    statuses = dashboard.budget_statuses(list(dashboard.budgets_visible_to(ctx)), organization=org, now=now)
+    channels = [{"channel": c, "target": dashboard.shown_destination(c)} for c in dashboard.alert_channels_visible_to(ctx)]
+    deliveries = dashboard.alert_deliveries_visible_to(ctx)
     context = {
         "nav_section": "budgets",
         "budgets": statuses,

@@ -246,6 +246,14 @@ TOLLGATE_OUTPUT_RESERVE_TOKENS = env.int("TOLLGATE_OUTPUT_RESERVE_TOKENS", defau
 TOLLGATE_USAGE_RETENTION_DAYS = env.int("TOLLGATE_USAGE_RETENTION_DAYS", default=400)
 TOLLGATE_USAGE_CLAIM_IDLE_MS = env.int("TOLLGATE_USAGE_CLAIM_IDLE_MS", default=60_000)
 TOLLGATE_INVITATION_DAYS = env.int("TOLLGATE_INVITATION_DAYS", default=7)
+# Who may create an account (accounts/signup.py): "open" (anyone, after verifying their email), "invite" (only
+# through an invitation link) or "closed" (no sign-up at all; accounts come from an operator).
+TOLLGATE_SIGNUP = env("TOLLGATE_SIGNUP", default="open" if DEBUG else "invite").strip().lower()
+if TOLLGATE_SIGNUP not in ("open", "invite", "closed"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"TOLLGATE_SIGNUP: use open, invite or closed (not {TOLLGATE_SIGNUP!r}).")
+TOLLGATE_EMAIL_VERIFICATION_HOURS = env.int("TOLLGATE_EMAIL_VERIFICATION_HOURS", default=72)
 # Dashboard and admin logins: this many failures per client address or per email within the window
 # (seconds) and the login form refuses every attempt until the window has passed (accounts/throttle.py).
 TOLLGATE_LOGIN_FAILURE_LIMIT = env.int("TOLLGATE_LOGIN_FAILURE_LIMIT", default=10)

@@ -33,6 +33,7 @@ class OrganizationSerializer(serializers.Serializer):
     slug = serializers.SlugField(read_only=True)
     time_zone = serializers.CharField(read_only=True)
     currency = serializers.CharField(read_only=True)
+    language = serializers.CharField(read_only=True, help_text="The language of alerts (en or zh-hans).")
     created_at = serializers.DateTimeField(read_only=True)
 
     class Meta:

@@ -4,6 +4,7 @@ Each view reads through `accounts.selectors`, writes through one `accounts.servi
 objects only inside the caller's organization (`get_scoped`), so another organization's object is a 404.
 """
 
+from django.conf import settings
 from django.db import transaction
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
@@ -60,6 +61,9 @@ class OrganizationApi(OrgAPIView):
         name = serializers.CharField(max_length=120, required=False)
         time_zone = serializers.ChoiceField(choices=TIME_ZONE_CHOICES, required=False, help_text="An IANA time zone name.")
         currency = serializers.CharField(min_length=3, max_length=3, required=False, help_text="ISO 4217, e.g. USD.")
+        language = serializers.ChoiceField(
+            choices=settings.LANGUAGES, required=False, help_text="The language of alert emails, webhook summaries and bot messages."
+        )
 
         class Meta:
             ref_name = "OrganizationUpdate"
@@ -90,7 +94,7 @@ class MemberListApi(OrgAPIView):
 
     @extend_schema(tags=["members"], responses=OutputSerializer(many=True))
     def get(self, request):
-        return paginated_response(self, selectors.member_list(organization=self.organization), self.OutputSerializer)
+        return paginated_response(self, selectors.members_visible_to(self.org_context), self.OutputSerializer)
 
 
 class MemberDetailApi(OrgAPIView):
@@ -111,7 +115,7 @@ class MemberDetailApi(OrgAPIView):
     OutputSerializer = MemberSerializer
 
     def _get(self, pk):
-        return self.get_scoped(selectors.member_list(organization=self.organization), pk=pk)
+        return self.get_scoped(selectors.members_visible_to(self.org_context), pk=pk)
 
     @extend_schema(tags=["members"], responses=OutputSerializer)
     def get(self, request, pk):
@@ -135,7 +139,8 @@ class MemberDetailApi(OrgAPIView):
 
     @extend_schema(tags=["members"], responses={204: None})
     def delete(self, request, pk):
-        membership = self._get(pk)
+        # Looked up among all members: the service answers "not allowed" (403), and a 403 shows nothing.
+        membership = self.get_scoped(selectors.member_list(organization=self.organization), pk=pk)
         actor = self.org_context
         if isinstance(request.user, TokenUser):
             # A token acts for the organization, not as the person who created it: it never "leaves",

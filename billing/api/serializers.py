@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.api.serializers import TeamRefSerializer, UserRefSerializer
+from billing.dashboard import shown_destination
 from billing.models import AlertChannel, AlertDelivery, Budget, UsageSource
 
 
@@ -189,7 +190,7 @@ class AlertChannelSerializer(serializers.Serializer):
     name = serializers.CharField(read_only=True)
     kind = serializers.ChoiceField(choices=AlertChannel.Kind.choices, read_only=True)
     target = serializers.SerializerMethodField(
-        help_text="Email addresses (comma-separated). For URL kinds the URL is write-only: shown as scheme, host and its last 4 characters."
+        help_text="Email addresses (comma-separated). For URL kinds the URL is write-only: shown as scheme, host and its last 4 characters. Empty without manage_budgets."
     )
     has_secret = serializers.SerializerMethodField()
     enabled = serializers.BooleanField(read_only=True)
@@ -200,7 +201,8 @@ class AlertChannelSerializer(serializers.Serializer):
         ref_name = "AlertChannel"
 
     def get_target(self, channel) -> str:
-        return channel.destination
+        # `shown_target`/`shown_hint` come from billing.dashboard.alert_channels_visible_to: empty without manage_budgets.
+        return shown_destination(channel)
 
     def get_has_secret(self, channel) -> bool:
         return bool(channel.secret_encrypted)

@@ -24,7 +24,7 @@ from accounts.errors import ApplicationError
 from accounts.models import TIME_ZONE_CHOICES, Team, User
 from accounts.permissions import Perm
 from accounts.tenancy import OrgContext
-from billing import alerts, estimator, selectors, services
+from billing import alerts, dashboard, estimator, selectors, services
 from billing.api.serializers import (
     AlertChannelSerializer,
     AlertChannelWithSecretSerializer,
@@ -112,8 +112,9 @@ def _with_spend_all(budgets: list[Budget], now: datetime) -> list[Budget]:
     return budgets
 
 
-def _budgets(organization) -> QuerySet[Budget]:
-    return Budget.objects.filter(organization=organization).select_related("organization", "team", "key", "user").order_by("scope", "name", "id")
+def _budgets(actor: OrgContext) -> QuerySet[Budget]:
+    """The budgets the caller may see (a member: those that apply to them), as `dashboard.budgets_visible_to` decides."""
+    return dashboard.budgets_visible_to(actor).select_related("organization")
 
 
 def _usage_key_ids(actor: OrgContext) -> list[int] | None:
@@ -322,7 +323,7 @@ class BudgetListApi(OrgAPIView):
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
-        budgets = _budgets(self.organization)
+        budgets = _budgets(self.org_context)
         if filters.validated_data.get("scope"):
             budgets = budgets.filter(scope=filters.validated_data["scope"])
         paginator = self.pagination_class()
@@ -337,7 +338,7 @@ class BudgetListApi(OrgAPIView):
         data = dict(serializer.validated_data)
         data["team"], data["key"], data["user"] = _team(self, data.get("team")), _key(self, data.get("key")), _user(self, data.get("user"))
         budget = services.budget_create(actor=self.org_context, ip=self.client_ip(), **data)
-        budget = _budgets(self.organization).get(pk=budget.pk)
+        budget = _budgets(self.org_context).get(pk=budget.pk)
         return Response(self.OutputSerializer(_with_spend(budget, timezone.now())).data, status=status.HTTP_201_CREATED)
 
 
@@ -355,7 +356,7 @@ class BudgetDetailApi(OrgAPIView):
     OutputSerializer = BudgetSerializer
 
     def _get(self, pk):
-        return self.get_scoped(_budgets(self.organization), pk=pk)
+        return self.get_scoped(_budgets(self.org_context), pk=pk)
 
     @extend_schema(tags=["budgets"], responses=OutputSerializer)
     def get(self, request, pk):
@@ -693,13 +694,14 @@ class AlertChannelListApi(OrgAPIView):
 
     @extend_schema(tags=["alerts"], responses=OutputSerializer(many=True), description=CHANNEL_NOTE)
     def get(self, request):
-        return paginated_response(self, self.scoped(AlertChannel).order_by("name", "id"), self.OutputSerializer)
+        return paginated_response(self, dashboard.alert_channels_visible_to(self.org_context), self.OutputSerializer)
 
     @extend_schema(tags=["alerts"], request=InputSerializer, responses={201: AlertChannelWithSecretSerializer}, description=CHANNEL_NOTE)
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         channel, secret = alerts.alert_channel_create(actor=self.org_context, ip=self.client_ip(), **serializer.validated_data)
+        channel = dashboard.alert_channels_visible_to(self.org_context).get(pk=channel.pk)
         return Response(AlertChannelWithSecretSerializer(channel, context={"secret": secret}).data, status=status.HTTP_201_CREATED)
 
 
@@ -723,7 +725,7 @@ class AlertChannelDetailApi(OrgAPIView):
     OutputSerializer = AlertChannelSerializer
 
     def _get(self, pk):
-        return self.get_scoped(AlertChannel, pk=pk)
+        return self.get_scoped(dashboard.alert_channels_visible_to(self.org_context), pk=pk)
 
     @extend_schema(tags=["alerts"], responses=OutputSerializer)
     def get(self, request, pk):
@@ -735,7 +737,7 @@ class AlertChannelDetailApi(OrgAPIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         channel = alerts.alert_channel_update(actor=self.org_context, channel=channel, ip=self.client_ip(), **serializer.validated_data)
-        return Response(self.OutputSerializer(channel).data)
+        return Response(self.OutputSerializer(self._get(pk)).data)
 
     @extend_schema(tags=["alerts"], responses={204: None}, description="Its delivery log goes with it.")
     def delete(self, request, pk):
@@ -751,9 +753,10 @@ class AlertChannelRotateSecretApi(OrgAPIView):
 
     @extend_schema(tags=["alerts"], request=None, responses=OutputSerializer)
     def post(self, request, pk):
-        channel = self.get_scoped(AlertChannel, pk=pk)
+        channels = dashboard.alert_channels_visible_to(self.org_context)
+        channel = self.get_scoped(channels, pk=pk)
         channel, secret = alerts.alert_channel_rotate_secret(actor=self.org_context, channel=channel, ip=self.client_ip())
-        return Response(self.OutputSerializer(channel, context={"secret": secret}).data)
+        return Response(self.OutputSerializer(channels.get(pk=channel.pk), context={"secret": secret}).data)
 
 
 class AlertChannelTestApi(OrgAPIView):
@@ -786,7 +789,7 @@ class AlertDeliveryListApi(OrgAPIView):
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
-        deliveries = self.scoped(AlertDelivery).select_related("alert", "channel").order_by("-created_at", "-id")
+        deliveries = dashboard.alert_deliveries_visible_to(self.org_context)
         if filters.validated_data.get("channel"):
             deliveries = deliveries.filter(channel_id=filters.validated_data["channel"])
         if filters.validated_data.get("status"):

@@ -199,7 +199,7 @@ def test_admin_token_cannot_remove_its_owner_creator(org, owner):
 def test_org_settings(owner_client, org):
     response = owner_client.get("/api/org/")
     assert response.json() == {
-        "id": org.pk, "name": org.name, "slug": org.slug, "time_zone": "UTC", "currency": "USD",
+        "id": org.pk, "name": org.name, "slug": org.slug, "time_zone": "UTC", "currency": "USD", "language": "en",
         "created_at": response.json()["created_at"],
     }
     response = owner_client.patch("/api/org/", {"name": "Acme", "time_zone": "Asia/Shanghai", "currency": "CNY"}, format="json")

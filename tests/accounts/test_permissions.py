@@ -22,6 +22,7 @@ ROLES = [Role.OWNER, Role.ADMIN, Role.MEMBER, Role.VIEWER]
 #                                owner  admin  member viewer
 EXPECTED = {
     Perm.VIEW_ORG:               (True,  True,  True,  True),
+    Perm.VIEW_MEMBERS:           (True,  True,  False, True),
     Perm.VIEW_USAGE:             (True,  True,  False, True),
     Perm.VIEW_OWN_USAGE:         (True,  True,  True,  True),
     Perm.MANAGE_OWN_KEYS:        (True,  True,  True,  False),

@@ -41,16 +41,18 @@ def link_path(body: str) -> str:
 
 
 @pytest.mark.django_db
-def test_signup_creates_owner_of_new_org_and_logs_in(client):
-    response = client.post(reverse("signup"), {
-        "email": "Ada@Example.com", "name": "Ada", "password1": NEW_PASSWORD, "password2": NEW_PASSWORD,
-        "organization_name": "Analytical Engines",
-    })
-    assert response.status_code == 302 and response.url == reverse("home")
+def test_signup_creates_owner_of_new_org_who_logs_in_after_confirming(client, mailoutbox, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("signup"), {
+            "email": "Ada@Example.com", "name": "Ada", "password1": NEW_PASSWORD, "password2": NEW_PASSWORD,
+            "organization_name": "Analytical Engines",
+        })
+    assert response.status_code == 302 and response.url == reverse("signup_sent")
     user = User.objects.get(email="ada@example.com")
     membership = Membership.objects.get(user=user)
     assert membership.role == Role.OWNER and membership.organization.name == "Analytical Engines"
-    assert client.session[SESSION_ORG_KEY] == membership.organization_id
+    client.get(re.search(r"https?://[^/\s]+(/signup/verify/\S+/)", mailoutbox[0].body).group(1))  # see test_signup.py
+    assert client.post(reverse("login"), {"username": "ada@example.com", "password": NEW_PASSWORD}).status_code == 302
     home = client.get(reverse("home"))
     assert home.status_code == 200 and "Analytical Engines" in home.content.decode()
 

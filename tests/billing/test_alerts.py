@@ -210,7 +210,7 @@ def test_email_alert_arrives_at_the_smtp_server(owner_ctx, fire, smtp, settings)
     assert sorted(mail["to"]) == ["cfo@example.com", "ops@example.com"]
     assert "Org monthly" in mail["message"]["Subject"] and "80%" in mail["message"]["Subject"]
     body = smtp.body()
-    assert "41.00 of 50.00 CNY (82.0%)" in body and "https://gw.example.com/" in body
+    assert "¥41.00 of ¥50.00 (82.0%)" in body and "https://gw.example.com/" in body
     delivery = AlertDelivery.objects.get()
     assert (delivery.status, delivery.attempts) == (Status.SENT, 1) and delivery.sent_at
 

@@ -57,7 +57,7 @@ def test_threshold_message_is_human_readable(org):
     message = channels.alert_message(alert, channel)
     text = channels._plain(message)
     assert "Research monthly" in message.title and "80%" in message.title
-    assert "80.12 of 100.00 USD (80.1%)" in text
+    assert "$80.12 of $100.00 (80.1%)" in text
     assert "Team" in text and "Monthly, since 2026-03-01" in text
     assert "https://tollgate.example.com/" in text
     assert message.severity == "warning"
@@ -85,7 +85,7 @@ def test_email_reaches_every_recipient_over_smtp(org, settings):
         (mail,) = smtp.messages
         assert sorted(mail["to"]) == ["cfo@example.com", "ops@example.com"]
         assert "Research monthly" in mail["message"]["Subject"]
-        assert "80.12 of 100.00 USD (80.1%)" in smtp.body()
+        assert "$80.12 of $100.00 (80.1%)" in smtp.body()
 
 
 # --- Standard Webhooks ---------------------------------------------------------------------------
@@ -104,6 +104,7 @@ def test_webhook_body_and_signature(org):
     body = request.json()
     assert body["type"] == "budget.threshold"
     assert body["data"] == BUDGET_PAYLOAD
+    assert body["summary"].startswith("Tollgate · ") and "Spent: $80.12 of $100.00 (80.1%)" in body["summary"]
     assert body["timestamp"] == alert.created_at.isoformat()
     assert secret not in request.body.decode()
 
@@ -147,7 +148,7 @@ def test_feishu_card_and_signature(org):
     card = body["card"]
     assert "Research monthly" in card["header"]["title"]["content"]
     assert card["header"]["template"] == "orange"
-    assert "80.12 of 100.00 USD (80.1%)" in card["elements"][0]["text"]["content"]
+    assert "$80.12 of $100.00 (80.1%)" in card["elements"][0]["text"]["content"]
     assert "https://tollgate.example.com/" in json.dumps(card)
     assert secret not in request.body.decode()
 
@@ -211,7 +212,7 @@ def test_dingtalk_markdown_and_signed_query(org):
     body = request.json()
     assert body["msgtype"] == "markdown"
     assert "Research monthly" in body["markdown"]["title"]
-    assert "80.12 of 100.00 USD (80.1%)" in body["markdown"]["text"]
+    assert "$80.12 of $100.00 (80.1%)" in body["markdown"]["text"]
     assert secret not in request.body.decode() and secret not in request.path
 
 
@@ -240,7 +241,7 @@ def test_wecom_markdown(org):
     body = request.json()
     assert body["msgtype"] == "markdown"
     content = body["markdown"]["content"]
-    assert "Research monthly" in content and "80.12 of 100.00 USD (80.1%)" in content
+    assert "Research monthly" in content and "$80.12 of $100.00 (80.1%)" in content
     assert len(content.encode()) <= 4096
 
 
@@ -257,3 +258,53 @@ def test_wecom_error_reply_is_a_failure(org):
         channel, alert, delivery = make(org, "wecom", receiver.url("/cgi-bin/webhook/send?key=k"))
         outcome = send(channel, alert, delivery)
     assert not outcome.ok and "93000" in outcome.error and "key=k" not in outcome.error
+
+
+# --- the organization's language, amounts by magnitude ----------------------------------------------------
+
+SMALL_BUDGET = {**BUDGET_PAYLOAD, "amount": "0.010000", "spent": "0.004200", "percent": "42.0", "threshold": 50, "currency": "CNY"}
+
+
+def test_small_amounts_keep_their_digits(org):
+    channel, alert, _ = make(org, "email", "a@example.com", payload=SMALL_BUDGET)
+    text = channels._plain(channels.alert_message(alert, channel))
+    assert "¥0.0042 of ¥0.01 (42.0%)" in text and "0.00 of" not in text
+
+
+def test_every_channel_speaks_the_organization_language(org, mailoutbox):
+    """Email, the webhook's summary and the three bots are written in zh-Hans for a Chinese organization,
+    whatever language the worker runs in (alerts._attempt overrides it)."""
+    from billing import alerts
+
+    org.language = "zh-hans"
+    org.save()
+    texts = {}
+    replies = {"webhook": Reply(200, b""), "feishu": FEISHU_OK, "dingtalk": DING_OK, "wecom": DING_OK}
+    for kind, reply in replies.items():
+        with webhook_receiver(reply) as receiver:
+            _channel, _alert, delivery = make(org, kind, receiver.url(), secret=new_secret() if kind == "webhook" else "",
+                                              payload=SMALL_BUDGET)
+            assert alerts.alert_deliver(delivery_id=delivery.pk).status == AlertDelivery.Status.SENT
+            texts[kind] = receiver.requests[0].body.decode()
+    _channel, _alert, delivery = make(org, "email", "ops@example.com", payload=SMALL_BUDGET)
+    assert alerts.alert_deliver(delivery_id=delivery.pk).status == AlertDelivery.Status.SENT
+    (email,) = mailoutbox
+    texts["email"] = email.subject + "\n" + email.body
+    assert json.loads(texts["webhook"])["summary"].startswith("Tollgate · ")
+    for kind, text in texts.items():
+        text = json.loads(text)["summary"] if kind == "webhook" else text
+        assert "预算“Research monthly”已达到 50%" in text, (kind, text)
+        assert "已花费" in text and "¥0.0042 / ¥0.01（42.0%）" in text, (kind, text)
+        for english in ("Spent", "Period", "Open Tollgate", "Budget “", " of ¥"):
+            assert english not in text, (kind, english, text)
+
+
+def test_an_english_organization_gets_english_even_from_a_chinese_request(org, mailoutbox):
+    from django.utils import translation
+
+    from billing import alerts
+
+    _channel, _alert, delivery = make(org, "email", "ops@example.com")
+    with translation.override("zh-hans"):
+        alerts.alert_deliver(delivery_id=delivery.pk)
+    assert "Budget “Research monthly” reached 80%" in mailoutbox[0].subject

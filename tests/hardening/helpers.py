@@ -22,12 +22,19 @@ from rest_framework.test import APIClient
 from accounts import services as account_services
 from accounts.crypto import keyed_hash, new_secret
 from accounts.models import ApiToken, AuditLog, Invitation, Membership, Organization, Role, Team
-from accounts.permissions import Perm
+from accounts.permissions import Perm, has_perm
 from billing.models import AlertChannel, Budget, ExchangeRate, Price, UsageEvent
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
 from keys.services import VIRTUAL_KEY_PREFIX
 from tests.accounts.factories import MembershipFactory, OrganizationFactory, TeamFactory, UserFactory
-from tests.billing.factories import AlertChannelFactory, BudgetFactory, PriceFactory, UsageEventFactory
+from tests.billing.factories import (
+    AlertChannelFactory,
+    AlertDeliveryFactory,
+    AlertFactory,
+    BudgetFactory,
+    PriceFactory,
+    UsageEventFactory,
+)
 from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory, VirtualKeyFactory
 
 HOSTILE_NAMES = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>']
@@ -69,6 +76,21 @@ class World:
     vkey_secret: str  # member_key's secret: a virtual key is for /v1 only
     other_key: VirtualKey
     other_event: UsageEvent
+    team_budget: Budget  # the budget of a team member_b is not in
+    channel_targets: tuple[str, ...]  # pieces of the alert channels' addresses (a bot URL token, an email address)
+
+    def hidden_from(self, role: str) -> list[tuple[str, str]]:
+        """(what, text) that a page or list answered to `role` of organization B must not contain (the role matrix)."""
+        hidden = []
+        if not has_perm(role, Perm.MANAGE_BUDGETS):
+            hidden += [("an alert channel's address", target) for target in self.channel_targets]
+        if not has_perm(role, Perm.MANAGE_KEYS) and not has_perm(role, Perm.VIEW_USAGE):
+            hidden += [("another member's key", self.other_key.name), ("another member's key prefix", self.other_key.prefix),
+                       ("another member's request", self.other_event.request_id),
+                       ("another team's budget", self.team_budget.name)]
+        if not has_perm(role, Perm.VIEW_MEMBERS):
+            hidden += [("another member's email", self.other_b.email)]
+        return hidden
 
 
 def make_world() -> World:
@@ -84,6 +106,8 @@ def make_world() -> World:
         return MembershipFactory(organization=org_b, role=role, user=UserFactory()).user
 
     owner_b, admin_b, member_b, other_b, viewer_b = (person(r) for r in (Role.OWNER, Role.ADMIN, Role.MEMBER, Role.MEMBER, Role.VIEWER))
+    other_b.email = f"otheremail-{marker.lower()}@example.com"
+    other_b.save(update_fields=["email"])
     team_b = TeamFactory(organization=org_b, name=f"team-{marker}")
     Membership.objects.get(organization=org_b, user=member_b).teams.add(team_b)
     model_b = ModelFactory(organization=org_b, name=f"model-{marker}")
@@ -93,8 +117,18 @@ def make_world() -> World:
     other_event = UsageEventFactory(
         organization=org_b, key_id=other_key.pk, user_id=other_b.pk, request_id=f"req-OTHER-{marker}", model_name=model_b.name,
     )
+    other_team = TeamFactory(organization=org_b, name=f"otherteam-{marker}")
+    Membership.objects.get(organization=org_b, user=other_b).teams.add(other_team)
+    team_budget = BudgetFactory(organization=org_b, name=f"TEAMBUDGET-{marker}", scope=Budget.Scope.TEAM, team=other_team)
+    bot_token, mailbox = f"CHANNELTOKEN{marker}", f"alerts-{marker.lower()}@example.com"
+    bot = AlertChannelFactory(organization=org_b, name=f"bot-{marker}", kind=AlertChannel.Kind.WECOM,
+                              target=f"https://hooks.example.com/cgi-bin/webhook/send?key={bot_token}")
+    AlertChannelFactory(organization=org_b, name=f"mail-{marker}", target=mailbox)
+    alert = AlertFactory(organization=org_b, kind="budget.threshold", budget=team_budget,
+                         payload={"budget": team_budget.name, "scope": "team", "threshold": 80})
+    AlertDeliveryFactory(organization=org_b, alert=alert, channel=bot)
     return World(marker, org_a, admin_a, token_a, model_a, org_b, owner_b, admin_b, member_b, other_b, viewer_b, team_b,
-                 model_b, member_key, vkey_secret, other_key, other_event)
+                 model_b, member_key, vkey_secret, other_key, other_event, team_budget, (bot_token, mailbox))
 
 
 COUNTED = [Membership, Team, Invitation, ApiToken, VirtualKey, ProviderCredential, Model, Deployment, Budget, AlertChannel,
@@ -142,6 +176,8 @@ ACTORS = [
     Actor("vkey", "vkey"),  # Authorization: Bearer tg-… of organization B
     Actor("anon", "anon"),
 ]
+
+ACTORS_BY_NAME = {actor.name: actor for actor in ACTORS}
 
 
 def client_for(w: World, actor: Actor, **kwargs) -> APIClient:
@@ -222,7 +258,7 @@ def _budget(w, owner=None):
 
 
 def _channel(w, owner=None):
-    return AlertChannelFactory(organization=w.org_b, name=unique(f"channel-{w.marker}"))
+    return AlertChannelFactory(organization=w.org_b, name=unique(f"channel-{w.marker}"), target=w.channel_targets[1])
 
 
 def _webhook(w, owner=None):
@@ -285,6 +321,7 @@ class Route:
     make: Callable | None = None  # builds the object `pk` names; None: a page or collection of the caller's own org
     own: Perm | None = None  # the object belongs to a member: without this perm, a member reaches only their own (else 404)
     own_list: bool = False  # a member's list: another member's keys and requests never appear in it
+    read_needs: Perm | None = None  # reading (GET) the object also needs this perm; without it: not found
     query: Callable | None = None  # (world, obj) -> GET parameters
     by_query: bool = False  # the object is named by a query parameter, not by `pk` in the path
     hidden: Callable = is_404  # what "not found" looks like
@@ -407,7 +444,7 @@ ROUTES: list[Route] = [
     _r("api-member-list", Op(G, Perm.VIEW_ORG)),
     # DELETE needs only view_org to leave oneself; removing another member needs manage_members (the case here).
     _r("api-member-detail", Op(G, Perm.VIEW_ORG), Op("PATCH", Perm.MANAGE_MEMBERS, lambda w, o, org: {"role": Role.VIEWER}),
-       Op("DELETE", Perm.MANAGE_MEMBERS), make=_membership),
+       Op("DELETE", Perm.MANAGE_MEMBERS), make=_membership, read_needs=Perm.VIEW_MEMBERS),
     _r("api-team-list", Op(G, Perm.VIEW_ORG), Op(P, Perm.MANAGE_MEMBERS, lambda w, o, org: {"name": unique("team")})),
     _r("api-team-detail", Op(G, Perm.VIEW_ORG), Op("PATCH", Perm.MANAGE_MEMBERS, lambda w, o, org: {"name": unique("renamed")}),
        Op("DELETE", Perm.MANAGE_MEMBERS), make=_team),
@@ -472,6 +509,8 @@ SKIPPED_NAMES = {
     "login": "authentication page (throttling: test_login_throttle; CSRF: test_web_security)",
     "logout": "authentication page",
     "signup": "authentication page: creates a new user and organization",
+    "signup_sent": "authentication page: says where the confirmation link went (tests/accounts/test_signup.py)",
+    "verify_email": "capability link: the signed, expiring token is the authorization (tests/accounts/test_signup.py)",
     "password_reset": "authentication page", "password_reset_done": "authentication page",
     "password_reset_confirm": "authentication page", "password_reset_complete": "authentication page",
     "password_change": "the signed-in user's own password: no organization object",

@@ -13,6 +13,9 @@ Each route and method is then called by:
   and holds nothing of organization B (whose every object name carries a marker);
 - organization B's viewer and member: allowed exactly when the role holds the permission, else 403; a
   member reaches only their own keys and requests (another member's: 404) and lists only their own;
+  and what they are shown follows the role matrix (`World.hidden_from`): no page or endpoint answered to a
+  member shows another member's key, request or email, or the budget of a team they are not in, and none
+  answered to a member or a viewer shows an alert channel's address;
 - organization B's admin: the control, allowed every call, which shows the bodies are valid (so a 404
   above is tenancy and not a bad request);
 - a virtual key (`Authorization: Bearer tg-…`, for /v1 only) and anonymous callers: the dashboard sends
@@ -22,10 +25,15 @@ and after every refused call organization B is unchanged: the object's row, B's 
 how many members, teams, keys, credentials, models, budgets, channels, audit entries… it holds.
 """
 
+import json
+
 import pytest
 from django.urls import reverse
 
+from accounts.models import Membership
 from accounts.permissions import has_perm
+from billing.models import AlertChannel, Budget
+from tests.billing.factories import BudgetFactory
 from tests.hardening import helpers
 from tests.hardening.helpers import ACTORS, ROUTES, ROUTES_BY_NAME
 
@@ -72,6 +80,8 @@ def _expected(route, op, actor, ownership) -> str:
         return "forbidden"
     if route.own is not None and ownership == "other" and not has_perm(actor.role, route.own):
         return "hidden"
+    if op.method == "GET" and route.read_needs is not None and not has_perm(actor.role, route.read_needs):
+        return "hidden"
     return "ok"
 
 
@@ -102,11 +112,15 @@ def _check(route, op, actor, expected, response, body: bytes, w) -> list[str]:
         problems.append(f"expected 401/403, got {status}")
     if actor.org == "a" and w.marker.encode() in body:
         problems.append("the answer to organization A shows organization B's data")
-    if route.own_list and actor.name == "member_b" and expected == "ok":
-        for secret_thing in (w.other_key.name, w.other_key.prefix, w.other_event.request_id):
-            if secret_thing.encode() in body:
-                problems.append(f"a member's list shows another member's {secret_thing!r}")
+    if actor.org == "b" and expected == "ok":
+        for what, text in w.hidden_from(actor.role):
+            if text.encode() in body or json_escaped(text) in body:
+                problems.append(f"the {actor.role} is shown {what} ({text!r})")
     return problems
+
+
+def json_escaped(text: str) -> bytes:
+    return json.dumps(text)[1:-1].encode()
 
 
 @pytest.mark.parametrize(("route", "op"), PARAMS)
@@ -138,6 +152,28 @@ def test_route_as_every_caller(route, op):
             for problem in problems:
                 failures.append(f"{actor.name} ({ownership}) {op.method} {url} [{expected}]: {problem}")
     assert not failures, "\n".join(failures)
+
+
+def test_a_member_reads_only_their_own_membership_and_the_budgets_that_apply_to_them():
+    """The detail endpoints follow the lists: another member, another team's budget are not found (404) for a member."""
+    w = helpers.make_world()
+    member = helpers.client_for(w, helpers.ACTORS_BY_NAME["member_b"])
+    viewer = helpers.client_for(w, helpers.ACTORS_BY_NAME["viewer_b"])
+    other = Membership.objects.get(organization=w.org_b, user=w.other_b)
+    own = Membership.objects.get(organization=w.org_b, user=w.member_b)
+    member_detail, budget_detail = "api-member-detail", "api-budget-detail"
+    assert member.get(reverse(member_detail, kwargs={"pk": other.pk})).status_code == 404
+    assert member.get(reverse(member_detail, kwargs={"pk": own.pk})).json()["user"]["email"] == w.member_b.email
+    assert viewer.get(reverse(member_detail, kwargs={"pk": other.pk})).json()["user"]["email"] == w.other_b.email
+    assert member.get(reverse(budget_detail, kwargs={"pk": w.team_budget.pk})).status_code == 404
+    own_team_budget = BudgetFactory(organization=w.org_b, name="own team", scope=Budget.Scope.TEAM, team=w.team_b)
+    assert member.get(reverse(budget_detail, kwargs={"pk": own_team_budget.pk})).status_code == 200
+    assert viewer.get(reverse(budget_detail, kwargs={"pk": w.team_budget.pk})).status_code == 200
+    channel = AlertChannel.objects.get(organization=w.org_b, name=f"mail-{w.marker}")
+    for client in (member, viewer):
+        assert client.get(reverse("api-alert-channel-detail", kwargs={"pk": channel.pk})).json()["target"] == ""
+    admin = helpers.client_for(w, helpers.ACTORS_BY_NAME["admin_b"])
+    assert admin.get(reverse("api-alert-channel-detail", kwargs={"pk": channel.pk})).json()["target"] == w.channel_targets[1]
 
 
 def test_session_only_endpoint_refuses_tokens_virtual_keys_and_anonymous():
