@@ -563,9 +563,9 @@ def test_a_channel_url_is_write_only_stored_encrypted_and_saved_without_dns(admi
     assert created["target"] == "https://oapi.dingtalk.invalid/…cdef" and "tok-0123456789abcdef" not in response.content.decode()
     channel = AlertChannel.objects.get(pk=created["id"])
     assert channel.url() == url and channel.target == "" and "tok-0123456789abcdef" not in channel.url_encrypted
-    for client in (admin_client, viewer_client):
+    for client, shown in ((admin_client, True), (viewer_client, False)):  # addresses are for manage_budgets only
         for body in (client.get("/api/alert-channels/").content, client.get(f"/api/alert-channels/{created['id']}/").content):
-            assert "tok-0123456789abcdef" not in body.decode() and json.loads(body) and "…cdef" in body.decode()
+            assert "tok-0123456789abcdef" not in body.decode() and json.loads(body) and ("…cdef" in body.decode()) is shown
 
     # What a client read back (the hint) is not a new URL; a new URL replaces the old one.
     response = admin_client.patch(f"/api/alert-channels/{created['id']}/", {"target": created["target"], "name": "Ding 2"}, format="json")
