@@ -91,6 +91,11 @@ def alert_message(alert: Alert, channel: AlertChannel) -> Message:
         title = "Requests were served without a price"
         lines = [("Provider", str(p.get("provider", ""))), ("Model", str(p.get("upstream_model", ""))), ("", str(p.get("message", "")))]
         severity = "warning"
+    elif alert.kind == "credential.rejected":
+        title = f"The provider rejected the credential “{p.get('credential', '')}”"
+        lines = [("Provider", str(p.get("provider", ""))), ("Model", str(p.get("model", ""))),
+                 ("Status", str(p.get("status", ""))), ("", str(p.get("message", "")))]
+        severity = "critical"
     elif alert.kind == "test":
         title = "Test alert"
         lines = [("", f"This is a test alert for the channel “{channel.name}”. If you can read it, the channel works.")]
