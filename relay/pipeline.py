@@ -334,11 +334,27 @@ async def _whole(conn, adapter, endpoint, response, target, model_name, record, 
 
 async def _estimate_answer(record, raw: bytes) -> None:
     try:
-        text = completion_text(orjson.loads(raw))
-    except PARSE_ERRORS:
+        answer = orjson.loads(raw)
+        text = completion_text(answer) or "".join(_answer_texts(answer))
+    except (*PARSE_ERRORS, RecursionError):
         return  # nothing readable was produced: nothing to bill
     if text:
         await record.estimate(text)
+
+
+def _answer_texts(node, depth: int = 0):
+    """The generated text of an answer in any wire format (Anthropic's content blocks, Gemini's parts)."""
+    if depth > 16:
+        return
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("text", "thinking", "arguments") and isinstance(value, str):
+                yield value
+            else:
+                yield from _answer_texts(value, depth + 1)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _answer_texts(value, depth + 1)
 
 
 async def _stream(conn, adapter, response, target, model, record, headers, include_usage, ceiling) -> None:
@@ -351,13 +367,11 @@ async def _stream(conn, adapter, response, target, model, record, headers, inclu
     try:
         # A total deadline once the stream has started: the idle timeout alone lets a trickle run forever.
         async with asyncio.timeout(model.policy.stream_deadline_seconds):
-            try:
-                async for chunk in iter_body(response):
-                    # Everything one upstream read completes goes out in one write.
-                    await _write(conn, [item for event in parser.feed(chunk) for item in translator.feed(event)], record, delivered, meter)
-                await _write(conn, [*(item for event in parser.close() for item in translator.feed(event)), *translator.finish()], record, delivered, meter)
-            except PARSE_ERRORS as exc:
-                raise MalformedUsage("The upstream sent a stream event that could not be read.") from exc
+            async for chunk in iter_body(response):
+                # Everything one upstream read completes goes out in one write.
+                await _write(conn, await _translate(conn, translator, parser.feed(chunk), record, delivered, meter), record, delivered, meter)
+            items = await _translate(conn, translator, parser.close(), record, delivered, meter)
+            await _write(conn, [*items, *translator.finish()], record, delivered, meter)
         await _settle_stream_usage(record, translator, delivered)
         if include_usage and not getattr(translator, "usage_forwarded", False):
             await conn.write(encode_chunk(_usage_chunk(_stream_id(translator, conn), model.name, record)))
@@ -377,6 +391,20 @@ async def _stream(conn, adapter, response, target, model, record, headers, inclu
     except (ClientGone, asyncio.CancelledError):
         await _settle_stream_usage(record, translator, delivered)
         raise
+
+
+async def _translate(conn, translator, events, record, delivered, meter) -> list:
+    """The events translated; on an event that cannot be read, what came before it is still delivered."""
+    items: list = []
+    try:
+        for event in events:
+            items += translator.feed(event)
+    except (UpstreamError, *PARSE_ERRORS) as exc:
+        await _write(conn, items, record, delivered, meter)
+        if isinstance(exc, UpstreamError):
+            raise
+        raise MalformedUsage("The upstream sent a stream event that could not be read.") from exc
+    return items
 
 
 def _stream_id(translator, conn) -> str:
@@ -400,12 +428,14 @@ async def _write(conn, items: list, record, delivered, meter) -> None:
     if not items:
         return
     items = [item if isinstance(item, bytes) else encode_chunk(item) for item in items]
-    if not meter.fits(items) and await meter.over():
-        raise OutputLimitExceeded(meter.ceiling)  # this batch is not forwarded
-    if record.ttft_ms is None:
-        record.ttft_ms = int((time.perf_counter() - record.started) * 1000)
-    delivered += items
-    await conn.write(b"".join(items))
+    allowed = len(items) if meter.fits(items) else await meter.take(items)
+    if allowed:
+        if record.ttft_ms is None:
+            record.ttft_ms = int((time.perf_counter() - record.started) * 1000)
+        delivered += items[:allowed] if allowed < len(items) else items
+        await conn.write(b"".join(items[:allowed]) if allowed < len(items) else b"".join(items))
+    if allowed < len(items):
+        raise OutputLimitExceeded(meter.ceiling)  # what passes the ceiling is not forwarded
 
 
 class DisconnectWatch:

@@ -95,11 +95,10 @@ class OutputMeter:
     """Counts a stream's output as it passes, without a tokenizer call per chunk.
 
     Every token is at least one byte (byte-level BPE), so the bytes of the forwarded events are an upper
-    bound of their tokens: while `counted + that bound` stays under the ceiling, a chunk costs one len().
-    Past it, the pending events are read for their delta text (a tighter bound: its UTF-8 bytes), and
-    only when that too could pass the ceiling is the text counted with the tokenizer. Each count moves
-    the confirmed total up, so a stream is tokenized about once in all, in a few pieces, and only when
-    it comes close to its ceiling in bytes.
+    bound of their tokens: while `counted + that bound` stays under the ceiling, a batch costs one len()
+    per event. Past it, events are read for their delta text (a tighter bound: its UTF-8 bytes), and only
+    when that too could pass the ceiling is the text counted with the tokenizer. Each count moves the
+    confirmed total up, so the tokenizer runs only near the ceiling, on a few pieces of the text.
     """
 
     __slots__ = ("ceiling", "counted", "_pending", "_pending_bytes", "_text", "_text_bytes")
@@ -113,23 +112,41 @@ class OutputMeter:
         self._text_bytes = 0
 
     def fits(self, events: list[bytes]) -> bool:
-        """True when these events certainly keep the stream within its ceiling (the cheap check)."""
-        self._pending += events
+        """True (and counted) when these events certainly keep the stream within its ceiling."""
+        size = 0
         for event in events:
-            self._pending_bytes += len(event)
-        return self.counted + self._text_bytes + self._pending_bytes <= self.ceiling
-
-    async def over(self) -> bool:
-        """The exact check, after `fits` said no: is the output past its ceiling?"""
-        text = stream_text(self._pending)
-        self._pending, self._pending_bytes = [], 0
-        self._text.append(text)
-        self._text_bytes += len(text.encode("utf-8", "replace"))
-        if self.counted + self._text_bytes <= self.ceiling:
+            size += len(event)
+        if self.counted + self._text_bytes + self._pending_bytes + size > self.ceiling:
             return False
-        text, self._text, self._text_bytes = "".join(self._text), [], 0
-        if tokens.loaded() and len(text) < INLINE_COUNT_CHARS:
-            self.counted += tokens.count_text(text)
-        else:  # the first count loads the tables (seconds): off the event loop
-            self.counted += await asyncio.get_running_loop().run_in_executor(None, tokens.count_text, text)
-        return self.counted > self.ceiling
+        self._pending += events
+        self._pending_bytes += size
+        return True
+
+    async def take(self, events: list[bytes]) -> int:
+        """After `fits` said no: how many of these events, in order, stay within the ceiling (all counted)."""
+        if self._pending:
+            self._add_text(stream_text(self._pending))
+            self._pending, self._pending_bytes = [], 0
+        for index, event in enumerate(events):
+            text = stream_text([event])
+            size = len(text.encode("utf-8", "replace"))
+            if self.counted + self._text_bytes + size > self.ceiling:
+                self._text.append(text)
+                whole, self._text, self._text_bytes = "".join(self._text), [], 0
+                self.counted += await _count(whole)
+                if self.counted > self.ceiling:
+                    return index
+            else:
+                self._add_text(text, size)
+        return len(events)
+
+    def _add_text(self, text: str, size: int | None = None) -> None:
+        self._text.append(text)
+        self._text_bytes += len(text.encode("utf-8", "replace")) if size is None else size
+
+
+async def _count(text: str) -> int:
+    if tokens.loaded() and len(text) < INLINE_COUNT_CHARS:
+        return tokens.count_text(text)
+    # The first count loads the tables (seconds), a long text takes a while: off the event loop.
+    return await asyncio.get_running_loop().run_in_executor(None, tokens.count_text, text)
