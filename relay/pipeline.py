@@ -369,9 +369,14 @@ async def _stream(conn, adapter, response, target, model, record, headers, inclu
         async with asyncio.timeout(model.policy.stream_deadline_seconds):
             async for chunk in iter_body(response):
                 # Everything one upstream read completes goes out in one write.
-                await _write(conn, await _translate(conn, translator, parser.feed(chunk), record, delivered, meter), record, delivered, meter)
-            items = await _translate(conn, translator, parser.close(), record, delivered, meter)
-            await _write(conn, [*items, *translator.finish()], record, delivered, meter)
+                items, error = _translate(translator, parser.feed(chunk))
+                await _write(conn, items, record, delivered, meter)
+                if error is not None:
+                    raise error
+            items, error = _translate(translator, parser.close())
+            await _write(conn, items if error else [*items, *translator.finish()], record, delivered, meter)
+            if error is not None:
+                raise error
         await _settle_stream_usage(record, translator, delivered)
         if include_usage and not getattr(translator, "usage_forwarded", False):
             await conn.write(encode_chunk(_usage_chunk(_stream_id(translator, conn), model.name, record)))
@@ -393,18 +398,17 @@ async def _stream(conn, adapter, response, target, model, record, headers, inclu
         raise
 
 
-async def _translate(conn, translator, events, record, delivered, meter) -> list:
-    """The events translated; on an event that cannot be read, what came before it is still delivered."""
+def _translate(translator, events) -> tuple[list, UpstreamError | None]:
+    """The events translated, and the error that stopped them (what came before it is still delivered)."""
     items: list = []
     try:
         for event in events:
             items += translator.feed(event)
-    except (UpstreamError, *PARSE_ERRORS) as exc:
-        await _write(conn, items, record, delivered, meter)
-        if isinstance(exc, UpstreamError):
-            raise
-        raise MalformedUsage("The upstream sent a stream event that could not be read.") from exc
-    return items
+    except UpstreamError as error:
+        return items, error
+    except PARSE_ERRORS:
+        return items, MalformedUsage("The upstream sent a stream event that could not be read.")
+    return items, None
 
 
 def _stream_id(translator, conn) -> str:

@@ -98,26 +98,30 @@ def error_in_200(error) -> UpstreamError:
 
 
 def rewrite_model(data: bytes, quoted: bytes) -> bytes:
-    """`data` with its first "model" string value replaced by `quoted` (a JSON string, quotes included).
+    """`data` with its first "model" string value replaced by `quoted` (a JSON string, quotes included)."""
+    span = model_span(data)
+    return data if span is None else data[: span[1]] + quoted + data[span[2] + 1 :]
+
+
+def model_span(data: bytes) -> tuple[int, int, int] | None:
+    """Where the first `"model": "…"` is: (key, opening quote, closing quote) offsets, or None.
 
     OpenAI puts the top-level `model` before `choices`, so the first match is it; a quote inside a JSON
     string is always escaped, so content cannot fake the key. A few find() calls, no parsing.
     """
     at = data.find(b'"model"')
     if at < 0:
-        return data
+        return None
     start = data.find(b'"', at + 7)
     if start < 0 or data[at + 7 : start].strip(b" \t\r\n") != b":":
-        return data
+        return None
     end = data.find(b'"', start + 1)
     while end > 0 and data[end - 1] == 0x5C:  # "\"": escaped unless the backslash is itself escaped
         slashes = len(data[start + 1 : end]) - len(data[start + 1 : end].rstrip(b"\\"))
         if slashes % 2 == 0:
             break
         end = data.find(b'"', end + 1)
-    if end < 0:
-        return data
-    return data[:start] + quoted + data[end + 1 :]
+    return None if end < 0 else (at, start, end)
 
 
 class PassthroughStream:
@@ -131,6 +135,8 @@ class PassthroughStream:
         self.error: UpstreamError | None = None
         self.stream_id = ""  # the upstream's chunk id, for the chunks the gateway adds
         self._model = orjson.dumps(model) if model else b""
+        self._seen = self._public = b""  # the upstream's `"model":"…"` bytes, and ours
+        self._grows = False
 
     def feed(self, event: SSEEvent) -> list:
         data = event.data
@@ -138,7 +144,7 @@ class PassthroughStream:
             return []
         if event.event == "error":
             raise error_in_200(_error_of(data))
-        if data[:1] != b"{" or data.rstrip()[-1:] != b"}":  # cheap shape check; the SDK would choke on it
+        if data[:1] != b"{" or (data[-1:] != b"}" and data.rstrip()[-1:] != b"}"):  # a cheap shape check
             raise MalformedUsage("The upstream sent a stream event that is not a JSON object.")
         at = data.find(b'"usage"')
         if at >= 0 and data[at + 7 : at + 14].lstrip(b": ")[:4] != b"null":
@@ -150,15 +156,32 @@ class PassthroughStream:
                 if not self.include_usage:
                     return []  # we asked for it on the client's behalf
                 self.usage_forwarded = True
-        elif b'"error"' in data:
+        elif data.startswith(b'{"error"'):
             parsed = orjson.loads(data)
             if isinstance(parsed.get("error"), (dict, str)) and not parsed.get("choices"):
                 raise error_in_200(parsed["error"])
         if not self.stream_id:
             self.stream_id = _id_of(data)
         if self._model:
-            data = rewrite_model(data, self._model)
+            # Upstreams repeat the same `"model":"…"` in every chunk: learnt once, then one replace()
+            # (a length that did not change says it found nothing; equal lengths need a look first).
+            if self._grows:
+                replaced = data.replace(self._seen, self._public, 1)
+                data = replaced if len(replaced) != len(data) else self._learn(data)
+            elif self._seen and self._seen in data:
+                data = data.replace(self._seen, self._public, 1)
+            else:
+                data = self._learn(data)
         return [b"data: " + data + b"\n\n"]
+
+    def _learn(self, data: bytes) -> bytes:
+        span = model_span(data)
+        if span is None:
+            return data
+        at, start, end = span
+        self._seen, self._public = data[at : end + 1], data[at:start] + self._model
+        self._grows = len(self._seen) != len(self._public)
+        return data[:start] + self._model + data[end + 1 :]
 
     def finish(self) -> list:
         return []
