@@ -132,7 +132,7 @@ def test_the_readme_overspend_bound_holds_against_an_upstream_that_ignores_max_t
             list(stream)
     else:
         pytest.fail("the hard budget never refused")
-    wait_for(lambda: (drain_usage(), UsageEvent.objects.filter(organization=gateway.org).count() == admitted)[1])
+    wait_for(lambda: (drain_usage(), UsageEvent.objects.filter(organization=gateway.org, error_type="output_limit_exceeded").count() == admitted)[1])
     total = UsageEvent.objects.filter(organization=gateway.org).aggregate(total=Sum("cost_display"))["total"]
     margin = Decimal(output_ceiling(10) - 10) * Decimal("0.001")  # 1000 USD per 1M tokens
     rows = list(UsageEvent.objects.filter(organization=gateway.org).values_list("status_code", "error_type", "completion_tokens", "cost_display"))
