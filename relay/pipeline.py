@@ -394,7 +394,7 @@ async def _stream(conn, adapter, response, target, model, record, headers, inclu
         await conn.write(encode_error(error, _stream_id(translator, conn)))
         await conn.end()
     except (ClientGone, asyncio.CancelledError):
-        await _settle_stream_usage(record, translator, delivered)
+        await _settle_stream_usage(record, translator, delivered, lenient=True)
         raise
 
 
@@ -415,17 +415,21 @@ def _stream_id(translator, conn) -> str:
     return getattr(translator, "stream_id", "") or conn.request_id
 
 
-async def _settle_stream_usage(record, translator, delivered, failed: bool = False) -> None:
+async def _settle_stream_usage(record, translator, delivered, failed: bool = False, lenient: bool = False) -> None:
     if failed:
         # A stream that failed is billed for what it delivered, as an estimate; one that failed before any
         # output (an error event inside a 200) is billed nothing.
         text = stream_text(delivered)
         if text:
             await record.estimate(text)
-    elif translator.usage is not None:
-        record.usage(translator.usage, "provider")
-    else:
-        await record.estimate(stream_text(delivered))
+        return
+    if translator.usage is not None:
+        try:
+            return record.usage(translator.usage, "provider")
+        except MalformedUsage:
+            if not lenient:
+                raise  # the stream ends with an error event, and is billed as an estimate
+    await record.estimate(stream_text(delivered))
 
 
 async def _write(conn, items: list, record, delivered, meter) -> None:
