@@ -140,7 +140,8 @@ async def run_once(store: IdempotencyStore, conn, claim: Claim, forward) -> None
         headers = [(k.encode(), v.encode()) for k, v in stored["headers"]] + [(b"idempotent-replayed", b"true")]
         conn.request_id = stored["request_id"]  # the answer is the original request's
         return await conn.respond(stored["status"], stored["body"].encode(), headers)
-    from relay.pipeline import ClientGone
+    from relay.pipeline import ClientGone  # the pipeline imports this module
+    from relay.providers.openai import chunk_id
     from relay.streaming import encode_error
 
     conn.captured = []
@@ -151,9 +152,10 @@ async def run_once(store: IdempotencyStore, conn, claim: Claim, forward) -> None
         if conn.started and len(conn.captured) > 2:
             # The client left mid-stream: what was delivered was charged, so it is the answer a retry gets.
             status, headers, *chunks = conn.captured
+            first = next((c for c in chunks if c.startswith(b"data: {")), b"")
             chunks.append(encode_error(ReplayIncomplete(
                 "The original request's stream was interrupted by the client; this is what it delivered and "
-                "was charged for. Send a new Idempotency-Key for a new answer."), conn.request_id))
+                "was charged for. Send a new Idempotency-Key for a new answer."), chunk_id(first[6:].strip()) or conn.request_id))
             await store.save(claim.name, conn.request_id, status, headers, b"".join(chunks), claim.fingerprint)
         else:
             await store.release(claim.name)

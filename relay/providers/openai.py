@@ -161,7 +161,7 @@ class PassthroughStream:
             if isinstance(parsed.get("error"), (dict, str)) and not parsed.get("choices"):
                 raise error_in_200(parsed["error"])
         if not self.stream_id:
-            self.stream_id = _id_of(data)
+            self.stream_id = chunk_id(data)
         if self._model:
             # Upstreams repeat the same `"model":"…"` in every chunk: learnt once, then one replace()
             # (a length that did not change says it found nothing; equal lengths need a look first).
@@ -195,7 +195,7 @@ def _error_of(data: bytes):
     return parsed.get("error", parsed) if isinstance(parsed, dict) else {"message": ""}
 
 
-def _id_of(data: bytes) -> str:
+def chunk_id(data: bytes) -> str:
     """The chunk's top-level `id` (OpenAI puts it first), read once per stream."""
     if not data.startswith(b'{"id":"'):
         try:

@@ -66,6 +66,7 @@ def test_a_stream_the_client_dropped_is_not_charged_again_on_a_retry(gateway, up
             events = [json.loads(line[6:]) for line in retry.iter_lines() if line.startswith("data: ")]
         assert retry.headers["idempotent-replayed"] == "true" and retry.headers["x-request-id"] == request_id
         assert events[0] == first and events[-1]["error"]["code"] == "idempotency_replay_incomplete"
+        assert events[-1]["id"] == first["id"]  # the stream's id, like every chunk the gateway adds
         assert len(upstream.ledger) == calls  # no second upstream call
         time.sleep(0.5)  # a second row, if any, would have been flushed by now
         drain_usage()
