@@ -2,6 +2,9 @@
 
 Retries and fallbacks happen only before the first byte reaches the client; after that an error
 becomes an SSE error event. Usage is recorded in `finally`, so cancelled streams count too.
+Upstream answers are untrusted input: a stream is metered and cut past its output ceiling or its
+deadline, an answer that cannot be read is a 502 `upstream_malformed` (an error event in a stream),
+and no request is billed for more output than its ceiling (README "Budgets and limits").
 """
 
 import asyncio
@@ -13,8 +16,7 @@ import orjson
 
 from accounts.crypto import keyed_hash
 from billing.pricing import price_at, to_micros
-from relay import tokens
-from relay import idempotency
+from relay import idempotency, tokens
 from relay.errors import (
     InvalidApiKey, InvalidRequest, MalformedUsage, MethodNotAllowed, ModelNotAllowed, ModelNotFound, NotFound, RelayError,
     UpstreamCredentialRejected, UpstreamError, UpstreamRejected, UpstreamTimeout, redact_secrets, target_secrets,
