@@ -361,7 +361,7 @@ class ModelUpdateForm(forms.Form):
     max_attempts = _policy_number("max_attempts", _("Attempts per request, across all deployments and fallbacks; each one is recorded."))
     retries_per_deployment = _policy_number("retries_per_deployment", _("Extra tries on the same deployment before moving on, with backoff."))
     deadline_seconds = _policy_number("deadline_seconds", _("The whole request, retries included, stops after this many seconds."))
-    stream_deadline_seconds = _policy_number("stream_deadline_seconds", _("Once a stream has started, it is stopped with an error event after this many seconds."))
+    stream_deadline_seconds = _policy_number("stream_deadline_seconds", _("Once the upstream has started answering, a stream (or a whole answer) is stopped with an error after this many seconds."))
     cooldown_failures = _policy_number("cooldown_failures", _("Failures within the window that put a deployment in cooldown."))
     cooldown_window_seconds = _policy_number("cooldown_window_seconds", _("The window in which failures are counted, in seconds."))
     cooldown_seconds = _policy_number("cooldown_seconds", _("How long a failing deployment is skipped, in seconds, before it is tried again."))

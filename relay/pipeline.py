@@ -255,7 +255,7 @@ async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers, 
             if record.stream:
                 await _stream(conn, adapter, response, target, model, record, headers, include_usage, ceiling)
             else:
-                await _whole(conn, adapter, endpoint, response, target, model.name, record, headers, body)
+                await _whole(conn, adapter, endpoint, response, target, model, record, headers, body)
             return
     raise last_error or ModelNotFound(f"The model '{model.name}' has no usable deployment.", param="model")
 
@@ -315,10 +315,16 @@ def _too_dear(policy, primary: Decimal | None, candidate: Decimal | None) -> boo
     return candidate > primary * ratio
 
 
-async def _whole(conn, adapter, endpoint, response, target, model_name, record, headers, body) -> None:
-    raw = await read_body(response)
+async def _whole(conn, adapter, endpoint, response, target, model, record, headers, body) -> None:
     try:
-        answer, usage = adapter.parse_response(endpoint=endpoint, body=raw, target=target, model=model_name)
+        # The same deadline as a stream's once the answer has started: a body can trickle forever too.
+        async with asyncio.timeout(model.policy.stream_deadline_seconds):
+            raw = await read_body(response)
+    except TimeoutError:
+        response.close()
+        raise UpstreamTimeout(f"The upstream's answer passed its deadline of {model.policy.stream_deadline_seconds} s.") from None
+    try:
+        answer, usage = adapter.parse_response(endpoint=endpoint, body=raw, target=target, model=model.name)
         if usage is not None:
             record.usage(usage, "provider")
         else:

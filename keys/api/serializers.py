@@ -125,7 +125,7 @@ class RoutingPolicyFields(serializers.Serializer):
     retries_per_deployment = serializers.IntegerField(min_value=0, max_value=5, required=False)
     deadline_seconds = serializers.IntegerField(min_value=1, max_value=3600, required=False)
     stream_deadline_seconds = serializers.IntegerField(
-        min_value=1, max_value=86400, required=False, help_text="Once a stream has started, it is stopped with an error event after this many seconds.",
+        min_value=1, max_value=86400, required=False, help_text="Once the upstream has started answering, a stream (or a whole answer) is stopped with an error after this many seconds.",
     )
     cooldown_failures = serializers.IntegerField(min_value=1, max_value=1000, required=False)
     cooldown_window_seconds = serializers.IntegerField(min_value=1, max_value=86400, required=False)

@@ -112,6 +112,17 @@ def test_a_trickling_stream_stops_at_the_models_stream_deadline(gateway, upstrea
     assert row(response.headers["x-request-id"]).status_code == 504
 
 
+def test_a_trickling_whole_answer_stops_at_the_same_deadline(gateway, upstream):
+    upstream.can("trickle", Canned(chunks=(b'{"id": "x", ',), endless=b" ", interval=0.2, content_type="application/json"))
+    model_on(gateway, "slowpoke", "trickle", stream_deadline_seconds=2)
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as info:
+        gateway.client().chat.completions.create(model="slowpoke", messages=MESSAGES)
+    assert info.value.status_code == 504 and info.value.code == "upstream_timeout"
+    assert 1.5 < time.monotonic() - started < 8
+    wait_for(lambda: upstream.canned_log and upstream.canned_log[-1]["closed_by_peer"])
+
+
 def test_the_readme_overspend_bound_holds_against_an_upstream_that_ignores_max_tokens(gateway, upstream):
     """README "Budgets and limits": beyond its reservation a request can cost at most its output margin
     (allowance // 4 + 16 tokens); the upstream here ignores max_tokens and never stops."""
