@@ -149,7 +149,7 @@ async def run_once(store: IdempotencyStore, conn, claim: Claim, forward) -> None
     try:
         record = await forward()
     except (ClientGone, asyncio.CancelledError):
-        if conn.started and len(conn.captured) > 2:
+        if conn.started and len(conn.captured) > 2 and (b"content-type", b"text/event-stream") in conn.captured[1]:
             # The client left mid-stream: what was delivered was charged, so it is the answer a retry gets.
             status, headers, *chunks = conn.captured
             first = next((c for c in chunks if c.startswith(b"data: {")), b"")
