@@ -428,3 +428,46 @@ def _send_disabled_notice(channel: AlertChannel, recipients: list[str], link: st
              "reason": channel.disabled_reason, "link": link},
         from_email=None, recipient_list=recipients, connection=get_connection(fail_silently=False, timeout=15),
     )
+
+
+def credential_rejected_alert(*, deployment_id: int, status: int | None) -> Alert | None:
+    """The relay saw the provider refuse a deployment's credential (401/403): alert the organization
+    once per credential and day, by its channels, and by email to its owners and admins when it has no
+    channel (someone must learn that the key was revoked or lost its permissions). None if already told."""
+    from keys.models import Deployment
+
+    deployment = Deployment.objects.select_related("credential", "organization", "model").filter(pk=deployment_id).first()
+    if deployment is None:
+        return None
+    credential, organization = deployment.credential, deployment.organization
+    day = timezone.now().strftime("%Y%m%d")
+    alert = alert_fire(
+        organization=organization, kind="credential.rejected", dedupe_key=f"credential-rejected:{credential.pk}:{day}",
+        payload={"credential": credential.name, "provider": credential.provider, "model": deployment.model.name,
+                 "status": status, "message": "The provider refused this credential; its deployments are cooling down."},
+    )
+    if alert is not None and not AlertChannel.objects.filter(organization=organization, enabled=True).exists():
+        transaction.on_commit(partial(_email_admins_credential, organization.pk, credential.name, status))
+    return alert
+
+
+def _email_admins_credential(organization_id: int, credential: str, status: int | None) -> None:
+    organization = Organization.objects.get(pk=organization_id)
+    recipients = list(
+        Membership.objects.filter(organization=organization, role__in=[Role.OWNER, Role.ADMIN], user__is_active=True)
+        .values_list("user__email", flat=True)
+    )
+    if not recipients:
+        return
+    try:
+        send_mail(
+            subject=_("Tollgate: the provider rejected the credential “%(name)s”") % {"name": credential},
+            message=_(
+                "The provider answered HTTP %(status)s to the credential “%(name)s” of %(org)s: it was revoked, expired or "
+                "lost its permissions. Its deployments are cooling down and requests fall back where they can.\n\n"
+                "Replace the key in Tollgate: %(link)s\n"
+            ) % {"status": status, "name": credential, "org": organization.name, "link": settings.TOLLGATE_PUBLIC_URL.rstrip("/") + "/"},
+            from_email=None, recipient_list=recipients, connection=get_connection(fail_silently=False, timeout=15),
+        )
+    except Exception as exc:  # best effort, like the disabled-channel notice
+        log.warning("could not email the credential-rejected notice for org %s: %s", organization_id, exc.__class__.__name__)

@@ -107,6 +107,11 @@ def alert_message(alert: Alert, channel: AlertChannel) -> Message:
         title = _("Requests were priced in a currency without an exchange rate")
         lines = [(_("Currency"), f"{p.get('currency', '')} → {p.get('org_currency', org.currency)}"), ("", str(p.get("message", "")))]
         severity = "warning"
+    elif alert.kind == "credential.rejected":
+        title = f"The provider rejected the credential “{p.get('credential', '')}”"
+        lines = [("Provider", str(p.get("provider", ""))), ("Model", str(p.get("model", ""))),
+                 ("Status", str(p.get("status", ""))), ("", str(p.get("message", "")))]
+        severity = "critical"
     elif alert.kind == "test":
         title = _("Test alert")
         lines = [("", _("This is a test alert for the channel “%(name)s”. If you can read it, the channel works.") % {"name": channel.name})]

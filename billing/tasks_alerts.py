@@ -17,3 +17,8 @@ def alert_deliver(delivery_id: int) -> None:
 @shared_task(name="billing.alert_deliveries_due", ignore_result=True)
 def alert_deliveries_due() -> int:
     return alerts.alert_deliveries_due()
+
+
+@shared_task(name="billing.credential_rejected", ignore_result=True)
+def credential_rejected(deployment_id: int, status: int | None = None) -> None:
+    alerts.credential_rejected_alert(deployment_id=deployment_id, status=status)

@@ -372,9 +372,9 @@ class ModelUpdateForm(forms.Form):
 
     POLICY_FIELDS = [
         "routing", "fallback_models", "retry_statuses", "max_attempts", "retries_per_deployment", "deadline_seconds",
-        "cooldown_failures", "cooldown_window_seconds", "cooldown_seconds", "fallback_max_price_ratio", "context_fallback",
+        "stream_deadline_seconds", "cooldown_failures", "cooldown_window_seconds", "cooldown_seconds", "fallback_max_price_ratio", "context_fallback",
     ]
-    NUMBER_FIELDS = ["max_attempts", "retries_per_deployment", "deadline_seconds", "cooldown_failures", "cooldown_window_seconds", "cooldown_seconds"]
+    NUMBER_FIELDS = ["max_attempts", "retries_per_deployment", "deadline_seconds", "stream_deadline_seconds", "cooldown_failures", "cooldown_window_seconds", "cooldown_seconds"]
 
     description = forms.CharField(label=_("Description"), max_length=300, required=False)
     is_active = forms.BooleanField(label=_("Active"), required=False, help_text=_("An inactive model is refused by the gateway."))
@@ -393,6 +393,7 @@ class ModelUpdateForm(forms.Form):
     max_attempts = _policy_number("max_attempts", _("Attempts per request, across all deployments and fallbacks; each one is recorded."))
     retries_per_deployment = _policy_number("retries_per_deployment", _("Extra tries on the same deployment before moving on, with backoff."))
     deadline_seconds = _policy_number("deadline_seconds", _("The whole request, retries included, stops after this many seconds."))
+    stream_deadline_seconds = _policy_number("stream_deadline_seconds", _("Once the upstream has started answering, a stream (or a whole answer) is stopped with an error after this many seconds."))
     cooldown_failures = _policy_number("cooldown_failures", _("Failures within the window that put a deployment in cooldown."))
     cooldown_window_seconds = _policy_number("cooldown_window_seconds", _("The window in which failures are counted, in seconds."))
     cooldown_seconds = _policy_number("cooldown_seconds", _("How long a failing deployment is skipped, in seconds, before it is tried again."))

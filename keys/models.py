@@ -82,6 +82,8 @@ class Model(models.Model):
     max_attempts = models.PositiveSmallIntegerField(_("max attempts"), default=3, validators=[MinValueValidator(1)])
     retries_per_deployment = models.PositiveSmallIntegerField(_("retries per deployment"), default=0)
     deadline_seconds = models.PositiveIntegerField(_("total deadline (s)"), default=300, validators=[MinValueValidator(1)])
+    # After the first byte: an answer that trickles (or a stream that never ends) is stopped with an error.
+    stream_deadline_seconds = models.PositiveIntegerField(_("stream deadline (s)"), default=600, validators=[MinValueValidator(1)])
     cooldown_failures = models.PositiveSmallIntegerField(_("failures before cooldown"), default=3, validators=[MinValueValidator(1)])
     cooldown_window_seconds = models.PositiveIntegerField(_("failure window (s)"), default=60, validators=[MinValueValidator(1)])
     cooldown_seconds = models.PositiveIntegerField(_("cooldown (s)"), default=30, validators=[MinValueValidator(1)])

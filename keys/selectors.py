@@ -64,6 +64,7 @@ class RoutingPolicy:
     max_attempts: int = 3
     retries_per_deployment: int = 0
     deadline_seconds: int = 300
+    stream_deadline_seconds: int = 600
     cooldown_failures: int = 3
     cooldown_window_seconds: int = 60
     cooldown_seconds: int = 30
@@ -212,7 +213,8 @@ def model_snapshot(*, organization_id: int, name: str) -> ModelSnapshot | None:
         policy=RoutingPolicy(
             fallback_models=tuple(model.fallback_models or ()), retry_statuses=frozenset(model.retry_statuses or ()),
             max_attempts=model.max_attempts, retries_per_deployment=model.retries_per_deployment,
-            deadline_seconds=model.deadline_seconds, cooldown_failures=model.cooldown_failures,
+            deadline_seconds=model.deadline_seconds, stream_deadline_seconds=model.stream_deadline_seconds,
+            cooldown_failures=model.cooldown_failures,
             cooldown_window_seconds=model.cooldown_window_seconds, cooldown_seconds=model.cooldown_seconds,
             fallback_max_price_ratio=model.fallback_max_price_ratio, context_fallback=model.context_fallback,
         ),

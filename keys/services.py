@@ -302,6 +302,7 @@ def model_create(*, actor: OrgContext, name: str, description: str = "", routing
 
 POLICY_BOUNDS = {
     "max_attempts": (1, 10), "retries_per_deployment": (0, 5), "deadline_seconds": (1, 3600),
+    "stream_deadline_seconds": (1, 86400),
     "cooldown_failures": (1, 1000), "cooldown_window_seconds": (1, 86400), "cooldown_seconds": (1, 86400),
 }
 

@@ -41,6 +41,10 @@ class Cooldowns:
         if probing or failures >= policy.cooldown_failures:
             await self._cool(deployment_id, now + policy.cooldown_seconds)
 
+    async def reject(self, deployment_id: int, policy) -> None:
+        """The provider refused the credential: cool at once, since every try would be refused alike."""
+        await self._cool(deployment_id, time.time() + policy.cooldown_seconds)
+
     async def success(self, deployment_id: int) -> None:
         if deployment_id not in self._until:
             return

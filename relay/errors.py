@@ -83,11 +83,24 @@ class UpstreamError(RelayError):
 
 
 class MalformedUsage(UpstreamError):
-    """The upstream's usage figures are not numbers: another deployment would not make them right."""
+    """The upstream's answer could not be read: bad JSON, a body that is not what its status says, or a
+    `usage` that fails validation. Not retried (the same upstream would answer the same way); what was
+    delivered is billed as an estimate."""
 
     code = "upstream_malformed"
 
-    def __init__(self, message: str = "The upstream reported usage that is not a number.", **kwargs):
+    def __init__(self, message: str = "The upstream sent a malformed answer.", **kwargs):
+        kwargs.setdefault("retryable", False)
+        super().__init__(message, **kwargs)
+
+
+class UpstreamCredentialRejected(UpstreamError):
+    """The provider refused the gateway's credential (401/403): an operator problem, never retried on
+    the same credential; the deployment cools down and the organization's admins are told once a day."""
+
+    code = "upstream_auth_error"
+
+    def __init__(self, message: str = "The upstream provider rejected the gateway's credentials.", **kwargs):
         kwargs.setdefault("retryable", False)
         super().__init__(message, **kwargs)
 

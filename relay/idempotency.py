@@ -1,21 +1,28 @@
 """Idempotency-Key: a client retrying the same key gets the stored answer, with no second upstream
 call and no second charge. Only requests that send the header pay for the lookup.
 
-The first request claims the key (atomically); a duplicate arriving while it runs gets 409 with
-Retry-After; once it has finished, duplicates replay its status, headers and body for 24 hours.
-Answers that failed before reaching the upstream are not stored, so a retry can succeed.
+The first request claims the key (atomically) together with a fingerprint of its body (SHA-256 of the
+canonical JSON); the same key with another body is refused with 422 `idempotency_key_reused`, and a
+key longer than 255 characters with 400 (never truncated: two keys must not share a slot). A duplicate
+arriving while the first runs gets 409 with Retry-After; once it has finished, duplicates replay its
+status, headers and body for 24 hours. A stream the client dropped was charged for what it delivered:
+that partial stream is stored, and a retry replays it, ending with an `idempotency_replay_incomplete`
+error event, rather than running (and charging) the request again; a new key asks for a new answer.
+Answers that failed otherwise are not stored, so a retry can succeed.
 While the shared store (Redis) is unavailable, requests with the header get 503 with Retry-After:
 answering without the guarantee could charge a retry twice (README: fail-open table).
 """
 
 import asyncio
+import hashlib
 import logging
 import time
+from dataclasses import dataclass
 
 import orjson
 from redis.exceptions import RedisError
 
-from relay.errors import RelayError, Unavailable
+from relay.errors import InvalidRequest, RelayError, Unavailable
 
 log = logging.getLogger(__name__)
 STORE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
@@ -23,10 +30,24 @@ STORE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 TTL_SECONDS = 24 * 3600
 PENDING_SECONDS = 600
 MAX_STORED_BYTES = 4 * 1024 * 1024
+MAX_KEY_LENGTH = 255
+PENDING = b"pending:"
 
 
 class IdempotencyConflict(RelayError):
     status, type, code = 409, "invalid_request_error", "idempotency_key_in_use"
+
+
+class IdempotencyKeyReused(RelayError):
+    status, type, code = 422, "invalid_request_error", "idempotency_key_reused"
+
+
+class ReplayIncomplete(RelayError):
+    status, type, code = 499, "invalid_request_error", "idempotency_replay_incomplete"
+
+
+def _reused() -> IdempotencyKeyReused:
+    return IdempotencyKeyReused("This Idempotency-Key was already used with a different request body; use a new key.")
 
 
 class IdempotencyStore:
@@ -36,11 +57,12 @@ class IdempotencyStore:
         self._redis = redis
         self._local: dict[str, tuple[float, bytes]] = {}
 
-    async def claim(self, name: str) -> dict | None:
+    async def claim(self, name: str, fingerprint: str = "") -> dict | None:
         """None when claimed for this request; the stored answer (or a conflict) otherwise."""
+        pending = PENDING + fingerprint.encode()
         if self._redis is not None:
             try:
-                if await self._redis.set(name, b"pending", nx=True, ex=PENDING_SECONDS):
+                if await self._redis.set(name, pending, nx=True, ex=PENDING_SECONDS):
                     return None
                 stored = await self._redis.get(name)
             except STORE_ERRORS as exc:
@@ -49,17 +71,23 @@ class IdempotencyStore:
             self._expire()
             entry = self._local.get(name)
             if entry is None:
-                self._local[name] = (time.monotonic() + PENDING_SECONDS, b"pending")
+                self._local[name] = (time.monotonic() + PENDING_SECONDS, pending)
                 return None
             stored = entry[1]
-        if stored in (None, b"pending"):
+        if stored is None or stored.startswith(PENDING):
+            if stored is not None and stored != pending:
+                raise _reused()
             raise IdempotencyConflict("A request with this Idempotency-Key is still in progress.", headers={"retry-after": "1"})
-        return orjson.loads(stored)
+        answer = orjson.loads(stored)
+        if answer.get("fingerprint", fingerprint) != fingerprint:
+            raise _reused()
+        return answer
 
-    async def save(self, name: str, request_id: str, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    async def save(self, name: str, request_id: str, status: int, headers: list[tuple[bytes, bytes]], body: bytes, fingerprint: str = "") -> None:
         if len(body) > MAX_STORED_BYTES:
             return await self.release(name)
-        value = orjson.dumps({"request_id": request_id, "status": status, "headers": [[k.decode(), v.decode()] for k, v in headers], "body": body.decode("utf-8", "replace")})
+        value = orjson.dumps({"request_id": request_id, "status": status, "headers": [[k.decode(), v.decode()] for k, v in headers],
+                              "body": body.decode("utf-8", "replace"), "fingerprint": fingerprint})
         if self._redis is not None:
             try:
                 await self._redis.set(name, value, ex=TTL_SECONDS)
@@ -83,5 +111,60 @@ class IdempotencyStore:
             self._local = {k: v for k, v in self._local.items() if v[0] > now}
 
 
-def store_key(key_id: int, idempotency_key: str) -> str:
-    return f"tg:idem:{key_id}:{idempotency_key[:200]}"
+@dataclass
+class Claim:
+    name: str
+    fingerprint: str
+    stored: dict | None  # the earlier answer to replay, or None: this request runs
+
+
+def fingerprint(body: dict) -> str:
+    """SHA-256 of the body's canonical JSON (sorted keys): the same request however its keys are ordered."""
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+async def claim(store: IdempotencyStore, key_id: int, header: str | None, body: dict) -> Claim | None:
+    """None without an Idempotency-Key; otherwise this request's claim (or the answer to replay)."""
+    if not header:
+        return None
+    if len(header) > MAX_KEY_LENGTH:
+        raise InvalidRequest(f"Idempotency-Key is longer than {MAX_KEY_LENGTH} characters.", param="Idempotency-Key", code="invalid_idempotency_key")
+    name, digest = f"tg:idem:{key_id}:{header}", fingerprint(body)
+    return Claim(name, digest, await store.claim(name, digest))
+
+
+async def run_once(store: IdempotencyStore, conn, claim: Claim, forward) -> None:
+    """Replay the stored answer, or run `forward()` (the request) and store what it answered."""
+    if claim.stored is not None:  # a retry: the stored answer, no upstream call, no charge
+        stored = claim.stored
+        headers = [(k.encode(), v.encode()) for k, v in stored["headers"]] + [(b"idempotent-replayed", b"true")]
+        conn.request_id = stored["request_id"]  # the answer is the original request's
+        return await conn.respond(stored["status"], stored["body"].encode(), headers)
+    from relay.pipeline import ClientGone  # the pipeline imports this module
+    from relay.providers.openai import chunk_id
+    from relay.streaming import encode_error
+
+    conn.captured = []
+    record = None
+    try:
+        record = await forward()
+    except (ClientGone, asyncio.CancelledError):
+        if conn.started and len(conn.captured) > 2 and (b"content-type", b"text/event-stream") in conn.captured[1]:
+            # The client left mid-stream: what was delivered was charged, so it is the answer a retry gets.
+            status, headers, *chunks = conn.captured
+            first = next((c for c in chunks if c.startswith(b"data: {")), b"")
+            chunks.append(encode_error(ReplayIncomplete(
+                "The original request's stream was interrupted by the client; this is what it delivered and "
+                "was charged for. Send a new Idempotency-Key for a new answer."), chunk_id(first[6:].strip()) or conn.request_id))
+            await store.save(claim.name, conn.request_id, status, headers, b"".join(chunks), claim.fingerprint)
+        else:
+            await store.release(claim.name)
+        raise
+    except BaseException:
+        await store.release(claim.name)
+        raise
+    if record is not None and record.status_code == 200 and conn.captured:
+        status, headers, *chunks = conn.captured
+        await store.save(claim.name, conn.request_id, status, headers, b"".join(chunks), claim.fingerprint)
+    else:
+        await store.release(claim.name)

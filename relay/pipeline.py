@@ -2,6 +2,9 @@
 
 Retries and fallbacks happen only before the first byte reaches the client; after that an error
 becomes an SSE error event. Usage is recorded in `finally`, so cancelled streams count too.
+Upstream answers are untrusted input: a stream is metered and cut past its output ceiling or its
+deadline, an answer that cannot be read is a 502 `upstream_malformed` (an error event in a stream),
+and no request is billed for more output than its ceiling (README "Budgets and limits").
 """
 
 import asyncio
@@ -13,20 +16,22 @@ import orjson
 
 from accounts.crypto import keyed_hash
 from billing.pricing import price_at, to_micros
-from relay import tokens
+from relay import idempotency, tokens
 from relay.errors import (
-    InvalidApiKey, InvalidRequest, MethodNotAllowed, ModelNotAllowed, ModelNotFound, NotFound, RelayError, UpstreamError,
-    UpstreamRejected, UpstreamTimeout, redact_secrets, target_secrets,
+    InvalidApiKey, InvalidRequest, MalformedUsage, MethodNotAllowed, ModelNotAllowed, ModelNotFound, NotFound, RelayError,
+    UpstreamCredentialRejected, UpstreamError, UpstreamRejected, UpstreamTimeout, redact_secrets, target_secrets,
 )
-from relay.idempotency import store_key
 from relay.providers import get_adapter
 from relay.record import Record, completion_text, stream_text, worst_case_micros
 from relay.routing import backoff_delay
-from relay.streaming import DONE, SSEParser, encode_chunk, encode_error
+from relay.streaming import DONE, OutputLimitExceeded, OutputMeter, SSEParser, encode_chunk, encode_error, output_ceiling
 from relay.upstream import iter_body, read_body, send
 from relay.validation import check_body
 
 log = logging.getLogger(__name__)
+# What a parser raises on a body or event it cannot read (orjson.JSONDecodeError is a ValueError):
+# the answer is malformed, never a 500 (README "Budgets and limits").
+PARSE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError)
 
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings"}
 KEY_HEADERS = (b"authorization", b"api-key", b"x-api-key")
@@ -107,32 +112,17 @@ def _parse(raw: bytes, content_type: str | None) -> dict:
 
 async def _relay(rt, conn, endpoint: str) -> None:
     key = await _authenticate(rt, conn)
-    body = name = stored = None
-    idempotency_key = conn.header(b"idempotency-key")
+    body = claim = None
     try:
         body = _parse(await conn.read_body(rt.max_body), conn.header(b"content-type"))
         check_body(endpoint, body)
-        if idempotency_key:
-            name = store_key(key.id, idempotency_key)
-            stored = await rt.idempotency.claim(name)
+        claim = await idempotency.claim(rt.idempotency, key.id, conn.header(b"idempotency-key"), body)
     except RelayError as error:
         raise _refused(rt, conn, key, endpoint, body, error)
-    if name is None:
-        return await _admit_and_forward(rt, conn, endpoint, key, body)
-    if stored is not None:  # a retry: the stored answer, no upstream call, no charge
-        headers = [(k.encode(), v.encode()) for k, v in stored["headers"]] + [(b"idempotent-replayed", b"true")]
-        conn.request_id = stored["request_id"]  # the answer is the original request's
-        return await conn.respond(stored["status"], stored["body"].encode(), headers)
-    conn.captured = []
-    record = None
-    try:
-        record = await _admit_and_forward(rt, conn, endpoint, key, body)
-    finally:
-        if record is not None and record.status_code == 200 and conn.captured:
-            status, headers, *chunks = conn.captured
-            await rt.idempotency.save(name, conn.request_id, status, headers, b"".join(chunks))
-        else:
-            await rt.idempotency.release(name)
+    if claim is None:
+        await _admit_and_forward(rt, conn, endpoint, key, body)
+    else:
+        await idempotency.run_once(rt.idempotency, conn, claim, lambda: _admit_and_forward(rt, conn, endpoint, key, body))
 
 
 async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record:
@@ -148,6 +138,8 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
     max_output = 0 if endpoint == "embeddings" else int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
     reserved_tokens = prompt_estimate + max_output
     record = Record(conn.request_id, key, model, endpoint, stream, body)
+    # The most output this request may be delivered and billed (README "Budgets and limits").
+    ceiling = output_ceiling(max_output or rt.output_reserve) if endpoint != "embeddings" else None
     try:
         limit_headers, tpm_counter = await rt.limiter.admit(key, reserved_tokens)
         held, downgrade, reserved_micros = (), "", 0
@@ -167,7 +159,7 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
     # Streams watch for the client leaving; a whole answer is simply finished (and billed).
     watch = DisconnectWatch(conn) if stream else None
     try:
-        await _forward(rt, conn, endpoint, body, key, model, record, limit_headers)
+        await _forward(rt, conn, endpoint, body, key, model, record, limit_headers, ceiling)
     except RelayError as error:
         record.fail(error)
         raise
@@ -183,6 +175,8 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
     finally:
         if watch is not None:
             watch.stop()
+        if ceiling is not None and record.completion_tokens > ceiling:
+            record.completion_tokens = ceiling  # never billed past what the request allowed, margin included
         record.finish()
         await rt.limiter.settle(tpm_counter, reserved_tokens, record.prompt_tokens + record.completion_tokens)
         if held:
@@ -202,7 +196,7 @@ def _refused(rt, conn, key, endpoint: str, body: dict | None, error: RelayError)
     return error
 
 
-async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers) -> None:
+async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers, ceiling) -> None:
     """Try deployments in plan order until one answers; retries and fallbacks only before the first byte."""
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     policy = model.policy
@@ -233,6 +227,12 @@ async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers) 
             except UpstreamError as error:
                 record.trail(deployment, error.upstream_status or error.status, error.code, started)
                 last_error = error
+                if isinstance(error, UpstreamCredentialRejected):
+                    # The same credential will be refused again: no retry here, cool the deployment now,
+                    # tell the admins (once a day), and let another deployment answer.
+                    await rt.cooldowns.reject(target.deployment_id, policy)
+                    rt.notify_credential_rejected(target.deployment_id, error.upstream_status)
+                    break
                 await rt.cooldowns.failure(target.deployment_id, policy)
                 if error.code == "context_length_exceeded" and policy.context_fallback:
                     context_limit = deployment.context_window or 0
@@ -254,9 +254,9 @@ async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers) 
                 (b"x-tollgate-attempts", str(record.attempts).encode()),
             ]
             if record.stream:
-                await _stream(conn, adapter, response, target, model.name, record, headers, include_usage)
+                await _stream(conn, adapter, response, target, model, record, headers, include_usage, ceiling)
             else:
-                await _whole(conn, adapter, endpoint, response, target, model.name, record, headers, body)
+                await _whole(conn, adapter, endpoint, response, target, model, record, headers, body)
             return
     raise last_error or ModelNotFound(f"The model '{model.name}' has no usable deployment.", param="model")
 
@@ -316,61 +316,143 @@ def _too_dear(policy, primary: Decimal | None, candidate: Decimal | None) -> boo
     return candidate > primary * ratio
 
 
-async def _whole(conn, adapter, endpoint, response, target, model_name, record, headers, body) -> None:
-    raw = await read_body(response)
-    answer, usage = adapter.parse_response(endpoint=endpoint, body=raw, target=target, model=model_name)
-    if usage is not None:
-        record.usage(usage, "provider")
-    else:
-        parsed = orjson.loads(raw) if isinstance(answer, bytes) else answer
-        await record.estimate(completion_text(parsed))
+async def _whole(conn, adapter, endpoint, response, target, model, record, headers, body) -> None:
+    try:
+        # The same deadline as a stream's once the answer has started: a body can trickle forever too.
+        async with asyncio.timeout(model.policy.stream_deadline_seconds):
+            raw = await read_body(response)
+    except TimeoutError:
+        response.close()
+        raise UpstreamTimeout(f"The upstream's answer passed its deadline of {model.policy.stream_deadline_seconds} s.") from None
+    try:
+        answer, usage = adapter.parse_response(endpoint=endpoint, body=raw, target=target, model=model.name)
+        if usage is not None:
+            record.usage(usage, "provider")
+        else:
+            parsed = orjson.loads(raw) if isinstance(answer, bytes) else answer
+            await record.estimate(completion_text(parsed))
+    except (MalformedUsage, *PARSE_ERRORS) as exc:
+        # A reply that cannot be read is a 502; the answer it carried, if readable, is billed as an estimate.
+        error = exc if isinstance(exc, MalformedUsage) else MalformedUsage("The upstream sent an answer that could not be read.")
+        await _estimate_answer(record, raw)
+        raise error from None
     payload = answer if isinstance(answer, bytes) else orjson.dumps(answer)
     record.status_code = 200
     await conn.respond(200, payload, [(b"content-type", b"application/json"), *headers])
 
 
-async def _stream(conn, adapter, response, target, model_name, record, headers, include_usage) -> None:
-    translator = adapter.stream_translator(target=target, model=model_name, request_id=conn.request_id, include_usage=include_usage)
+async def _estimate_answer(record, raw: bytes) -> None:
+    try:
+        answer = orjson.loads(raw)
+        text = completion_text(answer) or "".join(_answer_texts(answer))
+    except (*PARSE_ERRORS, RecursionError):
+        return  # nothing readable was produced: nothing to bill
+    if text:
+        await record.estimate(text)
+
+
+def _answer_texts(node, depth: int = 0):
+    """The generated text of an answer in any wire format (Anthropic's content blocks, Gemini's parts)."""
+    if depth > 16:
+        return
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("text", "thinking", "arguments") and isinstance(value, str):
+                yield value
+            else:
+                yield from _answer_texts(value, depth + 1)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _answer_texts(value, depth + 1)
+
+
+async def _stream(conn, adapter, response, target, model, record, headers, include_usage, ceiling) -> None:
+    translator = adapter.stream_translator(target=target, model=model.name, request_id=conn.request_id, include_usage=include_usage)
     parser = SSEParser()
+    meter = OutputMeter(ceiling)
     delivered: list = []  # what reached the client, to estimate usage when the upstream gives none
     await conn.start(200, [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), *headers])
     record.status_code = 200
     try:
-        async for chunk in iter_body(response):
-            # Everything one upstream read completes goes out in one write.
-            await _write(conn, [item for event in parser.feed(chunk) for item in translator.feed(event)], record, delivered)
-        await _write(conn, [*(item for event in parser.close() for item in translator.feed(event)), *translator.finish()], record, delivered)
+        # A total deadline once the stream has started: the idle timeout alone lets a trickle run forever.
+        async with asyncio.timeout(model.policy.stream_deadline_seconds):
+            async for chunk in iter_body(response):
+                # Everything one upstream read completes goes out in one write.
+                items, error = _translate(translator, parser.feed(chunk))
+                await _write(conn, items, record, delivered, meter)
+                if error is not None:
+                    raise error
+            items, error = _translate(translator, parser.close())
+            await _write(conn, items if error else [*items, *translator.finish()], record, delivered, meter)
+            if error is not None:
+                raise error
         await _settle_stream_usage(record, translator, delivered)
         if include_usage and not getattr(translator, "usage_forwarded", False):
-            await conn.write(encode_chunk(_usage_chunk(conn.request_id, model_name, record)))
+            await conn.write(encode_chunk(_usage_chunk(_stream_id(translator, conn), model.name, record)))
         await conn.write(DONE)
         await conn.end()
-    except UpstreamError as error:
-        # Past the first byte nothing can be retried: tell the client in the stream and close it.
+    except (UpstreamError, TimeoutError) as exc:
+        # Past the first byte nothing can be retried: tell the client in the stream and close it (which
+        # closes the upstream connection too). What was delivered is billed.
+        error = exc if isinstance(exc, UpstreamError) else UpstreamTimeout(
+            f"The stream passed its deadline of {model.policy.stream_deadline_seconds} s and was stopped.")
         error.message = redact_secrets(error.message, target_secrets(target))
         record.fail(error)
-        await _settle_stream_usage(record, translator, delivered)
-        await conn.write(encode_error(error))
+        response.close()
+        await _settle_stream_usage(record, translator, delivered, failed=True)
+        await conn.write(encode_error(error, _stream_id(translator, conn)))
         await conn.end()
     except (ClientGone, asyncio.CancelledError):
-        await _settle_stream_usage(record, translator, delivered)
+        await _settle_stream_usage(record, translator, delivered, lenient=True)
         raise
 
 
-async def _settle_stream_usage(record, translator, delivered) -> None:
+def _translate(translator, events) -> tuple[list, UpstreamError | None]:
+    """The events translated, and the error that stopped them (what came before it is still delivered)."""
+    items: list = []
+    try:
+        for event in events:
+            items += translator.feed(event)
+    except UpstreamError as error:
+        return items, error
+    except PARSE_ERRORS:
+        return items, MalformedUsage("The upstream sent a stream event that could not be read.")
+    return items, None
+
+
+def _stream_id(translator, conn) -> str:
+    return getattr(translator, "stream_id", "") or conn.request_id
+
+
+async def _settle_stream_usage(record, translator, delivered, failed: bool = False, lenient: bool = False) -> None:
+    if failed:
+        # A stream that failed is billed for what it delivered, as an estimate; one that failed before any
+        # output (an error event inside a 200) is billed nothing.
+        text = stream_text(delivered)
+        if text:
+            await record.estimate(text)
+        return
     if translator.usage is not None:
-        record.usage(translator.usage, "provider")
-    else:
-        await record.estimate(stream_text(delivered))
+        try:
+            return record.usage(translator.usage, "provider")
+        except MalformedUsage:
+            if not lenient:
+                raise  # the stream ends with an error event, and is billed as an estimate
+    await record.estimate(stream_text(delivered))
 
 
-async def _write(conn, items: list, record, delivered) -> None:
+async def _write(conn, items: list, record, delivered, meter) -> None:
     if not items:
         return
-    if record.ttft_ms is None:
-        record.ttft_ms = int((time.perf_counter() - record.started) * 1000)
-    delivered += items
-    await conn.write(b"".join(item if isinstance(item, bytes) else encode_chunk(item) for item in items))
+    items = [item if isinstance(item, bytes) else encode_chunk(item) for item in items]
+    allowed = len(items) if meter.fits(items) else await meter.take(items)
+    if allowed:
+        if record.ttft_ms is None:
+            record.ttft_ms = int((time.perf_counter() - record.started) * 1000)
+        delivered += items[:allowed] if allowed < len(items) else items
+        await conn.write(b"".join(items[:allowed]) if allowed < len(items) else b"".join(items))
+    if allowed < len(items):
+        raise OutputLimitExceeded(meter.ceiling)  # what passes the ceiling is not forwarded
 
 
 class DisconnectWatch:
@@ -391,9 +473,9 @@ class DisconnectWatch:
         self._task.cancel()
 
 
-def _usage_chunk(request_id: str, model: str, record) -> dict:
+def _usage_chunk(stream_id: str, model: str, record) -> dict:
     return {
-        "id": request_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model, "choices": [],
+        "id": stream_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model, "choices": [],
         "usage": {
             "prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens,
             "total_tokens": record.prompt_tokens + record.completion_tokens,

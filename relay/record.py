@@ -29,7 +29,7 @@ def usage_number(value) -> int:
         return value
     if kind is float and math.isfinite(value):
         return int(value)
-    raise MalformedUsage()
+    raise MalformedUsage("The upstream reported usage that is not a number.")
 
 
 def worst_case_micros(model, prompt_tokens: int, output_tokens: int, now: float, *, hard_budget=None) -> int:

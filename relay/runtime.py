@@ -18,6 +18,7 @@ from relay.idempotency import IdempotencyStore
 from relay.metrics import MeteredSink, RelayMetrics
 from relay.leases import FailoverLeaseStore, LeaseBook, LocalLeaseStore, RedisLeaseStore
 from relay.limits import RateLimiter
+from relay.notices import credential_rejected_notifier
 from relay.routing import Router
 from relay.throttle import FailedKeyThrottle
 from relay.upstream import new_session
@@ -49,6 +50,8 @@ class Runtime:
         # Reserved for the output of a request that sets no max_tokens (README "Budgets").
         self.output_reserve = settings.TOLLGATE_OUTPUT_RESERVE_TOKENS
         self.cooldowns = Cooldowns(self.redis)
+        # callable(deployment_id, status): tells the organization's admins, once per credential and day.
+        self.notify_credential_rejected = credential_rejected_notifier()
         self.idempotency = IdempotencyStore(self.redis)
         self.key_throttle = FailedKeyThrottle()
         self.router = Router(self.cooldowns)

@@ -124,6 +124,9 @@ class RoutingPolicyFields(serializers.Serializer):
     max_attempts = serializers.IntegerField(min_value=1, max_value=10, required=False)
     retries_per_deployment = serializers.IntegerField(min_value=0, max_value=5, required=False)
     deadline_seconds = serializers.IntegerField(min_value=1, max_value=3600, required=False)
+    stream_deadline_seconds = serializers.IntegerField(
+        min_value=1, max_value=86400, required=False, help_text="Once the upstream has started answering, a stream (or a whole answer) is stopped with an error after this many seconds.",
+    )
     cooldown_failures = serializers.IntegerField(min_value=1, max_value=1000, required=False)
     cooldown_window_seconds = serializers.IntegerField(min_value=1, max_value=86400, required=False)
     cooldown_seconds = serializers.IntegerField(min_value=1, max_value=86400, required=False)

@@ -7,7 +7,10 @@ import time
 
 import orjson
 
-from relay.errors import InvalidRequest, UpstreamError, UpstreamRateLimited, UpstreamRejected, sanitize_upstream_message
+from relay.errors import (
+    InvalidRequest, MalformedUsage, UpstreamCredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected,
+    sanitize_upstream_message,
+)
 from relay.providers.base import SSEEvent, Target, UpstreamRequest, Usage
 from relay.providers.openai import chat_chunk, retry_after_seconds
 from relay.record import usage_number
@@ -129,8 +132,10 @@ def load_json(body: bytes) -> dict:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise UpstreamError("The upstream answered with a body that is not JSON.") from exc
-    return data if isinstance(data, dict) else {}
+        raise MalformedUsage("The upstream answered with a body that is not JSON.") from exc
+    if not isinstance(data, dict):
+        raise MalformedUsage("The upstream answered with an unexpected body.")
+    return data
 
 
 def error_object(body: bytes) -> dict:
@@ -166,7 +171,7 @@ def classify_error(status: int, message: str, headers, *, retry_after: float | N
         return UpstreamRateLimited(message, upstream_status=status, retry_after=retry_after or retry_after_seconds(headers))
     if status in (401, 403):
         # A provider credential problem is the gateway's, not the client's.
-        return UpstreamError("upstream authentication failed", upstream_status=status, retryable=False)
+        return UpstreamCredentialRejected(upstream_status=status)
     if status == 402:
         return UpstreamError("The upstream account has a billing problem.", upstream_status=status, code="upstream_billing")
     if status in (408, 409) or status >= 500:
@@ -309,6 +314,9 @@ class AnthropicAdapter:
 
     def parse_response(self, *, endpoint: str, body: bytes, target: Target, model: str) -> tuple[dict, Usage | None]:
         data, text, reasoning, calls = load_json(body), [], [], []
+        if data.get("type") == "error" or isinstance(data.get("error"), dict):  # an error inside a 200
+            error = data.get("error") if isinstance(data.get("error"), dict) else {}
+            raise map_anthropic_error(ERROR_STATUS.get(error.get("type"), 500), error, {})
         for block in data.get("content") or []:
             if block.get("type") == "text":
                 text.append(block.get("text", ""))

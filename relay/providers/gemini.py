@@ -245,6 +245,8 @@ class GeminiAdapter:
 
     def parse_response(self, *, endpoint: str, body: bytes, target: Target, model: str) -> tuple[dict, Usage | None]:
         data = load_json(body)
+        if isinstance(data.get("error"), dict):  # an error inside a 200
+            raise map_gemini_error(int(data["error"].get("code") or 500), data["error"], {})
         if endpoint == "embeddings":
             # Gemini reports no token count for embeddings: usage None lets the app estimate it.
             rows = [{"object": "embedding", "index": i, "embedding": e.get("values", [])} for i, e in enumerate(data.get("embeddings") or [])]

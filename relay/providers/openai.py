@@ -9,7 +9,9 @@ import time
 
 import orjson
 
-from relay.errors import UpstreamError, UpstreamRateLimited, UpstreamRejected, sanitize_upstream_message
+from relay.errors import (
+    MalformedUsage, UpstreamCredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected, sanitize_upstream_message,
+)
 from relay.providers.base import SSEEvent, Target, UpstreamRequest, Usage
 from relay.record import usage_number
 
@@ -54,7 +56,7 @@ def map_http_error(status: int, message: str, headers, *, code: str | None = Non
         return UpstreamRateLimited(message, upstream_status=status, retry_after=retry_after_seconds(headers))
     if status in (401, 403):
         # The provider refused the gateway's credential: an operator problem, not the caller's.
-        return UpstreamError("The upstream provider rejected the gateway's credentials.", upstream_status=status, code="upstream_auth_error")
+        return UpstreamCredentialRejected(upstream_status=status)
     if status == 402:
         return UpstreamError("The upstream provider account has no balance left.", upstream_status=status, code="upstream_billing")
     if status in (400, 413, 422):
@@ -88,34 +90,125 @@ def _usage_near_the_end(body: bytes) -> dict | None:
     return usage if isinstance(usage, dict) and "prompt_tokens" in usage else None
 
 
-class PassthroughStream:
-    """Forwards OpenAI stream events as they are, noting usage on the way."""
+def error_in_200(error) -> UpstreamError:
+    """An `error` object in a 200 answer (whole or streamed): a failure, classified by the status or code
+    it names when it names one."""
+    error = error if isinstance(error, dict) else {"message": str(error or "")}
+    status = error.get("status") if isinstance(error.get("status"), int) else error.get("code")
+    if isinstance(status, int) and not isinstance(status, bool) and 400 <= status <= 599:
+        return map_http_error(status, str(error.get("message") or ""), {}, code=error.get("code"))
+    message = sanitize_upstream_message(str(error.get("message") or "")) or "The upstream answered with an error."
+    return UpstreamError(message, upstream_status=200, retryable=False)
 
-    def __init__(self, *, include_usage: bool):
+
+def rewrite_model(data: bytes, quoted: bytes) -> bytes:
+    """`data` with its first "model" string value replaced by `quoted` (a JSON string, quotes included)."""
+    span = model_span(data)
+    return data if span is None else data[: span[1]] + quoted + data[span[2] + 1 :]
+
+
+def model_span(data: bytes) -> tuple[int, int, int] | None:
+    """Where the first `"model": "…"` is: (key, opening quote, closing quote) offsets, or None.
+
+    OpenAI puts the top-level `model` before `choices`, so the first match is it; a quote inside a JSON
+    string is always escaped, so content cannot fake the key. A few find() calls, no parsing.
+    """
+    at = data.find(b'"model"')
+    if at < 0:
+        return None
+    start = data.find(b'"', at + 7)
+    if start < 0 or data[at + 7 : start].strip(b" \t\r\n") != b":":
+        return None
+    end = data.find(b'"', start + 1)
+    while end > 0 and data[end - 1] == 0x5C:  # "\"": escaped unless the backslash is itself escaped
+        slashes = len(data[start + 1 : end]) - len(data[start + 1 : end].rstrip(b"\\"))
+        if slashes % 2 == 0:
+            break
+        end = data.find(b'"', end + 1)
+    return None if end < 0 else (at, start, end)
+
+
+class PassthroughStream:
+    """Forwards OpenAI stream events as they are, noting usage on the way and putting the public model
+    name in place of the upstream's (which would reveal A/B variants)."""
+
+    def __init__(self, *, include_usage: bool, model: str = ""):
         self.include_usage = include_usage  # the client asked for the usage chunk
         self.usage: Usage | None = None
         self.usage_forwarded = False
         self.error: UpstreamError | None = None
+        self.stream_id = ""  # the upstream's chunk id, for the chunks the gateway adds
+        self._model = orjson.dumps(model) if model else b""
+        self._seen = self._public = b""  # the upstream's `"model":"…"` bytes, and ours
+        self._grows = False
 
     def feed(self, event: SSEEvent) -> list:
         data = event.data
         if data == b"[DONE]":
             return []
-        if b'"usage":{' in data or b'"usage": {' in data:
+        if event.event == "error":
+            raise error_in_200(_error_of(data))
+        if data[:1] != b"{" or (data[-1:] != b"}" and data.rstrip()[-1:] != b"}"):  # a cheap shape check
+            raise MalformedUsage("The upstream sent a stream event that is not a JSON object.")
+        at = data.find(b'"usage"')
+        if at >= 0 and data[at + 7 : at + 14].lstrip(b": ")[:4] != b"null":
             parsed = orjson.loads(data)
             self.usage = usage_from_openai(parsed.get("usage")) or self.usage
             if not parsed.get("choices"):
+                if isinstance(parsed.get("error"), (dict, str)):
+                    raise error_in_200(parsed["error"])
                 if not self.include_usage:
                     return []  # we asked for it on the client's behalf
                 self.usage_forwarded = True
         elif data.startswith(b'{"error"'):
             parsed = orjson.loads(data)
-            error = parsed.get("error") or {}
-            raise UpstreamError(sanitize_upstream_message(error.get("message", "")) or "Upstream stream failed.", retryable=False)
+            if isinstance(parsed.get("error"), (dict, str)) and not parsed.get("choices"):
+                raise error_in_200(parsed["error"])
+        if not self.stream_id:
+            self.stream_id = chunk_id(data)
+        if self._model:
+            # Upstreams repeat the same `"model":"…"` in every chunk: learnt once, then one replace()
+            # (a length that did not change says it found nothing; equal lengths need a look first).
+            if self._grows:
+                replaced = data.replace(self._seen, self._public, 1)
+                data = replaced if len(replaced) != len(data) else self._learn(data)
+            elif self._seen and self._seen in data:
+                data = data.replace(self._seen, self._public, 1)
+            else:
+                data = self._learn(data)
         return [b"data: " + data + b"\n\n"]
+
+    def _learn(self, data: bytes) -> bytes:
+        span = model_span(data)
+        if span is None:
+            return data
+        at, start, end = span
+        self._seen, self._public = data[at : end + 1], data[at:start] + self._model
+        self._grows = len(self._seen) != len(self._public)
+        return data[:start] + self._model + data[end + 1 :]
 
     def finish(self) -> list:
         return []
+
+
+def _error_of(data: bytes):
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {"message": ""}
+    return parsed.get("error", parsed) if isinstance(parsed, dict) else {"message": ""}
+
+
+def chunk_id(data: bytes) -> str:
+    """The chunk's top-level `id` (OpenAI puts it first), read once per stream."""
+    if not data.startswith(b'{"id":"'):
+        try:
+            value = orjson.loads(data).get("id")
+        except (orjson.JSONDecodeError, AttributeError):
+            return ""
+        return value if isinstance(value, str) else ""
+    end = data.find(b'"', 7)
+    return data[7:end].decode("utf-8", "replace") if end > 0 else ""
 
 
 class OpenAIAdapter:
@@ -140,19 +233,22 @@ class OpenAIAdapter:
         return UpstreamRequest("POST", self.url(target, endpoint), headers, orjson.dumps(body))
 
     def parse_response(self, *, endpoint: str, body: bytes, target: Target, model: str) -> tuple[bytes, Usage | None]:
+        """The body as it came, with the public model name in `model`; usage read from its end."""
         usage = _usage_near_the_end(body)
         if usage is not None:
-            return body, usage_from_openai(usage)
+            return rewrite_model(body, orjson.dumps(model)), usage_from_openai(usage)
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            raise UpstreamError("The upstream answered with a body that is not JSON.") from exc
+            raise MalformedUsage("The upstream answered with a body that is not JSON.") from exc
         if not isinstance(parsed, dict):
-            raise UpstreamError("The upstream answered with an unexpected body.")
-        return body, usage_from_openai(parsed.get("usage"))
+            raise MalformedUsage("The upstream answered with an unexpected body.")
+        if parsed.get("error") and not parsed.get("choices") and not parsed.get("data"):
+            raise error_in_200(parsed["error"])  # an error inside a 200
+        return rewrite_model(body, orjson.dumps(model)), usage_from_openai(parsed.get("usage"))
 
     def stream_translator(self, *, target: Target, model: str, request_id: str, include_usage: bool = False):
-        return PassthroughStream(include_usage=include_usage)
+        return PassthroughStream(include_usage=include_usage, model=model)
 
     def map_error(self, *, status: int, body: bytes, headers) -> UpstreamError:
         message, code = "", None

@@ -595,6 +595,10 @@ def test_model_and_deployment_lifecycle(admin_client, org):
 
     updated = admin_client.patch(f"/api/models/{model['id']}/", {"description": "", "routing": "weighted", "is_active": False}, format="json")
     assert (updated.json()["description"], updated.json()["routing"], updated.json()["is_active"]) == ("", "weighted", False)
+    assert updated.json()["stream_deadline_seconds"] == 600  # the default
+    streamed = admin_client.patch(f"/api/models/{model['id']}/", {"stream_deadline_seconds": 120}, format="json")
+    assert streamed.status_code == 200 and streamed.json()["stream_deadline_seconds"] == 120
+    field_error(admin_client.patch(f"/api/models/{model['id']}/", {"stream_deadline_seconds": 0}, format="json"), "stream_deadline_seconds")
     assert len(updated.json()["deployments"]) == 2
 
     assert admin_client.delete(f"/api/deployments/{fallback['id']}/").status_code == 204

@@ -860,7 +860,7 @@ def test_pages_have_no_inline_script_or_style(client, org, owner):
 POLICY_FORM = {
     "description": "Chat", "is_active": "on", "routing": "sticky", "fallback_models": "backup-b, backup-a",
     "retry_statuses": "503, 429,500", "max_attempts": "5", "retries_per_deployment": "2", "deadline_seconds": "90",
-    "cooldown_failures": "4", "cooldown_window_seconds": "120", "cooldown_seconds": "45",
+    "stream_deadline_seconds": "1200", "cooldown_failures": "4", "cooldown_window_seconds": "120", "cooldown_seconds": "45",
     "fallback_max_price_ratio": "1.5", "context_fallback": "on",
 }
 
@@ -890,7 +890,7 @@ def test_policy_form_shows_and_saves_each_field(client, org, owner, chat_model):
     saved = {field: getattr(chat_model, field) for field in ModelUpdateForm.POLICY_FIELDS}
     assert saved == {
         "routing": "sticky", "fallback_models": ["backup-b", "backup-a"], "retry_statuses": [429, 500, 503],
-        "max_attempts": 5, "retries_per_deployment": 2, "deadline_seconds": 90, "cooldown_failures": 4,
+        "max_attempts": 5, "retries_per_deployment": 2, "deadline_seconds": 90, "stream_deadline_seconds": 1200, "cooldown_failures": 4,
         "cooldown_window_seconds": 120, "cooldown_seconds": 45, "fallback_max_price_ratio": Decimal("1.50"),
         "context_fallback": True,
     }
@@ -926,6 +926,7 @@ def test_policy_form_shows_and_saves_each_field(client, org, owner, chat_model):
         ({"max_attempts": "two"}, "max_attempts", "whole number"),
         ({"retries_per_deployment": "-1"}, "retries_per_deployment", "from 0 to 5"),
         ({"deadline_seconds": "0"}, "deadline_seconds", "from 1 to 3600"),
+        ({"stream_deadline_seconds": "0"}, "stream_deadline_seconds", "from 1 to 86400"),
         ({"cooldown_failures": "0"}, "cooldown_failures", "from 1 to 1000"),
         ({"cooldown_window_seconds": "100000"}, "cooldown_window_seconds", "from 1 to 86400"),
         ({"cooldown_seconds": "0"}, "cooldown_seconds", "from 1 to 86400"),

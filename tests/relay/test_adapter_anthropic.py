@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 
-from relay.errors import InvalidRequest, UpstreamError, UpstreamRateLimited, UpstreamRejected
+from relay.errors import InvalidRequest, UpstreamCredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected
 from relay.providers.anthropic import adapter
 from relay.providers.base import Target
 from relay.streaming import SSEParser
@@ -289,8 +289,8 @@ def error_body(kind: str, message: str, **extra) -> bytes:
     (400, error_body("invalid_request_error", "messages: text content blocks must be non-empty"), {}, UpstreamRejected, 400, False),
     (404, error_body("not_found_error", "model: claude-nope"), {}, UpstreamRejected, 404, False),
     (413, error_body("request_too_large", "Request exceeds the maximum allowed number of bytes."), {}, UpstreamRejected, 413, False),
-    (401, error_body("authentication_error", "invalid x-api-key"), {}, UpstreamError, 502, False),
-    (403, error_body("permission_error", "Your API key does not have permission"), {}, UpstreamError, 502, False),
+    (401, error_body("authentication_error", "invalid x-api-key"), {}, UpstreamCredentialRejected, 502, False),
+    (403, error_body("permission_error", "Your API key does not have permission"), {}, UpstreamCredentialRejected, 502, False),
     (402, error_body("billing_error", "Your credit balance is too low"), {}, UpstreamError, 502, True),
     (429, error_body("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"), {"retry-after": "7"},
      UpstreamRateLimited, 429, True),
@@ -308,7 +308,7 @@ def test_error_details():
     rate = adapter.map_error(status=429, body=error_body("rate_limit_error", "slow down"), headers={"retry-after": "7"})
     assert rate.retry_after == 7.0
     auth = adapter.map_error(status=401, body=error_body("authentication_error", "invalid x-api-key sk-ant-api03-abcdef123456"), headers={})
-    assert auth.message == "upstream authentication failed"
+    assert auth.message == "The upstream provider rejected the gateway's credentials."
     billing = adapter.map_error(status=402, body=error_body("billing_error", "low balance"), headers={})
     assert billing.code == "upstream_billing"
     spend = adapter.map_error(status=429, body=error_body("rate_limit_error", "cap", details={"error_code": "enforced_spend_limit_reached"}), headers={})

@@ -4,7 +4,7 @@ import httpx
 import orjson
 import pytest
 
-from relay.errors import UpstreamError, UpstreamRateLimited, UpstreamRejected
+from relay.errors import UpstreamCredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected
 from relay.providers.azure import adapter
 from relay.providers.base import SSEEvent, Target
 from relay.streaming import SSEParser
@@ -60,7 +60,7 @@ def test_response_and_stream_pass_through():
 
 @pytest.mark.parametrize("status, body, headers, error_class, retryable", [
     (429, {"error": {"code": "429", "message": "Requests ... Please retry after 20 seconds."}}, {"retry-after": "20"}, UpstreamRateLimited, True),
-    (401, {"error": {"code": "401", "message": "Access denied due to invalid subscription key"}}, {}, UpstreamError, True),
+    (401, {"error": {"code": "401", "message": "Access denied due to invalid subscription key"}}, {}, UpstreamCredentialRejected, False),
     (400, {"error": {"code": "content_filter", "message": "The response was filtered", "param": "prompt", "status": 400}}, {}, UpstreamRejected, False),
     (500, {"error": {"code": "InternalServerError", "message": "Backend returned unexpected response."}}, {}, UpstreamError, True),
 ])

@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 
-from relay.errors import InvalidRequest, UpstreamError, UpstreamRateLimited, UpstreamRejected
+from relay.errors import InvalidRequest, UpstreamCredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected
 from relay.providers.base import Target
 from relay.providers.gemini import adapter
 from relay.streaming import SSEParser
@@ -280,9 +280,9 @@ API_KEY_INVALID = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason
 
 @pytest.mark.parametrize("status, body, error_class, client_status, retryable", [
     (400, google_error(400, "INVALID_ARGUMENT", "Invalid value at 'contents[0].parts'"), UpstreamRejected, 400, False),
-    (400, google_error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", API_KEY_INVALID), UpstreamError, 502, False),
+    (400, google_error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", API_KEY_INVALID), UpstreamCredentialRejected, 502, False),
     (400, google_error(400, "FAILED_PRECONDITION", "User location is not supported for the API use."), UpstreamError, 502, True),
-    (403, google_error(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers"), UpstreamError, 502, False),
+    (403, google_error(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers"), UpstreamCredentialRejected, 502, False),
     (404, google_error(404, "NOT_FOUND", "models/gemini-9 is not found for API version v1beta"), UpstreamRejected, 404, False),
     (429, google_error(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota"), UpstreamRateLimited, 429, True),
     (500, google_error(500, "INTERNAL", "An internal error has occurred."), UpstreamError, 502, True),
@@ -355,7 +355,7 @@ def test_mock_upstream_speaks_gemini(upstream):
 
         bad = send(client, adapter.build_request(endpoint="chat", body=chat(user("x")), target=mock_target(upstream, key="nope"), stream=False))
         assert bad.status_code == 401
-        assert adapter.map_error(status=bad.status_code, body=bad.content, headers=bad.headers).message == "upstream authentication failed"
+        assert adapter.map_error(status=bad.status_code, body=bad.content, headers=bad.headers).message == "The upstream provider rejected the gateway's credentials."
         limited = send(client, adapter.build_request(endpoint="chat", body=chat(user("x")), target=mock_target(upstream, "fail-429"), stream=False))
         error = adapter.map_error(status=limited.status_code, body=limited.content, headers=limited.headers)
         assert isinstance(error, UpstreamRateLimited) and error.retry_after == 1.0

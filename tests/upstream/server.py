@@ -13,12 +13,19 @@ upstream model name, so a test configures a Deployment and needs no side channel
   nousage       normal answer but without any usage figures
 
 `usage_override` makes the OpenAI routes report other usage figures (negative, absurd, not numbers).
+Raw answers for any wire format (malformed bodies, errors inside a 200, streams that never end):
+`upstream.can(name, Canned(...))` makes every request for upstream model `name` (from the JSON body,
+or the path for Gemini and Azure) get exactly those bytes; `Canned.endless` is then repeated until the
+client closes the connection. `upstream.canned_log` tells how many bytes went out and whether the
+peer closed the connection.
 """
 
 import asyncio
 import contextvars
 import itertools
+import re
 import threading
+import time
 from importlib import import_module
 from dataclasses import dataclass, field
 
@@ -47,6 +54,21 @@ class LedgerEntry:
 
 
 @dataclass
+class Canned:
+    """A raw answer: `chunks` are written as they are, then `endless` forever every `interval` seconds."""
+
+    status: int = 200
+    chunks: tuple[bytes, ...] = ()
+    content_type: str = "text/event-stream"
+    endless: bytes = b""
+    interval: float = 0.0
+    limit_seconds: float = 120.0  # a safety stop for a test that forgot to close
+
+
+_PATH_MODEL = re.compile(r"/(?:models|deployments)/([^/:]+)")
+
+
+@dataclass
 class MockUpstream:
     host: str = "127.0.0.1"
     port: int = 0
@@ -54,6 +76,11 @@ class MockUpstream:
     requests: list[dict] = field(default_factory=list)  # method, path, headers, json
     chunk_delay: float = 0.0
     usage_override: dict | None = None  # the OpenAI routes report this `usage` instead of the true one (reset() clears it)
+    canned: dict[str, Canned] = field(default_factory=dict)
+    canned_log: list[dict] = field(default_factory=list)
+
+    def can(self, name: str, answer: Canned) -> None:
+        self.canned[name] = answer
 
     def __post_init__(self):
         self._ids = itertools.count(1)
@@ -125,6 +152,8 @@ class MockUpstream:
             self.ledger.clear()
             self.requests.clear()
             self.usage_override = None
+            self.canned.clear()
+            self.canned_log.clear()
 
     @web.middleware
     async def _log_middleware(self, request, handler):
@@ -135,4 +164,32 @@ class MockUpstream:
         GATEWAY_REQUEST_ID.set(request.headers.get("x-tollgate-request-id", ""))
         with self._lock:
             self.requests.append({"method": request.method, "path": request.path, "query": dict(request.query), "headers": dict(request.headers), "json": body})
+        path_model = _PATH_MODEL.search(request.path)
+        name = str(body.get("model")) if isinstance(body, dict) and body.get("model") else path_model.group(1) if path_model else ""
+        if name in self.canned:
+            return await self._answer_canned(request, name, self.canned[name])
         return await handler(request)
+
+    async def _answer_canned(self, request, name: str, canned: Canned):
+        entry = {"name": name, "bytes": 0, "closed_by_peer": False, "finished": False}
+        with self._lock:
+            self.canned_log.append(entry)
+        response = web.StreamResponse(status=canned.status, headers={"Content-Type": canned.content_type})
+        await response.prepare(request)
+        stop = time.monotonic() + canned.limit_seconds
+        try:
+            for chunk in canned.chunks:
+                await response.write(chunk)
+                entry["bytes"] += len(chunk)
+            while canned.endless and time.monotonic() < stop:
+                await response.write(canned.endless)
+                entry["bytes"] += len(canned.endless)
+                await asyncio.sleep(canned.interval)
+            await response.write_eof()
+            entry["finished"] = True
+        except asyncio.CancelledError:
+            entry["closed_by_peer"] = True
+            raise
+        except ConnectionError:  # the peer closed the connection: what the gateway must do to a runaway
+            entry["closed_by_peer"] = True
+        return response
