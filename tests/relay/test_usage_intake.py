@@ -108,5 +108,6 @@ def test_a_non_numeric_usage_event_ends_a_stream_with_an_error_event(gateway, up
     with httpx.stream("POST", gateway.base_url + "/chat/completions", json=body, timeout=20,
                       headers={"Authorization": f"Bearer {gateway.secret}"}) as response:
         lines = [line for line in response.iter_lines() if line.startswith("data: ")]
-    errors = [orjson.loads(line[6:])["error"] for line in lines if line.startswith('data: {"error"')]
+    events = [orjson.loads(line[6:]) for line in lines if line != "data: [DONE]"]
+    errors = [event["error"] for event in events if "error" in event]
     assert [e["code"] for e in errors] == ["upstream_malformed"]
