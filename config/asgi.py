@@ -13,9 +13,11 @@ django.setup()
 
 from django.core.asgi import get_asgi_application  # noqa: E402
 
+from config.body_limit import BodyLimit  # noqa: E402
 from relay.app import RelayApp  # noqa: E402
 
-django_application = get_asgi_application()
+# Bodies outside /v1 are capped before Django reads them (config/body_limit.py).
+django_application = BodyLimit(get_asgi_application())
 relay_application = RelayApp()
 
 
