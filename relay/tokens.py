@@ -83,8 +83,11 @@ def estimate_prompt(endpoint: str, body: dict, count=count_text) -> int:
     field = body.get("prompt") if endpoint == "completions" else body.get("input")
     if isinstance(field, str):
         return count(field)
-    if isinstance(field, list):  # strings and token arrays; one count over the joined strings (C loops)
-        return count("\n".join(filter(str.__instancecheck__, field))) + sum(map(len, filter(list.__instancecheck__, field)))
+    if isinstance(field, list):  # strings and token arrays: one count over the joined strings (C loops)
+        try:
+            return count("\n".join(field))
+        except TypeError:  # token arrays among them
+            return count("\n".join(filter(str.__instancecheck__, field))) + sum(map(len, filter(list.__instancecheck__, field)))
     return 0
 
 
