@@ -60,6 +60,7 @@ class FailedKeyThrottle:
         retry = self._retry_after(address)
         if len(self._failures) >= MAX_ADDRESSES:
             self._failures.clear()
+            self._gates = {address: gate for address, gate in self._gates.items() if gate.locked()}
         self._failures.setdefault(address, deque(maxlen=self.limit)).append(time.monotonic())
         if retry:
             raise RateLimited(
