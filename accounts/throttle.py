@@ -20,6 +20,9 @@ import time
 from django.conf import settings
 from django.core.cache import cache
 
+from accounts import proxies
+from accounts.proxies import parse_networks
+
 log = logging.getLogger(__name__)
 
 LIMIT = 10
@@ -36,7 +39,11 @@ def _window() -> int:
 
 
 def client_address(request) -> str:
-    return (request.META.get("REMOTE_ADDR") if request is not None else None) or "unknown"
+    """The connection's address, or the one a trusted proxy reports (TOLLGATE_TRUSTED_PROXIES)."""
+    if request is None:
+        return "unknown"
+    networks = parse_networks(tuple(settings.TOLLGATE_TRUSTED_PROXIES))
+    return proxies.client_address(request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR"), networks)
 
 
 def _keys(address: str | None, email: str | None) -> list[str]:

@@ -23,6 +23,7 @@ from relay import tokens
 # OpenAI's rule of thumb for English text; Chinese and Japanese run nearer one token per character.
 CHARS_PER_TOKEN = 4
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+MAX_REQUEST_BYTES = MAX_UPLOAD_BYTES + 256 * 1024  # the whole request: the file or text and the form around it
 MAX_MODELS = 20
 MAX_DOCUMENTS = 10_000_000
 MAX_TOKENS_PER_REQUEST = 10_000_000

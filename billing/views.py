@@ -44,6 +44,7 @@ from billing.forms import (
     UsageFilterForm,
 )
 from billing.models import AlertChannel, AlertDelivery, Budget, UsageEvent
+from config.body_limit import accepts_body
 from keys.models import Deployment, Model, VirtualKey
 
 EXPORT_CHUNK = 2000
@@ -473,6 +474,7 @@ def _estimate_rows(result, currency: str) -> list[dict]:
     return rows
 
 
+@accepts_body(estimator.MAX_REQUEST_BYTES)
 @require_http_methods(["GET", "POST"])
 @permission_required(Perm.VIEW_ORG)
 @_in_org_time_zone

@@ -1,5 +1,5 @@
-"""ASGI entry point: `/v1/*` and the probes (`/healthz`, `/readyz`) go to the relay's lean ASGI app,
-everything else to Django.
+"""ASGI entry point: `/v1/*` and the operator endpoints (`/healthz`, `/readyz`, `/metrics`) go to the
+relay's lean ASGI app, everything else to Django.
 
 The relay stays outside Django's request cycle (DESIGN.md: about 890 µs per request through
 Django against about 150 µs raw); Django still owns settings, models and the ORM it uses.
@@ -14,10 +14,12 @@ django.setup()
 
 from django.core.asgi import get_asgi_application  # noqa: E402
 
+from config.body_limit import BodyLimit  # noqa: E402
 from relay.app import RelayApp  # noqa: E402
 from relay.probes import PATHS as PROBES  # noqa: E402
 
-django_application = get_asgi_application()
+# Bodies outside /v1 are capped before Django reads them (config/body_limit.py).
+django_application = BodyLimit(get_asgi_application())
 relay_application = RelayApp()
 
 

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from accounts.proxies import parse_networks
 from config.env import BASE_DIR, DATA_DIR, env, local_secret, new_fernet_key, new_token
 from config.safety import check_production_settings, check_redis_persistence
 
@@ -199,6 +200,11 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "accounts.api.exceptions.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "accounts.api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -261,6 +267,18 @@ TOLLGATE_LOGIN_FAILURE_WINDOW = env.int("TOLLGATE_LOGIN_FAILURE_WINDOW", default
 # Hosts that server-side fetches may reach although they resolve to private addresses (tests, intranets).
 TOLLGATE_EGRESS_ALLOW_HOSTS = env.list("TOLLGATE_EGRESS_ALLOW_HOSTS", default=[])
 TOLLGATE_EGRESS_ALLOW_HTTP = env.bool("TOLLGATE_EGRESS_ALLOW_HTTP", default=DEBUG)
+# The relay's own upstream connections: how long a checked DNS answer is reused (relay/egress.py).
+TOLLGATE_EGRESS_DNS_TTL = env.int("TOLLGATE_EGRESS_DNS_TTL", default=60)
+# Reverse proxies whose X-Forwarded-For is believed (CIDRs), for the relay's bad-key throttle and the
+# login throttle (accounts/proxies.py). Empty: the connection's own address is the client's.
+TOLLGATE_TRUSTED_PROXIES = [str(n) for n in parse_networks(tuple(env.list("TOLLGATE_TRUSTED_PROXIES", default=[])))]
+# Request bodies outside /v1 (dashboard, REST API): refused with 413 past this size before they are
+# read (config/body_limit.py); a view may declare a larger limit (the cost estimator's upload).
+TOLLGATE_MAX_REQUEST_BYTES = env.int("TOLLGATE_MAX_REQUEST_BYTES", default=1024 * 1024)
+# Django's own caps once a body is read: form fields in memory, and uploads kept in memory (above it
+# they spool to a temporary file, which TOLLGATE_MAX_REQUEST_BYTES and the view's limit bound).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 6 * 1024 * 1024  # the estimator's 5 MB text field and the form around it
+FILE_UPLOAD_MAX_MEMORY_SIZE = 6 * 1024 * 1024
 
 LOGGING = {
     "version": 1,

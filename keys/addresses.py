@@ -1,13 +1,14 @@
 """Which destinations server-side requests may reach: pure rules on host names and addresses.
 
 No Django, no network: shared by the control plane's egress client (keys.egress) and the relay's
-upstream connector, which both resolve a host, check every address with `is_public_address` and
+upstream connector (relay.egress), which both resolve a host, check every address (`reachable`) and
 connect only to a checked address. Save-time checks use `literal_address` and `is_local_name`,
 which need no DNS, so a URL can be saved offline or under split DNS.
 """
 
 import ipaddress
 import socket
+from collections.abc import Iterable
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -56,3 +57,11 @@ def literal_address(host: str) -> IPAddress | None:
 def is_local_name(host: str) -> bool:
     name = normalize_host(host)
     return name in LOCAL_NAMES or name.endswith(LOCAL_SUFFIXES)
+
+
+def reachable(host: str, addresses: Iterable[str], allow_hosts: Iterable[str]) -> bool:
+    """May a connection to `host`, which resolved to `addresses`, go ahead? Every address must pass."""
+    if host_allow_listed(host, allow_hosts):
+        return True
+    addresses = list(addresses)
+    return bool(addresses) and all(is_public_address(address) for address in addresses)

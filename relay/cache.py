@@ -36,6 +36,13 @@ class SnapshotCache:
     async def key(self, key_hash: str):
         return await self._get(("key", key_hash), selectors.key_snapshot_by_hash, key_hash)
 
+    def cached_key(self, key_hash: str) -> tuple[bool, object]:
+        """(True, snapshot) when a fresh entry is held (None for a known-bad key); never loads."""
+        entry = self._entries.get(("key", key_hash))
+        if entry is not None and entry[0] > time.monotonic():
+            return True, entry[1]
+        return False, None
+
     async def model(self, organization_id: int, name: str):
         return await self._get(("model", organization_id, name), _model_snapshot, organization_id, name)
 

@@ -26,7 +26,7 @@ from relay.record import Record, completion_text, stream_text, worst_case_micros
 from relay.routing import backoff_delay
 from relay.streaming import DONE, OutputLimitExceeded, OutputMeter, SSEParser, encode_chunk, encode_error, output_ceiling
 from relay.upstream import iter_body, read_body, send
-from relay.validation import check_body
+from relay.validation import check_body, check_raw
 
 log = logging.getLogger(__name__)
 # What a parser raises on a body or event it cannot read (orjson.JSONDecodeError is a ValueError):
@@ -67,8 +67,6 @@ async def handle(rt, conn) -> None:
 
 
 async def _authenticate(rt, conn):
-    address = (conn.scope.get("client") or ("unknown",))[0]
-    rt.key_throttle.check(address)
     secret = None
     for name in KEY_HEADERS:
         value = conn.header(name)
@@ -77,9 +75,10 @@ async def _authenticate(rt, conn):
             break
     if not secret:
         raise InvalidApiKey("Missing API key. Send it as 'Authorization: Bearer <key>'.")
-    key = await rt.cache.key(keyed_hash(secret)) if len(secret) <= 200 else None
+    # The key is checked first: the bad-key throttle never refuses a valid key (relay/throttle.py).
+    key = await rt.key_throttle.lookup(conn.scope, keyed_hash(secret), rt.cache) if len(secret) <= 200 else None
     if key is None or (key.expires_at is not None and key.expires_at <= time.time()):
-        rt.key_throttle.failed(address)
+        rt.key_throttle.failed(conn.scope)
         raise InvalidApiKey("Incorrect, expired or revoked API key.")
     return key
 
@@ -104,6 +103,7 @@ def _parse(raw: bytes, content_type: str | None) -> dict:
         raise InvalidRequest("Content-Type must be application/json.")
     if not raw:
         raise InvalidRequest("The request body is empty; send a JSON object.")
+    check_raw(raw)  # bounds the parse: millions of tiny arrays would hold the event loop for seconds
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -9,7 +9,9 @@ import time
 from functools import lru_cache
 
 import aiohttp
+from django.conf import settings
 
+from relay.egress import CheckedResolver, EgressRefused, check_literal, refused_error
 from relay.errors import UpstreamError, UpstreamTimeout
 from relay.providers.base import Target, UpstreamRequest
 
@@ -18,7 +20,9 @@ READ_CHUNK = 64 * 1024
 
 
 def new_session() -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
+    # Only checked addresses are connected to (relay/egress.py); the resolver keeps its own answers.
+    resolver = CheckedResolver(ttl=settings.TOLLGATE_EGRESS_DNS_TTL)
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, resolver=resolver, use_dns_cache=False, keepalive_timeout=60)
     # auto_decompress off: bodies are forwarded, never re-encoded (requests ask for identity encoding).
     return aiohttp.ClientSession(connector=connector, auto_decompress=False, raise_for_status=False, trust_env=False)
 
@@ -40,6 +44,7 @@ async def send(session: aiohttp.ClientSession, adapter, request: UpstreamRequest
     if deadline is not None:
         read = max(0.05, min(read, deadline - time.monotonic()))
     timeout = _timeout(target.connect_timeout, read if read < target.read_timeout else target.read_timeout)
+    check_literal(request.url)
     try:
         return await session.request(
             request.method, request.url, data=request.body, headers={**FIXED_HEADERS, **request.headers}, timeout=timeout,
@@ -48,6 +53,8 @@ async def send(session: aiohttp.ClientSession, adapter, request: UpstreamRequest
     except asyncio.TimeoutError as exc:
         raise UpstreamTimeout("The upstream did not answer in time.") from exc
     except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, EgressRefused):
+            raise refused_error() from None
         raise UpstreamError("Could not connect to the upstream.", code="upstream_connect_error") from exc
     except aiohttp.ClientError as exc:
         raise UpstreamError("The upstream connection failed.", code="upstream_connect_error") from exc

@@ -23,18 +23,57 @@ COMPLETIONS = COMMON | {
 EMBEDDINGS = {"model", "input", "encoding_format", "dimensions", "user"}
 ALLOWED = {"chat": CHAT, "completions": COMPLETIONS, "embeddings": EMBEDDINGS}
 
+# Names that choose where a request goes or with which credentials (OpenAI SDK client options,
+# LiteLLM-style routing fields, header maps). An upstream that is itself a gateway may honour them,
+# so none may appear as a field name anywhere in the body, whatever its case or separators.
 FORBIDDEN = {
-    "api_base", "base_url", "api_key", "api_version", "api_type", "extra_headers", "headers", "default_headers",
-    "proxy", "proxies", "azure_endpoint", "azure_ad_token", "aws_access_key_id", "aws_secret_access_key",
-    "aws_session_token", "vertex_credentials", "vertex_project", "custom_llm_provider",
+    "api_base", "base_url", "api_key", "api_version", "api_type", "api_host", "extra_headers", "headers",
+    "default_headers", "authorization", "x_api_key", "x_goog_api_key", "proxy", "proxies", "azure_endpoint",
+    "azure_deployment", "azure_ad_token", "azure_ad_token_provider", "aws_access_key_id", "aws_secret_access_key",
+    "aws_session_token", "aws_region_name", "aws_profile_name", "aws_role_name", "aws_bedrock_runtime_endpoint",
+    "vertex_credentials", "vertex_project", "vertex_location", "custom_llm_provider",
 }
+
+
+def normalised_name(name: str) -> str:
+    """`API_BASE`, `apiBase` and `api-base` are all `apibase`."""
+    return name.lower().replace("_", "").replace("-", "")
+
+
+FORBIDDEN_NORMALISED = frozenset(map(normalised_name, FORBIDDEN))
+
+# Where a JSON schema starts (a tool's parameters, a structured-output schema), and the schema
+# keywords whose object maps names (property names, definition names) to subschemas: those names
+# are the caller's own vocabulary (a tool may well take an `api_key` argument), not request fields.
+SCHEMA_ROOTS = {("tools", "function", "parameters"), ("tools", "parameters"), ("functions", "parameters"),
+                ("response_format", "json_schema", "schema")}
+NAME_MAPS = {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+
+# Work bounds: a body within the size limit can still hold millions of tiny nodes, and walking
+# them would hold the event loop for hundreds of milliseconds (benchmarks/request_work.py).
 MAX_DEPTH = 32
+MAX_CONTAINERS = 10_000  # objects and arrays (128 tools with rich schemas and 5,000 messages fit)
+MAX_MEMBERS = 30_000  # object members, whose names are each checked
+MAX_ELEMENTS = 300_000  # array items (an embeddings request of 300,000 tokens, OpenAI's own limit, fits)
+RAW_BRACKETS = 20 * MAX_CONTAINERS  # loose: brackets inside strings (code) count too
+_CONTAINER_TYPES = frozenset({dict, list})
+_verdicts: dict[str, bool] = {}  # field name -> forbidden; the same few names recur in every body
+
+
+def check_raw(raw: bytes) -> None:
+    """Before parsing: refuse a body whose bracket count alone exceeds what `check_body` would walk.
+
+    Counting two bytes runs at memory speed; parsing millions of empty arrays does not (seconds).
+    Brackets inside strings count too, so the bound is loose (RAW_BRACKETS, 20 per permitted container).
+    """
+    if raw.count(b"[") + raw.count(b"{") > RAW_BRACKETS:
+        raise InvalidRequest(f"The request body has too many JSON objects and arrays (at most {MAX_CONTAINERS}).", code="request_too_complex")
 
 
 def check_body(endpoint: str, body) -> None:
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    _check_no_destination(body, "", 0)
+    _check_no_destination(body)
     unknown = sorted(set(body) - ALLOWED[endpoint])
     if unknown:
         raise InvalidRequest(f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0], code="unknown_parameter")
@@ -68,19 +107,71 @@ def check_body(endpoint: str, body) -> None:
         raise InvalidRequest("'stop' must be a string or an array of strings.", param="stop")
 
 
-def _check_no_destination(value, path: str, depth: int) -> None:
-    if depth > MAX_DEPTH:
-        raise InvalidRequest("The request body is nested too deeply.")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            # Inside a JSON schema (tools, response_format) these are ordinary property names.
-            if key in FORBIDDEN and not (path.endswith("properties") or path.startswith(("tools", "functions"))):
-                where = f"{path}.{key}" if path else key
-                raise InvalidRequest(f"'{where}' is not accepted: destinations and credentials are set by the gateway.", param=where, code="forbidden_parameter")
-            _check_no_destination(item, f"{path}.{key}" if path else key, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _check_no_destination(item, path, depth + 1)
+class _Walk:
+    """One pass over the body: forbidden names anywhere (outside schema name maps), bounded work."""
+
+    __slots__ = ("containers", "members", "elements", "trail")
+
+    def __init__(self):
+        self.containers = self.members = self.elements = 0
+        self.trail: list = []
+
+    def visit(self, value, depth: int, schema: bool) -> None:
+        self.containers += 1
+        if depth > MAX_DEPTH:
+            raise InvalidRequest("The request body is nested too deeply.", code="request_too_complex")
+        trail = self.trail
+        if isinstance(value, dict):
+            self.members += len(value)
+            self._bound()
+            names_only = schema and trail and trail[-1] in NAME_MAPS
+            for key, item in value.items():
+                forbidden = _verdicts.get(key)
+                if forbidden is None:
+                    forbidden = normalised_name(key) in FORBIDDEN_NORMALISED
+                    if len(_verdicts) < 4096:
+                        _verdicts[key] = forbidden
+                if forbidden and not names_only:
+                    trail.append(key)
+                    where = self.path()
+                    raise InvalidRequest(
+                        f"'{where}' is not accepted: destinations, credentials and headers are set by the gateway.",
+                        param=where, code="forbidden_parameter",
+                    )
+                if type(item) in _CONTAINER_TYPES:
+                    trail.append(key)
+                    self.visit(item, depth + 1, schema or (depth <= 3 and self.schema_root()))
+                    trail.pop()
+            return
+        self.elements += len(value)
+        self._bound()
+        if value and not _CONTAINER_TYPES.isdisjoint(map(type, value)):  # arrays of scalars: no walk
+            for index, item in enumerate(value):
+                if type(item) in _CONTAINER_TYPES:
+                    trail.append(index)
+                    self.visit(item, depth + 1, schema)
+                    trail.pop()
+
+    def _bound(self) -> None:
+        if self.containers > MAX_CONTAINERS or self.members > MAX_MEMBERS or self.elements > MAX_ELEMENTS:
+            raise InvalidRequest(
+                f"The request body has too many JSON values (at most {MAX_CONTAINERS} objects and arrays, "
+                f"{MAX_MEMBERS} object members and {MAX_ELEMENTS} array items).", code="request_too_complex",
+            )
+
+    def schema_root(self) -> bool:
+        names = tuple(part for part in self.trail if isinstance(part, str))
+        return names in SCHEMA_ROOTS and len(self.trail) <= 4
+
+    def path(self) -> str:
+        text = ""
+        for part in self.trail:
+            text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+        return text
+
+
+def _check_no_destination(body: dict) -> None:
+    _Walk().visit(body, 0, False)
 
 
 def _check_messages(messages) -> None:

@@ -31,7 +31,8 @@ def _free_port() -> int:
 
 class ThreadedServer:
     def __init__(self, app, port):
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio", http="relay.coalesce:HttpToolsProtocol", lifespan="on", log_level="warning")
+        # proxy_headers off, as in the Procfiles: X-Forwarded-For is judged by the app (TOLLGATE_TRUSTED_PROXIES).
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio", http="relay.coalesce:HttpToolsProtocol", lifespan="on", log_level="warning", proxy_headers=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.url = f"http://127.0.0.1:{port}"

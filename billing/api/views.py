@@ -14,10 +14,11 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from accounts.api.base import OrgAPIView
+from accounts.api.parsers import BoundedJSONParser
 from accounts.api.pagination import Pagination
 from accounts.api.views import paginated_response
 from accounts.errors import ApplicationError
@@ -601,7 +602,8 @@ class EstimateApi(OrgAPIView):
     """
 
     permissions = {"POST": Perm.VIEW_ORG}
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [BoundedJSONParser, MultiPartParser, FormParser]
+    max_request_bytes = estimator.MAX_REQUEST_BYTES  # config/body_limit.py
 
     class InputSerializer(serializers.Serializer):
         text = serializers.CharField(required=False, trim_whitespace=False, max_length=estimator.MAX_UPLOAD_BYTES)

@@ -77,11 +77,11 @@ def test_keys_in_odd_places(gateway):
         assert httpx.post(gateway.base_url + "/chat/completions", json=body, headers={name: gateway.secret}, timeout=10).status_code == 200
 
 
-def test_many_random_keys_from_one_address_are_throttled_without_database_work(gateway, relay_server):
+def test_many_random_keys_from_one_address_are_throttled_but_a_valid_key_is_not(gateway, relay_server):
+    """More in tests/hardening/test_key_throttle.py (the flood's lookups, trusted proxies)."""
     import secrets
 
     runtime = relay_server.relay.runtime
-    loads_before = runtime.cache.loads
     statuses = []
     with httpx.Client(timeout=10) as client:
         for _ in range(300):
@@ -89,10 +89,10 @@ def test_many_random_keys_from_one_address_are_throttled_without_database_work(g
                                    headers={"Authorization": f"Bearer tg-{secrets.token_urlsafe(32)}"})
             statuses.append(response.status_code)
     assert set(statuses) == {401, 429}
-    assert statuses.count(401) <= 30  # then the address is throttled...
-    assert runtime.cache.loads - loads_before <= 30  # ...and no more keys are looked up
-    limited = httpx.post(gateway.base_url + "/chat/completions", json={"model": "gpt-test"}, headers={"Authorization": f"Bearer {gateway.secret}"}, timeout=10)
-    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    assert statuses.count(401) <= 30  # then the address is throttled
+    served = httpx.post(gateway.base_url + "/chat/completions", json={"model": "gpt-test", "messages": [{"role": "user", "content": "x"}]},
+                        headers={"Authorization": f"Bearer {gateway.secret}"}, timeout=10)
+    assert served.status_code == 200
     runtime.key_throttle.reset()  # other tests share this address
 
 
