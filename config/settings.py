@@ -212,13 +212,15 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 5, "socket_connect_timeout": 5}
 else:
     _celery_dir = DATA_DIR / "celery"
-    for _sub in ("queue", "processed"):
+    # Every folder kombu writes is under the data directory (its control folder defaults to ./control).
+    for _sub in ("queue", "processed", "control"):
         (_celery_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_celery_dir / "queue"),
         "data_folder_out": str(_celery_dir / "queue"),
         "processed_folder": str(_celery_dir / "processed"),
+        "control_folder": str(_celery_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -228,7 +230,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # Tollgate
-TOLLGATE_PUBLIC_URL = env("TOLLGATE_PUBLIC_URL", default="http://127.0.0.1:8000")
+# Where the web process listens (Procfile, Procfile.dev): not PORT, which honcho sets to 5000 for every
+# process it starts. The default public URL follows it, so printed URLs, snippets and emails match.
+TOLLGATE_HOST = env("TOLLGATE_HOST", default="127.0.0.1")
+TOLLGATE_PORT = env.int("TOLLGATE_PORT", default=8000)
+_public_host = "127.0.0.1" if TOLLGATE_HOST in ("0.0.0.0", "::", "") else TOLLGATE_HOST
+_public_host = f"[{_public_host}]" if ":" in _public_host and not _public_host.startswith("[") else _public_host
+TOLLGATE_PUBLIC_URL = env("TOLLGATE_PUBLIC_URL", default=f"http://{_public_host}:{TOLLGATE_PORT}")
 TOLLGATE_MAX_BODY_BYTES = env.int("TOLLGATE_MAX_BODY_BYTES", default=8 * 1024 * 1024)
 TOLLGATE_OUTPUT_RESERVE_TOKENS = env.int("TOLLGATE_OUTPUT_RESERVE_TOKENS", default=4096)
 TOLLGATE_USAGE_RETENTION_DAYS = env.int("TOLLGATE_USAGE_RETENTION_DAYS", default=400)
