@@ -220,7 +220,7 @@ else:
     # Every folder kombu writes is under the data directory (its control folder defaults to ./control).
     for _sub in ("queue", "processed", "control"):
         (_celery_dir / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_URL = "filesystem://localhost/"  # with a host name, kombu warns of none at every start
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_celery_dir / "queue"),
         "data_folder_out": str(_celery_dir / "queue"),
@@ -255,12 +255,25 @@ TOLLGATE_LOGIN_FAILURE_WINDOW = env.int("TOLLGATE_LOGIN_FAILURE_WINDOW", default
 TOLLGATE_EGRESS_ALLOW_HOSTS = env.list("TOLLGATE_EGRESS_ALLOW_HOSTS", default=[])
 TOLLGATE_EGRESS_ALLOW_HTTP = env.bool("TOLLGATE_EGRESS_ALLOW_HTTP", default=DEBUG)
 
+# Every process logs alike (config/logs.py): Celery's worker and beat take this too (config/celery.py).
+TOLLGATE_LOG_FORMAT = env("TOLLGATE_LOG_FORMAT", default="text").strip().lower()
+if TOLLGATE_LOG_FORMAT not in ("text", "json"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"TOLLGATE_LOG_FORMAT must be text or json, not {TOLLGATE_LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"text": {"()": "config.logs.TextFormatter"}, "json": {"()": "config.logs.JsonFormatter"}},
+    "filters": {"routine_tasks": {"()": "config.logs.RoutineTasksAtDebug"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": TOLLGATE_LOG_FORMAT, "filters": ["routine_tasks"]},
+    },
     "root": {"handlers": ["console"], "level": env("TOLLGATE_LOG_LEVEL", default="INFO")},
     "loggers": {
+        # uvicorn's own lines ("Started server process", errors) through the same handler, not its own format
+        # (its access log is left to uvicorn's --no-access-log).
+        "uvicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
         # HTTP client traces print whole upstream response headers, which a provider may fill with the
         # credential it was sent: kept out of the logs even when TOLLGATE_LOG_LEVEL=DEBUG.
