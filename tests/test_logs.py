@@ -89,7 +89,7 @@ def _environment(tmp_path, **extra):
 def _run_worker(tmp_path, seconds, **extra) -> list[str]:
     """Procfile.dev's worker (with beat) for a few seconds; its log lines (stderr)."""
     process = subprocess.Popen(
-        [str(ROOT / ".venv/bin/celery"), "-A", "config", "worker", "--beat", "--concurrency", "1", "--loglevel", "INFO"],
+        [str(ROOT / ".venv/bin/celery"), "-A", "config", "worker", "--beat", "--concurrency", "1"],
         cwd=ROOT, env=_environment(tmp_path, **extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     time.sleep(seconds)
