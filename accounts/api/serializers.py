@@ -85,6 +85,15 @@ class InvitationSerializer(serializers.Serializer):
         return "pending" if invitation.is_pending else "expired"
 
 
+class InvitationLinkSerializer(InvitationSerializer):
+    """The answer to creating or resending an invitation: the only time its link is returned."""
+
+    link = serializers.CharField(read_only=True, help_text="The single-use link, returned once; it works only for the invited email.")
+
+    class Meta:
+        ref_name = "InvitationWithLink"
+
+
 class ApiTokenSerializer(serializers.Serializer):
     """An API token without its secret: only the visible prefix identifies it after creation."""
 
