@@ -247,6 +247,9 @@ TOLLGATE_OUTPUT_RESERVE_TOKENS = env.int("TOLLGATE_OUTPUT_RESERVE_TOKENS", defau
 TOLLGATE_USAGE_RETENTION_DAYS = env.int("TOLLGATE_USAGE_RETENTION_DAYS", default=400)
 TOLLGATE_USAGE_CLAIM_IDLE_MS = env.int("TOLLGATE_USAGE_CLAIM_IDLE_MS", default=60_000)
 TOLLGATE_INVITATION_DAYS = env.int("TOLLGATE_INVITATION_DAYS", default=7)
+# The demo model's pace (relay/providers/mock.py): wait before the first byte, then per streamed word.
+TOLLGATE_DEMO_FIRST_BYTE_MS = env.int("TOLLGATE_DEMO_FIRST_BYTE_MS", default=300)
+TOLLGATE_DEMO_CHUNK_MS = env.int("TOLLGATE_DEMO_CHUNK_MS", default=30)
 # Dashboard and admin logins: this many failures per client address or per email within the window
 # (seconds) and the login form refuses every attempt until the window has passed (accounts/throttle.py).
 TOLLGATE_LOGIN_FAILURE_LIMIT = env.int("TOLLGATE_LOGIN_FAILURE_LIMIT", default=10)

@@ -22,7 +22,7 @@ from tests.gateway import _free_port
 ROOT = Path(__file__).resolve().parent.parent
 # Variables of the test run that a newcomer's shell would not have.
 UNSET = ("PORT", "DATABASE_URL", "REDIS_URL", "TOLLGATE_DATA_DIR", "TOLLGATE_PUBLIC_URL", "PYTEST_XDIST_WORKER",
-         "DJANGO_SETTINGS_MODULE", "CELERY_TASK_ALWAYS_EAGER", "TOLLGATE_DEMO_LATENCY")
+         "DJANGO_SETTINGS_MODULE", "CELERY_TASK_ALWAYS_EAGER", "TOLLGATE_DEMO_FIRST_BYTE_MS", "TOLLGATE_DEMO_CHUNK_MS")
 
 
 def _git(*args, cwd):
