@@ -39,12 +39,13 @@ class DemoModel:
     name: str
     description: str
     variants: tuple[tuple[str, str, int], ...]  # (upstream model, variant name, weight)
-    prices: dict  # upstream model -> (input, cached input, output) per 1M, USD; absent: the seeded book's
+    prices: dict  # upstream model -> (input, cached input, output) per 1M, USD
     fallback_models: tuple[str, ...] = ()
 
 
 MODELS = (
-    DemoModel("demo", "Demo: answers locally, not a real model.", (("tollgate-demo", "", 1),), {}),
+    # The seeded global book prices tollgate-demo the same; the demo keeps its own row so it never depends on it.
+    DemoModel("demo", "Demo: answers locally, not a real model.", (("tollgate-demo", "", 1),), {"tollgate-demo": ("1.00", "0.10", "2.00")}),
     DemoModel(
         "demo-large", "Demo: an A/B split between two variants of a larger model (generated usage).",
         (("demo-large-a", "A (current)", 80), ("demo-large-b", "B (candidate)", 20)),

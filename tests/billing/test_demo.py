@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.models import AuditLog, Organization, Team
 from billing.demo import DEMO_ORG, demo_usage_seed
-from billing.models import Budget, UsageEvent, UsageRollup
+from billing.models import Budget, Price, UsageEvent, UsageRollup
 from keys.models import Deployment, Model, VirtualKey
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,6 +34,7 @@ def _ledger_and_rollups(org):
 
 
 def test_demo_seeds_a_month_of_labelled_usage_that_every_report_can_show():
+    Price.objects.filter(organization=None).delete()  # the demo prices its own models, whatever the global book holds
     printed = demo()
     assert "Virtual key (shown once): tg-" in printed and "Demo usage:" in printed
     org = Organization.objects.get(name=DEMO_ORG)
