@@ -61,7 +61,7 @@ class TeamSerializer(serializers.Serializer):
 
 
 class InvitationSerializer(serializers.Serializer):
-    """An invitation as its organization sees it: never its token (that goes by email only)."""
+    """An invitation as its organization sees it: never its token (only the creating or resending answer has its link)."""
 
     id = serializers.IntegerField(read_only=True)
     email = serializers.EmailField(read_only=True)

@@ -169,4 +169,15 @@ def test_invitation_link_copied_resent_and_revoked(live_server, settings, mailou
     page.get_by_role("link", name="Audit log").click()
     for action in ("invitation.create", "invitation.resend", "invitation.revoke"):
         expect(page.locator("#audit-table")).to_contain_text(action)
+
+    # The same page in Simplified Chinese.
+    page.goto(f"{url}/members/")
+    expect(page.locator("html")).to_have_class("js")  # app.js submits the language switch
+    page.locator("#lang-select").select_option("zh-hans")
+    expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
+    page.locator("#invite input[name=email]").fill("zh@example.com")
+    page.locator("#invite button[type=submit]").click()
+    expect(page.locator("h1")).to_have_text("已向 zh@example.com 发送邀请")
+    expect(page.locator("#invitation-link button[data-copy]")).to_have_text("复制链接")
+    screenshot(page, "invitation-link-zh")
     assert [e for e in console_errors if "404" not in e] == []  # the void links answer 404 by design
