@@ -220,9 +220,31 @@ def membership_remove(*, actor: OrgContext, membership: Membership, ip=None) -> 
     membership.delete()
 
 
+def invitation_link(token: str) -> str:
+    """The absolute link an invitee opens; built from the token, which only its keyed hash remembers."""
+    return settings.TOLLGATE_PUBLIC_URL.rstrip("/") + reverse("invitation_accept", args=[token])
+
+
+def _invitation_email(invitation: Invitation, *, token: str, inviter) -> None:
+    """Email the link once the transaction commits (a rolled-back invitation sends nothing)."""
+    org, email, role, link = invitation.organization, invitation.email, invitation.role, invitation_link(token)
+    inviter = str(inviter) if inviter else org.name
+    transaction.on_commit(
+        lambda: send_mail(
+            subject=_("You are invited to %(org)s on Tollgate") % {"org": org.name},
+            message=_("%(inviter)s invited you to join %(org)s as %(role)s.\n\nAccept within %(days)s days: %(link)s\n")
+            % {"inviter": inviter, "org": org.name, "role": role, "days": settings.TOLLGATE_INVITATION_DAYS, "link": link},
+            from_email=None,
+            recipient_list=[email],
+            fail_silently=True,
+        )
+    )
+
+
 @transaction.atomic
 def invitation_create(*, actor: OrgContext, email: str, role: str = Role.MEMBER, team: Team | None = None, ip=None) -> tuple[Invitation, str]:
-    """Create an invitation and email its single-use link; returns the token (never stored)."""
+    """Create an invitation and email its single-use link; returns the token (never stored), which the
+    caller may show once so the inviter can pass the link on themselves (invitation_link)."""
     role = _check_role(role)
     _check_may_assign(actor, current=None, new=role)
     org = actor.organization
@@ -238,18 +260,26 @@ def invitation_create(*, actor: OrgContext, email: str, role: str = Role.MEMBER,
         expires_at=timezone.now() + timedelta(days=settings.TOLLGATE_INVITATION_DAYS),
     )
     audit_record(organization=org, actor=actor.user, action="invitation.create", target=invitation, data={"role": role}, ip=ip)
-    link = settings.TOLLGATE_PUBLIC_URL.rstrip("/") + reverse("invitation_accept", args=[token])
-    inviter = str(actor.user) if actor.user else org.name
-    transaction.on_commit(
-        lambda: send_mail(
-            subject=_("You are invited to %(org)s on Tollgate") % {"org": org.name},
-            message=_("%(inviter)s invited you to join %(org)s as %(role)s.\n\nAccept within %(days)s days: %(link)s\n")
-            % {"inviter": inviter, "org": org.name, "role": role, "days": settings.TOLLGATE_INVITATION_DAYS, "link": link},
-            from_email=None,
-            recipient_list=[email],
-            fail_silently=True,
-        )
-    )
+    _invitation_email(invitation, token=token, inviter=actor.user)
+    return invitation, token
+
+
+@transaction.atomic
+def invitation_resend(*, actor: OrgContext, invitation: Invitation, ip=None) -> tuple[Invitation, str]:
+    """A new link for an open (or expired) invitation: a new token and expiry, emailed again. The old
+    link stops working at once (only the new token's hash is kept). Returns the new token."""
+    _check_may_assign(actor, current=None, new=invitation.role)
+    invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    if invitation.accepted_at is not None:
+        raise ApplicationError(_("This invitation has already been accepted."), code="already_accepted")
+    if invitation.revoked_at is not None:
+        raise ApplicationError(_("This invitation was revoked. Invite the person again."), code="revoked")
+    token = new_secret(INVITATION_TOKEN_PREFIX)
+    invitation.token_hash = keyed_hash(token)
+    invitation.expires_at = timezone.now() + timedelta(days=settings.TOLLGATE_INVITATION_DAYS)
+    invitation.save(update_fields=["token_hash", "expires_at"])
+    audit_record(organization=invitation.organization, actor=actor.user, action="invitation.resend", target=invitation, ip=ip)
+    _invitation_email(invitation, token=token, inviter=actor.user)
     return invitation, token
 
 

@@ -37,6 +37,7 @@ urlpatterns = [
     path("members/<int:pk>/teams/", views.member_teams, name="member_teams"),
     path("members/<int:pk>/remove/", views.member_remove, name="member_remove"),
     path("invitations/<int:pk>/revoke/", views.invitation_revoke, name="invitation_revoke"),
+    path("invitations/<int:pk>/resend/", views.invitation_resend, name="invitation_resend"),
     path("invitation/<str:token>/", views.invitation_accept, name="invitation_accept"),
     # Teams
     path("teams/", views.teams, name="teams"),

@@ -196,16 +196,23 @@ def member_invite(request):
     if form.is_valid():
         data = form.cleaned_data
         try:
-            invitation = services.invitation_create(
+            invitation, token = services.invitation_create(
                 actor=ctx, email=data["email"], role=data["role"], team=data["team"], ip=client_ip(request)
-            )[0]
+            )
         except ApplicationError as exc:
             service_error(form, exc)
         else:
-            # The token travels only by email: showing the link here would let anyone at this screen use it.
-            messages.success(request, _("Invitation sent to %(email)s.") % {"email": invitation.email})
-            return redirect("members")
+            return _invitation_link_page(request, invitation=invitation, token=token)
     return _members_page(request, invite_form=form, status=_form_status(form))
+
+
+def _invitation_link_page(request, *, invitation, token, resent=False):
+    """The link, once, in the response to the POST that made it (never in the session, a message or a
+    redirect), so an inviter without working email can pass it on; it works only for the invited email."""
+    context = {"nav_section": "members", "invitation": invitation, "link": services.invitation_link(token), "resent": resent}
+    response = render(request, "accounts/invitation_link.html", context)
+    add_never_cache_headers(response)  # no-store: the back button or a shared cache must not bring it back
+    return response
 
 
 @require_POST
@@ -270,6 +277,19 @@ def invitation_revoke(request, pk):
     else:
         messages.success(request, _("Invitation for %(email)s revoked.") % {"email": invitation.email})
     return redirect("members")
+
+
+@require_POST
+@permission_required(Perm.MANAGE_MEMBERS)
+def invitation_resend(request, pk):
+    ctx = request.org_context
+    invitation = get_scoped_or_404(Invitation, ctx.organization, pk=pk, accepted_at=None, revoked_at=None)
+    try:
+        invitation, token = services.invitation_resend(actor=ctx, invitation=invitation, ip=client_ip(request))
+    except ApplicationError as exc:  # accepted or revoked since the page was loaded, or a role above the actor's
+        messages.error(request, exc.message)
+        return redirect("members")
+    return _invitation_link_page(request, invitation=invitation, token=token, resent=True)
 
 
 @require_http_methods(["GET", "POST"])

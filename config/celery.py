@@ -4,12 +4,25 @@ import os
 
 from celery import Celery, bootsteps
 from celery.schedules import crontab
+from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("tollgate")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def _use_tollgate_logging(**kwargs):
+    """Worker and beat log through settings.LOGGING (config/logs.py), like the web process: timestamps,
+    levels, TOLLGATE_LOG_FORMAT and TOLLGATE_LOG_LEVEL, instead of Celery's own set-up."""
+    import logging.config
+
+    from django.conf import settings
+
+    logging.captureWarnings(True)
+    logging.config.dictConfig(settings.LOGGING)
 
 
 class UsageConsumerStep(bootsteps.StartStopStep):

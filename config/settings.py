@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "accounts",
     "keys",
     "billing",
@@ -215,6 +216,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Manage organizations, members, virtual keys, providers, models, budgets and usage.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ loads Swagger UI from our static files (no CDN): it works offline and under the CSP.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Celery: Redis when configured, otherwise a filesystem broker that needs no server.
@@ -223,13 +228,15 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 5, "socket_connect_timeout": 5}
 else:
     _celery_dir = DATA_DIR / "celery"
-    for _sub in ("queue", "processed"):
+    # Every folder kombu writes is under the data directory (its control folder defaults to ./control).
+    for _sub in ("queue", "processed", "control"):
         (_celery_dir / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_URL = "filesystem://localhost/"  # with a host name, kombu warns of none at every start
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_celery_dir / "queue"),
         "data_folder_out": str(_celery_dir / "queue"),
         "processed_folder": str(_celery_dir / "processed"),
+        "control_folder": str(_celery_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -239,7 +246,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # Tollgate
-TOLLGATE_PUBLIC_URL = env("TOLLGATE_PUBLIC_URL", default="http://127.0.0.1:8000")
+# Where the web process listens (Procfile, Procfile.dev): not PORT, which honcho sets to 5000 for every
+# process it starts. The default public URL follows it, so printed URLs, snippets and emails match.
+TOLLGATE_HOST = env("TOLLGATE_HOST", default="127.0.0.1")
+TOLLGATE_PORT = env.int("TOLLGATE_PORT", default=8000)
+_public_host = "127.0.0.1" if TOLLGATE_HOST in ("0.0.0.0", "::", "") else TOLLGATE_HOST
+_public_host = f"[{_public_host}]" if ":" in _public_host and not _public_host.startswith("[") else _public_host
+TOLLGATE_PUBLIC_URL = env("TOLLGATE_PUBLIC_URL", default=f"http://{_public_host}:{TOLLGATE_PORT}")
 TOLLGATE_METRICS = env.bool("TOLLGATE_METRICS", default=True)
 # /metrics (Prometheus): a bearer token; without one it answers only loopback clients, and only with DEBUG on.
 TOLLGATE_METRICS_TOKEN = env("TOLLGATE_METRICS_TOKEN", default="")
@@ -260,6 +273,9 @@ if TOLLGATE_SIGNUP not in ("open", "invite", "closed"):
 
     raise ImproperlyConfigured(f"TOLLGATE_SIGNUP: use open, invite or closed (not {TOLLGATE_SIGNUP!r}).")
 TOLLGATE_EMAIL_VERIFICATION_HOURS = env.int("TOLLGATE_EMAIL_VERIFICATION_HOURS", default=72)
+# The demo model's pace (relay/providers/mock.py): wait before the first byte, then per streamed word.
+TOLLGATE_DEMO_FIRST_BYTE_MS = env.int("TOLLGATE_DEMO_FIRST_BYTE_MS", default=300)
+TOLLGATE_DEMO_CHUNK_MS = env.int("TOLLGATE_DEMO_CHUNK_MS", default=30)
 # Dashboard and admin logins: this many failures per client address or per email within the window
 # (seconds) and the login form refuses every attempt until the window has passed (accounts/throttle.py).
 TOLLGATE_LOGIN_FAILURE_LIMIT = env.int("TOLLGATE_LOGIN_FAILURE_LIMIT", default=10)
@@ -280,12 +296,25 @@ TOLLGATE_MAX_REQUEST_BYTES = env.int("TOLLGATE_MAX_REQUEST_BYTES", default=1024 
 DATA_UPLOAD_MAX_MEMORY_SIZE = 6 * 1024 * 1024  # the estimator's 5 MB text field and the form around it
 FILE_UPLOAD_MAX_MEMORY_SIZE = 6 * 1024 * 1024
 
+# Every process logs alike (config/logs.py): Celery's worker and beat take this too (config/celery.py).
+TOLLGATE_LOG_FORMAT = env("TOLLGATE_LOG_FORMAT", default="text").strip().lower()
+if TOLLGATE_LOG_FORMAT not in ("text", "json"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"TOLLGATE_LOG_FORMAT must be text or json, not {TOLLGATE_LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"text": {"()": "config.logs.TextFormatter"}, "json": {"()": "config.logs.JsonFormatter"}},
+    "filters": {"routine_tasks": {"()": "config.logs.RoutineTasksAtDebug"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": TOLLGATE_LOG_FORMAT, "filters": ["routine_tasks"]},
+    },
     "root": {"handlers": ["console"], "level": env("TOLLGATE_LOG_LEVEL", default="INFO")},
     "loggers": {
+        # uvicorn's own lines ("Started server process", errors) through the same handler, not its own format
+        # (its access log is left to uvicorn's --no-access-log).
+        "uvicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
         # The HTTP clients log request URLs (httpx at INFO: "HTTP Request: POST <url>"), and bot and
         # webhook URLs carry their token; their traces print whole upstream response headers, which a

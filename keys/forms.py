@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Team, User
 from accounts.permissions import Perm
 from keys.models import Deployment, Model, ProviderCredential
-from keys.presets import PRESETS, PROVIDER_CHOICES
+from keys.presets import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, PRESETS, PROVIDER_CHOICES
 
 MAX_LIMIT = 2_147_483_647  # PositiveIntegerField's ceiling on every database
 MAX_WEIGHT = 1_000_000
@@ -250,8 +250,8 @@ class _CredentialFieldsForm(ReenterSecretsMixin, forms.Form):
         widget=forms.TextInput(attrs={"data-wire-show": "azure"}),
     )
     extra_headers = _headers_field()
-    connect_timeout = forms.FloatField(label=_("Connect timeout (s)"), min_value=0.1, max_value=600, initial=10)
-    read_timeout = forms.FloatField(label=_("Read timeout (s)"), min_value=0.1, max_value=3600, initial=300)
+    connect_timeout = forms.FloatField(label=_("Connect timeout (s)"), min_value=0.1, max_value=600, initial=DEFAULT_CONNECT_TIMEOUT)
+    read_timeout = forms.FloatField(label=_("Read timeout (s)"), min_value=0.1, max_value=3600, initial=DEFAULT_READ_TIMEOUT)
 
     def secret_notes(self) -> dict:
         return {"api_key": REENTER_API_KEY, "extra_headers": REENTER_HEADERS}

@@ -5,7 +5,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organization, Team
-from keys.presets import PROVIDER_CHOICES
+from keys.presets import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, PROVIDER_CHOICES
 
 
 class VirtualKey(models.Model):
@@ -52,8 +52,8 @@ class ProviderCredential(models.Model):
     api_key_encrypted = models.TextField(blank=True)
     api_key_hint = models.CharField(max_length=16, blank=True, help_text=_("Last characters, for recognition."))
     extra_headers_encrypted = models.TextField(blank=True)
-    connect_timeout = models.FloatField(_("connect timeout (s)"), default=10, validators=[MinValueValidator(0.1)])
-    read_timeout = models.FloatField(_("read timeout (s)"), default=300, validators=[MinValueValidator(0.1)])
+    connect_timeout = models.FloatField(_("connect timeout (s)"), default=DEFAULT_CONNECT_TIMEOUT, validators=[MinValueValidator(0.1)])
+    read_timeout = models.FloatField(_("read timeout (s)"), default=DEFAULT_READ_TIMEOUT, validators=[MinValueValidator(0.1)])
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -8,6 +8,12 @@ from dataclasses import dataclass
 from django.utils.translation import gettext_lazy as _
 
 
+# Upstream timeouts of a new credential, in seconds. The read timeout bounds the wait for the first
+# byte and every idle gap between stream chunks: a minute, so a dead upstream fails over in time.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 60.0
+
+
 @dataclass(frozen=True)
 class Preset:
     slug: str

@@ -23,7 +23,7 @@ from accounts.tenancy import OrgContext
 from keys import encryption
 from keys.invalidation import config_changed
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
-from keys.presets import PRESETS
+from keys.presets import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, PRESETS
 
 VIRTUAL_KEY_PREFIX = "tg-"
 
@@ -205,7 +205,7 @@ def _check_base_url(provider: str, base_url: str) -> str:
 @transaction.atomic
 def credential_create(
     *, actor: OrgContext, name: str, provider: str, api_key: str = "", base_url: str = "", api_version: str = "",
-    extra_headers=None, connect_timeout: float = 10, read_timeout: float = 300, ip=None,
+    extra_headers=None, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, read_timeout: float = DEFAULT_READ_TIMEOUT, ip=None,
 ) -> ProviderCredential:
     _require(has_perm(actor.role, Perm.MANAGE_PROVIDERS))
     org = actor.organization

@@ -13,6 +13,8 @@ import logging
 import time
 from collections import deque
 
+from config.logs import utc_time
+
 log = logging.getLogger(__name__)
 
 HASH = "tollgate:cooldowns"
@@ -70,7 +72,7 @@ class Cooldowns:
 
     async def _cool(self, deployment_id: int, until: float) -> None:
         self._until[deployment_id] = until
-        log.warning("deployment %s cooling down until %.0f", deployment_id, until)
+        log.warning("deployment %s cooling down for %.0f s (until %s)", deployment_id, until - time.time(), utc_time(until))
         if self._redis is not None:
             await self._quietly(self._redis.hset(HASH, deployment_id, until))
 

@@ -17,6 +17,12 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _demo_model_answers_at_once(settings):
+    """The demo model's human-like pace (relay/providers/mock.py) off; tests of the pace turn it on."""
+    settings.TOLLGATE_DEMO_FIRST_BYTE_MS = settings.TOLLGATE_DEMO_CHUNK_MS = 0
+
+
 @pytest.fixture
 def org(db):
     return OrganizationFactory()

@@ -62,7 +62,7 @@ class TeamSerializer(serializers.Serializer):
 
 
 class InvitationSerializer(serializers.Serializer):
-    """An invitation as its organization sees it: never its token (that goes by email only)."""
+    """An invitation as its organization sees it: never its token (only the creating or resending answer has its link)."""
 
     id = serializers.IntegerField(read_only=True)
     email = serializers.EmailField(read_only=True)
@@ -84,6 +84,15 @@ class InvitationSerializer(serializers.Serializer):
         if invitation.revoked_at is not None:
             return "revoked"
         return "pending" if invitation.is_pending else "expired"
+
+
+class InvitationLinkSerializer(InvitationSerializer):
+    """The answer to creating or resending an invitation: the only time its link is returned."""
+
+    link = serializers.CharField(read_only=True, help_text="The single-use link, returned once; it works only for the invited email.")
+
+    class Meta:
+        ref_name = "InvitationWithLink"
 
 
 class ApiTokenSerializer(serializers.Serializer):

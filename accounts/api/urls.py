@@ -11,6 +11,7 @@ urlpatterns = [
     path("invitations/", views.InvitationListApi.as_view(), name="api-invitation-list"),
     path("invitations/accept/", views.InvitationAcceptApi.as_view(), name="api-invitation-accept"),
     path("invitations/<int:pk>/", views.InvitationDetailApi.as_view(), name="api-invitation-detail"),
+    path("invitations/<int:pk>/resend/", views.InvitationResendApi.as_view(), name="api-invitation-resend"),
     path("tokens/", views.ApiTokenListApi.as_view(), name="api-token-list"),
     path("tokens/<int:pk>/", views.ApiTokenDetailApi.as_view(), name="api-token-detail"),
     path("audit/", views.AuditLogListApi.as_view(), name="api-audit-list"),

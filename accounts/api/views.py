@@ -22,6 +22,7 @@ from accounts.api.pagination import Pagination
 from accounts.api.serializers import (
     ApiTokenSerializer,
     AuditEntrySerializer,
+    InvitationLinkSerializer,
     InvitationSerializer,
     MemberSerializer,
     OrganizationSerializer,
@@ -248,8 +249,9 @@ class InvitationListApi(OrgAPIView):
     @extend_schema(
         tags=["invitations"],
         request=InputSerializer,
-        responses={201: OutputSerializer},
-        description="Emails a single-use link to the invitee. The response never contains the link's token.",
+        responses={201: InvitationLinkSerializer},
+        description="Emails a single-use link to the invitee and returns it once (`link`), for inviters who pass it on "
+        "themselves; it works only for someone signed in with the invited email. Never returned again.",
     )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
@@ -260,10 +262,11 @@ class InvitationListApi(OrgAPIView):
             team = self.scoped(Team).filter(pk=data["team"]).first()
             if team is None:
                 raise ApplicationError("Unknown team.", field="team", code="not_found")
-        invitation, _token = services.invitation_create(
+        invitation, token = services.invitation_create(
             actor=self.org_context, email=data["email"], role=data["role"], team=team, ip=self.client_ip()
         )
-        return Response(self.OutputSerializer(invitation).data, status=status.HTTP_201_CREATED)
+        invitation.link = services.invitation_link(token)
+        return Response(InvitationLinkSerializer(invitation).data, status=status.HTTP_201_CREATED)
 
 
 class InvitationDetailApi(OrgAPIView):
@@ -283,6 +286,24 @@ class InvitationDetailApi(OrgAPIView):
     def delete(self, request, pk):
         services.invitation_revoke(actor=self.org_context, invitation=self._get(pk), ip=self.client_ip())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvitationResendApi(OrgAPIView):
+    """A new link for an open or expired invitation (manage_members)."""
+
+    permissions = {"POST": Perm.MANAGE_MEMBERS}
+
+    @extend_schema(
+        tags=["invitations"],
+        request=None,
+        responses=InvitationLinkSerializer,
+        description="A new token and expiry, emailed again and returned once (`link`); the previous link stops working.",
+    )
+    def post(self, request, pk):
+        invitation = self.get_scoped(selectors.invitation_list(organization=self.organization), pk=pk)
+        invitation, token = services.invitation_resend(actor=self.org_context, invitation=invitation, ip=self.client_ip())
+        invitation.link = services.invitation_link(token)
+        return Response(InvitationLinkSerializer(invitation).data)
 
 
 class InvitationAcceptApi(APIView):

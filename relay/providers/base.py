@@ -21,8 +21,9 @@ class Target:
     upstream_model: str
     api_version: str = ""
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # Snapshots always carry the credential's own; these match keys.presets' defaults for new credentials.
     connect_timeout: float = 10.0
-    read_timeout: float = 300.0
+    read_timeout: float = 60.0
     stream_usage: bool = True  # ask for stream_options.include_usage
 
 

@@ -1,14 +1,19 @@
 """The demo provider: answers in-process, deterministically, in OpenAI format (streaming too).
 
 It lets `make run` give a working chat call with no internet. Requests go through the same
-pipeline as a real upstream (admission, usage, billing); only the transport is local.
+pipeline as a real upstream (admission, usage, billing); only the transport is local. It takes about
+as long as a small real model (TOLLGATE_DEMO_FIRST_BYTE_MS before the first byte, then
+TOLLGATE_DEMO_CHUNK_MS per word, ±30 %), so latency and time-to-first-token charts show something;
+both 0 answer at once (the tests' default).
 """
 
 import asyncio
 import hashlib
+import random
 import time
 
 import orjson
+from django.conf import settings
 
 from relay import tokens
 from relay.providers.base import UpstreamRequest
@@ -26,6 +31,19 @@ def _last_user_text(messages) -> str:
                 content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
             return str(content or "")
     return ""
+
+
+def _pace() -> tuple[float, float]:
+    """(first byte, per word) in seconds, jittered like a real upstream's."""
+    first, per_word = settings.TOLLGATE_DEMO_FIRST_BYTE_MS / 1000, settings.TOLLGATE_DEMO_CHUNK_MS / 1000
+    if first <= 0 and per_word <= 0:
+        return 0.0, 0.0
+    return first * random.uniform(0.7, 1.3), per_word * random.uniform(0.7, 1.3)
+
+
+async def _wait(seconds: float) -> None:
+    if seconds > 0:
+        await asyncio.sleep(seconds)
 
 
 def _embedding(text: str) -> list[float]:
@@ -68,6 +86,8 @@ class MockAdapter(OpenAIAdapter):
         body = orjson.loads(request.body)
         model = body.get("model", "demo")
         created = int(time.time())
+        first_byte, per_word = _pace()
+        await _wait(first_byte)
         if endpoint == "embeddings":
             inputs = body.get("input")
             inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
@@ -85,6 +105,7 @@ class MockAdapter(OpenAIAdapter):
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words), "total_tokens": prompt_tokens + len(words)}
         request_id = f"mock-{hashlib.sha256(request.body).hexdigest()[:16]}"
         if not body.get("stream"):
+            await _wait(per_word * len(words))  # a whole answer comes when it is all written
             if endpoint == "completions":
                 choice = {"index": 0, "text": " ".join(words), "finish_reason": "stop", "logprobs": None}
                 answer = {"id": request_id, "object": "text_completion", "created": created, "model": model, "choices": [choice], "usage": usage}
@@ -94,14 +115,14 @@ class MockAdapter(OpenAIAdapter):
                 answer = {"id": request_id, "object": "chat.completion", "created": created, "model": model, "choices": [choice], "usage": usage}
             return LocalResponse(200, _once(orjson.dumps(answer)))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return LocalResponse(200, _stream(request_id, model, created, words, usage if include_usage else None, endpoint))
+        return LocalResponse(200, _stream(request_id, model, created, words, usage if include_usage else None, endpoint, per_word))
 
 
 async def _once(payload: bytes):
     yield payload
 
 
-async def _stream(request_id, model, created, words, usage, endpoint):
+async def _stream(request_id, model, created, words, usage, endpoint, per_word=0.0):
     kind = "text_completion" if endpoint == "completions" else "chat.completion.chunk"
     for index, word in enumerate(words):
         piece = word if index == 0 else " " + word
@@ -111,7 +132,7 @@ async def _stream(request_id, model, created, words, usage, endpoint):
             delta = {"role": "assistant", "content": piece} if index == 0 else {"content": piece}
             choice = {"index": 0, "delta": delta, "finish_reason": None}
         yield b"data: " + orjson.dumps({"id": request_id, "object": kind, "created": created, "model": model, "choices": [choice]}) + b"\n\n"
-        await asyncio.sleep(0)
+        await asyncio.sleep(per_word)
     last = {"index": 0, "text": "", "finish_reason": "stop"} if endpoint == "completions" else {"index": 0, "delta": {}, "finish_reason": "stop"}
     yield b"data: " + orjson.dumps({"id": request_id, "object": kind, "created": created, "model": model, "choices": [last]}) + b"\n\n"
     if usage:

@@ -75,12 +75,14 @@ API_FOR_SERVICE = {
     "membership_remove": "DELETE /api/members/{id}/",
     "invitation_create": "POST /api/invitations/",
     "invitation_revoke": "DELETE /api/invitations/{id}/",
+    "invitation_resend": "POST /api/invitations/{id}/resend/",
     "invitation_accept": "POST /api/invitations/accept/",
     "api_token_create": "POST /api/tokens/",
     "api_token_revoke": "DELETE /api/tokens/{id}/",
 }
 # Writes with no place in an organization's API (no organization yet, or housekeeping).
-NOT_API = {"organization_create", "user_signup", "invitation_lookup", "invitations_expire", "audit_record"}
+# (invitation_link builds a URL; it writes nothing.)
+NOT_API = {"organization_create", "user_signup", "invitation_lookup", "invitations_expire", "audit_record", "invitation_link"}
 
 
 def test_every_accounts_service_has_an_endpoint():
@@ -109,7 +111,9 @@ def test_member_team_invitation_lifecycle_through_the_api(owner_client, org, dja
     invitation = response.json()
     assert invitation["status"] == "pending" and invitation["team"] == {"id": team["id"], "name": "Infra"}
     token = re.search(r"tgi_[\w-]+", mail.outbox[-1].body).group(0)
-    assert token not in response.content.decode()
+    assert invitation["link"].endswith(f"/invitation/{token}/")  # returned once, for inviters without email
+    assert token not in owner_client.get("/api/invitations/").content.decode()
+    assert token not in owner_client.get(f"/api/invitations/{invitation['id']}/").content.decode()
     assert "token" not in invitation and "token_hash" not in invitation
 
     dev = UserFactory(email="dev@example.com")

@@ -68,7 +68,10 @@ def test_is_idempotent():
     second = bootstrap_json(password="a-different-password-now")
 
     assert second["org"] == first["org"] and second["user"] == first["user"]
-    assert second["token"] is None  # the secret was shown once, on the first run
+    # The secret was shown once, on the first run; the re-run says the token exists rather than "token": null.
+    assert "token" not in second and second["token_exists"] is True
+    assert "already exists" in second["message"] and first["token_prefix"] in second["message"]
+    assert first["token"] not in json.dumps(second)
     assert second["created"] == {"user": False, "org": False, "token": False}
     assert User.objects.count() == 1 and Organization.objects.count() == 1 and ApiToken.objects.count() == 1
     assert User.objects.get().check_password(PASSWORD), "an existing user's password is left alone"

@@ -47,15 +47,18 @@ def test_signup_invite_accept_team_and_role(live_server, settings, mailoutbox, n
     screenshot(owner, "home")
     assert Membership.objects.get(user__email=OWNER_EMAIL).role == Role.OWNER
 
-    # They invite a colleague; the link arrives by email only.
+    # They invite a colleague; the link is emailed and shown once, with a copy button.
     owner.get_by_role("link", name="Members").click()
     owner.locator("#invite").get_by_label("Email").fill(COLLEAGUE_EMAIL)
     owner.locator("#invite").get_by_label("Role").select_option(Role.MEMBER)
     owner.get_by_role("button", name="Send invitation").click()
-    expect(owner.locator(".messages")).to_contain_text(f"Invitation sent to {COLLEAGUE_EMAIL}")
-    expect(owner.locator(f'tr[data-invitation="{COLLEAGUE_EMAIL}"]')).to_contain_text("expires in")
+    expect(owner.locator("h1")).to_have_text(f"Invitation sent to {COLLEAGUE_EMAIL}")
     link = invitation_link(mailoutbox)
-    assert link.startswith(url) and link.rsplit("/", 2)[-2] not in owner.content()
+    assert link.startswith(url)
+    expect(owner.get_by_label("Invitation link")).to_have_value(link)
+    owner.get_by_role("link", name="Back to members").click()
+    expect(owner.locator(f'tr[data-invitation="{COLLEAGUE_EMAIL}"]')).to_contain_text("expires in")
+    assert link.rsplit("/", 2)[-2] not in owner.content()
 
     # The colleague opens the link in another browser and creates an account.
     colleague = new_page()
@@ -118,3 +121,70 @@ def test_signup_invite_accept_team_and_role(live_server, settings, mailoutbox, n
     screenshot(owner, "login")
 
     assert console_errors == []
+
+
+def test_invitation_link_copied_resent_and_revoked(live_server, settings, mailoutbox, new_page, console_errors, screenshot):
+    """An inviter whose email does not arrive copies the link; a lost link is replaced; an invitation is withdrawn."""
+    settings.TOLLGATE_PUBLIC_URL = live_server.url
+    url = live_server.url
+    owner = User.objects.create_user(email=OWNER_EMAIL, password=PASSWORD, name="Olivia Owner")
+    from accounts.services import organization_create
+
+    organization_create(name="Acme AI", owner=owner)
+    page = new_page()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.goto(f"{url}/login/")
+    page.get_by_label("Email").fill(OWNER_EMAIL)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(f"{url}/")
+
+    page.goto(f"{url}/members/")
+    page.locator("#invite").get_by_label("Email").fill(COLLEAGUE_EMAIL)
+    page.get_by_role("button", name="Send invitation").click()
+    first = invitation_link(mailoutbox)
+    expect(page.get_by_label("Invitation link")).to_have_value(first)
+    page.get_by_role("button", name="Copy link").click()
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == first
+    screenshot(page, "invitation-link")
+
+    # Resend: a new link, shown once again; the old one stops working.
+    page.get_by_role("link", name="Back to members").click()
+    page.locator(f'tr[data-invitation="{COLLEAGUE_EMAIL}"]').get_by_role("button", name="Resend").click()
+    expect(page.locator("h1")).to_have_text(f"New invitation link for {COLLEAGUE_EMAIL}")
+    assert len(mailoutbox) == 2
+    second = re.search(r"https?://\S+/invitation/\S+/", mailoutbox[1].body).group(0)
+    assert second != first
+    expect(page.get_by_label("Invitation link")).to_have_value(second)
+    expect(page.locator("#invitation-link")).to_contain_text("The previous link no longer works")
+
+    invitee = new_page()
+    invitee.goto(first)
+    expect(invitee.locator("body")).to_contain_text("This invitation link is not valid")
+    invitee.goto(second)
+    expect(invitee.locator("h1")).to_have_text("Join Acme AI")
+
+    # Revoke: gone from the list, and the link stops working.
+    page.get_by_role("link", name="Back to members").click()
+    page.locator(f'tr[data-invitation="{COLLEAGUE_EMAIL}"]').get_by_role("button", name="Revoke").click()
+    expect(page.locator(".messages")).to_contain_text(f"Invitation for {COLLEAGUE_EMAIL} revoked")
+    expect(page.locator(f'tr[data-invitation="{COLLEAGUE_EMAIL}"]')).to_have_count(0)
+    invitee.goto(second)
+    expect(invitee.locator("body")).to_contain_text("This invitation link is not valid")
+
+    page.get_by_role("link", name="Audit log").click()
+    for action in ("invitation.create", "invitation.resend", "invitation.revoke"):
+        expect(page.locator("#audit-table")).to_contain_text(action)
+
+    # The same page in Simplified Chinese.
+    page.goto(f"{url}/members/")
+    expect(page.locator("html")).to_have_class("js")  # app.js submits the language switch
+    page.locator("#lang-select").select_option("zh-hans")
+    expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
+    page.locator("#invite input[name=email]").fill("zh@example.com")
+    page.locator("#invite button[type=submit]").click()
+    expect(page.locator("h1")).to_have_text("已向 zh@example.com 发送邀请")
+    expect(page.locator("#invitation-link button[data-copy]")).to_have_text("复制链接")
+    screenshot(page, "invitation-link-zh")
+    assert [e for e in console_errors if "404" not in e] == []  # the void links answer 404 by design

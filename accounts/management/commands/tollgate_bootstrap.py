@@ -48,26 +48,27 @@ class Command(BaseCommand):
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
 
+        exists = (
+            f"API token {token.name!r} ({token.prefix}…) already exists; its secret was shown when it was created. "
+            "Revoke it or pass another --token-name to get a new one."
+        )
         if as_json:
-            self.stdout.write(
-                json.dumps(
-                    {
-                        "org": {"id": organization.pk, "name": organization.name, "slug": organization.slug},
-                        "user": {"id": user.pk, "email": user.email},
-                        "token": secret,
-                        "token_prefix": token.prefix,
-                        "created": {"user": user_created, "org": org_created, "token": secret is not None},
-                    }
-                )
-            )
+            result = {
+                "org": {"id": organization.pk, "name": organization.name, "slug": organization.slug},
+                "user": {"id": user.pk, "email": user.email},
+                "token_prefix": token.prefix,
+                "created": {"user": user_created, "org": org_created, "token": secret is not None},
+            }
+            # The secret only on the run that made it; a re-run says why there is none (not a bare null).
+            result.update({"token": secret} if secret else {"token_exists": True, "message": exists})
+            self.stdout.write(json.dumps(result))
+            if secret is None:
+                self.stderr.write(exists)
             return
         self.stdout.write(f"User: {user.email} ({'created' if user_created else 'existing'})")
         self.stdout.write(f"Organization: {organization.name} [{organization.slug}] ({'created' if org_created else 'existing'})")
         if secret is None:
-            self.stdout.write(
-                f"API token {token.name!r} ({token.prefix}…) already exists; its secret was shown when it was created. "
-                "Revoke it or pass another --token-name to get a new one."
-            )
+            self.stdout.write(exists)
         else:
             self.stdout.write("API token (shown once, store it now):")
             self.stdout.write(secret)

@@ -1,0 +1,137 @@
+"""Log lines: timestamps and levels everywhere, JSON on request, and a console not flooded by the usage drain."""
+
+import io
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from config.logs import JsonFormatter, RoutineTasksAtDebug, TextFormatter
+from tests.gateway import _free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) +\[[\w-]+\] [\w.]+: ")
+
+
+def _record(name="tollgate.test", level=logging.INFO, msg="hello %s", args=("world",), **extra):
+    logger = logging.getLogger(name)
+    return logger.makeRecord(name, level, __file__, 1, msg, args, None, extra=extra or None)
+
+
+def test_text_lines_carry_a_readable_utc_time_and_the_level():
+    record = _record()
+    record.created = 1_767_225_600.25  # 2026-01-01 00:00:00.250 UTC
+    line = TextFormatter().format(record)
+    assert line == "2026-01-01T00:00:00.250Z INFO    [MainProcess] tollgate.test: hello world"
+    assert TEXT_LINE.match(line)
+
+
+def test_json_lines_are_one_object_with_extras_and_the_traceback():
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = _record(level=logging.ERROR, msg="failed for %s", args=("关键",), request_id="r-1", amount=object())
+        record.exc_info = sys.exc_info()
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", entry["time"])
+    assert (entry["level"], entry["logger"], entry["message"], entry["request_id"]) == ("ERROR", "tollgate.test", "failed for 关键", "r-1")
+    assert "ValueError: boom" in entry["exception"] and isinstance(entry["amount"], str)
+    assert "args" not in entry and "msg" not in entry
+
+
+@pytest.fixture
+def celery_logger():
+    logger = logging.getLogger("celery.app.trace")
+    level = logger.level
+    yield logger
+    logger.setLevel(level)
+
+
+def _through_filter(logger, message, args):
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    handler.addFilter(RoutineTasksAtDebug())
+    logger.addHandler(handler)
+    try:
+        logger.info(message, args)
+    finally:
+        logger.removeHandler(handler)
+    return stream.getvalue()
+
+
+def test_routine_task_lines_are_debug_and_others_stay_info(celery_logger):
+    celery_logger.setLevel(logging.INFO)
+    drained = {"name": "billing.usage_drain", "id": "x", "runtime": 0.01, "return_value": 25}
+    assert _through_filter(celery_logger, "Task %(name)s[%(id)s] succeeded in %(runtime)ss: %(return_value)s", drained) == ""
+    alert = {**drained, "name": "billing.alert_deliver"}
+    assert " INFO " in _through_filter(celery_logger, "Task %(name)s[%(id)s] succeeded in %(runtime)ss: %(return_value)s", alert)
+    celery_logger.setLevel(logging.DEBUG)
+    assert " DEBUG " in _through_filter(celery_logger, "Task %(name)s[%(id)s] succeeded in %(runtime)ss: %(return_value)s", drained)
+
+
+def _environment(tmp_path, **extra):
+    env = {name: value for name, value in os.environ.items() if name not in ("DATABASE_URL", "REDIS_URL", "PYTEST_XDIST_WORKER")}
+    # Running as root (CI, containers), Celery warns before any logging is set up; not a log line.
+    env["PYTHONWARNINGS"] = "ignore:You're running the worker with superuser privileges"
+    return {**env, "TOLLGATE_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "config.settings", **extra}
+
+
+def _run_worker(tmp_path, seconds, **extra) -> list[str]:
+    """Procfile.dev's worker (with beat) for a few seconds; its log lines (stderr)."""
+    process = subprocess.Popen(
+        [str(ROOT / ".venv/bin/celery"), "-A", "config", "worker", "--beat", "--concurrency", "1"],
+        cwd=ROOT, env=_environment(tmp_path, **extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(seconds)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def test_worker_and_beat_are_quiet_at_info_with_a_time_and_level_on_every_line(tmp_path):
+    lines = _run_worker(tmp_path, 7)
+    assert any("celery@" in line and "ready" in line for line in lines), lines
+    assert [line for line in lines if not TEXT_LINE.match(line)] == []
+    # Beat sent the drain three times in those seconds; none of its runs is on the console at INFO.
+    assert [line for line in lines if "usage_drain" in line] == []
+
+
+def test_worker_json_lines_and_drain_runs_at_debug(tmp_path):
+    lines = _run_worker(tmp_path, 7, TOLLGATE_LOG_FORMAT="json", TOLLGATE_LOG_LEVEL="DEBUG")
+    entries = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in entries)
+    drain = [entry for entry in entries if "billing.usage_drain" in entry["message"]]
+    assert drain and {entry["level"] for entry in drain} == {"DEBUG"}
+    assert {entry["process"] for entry in entries} >= {"MainProcess", "Beat"}
+
+
+def test_web_process_json_lines(tmp_path):
+    port = _free_port()
+    process = subprocess.Popen(
+        [str(ROOT / ".venv/bin/uvicorn"), "config.asgi:application", "--port", str(port), "--no-access-log"],
+        cwd=ROOT, env=_environment(tmp_path, TOLLGATE_LOG_FORMAT="json"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    time.sleep(4)
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=30)
+    entries = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert any(entry["message"].startswith("Started server process") for entry in entries), out
+    assert all(entry["level"] and entry["time"] for entry in entries)
+
+
+def test_an_unknown_log_format_is_refused(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"], cwd=ROOT, env=_environment(tmp_path, TOLLGATE_LOG_FORMAT="yaml"),
+        capture_output=True, text=True,
+    )
+    assert run.returncode != 0 and "TOLLGATE_LOG_FORMAT must be text or json" in run.stderr
