@@ -21,10 +21,10 @@ deps: $(BIN)/.installed node_modules/.installed messages
 messages: $(BIN)/.installed
 	@if ls locale/*/LC_MESSAGES/django.po >/dev/null 2>&1; then $(BIN)/python manage.py compilemessages --verbosity 0 --ignore=.venv --ignore=node_modules; fi
 
-# Embedded default: SQLite, no Redis, Celery on a filesystem broker. Set DATABASE_URL/REDIS_URL to use servers.
 # Prometheus' multiprocess files describe the processes of one start: a new start begins with none.
 METRICS_DIR = $${PROMETHEUS_MULTIPROC_DIR:-$${TOLLGATE_DATA_DIR:-data}/metrics}
 
+# Embedded default: SQLite, no Redis, Celery on a filesystem broker. Set DATABASE_URL/REDIS_URL to use servers.
 run: deps
 	rm -rf "$(METRICS_DIR)"
 	$(BIN)/python manage.py migrate --noinput
