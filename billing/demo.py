@@ -121,7 +121,7 @@ def demo_furnish(org: Organization, *, now: datetime | None = None) -> None:
                 billing_services.price_create(
                     actor=ctx, provider="mock", upstream_model=upstream, currency="USD", input_per_m=input_per_m,
                     cached_input_per_m=cached_per_m, output_per_m=output_per_m, effective_from=now - timedelta(days=DAYS + 5),
-                    source="Demo price (not a real model)",
+                    source="Demo price (not a real model)", history=True,
                 )
     for name, (team_name, _share, _models) in KEYS.items():
         if not VirtualKey.objects.filter(organization=org, name=name).exists():
@@ -229,6 +229,6 @@ def _priced(record: dict, deployment, model) -> dict:
         return record
     cost = price.cost(prompt_tokens=record["prompt_tokens"], cached_tokens=record["cached_tokens"],
                       completion_tokens=record["completion_tokens"], at=record["created_at"])
-    rate = model.exchange_rate(price.currency)
+    rate = model.exchange_rate(price.currency, record["created_at"])
     return {**record, "cost": str(cost), "currency": price.currency, "price_id": price.id,
             "exchange_rate": None if rate is None else str(rate), "cost_display": None if rate is None else str(cost * rate)}

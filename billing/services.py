@@ -94,15 +94,17 @@ def _check_windows(windows) -> list:
 def price_create(
     *, actor: OrgContext | None, provider: str, upstream_model: str, currency: str, input_per_m, output_per_m,
     cached_input_per_m=None, tiers=None, windows=None, time_zone: str = "UTC", effective_from: datetime | None = None,
-    source: str = "", ip=None, cache_write_per_m=None,
+    source: str = "", ip=None, cache_write_per_m=None, history: bool = False,
 ) -> Price:
     """A new price book entry for the org (or the global book when actor is None, for seeding).
 
-    Prices are never rewritten: a change is a new entry, so past usage keeps its recorded cost.
+    Prices are never rewritten: a change is a new entry, so past usage keeps its recorded cost. Only a
+    seed that generates history along with its prices (the demo, `history=True`) may start one in the past.
     """
     if actor is not None:
         _require(actor, Perm.MANAGE_PROVIDERS)
-        effective_from = _check_start(effective_from)
+        if not history:
+            effective_from = _check_start(effective_from)
     currency = (currency or "").upper()
     if len(currency) != 3 or not currency.isalpha():
         raise ApplicationError(_("Use a three-letter currency code."), field="currency")

@@ -21,8 +21,11 @@ from tests.gateway import _free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # Variables of the test run that a newcomer's shell would not have.
+# PROMETHEUS_MULTIPROC_DIR: settings set it for this test process; a clean clone's `make run` chooses its own
+# (and empties it at start, which must never be the metric files of the test session itself).
 UNSET = ("PORT", "DATABASE_URL", "REDIS_URL", "TOLLGATE_DATA_DIR", "TOLLGATE_PUBLIC_URL", "PYTEST_XDIST_WORKER",
-         "DJANGO_SETTINGS_MODULE", "CELERY_TASK_ALWAYS_EAGER", "TOLLGATE_DEMO_FIRST_BYTE_MS", "TOLLGATE_DEMO_CHUNK_MS")
+         "DJANGO_SETTINGS_MODULE", "CELERY_TASK_ALWAYS_EAGER", "TOLLGATE_DEMO_FIRST_BYTE_MS", "TOLLGATE_DEMO_CHUNK_MS",
+         "PROMETHEUS_MULTIPROC_DIR")
 
 
 def _git(*args, cwd):
