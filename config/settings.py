@@ -254,6 +254,8 @@ _public_host = "127.0.0.1" if TOLLGATE_HOST in ("0.0.0.0", "::", "") else TOLLGA
 _public_host = f"[{_public_host}]" if ":" in _public_host and not _public_host.startswith("[") else _public_host
 TOLLGATE_PUBLIC_URL = env("TOLLGATE_PUBLIC_URL", default=f"http://{_public_host}:{TOLLGATE_PORT}")
 TOLLGATE_METRICS = env.bool("TOLLGATE_METRICS", default=True)
+# One `tollgate.access` log line per /v1 request, written off the request path (relay/observers.py).
+TOLLGATE_ACCESS_LOG = env.bool("TOLLGATE_ACCESS_LOG", default=False)
 # /metrics (Prometheus): a bearer token; without one it answers only loopback clients, and only with DEBUG on.
 TOLLGATE_METRICS_TOKEN = env("TOLLGATE_METRICS_TOKEN", default="")
 # prometheus-client picks multiprocess mode from this variable when it is first imported, so it is set here,

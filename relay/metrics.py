@@ -2,13 +2,12 @@
 Celery worker writes its own files under PROMETHEUS_MULTIPROC_DIR; a scrape of any process adds
 them up).
 
-The hot path only appends the finished usage record to a list (`observe`); a background loop turns
-the records into metric updates about once a second, so the event loop never waits on a metric. Label values are bounded: organisation and deployment
-ids, model names only once a model resolved (a refused body can name anything), error codes from a
-closed set.
+The hot path only appends the finished usage record to a list (`observe`); relay.observers has the
+records folded into metric updates about once a second, so no request waits on a metric. Label values
+are bounded: organisation and deployment ids, model names only once a model resolved (a refused body
+can name anything), error codes from a closed set.
 """
 
-import asyncio
 import logging
 from bisect import bisect_left
 import re
@@ -21,7 +20,6 @@ from relay.errors import RelayError
 
 log = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 1.0
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -63,11 +61,6 @@ class RelayMetrics:
 
     def observe(self, record: dict) -> None:
         self._pending.append(record)
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            self.flush()
 
     def flush(self) -> None:
         records, self._pending = self._pending, []
@@ -151,20 +144,6 @@ def _spread(spreads: dict, histogram, labels: tuple, value: float) -> None:
         slot = spreads[key] = [[0] * len(histogram._upper_bounds), 0.0]
     slot[0][bisect_left(histogram._upper_bounds, value)] += 1  # the first bound >= value, as observe() picks
     slot[1] += value
-
-
-class MeteredSink:
-    """A usage sink that also hands each record to the metrics (same interface as relay.usage's sinks)."""
-
-    def __init__(self, sink, metrics: RelayMetrics):
-        self._sink, self._metrics = sink, metrics
-
-    def emit(self, record: dict) -> None:
-        self._sink.emit(record)
-        self._metrics.observe(record)
-
-    def __getattr__(self, name):
-        return getattr(self._sink, name)
 
 
 async def stream_backlog(redis, stream: str, group: str) -> GaugeMetricFamily:

@@ -15,7 +15,8 @@ from relay.budgets import BudgetGate, threshold_notifier
 from relay.cache import SnapshotCache
 from relay.cooldown import Cooldowns
 from relay.idempotency import IdempotencyStore
-from relay.metrics import MeteredSink, RelayMetrics
+from relay.metrics import RelayMetrics
+from relay.observers import AccessLog, ObservedSink, flush_observers, run_observers
 from relay.leases import FailoverLeaseStore, LeaseBook, LocalLeaseStore, RedisLeaseStore
 from relay.limits import RateLimiter
 from relay.notices import credential_rejected_notifier
@@ -42,8 +43,11 @@ class Runtime:
             store = LocalLeaseStore()
             self.sink = LocalSink()
         self.metrics = RelayMetrics()
-        if settings.TOLLGATE_METRICS:
-            self.sink = MeteredSink(self.sink, self.metrics)
+        self.observers = [self.metrics] if settings.TOLLGATE_METRICS else []
+        if settings.TOLLGATE_ACCESS_LOG:
+            self.observers.append(AccessLog())
+        if self.observers:
+            self.sink = ObservedSink(self.sink, self.observers)
         self.cache = SnapshotCache(self.redis)
         self.limiter = RateLimiter(LeaseBook(store))
         self.budgets = BudgetGate(LeaseBook(store), store, on_threshold=threshold_notifier())
@@ -62,7 +66,7 @@ class Runtime:
 
     async def start(self) -> None:
         self.session = new_session()
-        self._tasks = [asyncio.create_task(loop) for loop in (self.cache.watch(), self.sink.run(), self.cooldowns.watch(), self.metrics.run())]
+        self._tasks = [asyncio.create_task(loop) for loop in (self.cache.watch(), self.sink.run(), self.cooldowns.watch(), run_observers(self.observers))]
         # Everything loaded so far (Django, settings, adapters) lives as long as the process: move it
         # out of the collector's sight. Measured: full collections went from ~65 ms pauses about once
         # a second at c=16 to 1-7 ms, p99 66 -> 12 ms (benchmarks/README.md).
@@ -75,7 +79,7 @@ class Runtime:
         self.serving = False
         await cancel_until_done(self._tasks)
         await self.sink.flush()
-        self.metrics.flush()
+        flush_observers(self.observers)
         if self.session is not None:
             await self.session.close()
         if self.redis is not None:
