@@ -335,7 +335,7 @@ async def call(client: httpx.AsyncClient, url: str, secret: str, body: dict, hea
             outcome.status, outcome.headers = response.status_code, dict(response.headers)
             if body.get("stream") and response.status_code == 200:
                 async for line in response.aiter_lines():
-                    if line.startswith('data: {"error"'):
+                    if line.startswith("data: {") and '"error":{' in line[:200]:  # an error event (it may lead with the stream's id)
                         outcome.code = line
                     elif line.startswith("data: {"):
                         outcome.chunks += 1
