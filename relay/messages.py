@@ -18,15 +18,15 @@ from relay.validation import check_no_destination
 PATHS = {"/v1/messages": "messages", "/v1/messages/count_tokens": "count_tokens"}
 ENDPOINTS = frozenset(PATHS.values())
 
-# Anthropic's request fields as of API version 2023-06-01 and its current betas; anything else is
-# refused like an unknown chat parameter (Anthropic itself refuses extra fields).
-MESSAGES_FIELDS = {
-    "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "temperature", "top_p",
-    "top_k", "tools", "tool_choice", "thinking", "service_tier", "container", "mcp_servers", "context_management",
-    "output_config", "output_format", "inference_geo",
-}
+# Anthropic's request fields (anthropic SDK 2.10 and the samplers older clients still send); anything else
+# is refused like an unknown chat parameter (Anthropic itself refuses extra fields). `workspace_id` is left
+# out: it picks where on the provider's account a request goes, which is the gateway's choice.
 COUNT_FIELDS = {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers", "context_management",
-                "output_config", "output_format"}
+                "output_config", "output_format", "cache_control", "speed", "user_profile_id"}
+MESSAGES_FIELDS = COUNT_FIELDS | {
+    "max_tokens", "metadata", "stop_sequences", "stream", "temperature", "top_p", "top_k", "service_tier", "container",
+    "inference_geo", "diagnostics",
+}
 # Client headers that change what Anthropic does with the body; forwarded as they came.
 FORWARDED_HEADERS = (b"anthropic-version", b"anthropic-beta")
 
