@@ -136,7 +136,10 @@ class PassThroughStream:
     meter = MessagesMeter
 
     def __init__(self):
+        # The whole usage arrives with message_delta; message_start's input figures alone (its
+        # output_tokens is a placeholder) serve to bill a stream cut short (relay.pipeline._estimate).
         self.usage: Usage | None = None
+        self.prompt_usage: Usage | None = None
         self.stream_id = ""
         self._raw_usage: dict = {}
 
@@ -151,7 +154,9 @@ class PassThroughStream:
             if kind == "message_start":
                 message = data.get("message") or {}
                 self.stream_id = str(message.get("id") or "")
-                self._add_usage(message.get("usage"))
+                if isinstance(message.get("usage"), dict):
+                    self._raw_usage.update({k: v for k, v in message["usage"].items() if v is not None})
+                    self.prompt_usage = usage_from({**self._raw_usage, "output_tokens": 0})
             elif kind == "message_delta":
                 self._add_usage(data.get("usage"))  # output_tokens there is cumulative
         head = b"event: " + event.event.encode() + b"\n" if event.event else b""
@@ -174,8 +179,8 @@ class PassThrough:
     local = False
     endpoints = ENDPOINTS
 
-    def __init__(self, conn):
-        self.headers = {name.decode(): conn.header(name) for name in FORWARDED_HEADERS if conn.header(name)}
+    def __init__(self, conn=None):
+        self.headers = {name.decode(): conn.header(name) for name in FORWARDED_HEADERS if conn.header(name)} if conn else {}
 
     def build_request(self, *, endpoint: str, body: dict, target: Target, stream: bool) -> UpstreamRequest:
         headers = {"anthropic-version": VERSION, **target.extra_headers, **self.headers,
@@ -199,6 +204,20 @@ class PassThrough:
         return map_anthropic_error(status, error_object(body), headers)
 
 
+class DemoMessages(PassThrough):
+    """The demo provider (relay/providers/mock.py) answering in Anthropic's format, in-process."""
+
+    local = True
+
+    def build_request(self, *, endpoint: str, body: dict, target: Target, stream: bool) -> UpstreamRequest:
+        return UpstreamRequest("POST", f"mock://local/{endpoint}", {}, orjson.dumps(body))
+
+    async def local_call(self, request: UpstreamRequest, endpoint: str):
+        from relay.providers import mock  # reads Django settings: imported when first used
+
+        return await mock.messages_call(orjson.loads(request.body), endpoint)
+
+
 class Untranslated:
     """Stands for a deployment of another wire format: it serves no Messages endpoint (yet)."""
 
@@ -207,9 +226,10 @@ class Untranslated:
 
 
 UNTRANSLATED = Untranslated()
+DEMO = DemoMessages()  # no client header to forward: nothing goes over the network
 
 
 def adapters(conn):
     """wire -> adapter for this request's deployments."""
     passthrough = PassThrough(conn)
-    return lambda wire: passthrough if wire == "anthropic" else UNTRANSLATED
+    return lambda wire: passthrough if wire == "anthropic" else DEMO if wire == "mock" else UNTRANSLATED

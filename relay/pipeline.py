@@ -22,6 +22,7 @@ from relay.errors import (
     UpstreamCredentialRejected, UpstreamError, UpstreamRejected, UpstreamTimeout, redact_secrets, target_secrets,
 )
 from relay.providers import get_adapter
+from relay.providers.base import Usage
 from relay.record import Record, completion_text, stream_text, worst_case_micros
 from relay.routing import backoff_delay
 from relay.streaming import DONE, OutputLimitExceeded, OutputMeter, SSEParser, encode_chunk, encode_error, output_ceiling
@@ -445,7 +446,7 @@ async def _settle_stream_usage(record, translator, delivered, failed: bool = Fal
         # output (an error event inside a 200) is billed nothing.
         text = getattr(translator, "stream_text", stream_text)(delivered)
         if text:
-            await record.estimate(text)
+            await _estimate(record, translator, text)
         return
     if translator.usage is not None:
         try:
@@ -453,7 +454,16 @@ async def _settle_stream_usage(record, translator, delivered, failed: bool = Fal
         except MalformedUsage:
             if not lenient:
                 raise  # the stream ends with an error event, and is billed as an estimate
-    await record.estimate(getattr(translator, "stream_text", stream_text)(delivered))
+    await _estimate(record, translator, getattr(translator, "stream_text", stream_text)(delivered))
+
+
+async def _estimate(record, translator, text: str) -> None:
+    """What was delivered, counted; the input as the provider reported it at the stream's start, when it did
+    (Anthropic's message_start: exact input, cache reads and writes)."""
+    await record.estimate(text)
+    known = getattr(translator, "prompt_usage", None)
+    if known is not None:
+        record.usage(Usage(known.prompt_tokens, record.completion_tokens, known.cached_tokens, known.cache_write_tokens), "estimated")
 
 
 async def _write(conn, items: list, record, delivered, meter) -> None:

@@ -186,7 +186,10 @@ def test_a_client_disconnect_mid_stream_is_billed_for_what_was_delivered(claude,
         entry = upstream.ledger[-1]
         assert not entry.completed
         assert (event.status_code, event.error_type, event.endpoint) == (499, "client_disconnected", "messages")
-        assert 1 <= event.completion_tokens <= entry.completion_tokens  # message_start's count, or an estimate
+        # Delivered <= billed <= generated: the three words delivered, counted (not message_start's placeholder
+        # output_tokens of 1), with the input as message_start reported it.
+        assert 3 <= event.completion_tokens <= entry.completion_tokens
+        assert (event.usage_source, event.prompt_tokens) == ("estimated", entry.prompt_tokens)
     finally:
         upstream.chunk_delay = 0.0
 
@@ -245,3 +248,28 @@ def test_count_tokens_is_forwarded_and_free(claude, gateway, upstream):
         "count_tokens", 200, 0, 0, Decimal(0))
     with pytest.raises(anthropic.BadRequestError):
         claude.messages.count_tokens(model="gpt-test", messages=[{"role": "user", "content": "Hi"}])
+
+
+def test_the_demo_model_answers_messages_locally(gateway):
+    credential = key_services.credential_create(actor=gateway.ctx, name="demo", provider="mock")
+    gateway.add_model("demo", "tollgate-demo", credential=credential)
+    client = anthropic.Anthropic(base_url=gateway.base_url.removesuffix("/v1"), api_key=gateway.secret, max_retries=0, timeout=20)
+    raw = client.messages.with_raw_response.create(model="demo", max_tokens=100, messages=[{"role": "user", "content": "Hello"}])
+    message = raw.parse()
+    assert message.content[0].text.endswith("You said: Hello") and message.stop_reason == "end_turn"
+    with client.messages.stream(model="demo", max_tokens=3, messages=[{"role": "user", "content": "Hello"}]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "This is Tollgate's" and final.usage.output_tokens == 3 and final.stop_reason == "max_tokens"
+    assert client.messages.count_tokens(model="demo", messages=[{"role": "user", "content": "Hello"}]).input_tokens > 0
+    event = ledger_row(raw.headers["x-request-id"])
+    assert (event.endpoint, event.status_code, event.usage_source, event.completion_tokens) == ("messages", 200, "provider", message.usage.output_tokens)
+
+
+def test_an_idempotent_retry_replays_the_answer(claude, gateway, upstream):
+    body = {"model": "claude", "max_tokens": 20, "messages": [{"role": "user", "content": "Hi"}]}
+    headers = {"x-api-key": gateway.secret, "idempotency-key": "msg-retry-1"}
+    first = httpx.post(gateway.base_url + "/messages", json=body, headers=headers, timeout=20)
+    second = httpx.post(gateway.base_url + "/messages", json=body, headers=headers, timeout=20)
+    assert first.status_code == second.status_code == 200 and second.headers["idempotent-replayed"] == "true"
+    assert first.json() == second.json() and len(upstream.ledger) == 1
