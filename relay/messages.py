@@ -160,7 +160,8 @@ class PassThroughStream:
             elif kind == "message_delta":
                 self._add_usage(data.get("usage"))  # output_tokens there is cumulative
         head = b"event: " + event.event.encode() + b"\n" if event.event else b""
-        return [head + b"data: " + event.data + b"\n\n"]
+        data = event.data if b"\n" not in event.data else event.data.replace(b"\n", b"\ndata: ")  # a multi-line event stays one
+        return [head + b"data: " + data + b"\n\n"]
 
     def _add_usage(self, raw) -> None:
         if isinstance(raw, dict):
@@ -185,6 +186,8 @@ class PassThrough:
     def build_request(self, *, endpoint: str, body: dict, target: Target, stream: bool) -> UpstreamRequest:
         headers = {"anthropic-version": VERSION, **target.extra_headers, **self.headers,
                    "x-api-key": target.api_key, "content-type": "application/json"}
+        if "anthropic-beta" in self.headers and target.extra_headers.get("anthropic-beta"):  # both sets of betas
+            headers["anthropic-beta"] = target.extra_headers["anthropic-beta"] + "," + self.headers["anthropic-beta"]
         path = "/v1/messages/count_tokens" if endpoint == "count_tokens" else "/v1/messages"
         return UpstreamRequest("POST", target.base_url.rstrip("/") + path, headers, orjson.dumps(body))
 
