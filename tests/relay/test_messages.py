@@ -14,6 +14,7 @@ from billing import services as billing_services
 from billing.models import UsageEvent
 from keys import services as key_services
 from tests.gateway import drain_usage, wait_for
+from tests.relay.test_hot_path import counted_io  # noqa: F401 (a fixture)
 from tests.upstream.server import REPLY_WORDS, Canned
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
@@ -273,3 +274,34 @@ def test_an_idempotent_retry_replays_the_answer(claude, gateway, upstream):
     second = httpx.post(gateway.base_url + "/messages", json=body, headers=headers, timeout=20)
     assert first.status_code == second.status_code == 200 and second.headers["idempotent-replayed"] == "true"
     assert first.json() == second.json() and len(upstream.ledger) == 1
+
+
+def test_no_query_or_round_trip_per_messages_request(claude, gateway, counted_io):
+    """The hot path's promise (tests/relay/test_hot_path.py) holds on /v1/messages too."""
+    from django.conf import settings
+
+    key_services.virtual_key_update(actor=gateway.ctx, key=gateway.key, rpm_limit=100_000, tpm_limit=100_000_000)
+    billing_services.price_create(actor=gateway.ctx, provider="anthropic", upstream_model="echo", currency="USD", input_per_m="1", output_per_m="2")
+    billing_services.budget_create(actor=gateway.ctx, scope="org", amount="1000")
+    messages = [{"role": "user", "content": "Hi"}]
+    wait_for(lambda: claude.messages.with_raw_response.create(model="claude", max_tokens=20, messages=messages).headers.get("x-ratelimit-limit-requests"))
+    time.sleep(1.2)  # every configuration change reaches the relay
+    for _ in range(5):
+        claude.messages.create(model="claude", max_tokens=20, messages=messages)
+    sql, redis_trips = counted_io
+    sql.count = redis_trips.count = 0
+    requests = 150
+    started = time.monotonic()
+    for index in range(requests):
+        if index % 2:
+            claude.messages.create(model="claude", max_tokens=20, messages=messages)
+        else:
+            for _ in claude.messages.create(model="claude", max_tokens=20, messages=messages, stream=True):
+                pass
+    elapsed = time.monotonic() - started
+    background = int(elapsed / 0.5 + 1) * 2 + int(elapsed / 0.2 + 1) + 10
+    assert redis_trips.count <= background and redis_trips.count < requests / 2, (redis_trips.count, background)
+    if settings.REDIS_URL:
+        assert sql.count == 0, sql.seen
+    else:
+        assert sql.count <= int(elapsed / 0.2 + 1) * 20
