@@ -305,3 +305,26 @@ def test_no_query_or_round_trip_per_messages_request(claude, gateway, counted_io
         assert sql.count == 0, sql.seen
     else:
         assert sql.count <= int(elapsed / 0.2 + 1) * 20
+
+
+def test_retries_and_fallbacks_stay_among_anthropic_deployments(claude, gateway, upstream):
+    credential = key_services.credential_create(actor=gateway.ctx, name="mock-anthropic-2", provider="anthropic",
+                                                base_url=upstream.url, api_key="test-key")
+    # The primary fails; its fallbacks are an OpenAI-format model (skipped: no translation yet) and an Anthropic one.
+    gateway.add_model("claude-backup", "echo", credential=credential)
+    model = key_services.model_create(actor=gateway.ctx, name="claude-ha", fallback_models=["gpt-test", "claude-backup"])
+    key_services.deployment_create(actor=gateway.ctx, model=model, credential=credential, upstream_model="fail-500")
+    raw = claude.messages.with_raw_response.create(model="claude-ha", max_tokens=20, messages=[{"role": "user", "content": "Hi"}])
+    assert raw.parse().content[0].text.startswith("Hello") and int(raw.headers["x-tollgate-attempts"]) >= 2
+    assert [r["json"]["model"] for r in upstream.requests if r["path"] == "/v1/messages"][-1] == "echo"
+    assert all(r["path"] == "/v1/messages" for r in upstream.requests)  # nothing went to the OpenAI-format model
+
+
+def test_the_key_rate_limit_answers_in_anthropic_shape(claude, gateway):
+    key_services.virtual_key_update(actor=gateway.ctx, key=gateway.key, rpm_limit=1)
+    messages = [{"role": "user", "content": "Hi"}]
+    time.sleep(1.2)  # the change reaches the relay
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        for _ in range(3):
+            claude.messages.create(model="claude", max_tokens=5, messages=messages)
+    assert caught.value.body["error"]["type"] == "rate_limit_error" and caught.value.response.headers.get("retry-after")
