@@ -328,3 +328,22 @@ def test_the_key_rate_limit_answers_in_anthropic_shape(claude, gateway):
         for _ in range(3):
             claude.messages.create(model="claude", max_tokens=5, messages=messages)
     assert caught.value.body["error"]["type"] == "rate_limit_error" and caught.value.response.headers.get("retry-after")
+
+
+def test_an_interrupted_idempotent_stream_replays_in_anthropic_format(claude, gateway, upstream):
+    upstream.chunk_delay = 0.2
+    body = {"model": "claude", "max_tokens": 50, "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
+    headers = {"x-api-key": gateway.secret, "idempotency-key": "msg-stream-1"}
+    try:
+        with httpx.stream("POST", gateway.base_url + "/messages", json=body, headers=headers, timeout=10) as response:
+            for line in response.iter_lines():
+                if line == "event: content_block_delta":
+                    break  # the client goes away
+        ledger_row(response.headers["x-request-id"])
+    finally:
+        upstream.chunk_delay = 0.0
+    replay = wait_for(lambda: (lambda r: r if r.headers.get("idempotent-replayed") else None)(
+        httpx.post(gateway.base_url + "/messages", json=body, headers=headers, timeout=10)))
+    last = replay.text.rstrip().split("\n\n")[-1]
+    assert replay.text.startswith("event: message_start") and last.startswith("event: error\ndata: ")
+    assert json.loads(last.split("data: ", 1)[1])["error"]["type"] == "api_error" and "[DONE]" not in replay.text
