@@ -140,6 +140,7 @@ async def run_once(store: IdempotencyStore, conn, claim: Claim, forward) -> None
         headers = [(k.encode(), v.encode()) for k, v in stored["headers"]] + [(b"idempotent-replayed", b"true")]
         conn.request_id = stored["request_id"]  # the answer is the original request's
         return await conn.respond(stored["status"], stored["body"].encode(), headers)
+    from relay import messages
     from relay.pipeline import ClientGone  # the pipeline imports this module
     from relay.providers.openai import chunk_id
     from relay.streaming import encode_error
@@ -153,7 +154,8 @@ async def run_once(store: IdempotencyStore, conn, claim: Claim, forward) -> None
             # The client left mid-stream: what was delivered was charged, so it is the answer a retry gets.
             status, headers, *chunks = conn.captured
             first = next((c for c in chunks if c.startswith(b"data: {")), b"")
-            chunks.append(encode_error(ReplayIncomplete(
+            encode = messages.encode_error if conn.scope["path"] in messages.PATHS else encode_error  # the stream's own format
+            chunks.append(encode(ReplayIncomplete(
                 "The original request's stream was interrupted by the client; this is what it delivered and "
                 "was charged for. Send a new Idempotency-Key for a new answer."), chunk_id(first[6:].strip()) or conn.request_id))
             await store.save(claim.name, conn.request_id, status, headers, b"".join(chunks), claim.fingerprint)

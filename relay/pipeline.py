@@ -16,12 +16,13 @@ import orjson
 
 from accounts.crypto import keyed_hash
 from billing.pricing import price_at, to_micros
-from relay import idempotency, tokens
+from relay import idempotency, messages, tokens
 from relay.errors import (
     InvalidApiKey, InvalidRequest, MalformedUsage, MethodNotAllowed, ModelNotAllowed, ModelNotFound, NotFound, RelayError,
     UpstreamCredentialRejected, UpstreamError, UpstreamRejected, UpstreamTimeout, redact_secrets, target_secrets,
 )
 from relay.providers import get_adapter
+from relay.providers.base import Usage
 from relay.record import Record, completion_text, stream_text, worst_case_micros
 from relay.routing import backoff_delay
 from relay.streaming import DONE, OutputLimitExceeded, OutputMeter, SSEParser, encode_chunk, encode_error, output_ceiling
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 PARSE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError)
 
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings"}
+JSON = [(b"content-type", b"application/json")]
 KEY_HEADERS = (b"authorization", b"api-key", b"x-api-key")
 
 
@@ -49,6 +51,10 @@ async def handle(rt, conn) -> None:
             if method != "POST":
                 raise MethodNotAllowed(f"Use POST for {path}.")
             await _relay(rt, conn, endpoint)
+        elif path in messages.PATHS:
+            if method != "POST":
+                raise MethodNotAllowed(f"Use POST for {path}.")
+            await _relay(rt, conn, messages.PATHS[path])
         elif path == "/v1/models" or path.startswith("/v1/models/"):
             if method != "GET":
                 raise MethodNotAllowed(f"Use GET for {path}.")
@@ -57,7 +63,11 @@ async def handle(rt, conn) -> None:
             raise NotFound(f"Unknown endpoint {method} {path}.")
     except RelayError as error:
         if not conn.started:
-            await conn.respond_error(error)
+            if conn.scope["path"] in messages.PATHS:  # Anthropic's clients read Anthropic's error shape
+                status, body = messages.error_body(error, conn.request_id)
+                await conn.respond(status, body, [*JSON, *((k.encode(), v.encode()) for k, v in error.headers.items())])
+            else:
+                await conn.respond_error(error)
     except ClientGone:
         pass
     except Exception:
@@ -115,7 +125,7 @@ async def _relay(rt, conn, endpoint: str) -> None:
     body = claim = None
     try:
         body = _parse(await conn.read_body(rt.max_body), conn.header(b"content-type"))
-        check_body(endpoint, body)
+        (messages.check_body if endpoint in messages.ENDPOINTS else check_body)(endpoint, body)
         claim = await idempotency.claim(rt.idempotency, key.id, conn.header(b"idempotency-key"), body)
     except RelayError as error:
         raise _refused(rt, conn, key, endpoint, body, error)
@@ -136,14 +146,16 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
     stream = bool(body.get("stream")) and endpoint != "embeddings"
     prompt_estimate = tokens.bound_prompt(endpoint, body)
     max_output = 0 if endpoint == "embeddings" else int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
-    reserved_tokens = prompt_estimate + max_output
+    # Counting tokens is free: it takes a request from RPM, but no tokens and no budget.
+    free = endpoint == "count_tokens"
+    reserved_tokens = 0 if free else prompt_estimate + max_output
     record = Record(conn.request_id, key, model, endpoint, stream, body)
     # The most output this request may be delivered and billed (README "Budgets and limits").
     ceiling = output_ceiling(max_output or rt.output_reserve) if endpoint != "embeddings" else None
     try:
         limit_headers, tpm_counter = await rt.limiter.admit(key, reserved_tokens)
         held, downgrade, reserved_micros = (), "", 0
-        if key.budgets:  # pricing the worst case is only needed when there is a budget to hold it against
+        if key.budgets and not free:  # pricing the worst case is only needed when there is a budget to hold it against
             hard_budget = next((b for b in key.budgets if b.hard), None)  # an unknown cost must not pass it
             reserved_micros = worst_case_micros(model, prompt_estimate, max_output or rt.output_reserve, record.created_at, hard_budget=hard_budget)
             held, downgrade = await rt.budgets.reserve(key, reserved_micros, record.created_at)
@@ -199,6 +211,7 @@ def _refused(rt, conn, key, endpoint: str, body: dict | None, error: RelayError)
 async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers, ceiling) -> None:
     """Try deployments in plan order until one answers; retries and fallbacks only before the first byte."""
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    adapter_for = messages.adapters(conn) if endpoint in messages.ENDPOINTS else get_adapter
     policy = model.policy
     deadline = time.monotonic() + policy.deadline_seconds
     last_error: RelayError | None = None
@@ -206,9 +219,10 @@ async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers, 
     primary_cost = None
     async for deployment in _candidates(rt, model, key):
         target = deployment.target
-        adapter = get_adapter(target.wire)
+        adapter = adapter_for(target.wire)
         if endpoint not in adapter.endpoints:
-            last_error = last_error or InvalidRequest(f"The model '{model.name}' does not support the {endpoint} endpoint.", param="model")
+            unsupported = getattr(adapter, "unsupported", "The model '{model}' does not support the {endpoint} endpoint.")
+            last_error = last_error or InvalidRequest(unsupported.format(model=model.name, endpoint=endpoint), param="model")
             continue
         if policy.fallback_max_price_ratio is not None:  # priced only when a cap is configured
             cost = _unit_cost(deployment, record.created_at)
@@ -330,7 +344,7 @@ async def _whole(conn, adapter, endpoint, response, target, model, record, heade
             record.usage(usage, "provider")
         else:
             parsed = orjson.loads(raw) if isinstance(answer, bytes) else answer
-            await record.estimate(completion_text(parsed))
+            await record.estimate(completion_text(parsed) or messages.answer_text(parsed))
     except (MalformedUsage, *PARSE_ERRORS) as exc:
         # A reply that cannot be read is a 502; the answer it carried, if readable, is billed as an estimate.
         error = exc if isinstance(exc, MalformedUsage) else MalformedUsage("The upstream sent an answer that could not be read.")
@@ -369,7 +383,7 @@ def _answer_texts(node, depth: int = 0):
 async def _stream(conn, adapter, response, target, model, record, headers, include_usage, ceiling) -> None:
     translator = adapter.stream_translator(target=target, model=model.name, request_id=conn.request_id, include_usage=include_usage)
     parser = SSEParser()
-    meter = OutputMeter(ceiling)
+    meter = getattr(translator, "meter", OutputMeter)(ceiling)
     delivered: list = []  # what reached the client, to estimate usage when the upstream gives none
     await conn.start(200, [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), *headers])
     record.status_code = 200
@@ -389,7 +403,9 @@ async def _stream(conn, adapter, response, target, model, record, headers, inclu
         await _settle_stream_usage(record, translator, delivered)
         if include_usage and not getattr(translator, "usage_forwarded", False):
             await conn.write(encode_chunk(_usage_chunk(_stream_id(translator, conn), model.name, record)))
-        await conn.write(DONE)
+        done = getattr(translator, "done", DONE)  # Anthropic's streams have no [DONE]
+        if done:
+            await conn.write(done)
         await conn.end()
     except (UpstreamError, TimeoutError) as exc:
         # Past the first byte nothing can be retried: tell the client in the stream and close it (which
@@ -400,7 +416,7 @@ async def _stream(conn, adapter, response, target, model, record, headers, inclu
         record.fail(error)
         response.close()
         await _settle_stream_usage(record, translator, delivered, failed=True)
-        await conn.write(encode_error(error, _stream_id(translator, conn)))
+        await conn.write(getattr(translator, "encode_error", encode_error)(error, _stream_id(translator, conn)))
         await conn.end()
     except (ClientGone, asyncio.CancelledError):
         await _settle_stream_usage(record, translator, delivered, lenient=True)
@@ -428,9 +444,9 @@ async def _settle_stream_usage(record, translator, delivered, failed: bool = Fal
     if failed:
         # A stream that failed is billed for what it delivered, as an estimate; one that failed before any
         # output (an error event inside a 200) is billed nothing.
-        text = stream_text(delivered)
+        text = getattr(translator, "stream_text", stream_text)(delivered)
         if text:
-            await record.estimate(text)
+            await _estimate(record, translator, text)
         return
     if translator.usage is not None:
         try:
@@ -438,7 +454,16 @@ async def _settle_stream_usage(record, translator, delivered, failed: bool = Fal
         except MalformedUsage:
             if not lenient:
                 raise  # the stream ends with an error event, and is billed as an estimate
-    await record.estimate(stream_text(delivered))
+    await _estimate(record, translator, getattr(translator, "stream_text", stream_text)(delivered))
+
+
+async def _estimate(record, translator, text: str) -> None:
+    """What was delivered, counted; the input as the provider reported it at the stream's start, when it did
+    (Anthropic's message_start: exact input, cache reads and writes)."""
+    await record.estimate(text)
+    known = getattr(translator, "prompt_usage", None)
+    if known is not None:
+        record.usage(Usage(known.prompt_tokens, record.completion_tokens, known.cached_tokens, known.cache_write_tokens), "estimated")
 
 
 async def _write(conn, items: list, record, delivered, meter) -> None:

@@ -183,6 +183,8 @@ class Record:
     def _price(self) -> None:
         """Exact cost of what was used, at the price in force when the request started."""
         if self.deployment is None or not (self.prompt_tokens or self.completion_tokens):
+            if self.endpoint == "count_tokens" and self.deployment is not None and self.status_code == 200:
+                self.cost = self.cost_display = Decimal(0)  # counting is free: a zero row, not an unpriced one
             return
         price = price_at(self.deployment.prices, self.created_at)
         if price is None:

@@ -102,6 +102,7 @@ class OutputMeter:
     """
 
     __slots__ = ("ceiling", "counted", "_pending", "_pending_bytes", "_text", "_text_bytes")
+    read_text = staticmethod(stream_text)  # the delta text of encoded events (a subclass reads another format)
 
     def __init__(self, ceiling: int):
         self.ceiling = ceiling
@@ -125,10 +126,10 @@ class OutputMeter:
     async def take(self, events: list[bytes]) -> int:
         """After `fits` said no: how many of these events, in order, stay within the ceiling (all counted)."""
         if self._pending:
-            self._add_text(stream_text(self._pending))
+            self._add_text(self.read_text(self._pending))
             self._pending, self._pending_bytes = [], 0
         for index, event in enumerate(events):
-            text = stream_text([event])
+            text = self.read_text([event])
             size = len(text.encode("utf-8", "replace"))
             if self.counted + self._text_bytes + size > self.ceiling:
                 self._text.append(text)

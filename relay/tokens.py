@@ -80,6 +80,8 @@ def estimate_prompt(endpoint: str, body: dict, count=count_text) -> int:
         if tools:  # serialized by orjson (C): str() of a large schema costs a hundred times more
             total += count(orjson.dumps(tools).decode())
         return total
+    if endpoint in ("messages", "count_tokens"):
+        return _messages_prompt(body, count)
     field = body.get("prompt") if endpoint == "completions" else body.get("input")
     if isinstance(field, str):
         return count(field)
@@ -89,6 +91,29 @@ def estimate_prompt(endpoint: str, body: dict, count=count_text) -> int:
         except TypeError:  # token arrays among them
             return count("\n".join(filter(str.__instancecheck__, field))) + sum(map(len, filter(list.__instancecheck__, field)))
     return 0
+
+
+def _messages_prompt(body: dict, count) -> int:
+    """An Anthropic Messages body: system, every block's text, tool uses and results, and the tools."""
+    texts = [_content_text(body.get("system"))]
+    total = 3
+    for message in body.get("messages") or []:
+        if not isinstance(message, dict):
+            continue
+        total += PER_MESSAGE_TOKENS
+        content = message.get("content")
+        for block in [content] if isinstance(content, str) else content if isinstance(content, list) else []:
+            if isinstance(block, str):
+                texts.append(block)
+            elif isinstance(block, dict):
+                inner = block.get("content")  # a tool result
+                texts.append(block.get("text") or block.get("thinking") or _content_text(inner))
+                if isinstance(block.get("input"), dict):  # a tool use
+                    texts.append(orjson.dumps(block["input"]).decode())
+    tools = body.get("tools")
+    if tools:
+        texts.append(orjson.dumps(tools).decode())
+    return total + count("\n".join(t for t in texts if isinstance(t, str)))
 
 
 def loaded() -> bool:

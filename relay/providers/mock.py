@@ -141,3 +141,55 @@ async def _stream(request_id, model, created, words, usage, endpoint, per_word=0
 
 
 adapter = MockAdapter()
+
+
+# -- Anthropic's Messages format (/v1/messages), for clients such as Claude Code --
+def _user_text(messages) -> str:
+    for message in reversed(messages or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                content = " ".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+            return str(content or "")
+    return ""
+
+
+def _event(kind: str, payload: dict) -> bytes:
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **payload}) + b"\n\n"
+
+
+async def messages_call(body: dict, endpoint: str) -> LocalResponse:
+    """The demo model's answer in Anthropic's format: whole, streamed, or a token count."""
+    prompt_tokens = tokens.estimate_prompt("messages", body)
+    if endpoint == "count_tokens":
+        return LocalResponse(200, _once(orjson.dumps({"input_tokens": prompt_tokens})))
+    first_byte, per_word = _pace()
+    await _wait(first_byte)
+    words = (REPLY + _user_text(body.get("messages"))[:200]).split(" ")
+    limit = body.get("max_tokens")
+    if isinstance(limit, int) and 0 < limit < len(words):
+        words = words[:limit]
+    stop_reason = "max_tokens" if isinstance(limit, int) and limit == len(words) else "end_turn"
+    message_id = f"msg_demo_{hashlib.sha256(orjson.dumps(body)).hexdigest()[:16]}"
+    model = body.get("model", "demo")
+    usage = {"input_tokens": prompt_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": len(words)}
+    if not body.get("stream"):
+        await _wait(per_word * len(words))
+        answer = {"id": message_id, "type": "message", "role": "assistant", "model": model,
+                  "content": [{"type": "text", "text": " ".join(words)}], "stop_reason": stop_reason, "stop_sequence": None, "usage": usage}
+        return LocalResponse(200, _once(orjson.dumps(answer)))
+    return LocalResponse(200, _message_events(message_id, model, words, usage, stop_reason, per_word))
+
+
+async def _message_events(message_id, model, words, usage, stop_reason, per_word):
+    start = {"id": message_id, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": None,
+             "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}
+    yield _event("message_start", {"message": start})
+    yield _event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
+    yield _event("ping", {})
+    for index, word in enumerate(words):
+        yield _event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": word if index == 0 else " " + word}})
+        await asyncio.sleep(per_word)
+    yield _event("content_block_stop", {"index": 0})
+    yield _event("message_delta", {"delta": {"stop_reason": stop_reason, "stop_sequence": None}, "usage": {"output_tokens": len(words)}})
+    yield _event("message_stop", {})

@@ -125,4 +125,14 @@ def add_routes(app: web.Application, upstream) -> None:
         await response.write_eof()
         return response
 
+    async def count_tokens(request):
+        if request.headers.get("x-api-key") != EXPECTED_KEY:
+            return _error(401, "invalid x-api-key")
+        body = await request.json()
+        status = await upstream.behave(str(body.get("model", "echo")))
+        if status:
+            return _error(status, f"Mock failure {status}")
+        return web.json_response({"input_tokens": count_prompt_tokens(_texts(body))})
+
     app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
