@@ -63,4 +63,6 @@ app.conf.beat_schedule = {
     "billing-usage-retention": {"task": "billing.usage_retention", "schedule": crontab(hour=3, minute=17)},
     # Retries of alert deliveries; a run older than its interval is dropped rather than piled up.
     "billing-alert-deliveries-due": {"task": "billing.alert_deliveries_due", "schedule": 30.0, "options": {"expires": 25}},
+    # Provider account balances (DeepSeek, Moonshot) and the low-balance alert.
+    "billing-credential-balances-poll": {"task": "billing.credential_balances_poll", "schedule": crontab(minute=23), "options": {"expires": 3000}},
 }

@@ -252,6 +252,10 @@ class _CredentialFieldsForm(ReenterSecretsMixin, forms.Form):
     extra_headers = _headers_field()
     connect_timeout = forms.FloatField(label=_("Connect timeout (s)"), min_value=0.1, max_value=600, initial=DEFAULT_CONNECT_TIMEOUT)
     read_timeout = forms.FloatField(label=_("Read timeout (s)"), min_value=0.1, max_value=3600, initial=DEFAULT_READ_TIMEOUT)
+    low_balance_threshold = forms.DecimalField(
+        label=_("Low-balance alert below"), required=False, min_value=0, max_digits=18, decimal_places=4,
+        help_text=_("DeepSeek and Moonshot/Kimi: alert once a day when the hourly polled balance is below this amount. Empty: no alert."),
+    )
 
     def secret_notes(self) -> dict:
         return {"api_key": REENTER_API_KEY, "extra_headers": REENTER_HEADERS}
@@ -315,6 +319,7 @@ class CredentialUpdateForm(_CredentialFieldsForm):
         initial = {
             "name": credential.name, "base_url": credential.base_url, "api_version": credential.api_version,
             "connect_timeout": credential.connect_timeout, "read_timeout": credential.read_timeout,
+            "low_balance_threshold": credential.low_balance_threshold,
         }
         return cls(data, initial=initial, credential=credential, header_names=header_names)
 

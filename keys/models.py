@@ -54,6 +54,15 @@ class ProviderCredential(models.Model):
     extra_headers_encrypted = models.TextField(blank=True)
     connect_timeout = models.FloatField(_("connect timeout (s)"), default=DEFAULT_CONNECT_TIMEOUT, validators=[MinValueValidator(0.1)])
     read_timeout = models.FloatField(_("read timeout (s)"), default=DEFAULT_READ_TIMEOUT, validators=[MinValueValidator(0.1)])
+    # Account balance, polled where the provider exposes it (keys.balances); null until first read.
+    balance = models.DecimalField(_("balance"), max_digits=18, decimal_places=4, null=True, blank=True)
+    balance_currency = models.CharField(_("balance currency"), max_length=8, blank=True)
+    balance_checked_at = models.DateTimeField(_("balance checked at"), null=True, blank=True)
+    balance_error = models.CharField(_("balance error"), max_length=300, blank=True)
+    low_balance_threshold = models.DecimalField(
+        _("low-balance alert below"), max_digits=18, decimal_places=4, null=True, blank=True, validators=[MinValueValidator(0)],
+        help_text=_("Alert (once a day) when the polled balance falls below this amount. Empty: no alert."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
