@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import pytest
 from django.urls import reverse
+from django.utils import translation
 from rest_framework.test import APIClient
 
 from accounts.models import Role
@@ -19,6 +20,12 @@ from tests.upstream.server import MockUpstream
 pytestmark = pytest.mark.django_db
 
 WRONG_KEY = "sk-live-canary-0123456789WXYZ"
+
+
+@pytest.fixture(autouse=True)
+def _english():
+    with translation.override("en"):  # messages are asserted in English whatever an earlier test activated
+        yield
 
 
 @pytest.fixture(scope="module")
