@@ -473,6 +473,10 @@ class DeploymentForm(forms.Form):
             field.choices = [("", field.empty_label), *((c.pk, field.label_from_instance(c)) for c in credentials)]
         if with_active:
             self.fields["is_active"] = forms.BooleanField(label=_("Active"), required=False)
+            self.fields["probe"] = forms.ChoiceField(
+                label=_("Scheduled probe"), choices=Deployment.Probe.choices, initial=Deployment.Probe.OFF, required=False,
+                help_text=_("Every 5 minutes: read the provider's model list (free) or send a one-token call (paid). Off by default."),
+            )
 
     def clean_upstream_model(self):
         value = self.cleaned_data["upstream_model"].strip()
@@ -480,12 +484,15 @@ class DeploymentForm(forms.Form):
             raise forms.ValidationError(_("Use a name without line breaks."))
         return value
 
+    def clean_probe(self):
+        return self.cleaned_data.get("probe") or None  # not posted: unchanged
+
     @classmethod
     def for_deployment(cls, deployment: Deployment, data=None):
         initial = {
             "credential": deployment.credential_id, "upstream_model": deployment.upstream_model, "name": deployment.name,
             "weight": deployment.weight, "order": deployment.order, "context_window": deployment.context_window,
-            "is_active": deployment.is_active,
+            "is_active": deployment.is_active, "probe": deployment.probe,
         }
         return cls(data, initial=initial, organization=deployment.organization, with_active=True)
 

@@ -448,6 +448,10 @@ def deployment_update(*, actor: OrgContext, deployment: Deployment, ip=None, **c
     for field in ("name", "weight", "order", "is_active"):
         if field in changes and changes[field] is not None:
             setattr(deployment, field, changes[field])
+    if changes.get("probe") is not None:
+        if changes["probe"] not in Deployment.Probe.values:
+            raise ApplicationError(_("Unknown probe."), field="probe", code="invalid_choice")
+        deployment.probe = changes["probe"]
     _check_deployment_fields(deployment.credential, deployment.weight, deployment.order)
     if "context_window" in changes:
         deployment.context_window = changes["context_window"] or None

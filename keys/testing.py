@@ -63,7 +63,11 @@ def credential_test(*, actor: OrgContext, credential: ProviderCredential, upstre
     upstream_model = (upstream_model or "").strip()
     if not upstream_model or any(c in upstream_model for c in "\x00\r\n"):
         raise ApplicationError(_("Name the model at the provider."), field="upstream_model")
+    return run_test(credential, upstream_model)
 
+
+def run_test(credential: ProviderCredential, upstream_model: str) -> tuple[bool, str, int]:
+    """The call itself, for callers that checked the actor (the test buttons) or need none (the scheduled probe)."""
     preset = PRESETS.get(credential.provider)
     if preset is None:
         return False, _("This credential's provider is not supported any more."), 0

@@ -28,5 +28,6 @@ urlpatterns = [
     path("models/<int:pk>/report/", views.model_report, name="model_report"),
     path("models/<int:pk>/deployments/add/", views.deployment_create, name="deployment_create"),
     path("deployments/<int:pk>/edit/", views.deployment_edit, name="deployment_edit"),
+    path("deployments/<int:pk>/probe/", views.deployment_probe_now, name="deployment_probe"),
     path("deployments/<int:pk>/delete/", views.deployment_delete, name="deployment_delete"),
 ]

@@ -50,6 +50,7 @@ from keys.models import Deployment, Model, ProviderCredential
 from keys.presets import PRESETS
 from keys.balances import balance_check, balance_is_low, balance_supported
 from keys.discovery import credential_models
+from keys.probes import deployment_probe, deployment_probe_history
 from keys.testing import credential_test as run_credential_test, credential_test_all as run_credential_test_all
 
 KEY_PAGE_SIZE = 50
@@ -619,8 +620,17 @@ def deployment_edit(request, pk):
         else:
             messages.success(request, _("Deployment of %(name)s saved.") % {"name": deployment.model.name})
             return redirect("models")
-    context = {"nav_section": "models", "deployment": deployment, "form": form}
+    context = {"nav_section": "models", "deployment": deployment, "form": form, "probes": deployment_probe_history(deployment=deployment)}
     return render(request, "keys/deployment_edit.html", context, status=_form_status(form) if form.errors else 200)
+
+
+@require_POST
+@permission_required(Perm.MANAGE_PROVIDERS)
+def deployment_probe_now(request, pk):
+    deployment = get_scoped_or_404(Deployment.objects.select_related("credential"), request.org_context.organization, pk=pk)
+    result = deployment_probe(deployment=deployment)
+    (messages.success if result.ok else messages.error)(request, _("Probe: %(message)s") % {"message": result.message})
+    return redirect("deployment_edit", pk=deployment.pk)
 
 
 @require_POST

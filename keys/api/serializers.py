@@ -116,6 +116,7 @@ class DeploymentSerializer(serializers.Serializer):
     weight = serializers.IntegerField(read_only=True)
     order = serializers.IntegerField(read_only=True, help_text="Fallback order, lowest first.")
     context_window = serializers.IntegerField(read_only=True, allow_null=True)
+    probe = serializers.CharField(read_only=True, help_text="The scheduled probe: off, models (the provider's list) or chat (a one-token call).")
     is_active = serializers.BooleanField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)

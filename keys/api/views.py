@@ -442,6 +442,7 @@ class DeploymentDetailApi(OrgAPIView):
         credential = serializers.IntegerField(min_value=1, required=False, help_text="The id of one of the organization's credentials.")
         upstream_model = serializers.CharField(max_length=200, required=False)
         is_active = serializers.BooleanField(required=False)
+        probe = serializers.ChoiceField(choices=Deployment.Probe.choices, required=False, help_text="Off by default; chat is a paid call every 5 minutes.")
 
         class Meta:
             ref_name = "DeploymentUpdate"

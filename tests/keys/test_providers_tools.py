@@ -1,17 +1,19 @@
 """Fetch models, test all and balance polling against the loopback mock upstream (real HTTP through the egress client)."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 from rest_framework.test import APIClient
 
 from accounts.models import Role
 from billing.models import Alert
 from billing.tasks_alerts import credential_balances_poll
-from keys import balances, discovery, egress
-from keys.models import Deployment, Model
+from keys import balances, discovery, egress, probes
+from keys.models import Deployment, DeploymentProbe, Model
+from keys.tasks import deployment_probes_run
 from tests.billing.factories import AlertChannelFactory
 from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory
 from tests.upstream.catalog_routes import EXPECTED_KEY
@@ -256,3 +258,44 @@ def test_balance_page_threshold_and_list(client, org, owner, upstream, settings)
     assert "110.00 CNY" in listing and "status bad" in listing  # shown as low on the list
     bad = client.post(reverse("credential_edit", args=[credential.pk]), {**form, "low_balance_threshold": "-1"})
     assert bad.status_code == 400
+
+
+# --- Scheduled probes -------------------------------------------------------------------------------------
+
+
+def test_probes_are_off_by_default_and_record_history(client, org, owner, upstream):
+    credential = cred(org, upstream)
+    model = ModelFactory(organization=org)
+    listed = DeploymentFactory(organization=org, model=model, credential=credential, upstream_model="gpt-4o")
+    assert listed.probe == Deployment.Probe.OFF
+    assert probes.deployment_probes_run() == 0 and not upstream.requests  # nothing is probed unless turned on
+
+    unlisted = DeploymentFactory(organization=org, model=model, credential=credential, upstream_model="gpt-unknown", probe="models")
+    paid = DeploymentFactory(organization=org, model=model, credential=credential, upstream_model="fail-503", probe="chat")
+    Deployment.objects.filter(pk=listed.pk).update(probe="models")
+    assert deployment_probes_run() == 3
+    assert DeploymentProbe.objects.get(deployment=listed).ok
+    bad = DeploymentProbe.objects.get(deployment=unlisted)
+    assert not bad.ok and "gpt-unknown" in bad.message
+    failed_call = DeploymentProbe.objects.get(deployment=paid)
+    assert not failed_call.ok and failed_call.kind == "chat" and "HTTP 503" in failed_call.message
+    assert len([r for r in upstream.requests if r["path"] == "/v1/chat/completions"]) == 1
+
+    client.force_login(owner)
+    page = client.get(reverse("deployment_edit", args=[paid.pk])).content.decode()
+    assert "HTTP 503" in page and 'id="probe-history"' in page
+    client.post(reverse("deployment_probe", args=[listed.pk]))
+    assert DeploymentProbe.objects.filter(deployment=listed).count() == 2
+    # The setting is edited through the deployment form and the API.
+    api = APIClient()
+    api.force_login(owner)
+    assert api.patch(f"/api/deployments/{listed.pk}/", {"probe": "off"}, format="json").json()["probe"] == "off"
+    assert api.patch(f"/api/deployments/{listed.pk}/", {"probe": "often"}, format="json").status_code == 400
+
+
+def test_probe_history_is_pruned(org, upstream):
+    deployment = DeploymentFactory(organization=org, model=ModelFactory(organization=org), credential=cred(org, upstream), probe="models")
+    old = DeploymentProbe.objects.create(organization=org, deployment=deployment, kind="models", ok=True,
+                                         checked_at=timezone.now() - timedelta(days=probes.HISTORY_DAYS + 1))
+    deployment_probes_run()
+    assert not DeploymentProbe.objects.filter(pk=old.pk).exists() and DeploymentProbe.objects.filter(deployment=deployment).count() == 1
