@@ -299,3 +299,12 @@ def test_probe_history_is_pruned(org, upstream):
                                          checked_at=timezone.now() - timedelta(days=probes.HISTORY_DAYS + 1))
     deployment_probes_run()
     assert not DeploymentProbe.objects.filter(pk=old.pk).exists() and DeploymentProbe.objects.filter(deployment=deployment).count() == 1
+
+
+def test_beat_schedule_names_registered_tasks():
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    schedule = app.conf.beat_schedule
+    for entry in ("billing-credential-balances-poll", "keys-deployment-probes-run"):
+        assert schedule[entry]["task"] in app.tasks
