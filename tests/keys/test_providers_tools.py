@@ -14,6 +14,7 @@ from billing.tasks_alerts import credential_balances_poll
 from keys import balances, discovery, egress, probes
 from keys.models import Deployment, DeploymentProbe, Model
 from keys.tasks import deployment_probes_run
+from keys.testing import credential_test_all
 from tests.billing.factories import AlertChannelFactory
 from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory
 from tests.upstream.catalog_routes import EXPECTED_KEY
@@ -308,3 +309,11 @@ def test_beat_schedule_names_registered_tasks():
     schedule = app.conf.beat_schedule
     for entry in ("billing-credential-balances-poll", "keys-deployment-probes-run"):
         assert schedule[entry]["task"] in app.tasks
+
+
+def test_test_all_and_chat_probe_on_the_demo_provider(org, owner_ctx):
+    demo = ProviderCredentialFactory(organization=org, provider="mock", base_url="mock://local", api_key="")
+    deployment = DeploymentFactory(organization=org, model=ModelFactory(organization=org), credential=demo, upstream_model="demo", probe="chat")
+    [row] = credential_test_all(actor=owner_ctx, credential=demo)
+    assert row["upstream_model"] == "demo" and row["ok"], row
+    assert probes.deployment_probe(deployment=deployment).ok
