@@ -471,3 +471,20 @@ def _email_admins_credential(organization_id: int, credential: str, status: int 
         )
     except Exception as exc:  # best effort, like the disabled-channel notice
         log.warning("could not email the credential-rejected notice for org %s: %s", organization_id, exc.__class__.__name__)
+
+
+def credential_low_balance_alert(*, credential_id: int) -> Alert | None:
+    """The polled balance of a credential is below its threshold: alert once per credential and day."""
+    from keys.balances import balance_is_low
+    from keys.models import ProviderCredential
+
+    credential = ProviderCredential.objects.select_related("organization").filter(pk=credential_id).first()
+    if credential is None or not balance_is_low(credential):
+        return None
+    day = timezone.now().strftime("%Y%m%d")
+    return alert_fire(
+        organization=credential.organization, kind="credential.low_balance", dedupe_key=f"credential-low-balance:{credential.pk}:{day}",
+        payload={"credential": credential.name, "provider": credential.provider, "balance": str(credential.balance),
+                 "currency": credential.balance_currency, "threshold": str(credential.low_balance_threshold),
+                 "message": "The provider account's balance is below the alert threshold; top it up before requests fail."},
+    )

@@ -22,3 +22,15 @@ def alert_deliveries_due() -> int:
 @shared_task(name="billing.credential_rejected", ignore_result=True)
 def credential_rejected(deployment_id: int, status: int | None = None) -> None:
     alerts.credential_rejected_alert(deployment_id=deployment_id, status=status)
+
+
+@shared_task(name="billing.credential_balances_poll", ignore_result=True)
+def credential_balances_poll() -> int:
+    """Hourly: read the balance of every credential whose provider exposes one, alert the low ones."""
+    from keys.balances import balance_is_low, balances_check_all
+
+    checked = balances_check_all()
+    for credential in checked:
+        if balance_is_low(credential):
+            alerts.credential_low_balance_alert(credential_id=credential.pk)
+    return len(checked)

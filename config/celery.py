@@ -63,4 +63,8 @@ app.conf.beat_schedule = {
     "billing-usage-retention": {"task": "billing.usage_retention", "schedule": crontab(hour=3, minute=17)},
     # Retries of alert deliveries; a run older than its interval is dropped rather than piled up.
     "billing-alert-deliveries-due": {"task": "billing.alert_deliveries_due", "schedule": 30.0, "options": {"expires": 25}},
+    # Provider account balances (DeepSeek, Moonshot) and the low-balance alert.
+    # Scheduled deployment probes (off unless a deployment turns its probe on).
+    "keys-deployment-probes-run": {"task": "keys.deployment_probes_run", "schedule": 300.0, "options": {"expires": 290}},
+    "billing-credential-balances-poll": {"task": "billing.credential_balances_poll", "schedule": crontab(minute=23), "options": {"expires": 3000}},
 }

@@ -252,6 +252,10 @@ class _CredentialFieldsForm(ReenterSecretsMixin, forms.Form):
     extra_headers = _headers_field()
     connect_timeout = forms.FloatField(label=_("Connect timeout (s)"), min_value=0.1, max_value=600, initial=DEFAULT_CONNECT_TIMEOUT)
     read_timeout = forms.FloatField(label=_("Read timeout (s)"), min_value=0.1, max_value=3600, initial=DEFAULT_READ_TIMEOUT)
+    low_balance_threshold = forms.DecimalField(
+        label=_("Low-balance alert below"), required=False, min_value=0, max_digits=18, decimal_places=4,
+        help_text=_("DeepSeek and Moonshot/Kimi: alert once a day when the hourly polled balance is below this amount. Empty: no alert."),
+    )
 
     def secret_notes(self) -> dict:
         return {"api_key": REENTER_API_KEY, "extra_headers": REENTER_HEADERS}
@@ -315,6 +319,7 @@ class CredentialUpdateForm(_CredentialFieldsForm):
         initial = {
             "name": credential.name, "base_url": credential.base_url, "api_version": credential.api_version,
             "connect_timeout": credential.connect_timeout, "read_timeout": credential.read_timeout,
+            "low_balance_threshold": credential.low_balance_threshold,
         }
         return cls(data, initial=initial, credential=credential, header_names=header_names)
 
@@ -468,6 +473,10 @@ class DeploymentForm(forms.Form):
             field.choices = [("", field.empty_label), *((c.pk, field.label_from_instance(c)) for c in credentials)]
         if with_active:
             self.fields["is_active"] = forms.BooleanField(label=_("Active"), required=False)
+            self.fields["probe"] = forms.ChoiceField(
+                label=_("Scheduled probe"), choices=Deployment.Probe.choices, initial=Deployment.Probe.OFF, required=False,
+                help_text=_("Every 5 minutes: read the provider's model list (free) or send a one-token call (paid). Off by default."),
+            )
 
     def clean_upstream_model(self):
         value = self.cleaned_data["upstream_model"].strip()
@@ -475,12 +484,15 @@ class DeploymentForm(forms.Form):
             raise forms.ValidationError(_("Use a name without line breaks."))
         return value
 
+    def clean_probe(self):
+        return self.cleaned_data.get("probe") or None  # not posted: unchanged
+
     @classmethod
     def for_deployment(cls, deployment: Deployment, data=None):
         initial = {
             "credential": deployment.credential_id, "upstream_model": deployment.upstream_model, "name": deployment.name,
             "weight": deployment.weight, "order": deployment.order, "context_window": deployment.context_window,
-            "is_active": deployment.is_active,
+            "is_active": deployment.is_active, "probe": deployment.probe,
         }
         return cls(data, initial=initial, organization=deployment.organization, with_active=True)
 

@@ -54,6 +54,15 @@ class ProviderCredential(models.Model):
     extra_headers_encrypted = models.TextField(blank=True)
     connect_timeout = models.FloatField(_("connect timeout (s)"), default=DEFAULT_CONNECT_TIMEOUT, validators=[MinValueValidator(0.1)])
     read_timeout = models.FloatField(_("read timeout (s)"), default=DEFAULT_READ_TIMEOUT, validators=[MinValueValidator(0.1)])
+    # Account balance, polled where the provider exposes it (keys.balances); null until first read.
+    balance = models.DecimalField(_("balance"), max_digits=18, decimal_places=4, null=True, blank=True)
+    balance_currency = models.CharField(_("balance currency"), max_length=8, blank=True)
+    balance_checked_at = models.DateTimeField(_("balance checked at"), null=True, blank=True)
+    balance_error = models.CharField(_("balance error"), max_length=300, blank=True)
+    low_balance_threshold = models.DecimalField(
+        _("low-balance alert below"), max_digits=18, decimal_places=4, null=True, blank=True, validators=[MinValueValidator(0)],
+        help_text=_("Alert (once a day) when the polled balance falls below this amount. Empty: no alert."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -107,6 +116,11 @@ class Model(models.Model):
 class Deployment(models.Model):
     """One place a Model is served: a credential and the upstream model name there."""
 
+    class Probe(models.TextChoices):
+        OFF = "off", _("Off")
+        MODELS = "models", _("Model list (free)")
+        CHAT = "chat", _("One-token chat call (may cost a little)")
+
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="deployments")
     model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="deployments")
     credential = models.ForeignKey(ProviderCredential, on_delete=models.PROTECT, related_name="deployments")
@@ -115,6 +129,8 @@ class Deployment(models.Model):
     weight = models.PositiveIntegerField(_("weight"), default=1)
     order = models.PositiveIntegerField(_("fallback order"), default=0)
     context_window = models.PositiveIntegerField(_("context window (tokens)"), null=True, blank=True)
+    # A scheduled health check (keys.probes), off by default: the chat kind is a paid call.
+    probe = models.CharField(_("scheduled probe"), max_length=8, choices=Probe.choices, default=Probe.OFF)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -124,3 +140,19 @@ class Deployment(models.Model):
 
     def __str__(self):
         return self.name or f"{self.credential.name}:{self.upstream_model}"
+
+
+class DeploymentProbe(models.Model):
+    """One result of a deployment's scheduled probe: its health history."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="probes")
+    kind = models.CharField(max_length=8)
+    checked_at = models.DateTimeField(default=timezone.now)
+    ok = models.BooleanField()
+    latency_ms = models.PositiveIntegerField(default=0)
+    message = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-checked_at"]
+        indexes = [models.Index(fields=["deployment", "-checked_at"], name="deployment_probe_history")]

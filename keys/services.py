@@ -202,10 +202,23 @@ def _check_base_url(provider: str, base_url: str) -> str:
     return url.rstrip("/")
 
 
+def _check_threshold(value) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite() or amount < 0 or amount >= Decimal("1e14"):
+        raise ApplicationError(_("Enter an amount of 0 or more."), field="low_balance_threshold")
+    return amount
+
+
 @transaction.atomic
 def credential_create(
     *, actor: OrgContext, name: str, provider: str, api_key: str = "", base_url: str = "", api_version: str = "",
-    extra_headers=None, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, read_timeout: float = DEFAULT_READ_TIMEOUT, ip=None,
+    extra_headers=None, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, read_timeout: float = DEFAULT_READ_TIMEOUT,
+    low_balance_threshold=None, ip=None,
 ) -> ProviderCredential:
     _require(has_perm(actor.role, Perm.MANAGE_PROVIDERS))
     org = actor.organization
@@ -221,7 +234,7 @@ def credential_create(
         organization=org, name=name.strip(), provider=provider, base_url=url, api_version=_check_api_version(api_version),
         api_key_encrypted=encryption.encrypt(api_key), api_key_hint=api_key[-4:] if len(api_key) >= 12 else "",
         extra_headers_encrypted=encryption.encrypt(orjson.dumps(_clean_headers(extra_headers)).decode()) if extra_headers else "",
-        connect_timeout=connect_timeout, read_timeout=read_timeout,
+        connect_timeout=connect_timeout, read_timeout=read_timeout, low_balance_threshold=_check_threshold(low_balance_threshold),
     )
     credential.full_clean(exclude=["base_url"])
     credential.save()
@@ -253,6 +266,8 @@ def credential_update(*, actor: OrgContext, credential: ProviderCredential, ip=N
     for field in ("api_version", "connect_timeout", "read_timeout"):
         if field in changes and changes[field] is not None:
             setattr(credential, field, changes[field])
+    if "low_balance_threshold" in changes:  # None clears it
+        credential.low_balance_threshold = _check_threshold(changes["low_balance_threshold"])
     credential.full_clean(exclude=["base_url"])
     credential.save()
     audit_record(organization=credential.organization, actor=actor.user, action="credential.update", target=credential,
@@ -433,6 +448,10 @@ def deployment_update(*, actor: OrgContext, deployment: Deployment, ip=None, **c
     for field in ("name", "weight", "order", "is_active"):
         if field in changes and changes[field] is not None:
             setattr(deployment, field, changes[field])
+    if changes.get("probe") is not None:
+        if changes["probe"] not in Deployment.Probe.values:
+            raise ApplicationError(_("Unknown probe."), field="probe", code="invalid_choice")
+        deployment.probe = changes["probe"]
     _check_deployment_fields(deployment.credential, deployment.weight, deployment.order)
     if "context_window" in changes:
         deployment.context_window = changes["context_window"] or None
@@ -460,3 +479,37 @@ def deployment_delete(*, actor: OrgContext, deployment: Deployment, ip=None) -> 
     audit_record(organization=deployment.organization, actor=actor.user, action="deployment.delete", target=deployment, ip=ip)
     deployment.delete()
     _changed()
+
+
+MAX_MODELS_PER_IMPORT = 200
+
+
+@transaction.atomic
+def deployments_create_from_upstream(*, actor: OrgContext, credential: ProviderCredential, upstream_models, ip=None) -> dict:
+    """"Fetch models", then create: a model named like each chosen upstream model, with a deployment
+    on this credential. An existing model of that name gets the deployment added (unless it has one
+    for this credential and upstream model already). Returns the names created, extended and skipped."""
+    _require(has_perm(actor.role, Perm.MANAGE_PROVIDERS))
+    if credential.organization_id != actor.organization.pk:
+        raise ApplicationError(_("Unknown credential."), field="credential", code="not_found", status=404)
+    names = list(dict.fromkeys(_check_upstream_model(n) for n in upstream_models or []))
+    if not names:
+        raise ApplicationError(_("Choose at least one model."), field="models")
+    if len(names) > MAX_MODELS_PER_IMPORT:
+        raise ApplicationError(_("Choose at most %(count)d models at once.") % {"count": MAX_MODELS_PER_IMPORT}, field="models")
+    too_long = [n for n in names if len(n) > 120]
+    if too_long:
+        raise ApplicationError(_("A model name may have at most 120 characters: %(name)s") % {"name": too_long[0]}, field="models")
+    result = {"created": [], "extended": [], "skipped": []}
+    for name in names:
+        model = Model.objects.filter(organization=actor.organization, name=name).first()
+        if model is None:
+            model = model_create(actor=actor, name=name, ip=ip)
+            result["created"].append(name)
+        elif model.deployments.filter(credential=credential, upstream_model=name).exists():
+            result["skipped"].append(name)
+            continue
+        else:
+            result["extended"].append(name)
+        deployment_create(actor=actor, model=model, credential=credential, upstream_model=name, ip=ip)
+    return result

@@ -6,6 +6,7 @@ The answer is reduced to (ok, message, latency); the message never contains the 
 """
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import async_to_sync
 from django.utils.translation import gettext as _
@@ -62,7 +63,11 @@ def credential_test(*, actor: OrgContext, credential: ProviderCredential, upstre
     upstream_model = (upstream_model or "").strip()
     if not upstream_model or any(c in upstream_model for c in "\x00\r\n"):
         raise ApplicationError(_("Name the model at the provider."), field="upstream_model")
+    return run_test(credential, upstream_model)
 
+
+def run_test(credential: ProviderCredential, upstream_model: str) -> tuple[bool, str, int]:
+    """The call itself, for callers that checked the actor (the test buttons) or need none (the scheduled probe)."""
     preset = PRESETS.get(credential.provider)
     if preset is None:
         return False, _("This credential's provider is not supported any more."), 0
@@ -104,3 +109,27 @@ def credential_test(*, actor: OrgContext, credential: ProviderCredential, upstre
     error = adapter.map_error(status=status, body=_redact(content, target), headers=headers)
     message = _("The provider refused the call (HTTP %(status)d): %(message)s") % {"status": status, "message": error.message}
     return False, _redact(message, target), latency
+
+
+TEST_ALL_WORKERS = 4
+TEST_ALL_MAX_MODELS = 50
+
+
+def credential_test_all(*, actor: OrgContext, credential: ProviderCredential) -> list[dict]:
+    """"Test all": the one-call test for every upstream model the credential's deployments use.
+
+    A few calls run at once (each bounded by TEST_TIMEOUT_SECONDS), so the page answers in about one
+    test's time. Rows: upstream_model, ok, message, latency_ms; sorted by model name.
+    """
+    if not has_perm(actor.role, Perm.MANAGE_PROVIDERS):
+        raise ApplicationError(_("Your role does not allow this."), code="permission_denied", status=403)
+    names = sorted(set(credential.deployments.values_list("upstream_model", flat=True)))[:TEST_ALL_MAX_MODELS]
+
+    def one(name: str) -> dict:
+        ok, message, latency = credential_test(actor=actor, credential=credential, upstream_model=name)
+        return {"upstream_model": name, "ok": ok, "message": message, "latency_ms": latency}
+
+    if not names:
+        return []
+    with ThreadPoolExecutor(max_workers=min(TEST_ALL_WORKERS, len(names))) as pool:
+        return list(pool.map(one, names))

@@ -48,7 +48,10 @@ from keys.forms import (
 )
 from keys.models import Deployment, Model, ProviderCredential
 from keys.presets import PRESETS
-from keys.testing import credential_test as run_credential_test
+from keys.balances import balance_check, balance_is_low, balance_supported
+from keys.discovery import credential_models
+from keys.probes import deployment_probe, deployment_probe_history
+from keys.testing import credential_test as run_credential_test, credential_test_all as run_credential_test_all
 
 KEY_PAGE_SIZE = 50
 
@@ -305,6 +308,8 @@ def _providers_page(request, *, create_form=None, test_errors=None, status=200):
             "credential": credential,
             "preset": PRESETS.get(credential.provider),
             "test_errors": test_errors.get(credential.pk, []),
+            "balance_supported": balance_supported(credential),
+            "balance_low": balance_is_low(credential),
         }
         for credential in credentials
     ]
@@ -370,8 +375,78 @@ def credential_edit(request, pk):
             messages.success(request, _("Credential %(name)s saved.") % {"name": saved.name})
             return redirect("providers")
         credential.refresh_from_db()  # the service set the refused values on this instance
-    context = {"nav_section": "providers", "credential": credential, "preset": PRESETS.get(credential.provider), "form": form}
-    return render(request, "keys/credential_edit.html", context, status=_form_status(form) if form.errors else 200)
+    return _credential_page(request, credential, form=form, status=_form_status(form) if form.errors else 200)
+
+
+def _credential_page(request, credential, *, form=None, fetched=None, fetch_error="", test_results=None, status=200):
+    """The credential page: its settings form, balance, "fetch models" and "test all"."""
+    if form is None:
+        try:
+            header_names = sorted(selectors.credential_extra_headers(credential))
+        except ValueError:
+            header_names = ["?"]
+        form = CredentialUpdateForm.for_credential(credential, header_names=header_names)
+    deployed = set(credential.deployments.values_list("upstream_model", flat=True))
+    context = {
+        "nav_section": "providers", "credential": credential, "preset": PRESETS.get(credential.provider), "form": form,
+        "balance_supported": balance_supported(credential), "balance_low": balance_is_low(credential),
+        "fetched": [{"name": name, "deployed": name in deployed} for name in fetched] if fetched is not None else None,
+        "fetch_error": fetch_error, "test_results": test_results, "deployment_count": len(deployed),
+    }
+    return render(request, "keys/credential_edit.html", context, status=status)
+
+
+@require_POST
+@permission_required(Perm.MANAGE_PROVIDERS)
+def credential_models_fetch(request, pk):
+    credential = get_scoped_or_404(ProviderCredential, request.org_context.organization, pk=pk)
+    try:
+        names = credential_models(credential=credential)
+    except ApplicationError as exc:
+        return _credential_page(request, credential, fetch_error=exc.message, status=exc.status)
+    return _credential_page(request, credential, fetched=names)
+
+
+@require_POST
+@permission_required(Perm.MANAGE_PROVIDERS)
+def credential_models_create(request, pk):
+    ctx = request.org_context
+    credential = get_scoped_or_404(ProviderCredential, ctx.organization, pk=pk)
+    chosen = request.POST.getlist("models")
+    try:
+        result = services.deployments_create_from_upstream(actor=ctx, credential=credential, upstream_models=chosen, ip=client_ip(request))
+    except ApplicationError as exc:
+        offered = [n for n in request.POST.getlist("offered") if n][: services.MAX_MODELS_PER_IMPORT * 10]
+        return _credential_page(request, credential, fetched=offered, fetch_error=exc.message, status=exc.status)
+    if result["created"] or result["extended"]:
+        messages.success(request, _("Models created: %(created)s. Deployments added to existing models: %(extended)s.") % {
+            "created": ", ".join(result["created"]) or "—", "extended": ", ".join(result["extended"]) or "—",
+        })
+    if result["skipped"]:
+        messages.info(request, _("Already deployed on this credential: %(names)s.") % {"names": ", ".join(result["skipped"])})
+    return redirect("credential_edit", pk=credential.pk)
+
+
+@require_POST
+@permission_required(Perm.MANAGE_PROVIDERS)
+def credential_test_all(request, pk):
+    ctx = request.org_context
+    credential = get_scoped_or_404(ProviderCredential, ctx.organization, pk=pk)
+    results = run_credential_test_all(actor=ctx, credential=credential)
+    return _credential_page(request, credential, test_results=results)
+
+
+@require_POST
+@permission_required(Perm.MANAGE_PROVIDERS)
+def credential_balance(request, pk):
+    credential = get_scoped_or_404(ProviderCredential, request.org_context.organization, pk=pk)
+    if not balance_supported(credential):
+        messages.error(request, _("This provider has no balance endpoint."))
+    else:
+        balance_check(credential=credential)
+        report = messages.error if credential.balance_error else messages.success
+        report(request, credential.balance_error or _("Balance updated."))
+    return redirect("credential_edit", pk=credential.pk)
 
 
 @require_POST
@@ -545,8 +620,17 @@ def deployment_edit(request, pk):
         else:
             messages.success(request, _("Deployment of %(name)s saved.") % {"name": deployment.model.name})
             return redirect("models")
-    context = {"nav_section": "models", "deployment": deployment, "form": form}
+    context = {"nav_section": "models", "deployment": deployment, "form": form, "probes": deployment_probe_history(deployment=deployment)}
     return render(request, "keys/deployment_edit.html", context, status=_form_status(form) if form.errors else 200)
+
+
+@require_POST
+@permission_required(Perm.MANAGE_PROVIDERS)
+def deployment_probe_now(request, pk):
+    deployment = get_scoped_or_404(Deployment.objects.select_related("credential"), request.org_context.organization, pk=pk)
+    result = deployment_probe(deployment=deployment)
+    (messages.success if result.ok else messages.error)(request, _("Probe: %(message)s") % {"message": result.message})
+    return redirect("deployment_edit", pk=deployment.pk)
 
 
 @require_POST

@@ -73,6 +73,14 @@ class CredentialSerializer(serializers.Serializer):
     )
     connect_timeout = serializers.FloatField(read_only=True)
     read_timeout = serializers.FloatField(read_only=True)
+    balance = serializers.DecimalField(
+        max_digits=18, decimal_places=4, read_only=True, allow_null=True,
+        help_text="The last polled account balance (DeepSeek, Moonshot/Kimi); null when never read.",
+    )
+    balance_currency = serializers.CharField(read_only=True)
+    balance_checked_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    balance_error = serializers.CharField(read_only=True, help_text="Why the last balance check failed; empty when it worked.")
+    low_balance_threshold = serializers.DecimalField(max_digits=18, decimal_places=4, read_only=True, allow_null=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
 
@@ -108,6 +116,7 @@ class DeploymentSerializer(serializers.Serializer):
     weight = serializers.IntegerField(read_only=True)
     order = serializers.IntegerField(read_only=True, help_text="Fallback order, lowest first.")
     context_window = serializers.IntegerField(read_only=True, allow_null=True)
+    probe = serializers.CharField(read_only=True, help_text="The scheduled probe: off, models (the provider's list) or chat (a one-token call).")
     is_active = serializers.BooleanField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)

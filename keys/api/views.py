@@ -29,6 +29,7 @@ from keys.api.serializers import (
     VirtualKeySerializer,
     VirtualKeyWithSecretSerializer,
 )
+from keys.discovery import credential_models
 from keys.models import Deployment, Model, ProviderCredential
 from keys.presets import PRESETS, PROVIDER_CHOICES
 
@@ -217,6 +218,10 @@ class _CredentialFields(serializers.Serializer):
     )
     connect_timeout = serializers.FloatField(required=False, min_value=0.1, max_value=600)
     read_timeout = serializers.FloatField(required=False, min_value=0.1, max_value=3600)
+    low_balance_threshold = serializers.DecimalField(
+        max_digits=18, decimal_places=4, min_value=0, required=False, allow_null=True,
+        help_text="Alert once a day when the polled balance is below this amount; null: no alert.",
+    )
 
 
 class CredentialListApi(OrgAPIView):
@@ -280,6 +285,53 @@ class CredentialDetailApi(OrgAPIView):
     def delete(self, request, pk):
         services.credential_delete(actor=self.org_context, credential=self._get(pk), ip=self.client_ip())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CredentialModelsApi(OrgAPIView):
+    """"Fetch models": what the credential offers at its provider (GET), and models with deployments
+    on this credential created from a chosen subset (POST). Both need manage_providers."""
+
+    permissions = {"GET": Perm.MANAGE_PROVIDERS, "POST": Perm.MANAGE_PROVIDERS}
+
+    class InputSerializer(serializers.Serializer):
+        models = serializers.ListField(
+            child=serializers.CharField(max_length=200), allow_empty=False, max_length=services.MAX_MODELS_PER_IMPORT,
+            help_text="Upstream model names; each becomes a model of that name (or gets a deployment if the model exists).",
+        )
+
+        class Meta:
+            ref_name = "CredentialModelsCreate"
+
+    class ListSerializer(serializers.Serializer):
+        models = serializers.ListField(child=serializers.DictField(), help_text="Per model: `id` at the provider and `deployed` (already on this credential).")
+
+        class Meta:
+            ref_name = "CredentialModels"
+
+    class ResultSerializer(serializers.Serializer):
+        created = serializers.ListField(child=serializers.CharField(), help_text="New models, each with one deployment.")
+        extended = serializers.ListField(child=serializers.CharField(), help_text="Existing models that got a deployment on this credential.")
+        skipped = serializers.ListField(child=serializers.CharField(), help_text="Already deployed on this credential.")
+
+        class Meta:
+            ref_name = "CredentialModelsResult"
+
+    @extend_schema(tags=["providers"], responses=ListSerializer, description="Provider errors answer 502 with code provider_error; the key is never echoed.")
+    def get(self, request, pk):
+        credential = self.get_scoped(ProviderCredential, pk=pk)
+        names = credential_models(credential=credential)
+        deployed = set(credential.deployments.values_list("upstream_model", flat=True))
+        return Response({"models": [{"id": name, "deployed": name in deployed} for name in names]})
+
+    @extend_schema(tags=["providers"], request=InputSerializer, responses={201: ResultSerializer})
+    def post(self, request, pk):
+        credential = self.get_scoped(ProviderCredential, pk=pk)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = services.deployments_create_from_upstream(
+            actor=self.org_context, credential=credential, upstream_models=serializer.validated_data["models"], ip=self.client_ip(),
+        )
+        return Response(self.ResultSerializer(result).data, status=status.HTTP_201_CREATED)
 
 
 # Models and deployments
@@ -390,6 +442,7 @@ class DeploymentDetailApi(OrgAPIView):
         credential = serializers.IntegerField(min_value=1, required=False, help_text="The id of one of the organization's credentials.")
         upstream_model = serializers.CharField(max_length=200, required=False)
         is_active = serializers.BooleanField(required=False)
+        probe = serializers.ChoiceField(choices=Deployment.Probe.choices, required=False, help_text="Off by default; chat is a paid call every 5 minutes.")
 
         class Meta:
             ref_name = "DeploymentUpdate"

@@ -247,6 +247,11 @@ def _deployment(w, owner=None):
     return deployment
 
 
+def _mock_deployment(w, owner=None):
+    """A deployment on the demo provider: probing it needs no network."""
+    return DeploymentFactory(organization=w.org_b, name=unique(f"dep-{w.marker}"), credential=_mock_credential(w), upstream_model="demo")
+
+
 def _usage_event(w, owner=None):
     key = _key(w, owner)
     return UsageEventFactory(organization=w.org_b, key_id=key.pk, user_id=key.user_id, request_id=unique(f"req-{w.marker}"),
@@ -390,6 +395,10 @@ ROUTES: list[Route] = [
        make=_credential),
     _r("credential_delete", Op(P, Perm.MANAGE_PROVIDERS), make=_credential),
     _r("credential_test", Op(P, Perm.MANAGE_PROVIDERS, lambda w, o, org: {"upstream_model": "demo"}), make=_mock_credential),
+    _r("credential_test_all", Op(P, Perm.MANAGE_PROVIDERS), make=_mock_credential),
+    _r("credential_models_fetch", Op(P, Perm.MANAGE_PROVIDERS), make=_mock_credential),
+    _r("credential_models_create", Op(P, Perm.MANAGE_PROVIDERS, lambda w, o, org: {"models": [unique("upstream")]}), make=_mock_credential),
+    _r("credential_balance", Op(P, Perm.MANAGE_PROVIDERS), make=_mock_credential),
     _r("models", Op(G, Perm.VIEW_ORG)),
     _r("model_create", Op(P, Perm.MANAGE_PROVIDERS, lambda w, o, org: {"name": unique("model"), "description": "", "routing": "weighted"})),
     _r("model_edit", Op(G, Perm.MANAGE_PROVIDERS), Op(P, Perm.MANAGE_PROVIDERS, lambda w, o, org: dict(MODEL_EDIT_FORM)), make=_model),
@@ -403,6 +412,7 @@ ROUTES: list[Route] = [
                                                        "weight": "3", "order": "0", "is_active": "on"}),
        make=_deployment),
     _r("deployment_delete", Op(P, Perm.MANAGE_PROVIDERS), make=_deployment),
+    _r("deployment_probe", Op(P, Perm.MANAGE_PROVIDERS), make=_mock_deployment),
     # --- Dashboard: billing ---
     _r("usage", Op(G, Perm.VIEW_OWN_USAGE), own_list=True),
     _r("usage_export", Op(G, Perm.VIEW_OWN_USAGE), own_list=True),
@@ -468,6 +478,8 @@ ROUTES: list[Route] = [
     _r("api-credential-detail", Op(G, Perm.VIEW_ORG),
        Op("PATCH", Perm.MANAGE_PROVIDERS, lambda w, o, org: {"name": unique("renamed"), "read_timeout": 5}),
        Op("DELETE", Perm.MANAGE_PROVIDERS), make=_credential),
+    _r("api-credential-models", Op(G, Perm.MANAGE_PROVIDERS),
+       Op(P, Perm.MANAGE_PROVIDERS, lambda w, o, org: {"models": [unique("upstream")]}), make=_mock_credential),
     _r("api-model-list", Op(G, Perm.VIEW_ORG), Op(P, Perm.MANAGE_PROVIDERS, lambda w, o, org: {"name": unique("model")})),
     _r("api-model-detail", Op(G, Perm.VIEW_ORG), Op("PATCH", Perm.MANAGE_PROVIDERS, lambda w, o, org: {"description": "changed"}),
        Op("DELETE", Perm.MANAGE_PROVIDERS), make=_model),

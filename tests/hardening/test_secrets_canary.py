@@ -368,4 +368,5 @@ def _visit_everything(dash, api, org, responses) -> None:
             urls = [reverse(route.name, args=[pk]) for pk in model.objects.filter(organization=org).values_list("pk", flat=True)]
         for url in urls:
             response = client.get(url)
-            responses.add(f"GET {url}", response)
+            # "Fetch models" asks the provider (here the leaky upstream): its refusal is a 502, still without a secret.
+            responses.add(f"GET {url}", response, upstream_errors=route.name == "api-credential-models")

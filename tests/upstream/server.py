@@ -78,6 +78,7 @@ class MockUpstream:
     usage_override: dict | None = None  # the OpenAI routes report this `usage` instead of the true one (reset() clears it)
     canned: dict[str, Canned] = field(default_factory=dict)
     canned_log: list[dict] = field(default_factory=list)
+    balance_answers: dict[str, tuple[int, dict]] = field(default_factory=dict)  # path -> (status, JSON): catalog_routes
 
     def can(self, name: str, answer: Canned) -> None:
         self.canned[name] = answer
@@ -117,7 +118,7 @@ class MockUpstream:
     def start(self) -> "MockUpstream":
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.middlewares.append(self._log_middleware)
-        for name in ("openai", "anthropic", "gemini", "azure"):
+        for name in ("openai", "anthropic", "gemini", "azure", "catalog"):
             import_module(f"tests.upstream.{name}_routes").add_routes(app, self)
         started = threading.Event()
 
@@ -154,6 +155,7 @@ class MockUpstream:
             self.usage_override = None
             self.canned.clear()
             self.canned_log.clear()
+            self.balance_answers.clear()
 
     @web.middleware
     async def _log_middleware(self, request, handler):
