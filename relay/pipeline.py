@@ -145,7 +145,8 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
         held, downgrade, reserved_micros = (), "", 0
         if key.budgets:  # pricing the worst case is only needed when there is a budget to hold it against
             hard_budget = next((b for b in key.budgets if b.hard), None)  # an unknown cost must not pass it
-            reserved_micros = worst_case_micros(model, prompt_estimate, max_output or rt.output_reserve, record.created_at, hard_budget=hard_budget)
+            servers = [model, *await _fallback_models(rt, model, key)]  # a fallback may answer, at its price
+            reserved_micros = worst_case_micros(servers, prompt_estimate, max_output or rt.output_reserve, record.created_at, hard_budget=hard_budget)
             held, downgrade = await rt.budgets.reserve(key, reserved_micros, record.created_at)
         if downgrade and downgrade != model.name:
             cheaper = await rt.cache.model(key.organization_id, downgrade)
@@ -262,24 +263,32 @@ async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers, 
 
 
 async def _candidates(rt, model, key):
-    """The model's plan, then each fallback model's plan (a visited set guards against cycles);
-    deployments cooling down come last, tried only when everything else failed."""
+    """The model's plan, then each fallback model's plan; deployments cooling down come last, tried
+    only when everything else failed."""
     ready, cooling = rt.router.plan(model, sticky_id=key.id)
     for deployment in ready:
         yield deployment
-    seen = {model.name}
+    for fallback in await _fallback_models(rt, model, key):
+        fallback_ready, fallback_cooling = rt.router.plan(fallback, sticky_id=key.id)
+        cooling += fallback_cooling
+        for deployment in fallback_ready:
+            yield deployment
+    for deployment in cooling:
+        yield deployment
+
+
+async def _fallback_models(rt, model, key) -> list:
+    """The model's fallback models that exist, each once and never the model itself (from the
+    in-process snapshot cache: no round trip in steady state)."""
+    found, seen = [], {model.name}
     for name in model.policy.fallback_models:
         if name in seen:
             continue
         seen.add(name)
         fallback = await rt.cache.model(key.organization_id, name)
         if fallback is not None:
-            fallback_ready, fallback_cooling = rt.router.plan(fallback, sticky_id=key.id)
-            cooling += fallback_cooling
-            for deployment in fallback_ready:
-                yield deployment
-    for deployment in cooling:
-        yield deployment
+            found.append(fallback)
+    return found
 
 
 async def _call(rt, adapter, endpoint, body, target, stream, deadline, request_id):

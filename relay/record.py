@@ -32,8 +32,9 @@ def usage_number(value) -> int:
     raise MalformedUsage("The upstream reported usage that is not a number.")
 
 
-def worst_case_micros(model, prompt_tokens: int, output_tokens: int, now: float, *, hard_budget=None) -> int:
-    """The dearest deployment's price for this request size, in the org currency.
+def worst_case_micros(models, prompt_tokens: int, output_tokens: int, now: float, *, hard_budget=None) -> int:
+    """The dearest deployment's price for this request size, in the org currency, over every model that
+    may serve it (the model asked for and its fallback models).
 
     A deployment whose cost cannot be known (no price, or no exchange rate from the price's currency)
     counts as 0, unless `hard_budget` (the first hard budget holding the request) is given: then the
@@ -41,21 +42,22 @@ def worst_case_micros(model, prompt_tokens: int, output_tokens: int, now: float,
     price-book row) marks a model free and needs no exchange rate.
     """
     worst = Decimal(0)
-    for deployment in model.deployments:
-        price = price_at(deployment.prices, now)
-        if price is None:
-            if hard_budget is not None:
-                raise _unenforceable(model, deployment, hard_budget, None)
-            continue
-        cost = price.worst_case(prompt_tokens=prompt_tokens, completion_tokens=output_tokens)
-        if not cost:
-            continue  # free
-        rate = model.exchange_rate(price.currency, now)
-        if rate is None:
-            if hard_budget is not None:
-                raise _unenforceable(model, deployment, hard_budget, price.currency)
-            continue
-        worst = max(worst, cost * rate)
+    for model in models:
+        for deployment in model.deployments:
+            price = price_at(deployment.prices, now)
+            if price is None:
+                if hard_budget is not None:
+                    raise _unenforceable(model, deployment, hard_budget, None)
+                continue
+            cost = price.worst_case(prompt_tokens=prompt_tokens, completion_tokens=output_tokens)
+            if not cost:
+                continue  # free
+            rate = model.exchange_rate(price.currency, now)
+            if rate is None:
+                if hard_budget is not None:
+                    raise _unenforceable(model, deployment, hard_budget, price.currency)
+                continue
+            worst = max(worst, cost * rate)
     return to_micros(worst)
 
 
