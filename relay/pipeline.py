@@ -336,7 +336,7 @@ async def _whole(conn, adapter, endpoint, response, target, model, record, heade
     try:
         answer, usage = adapter.parse_response(endpoint=endpoint, body=raw, target=target, model=model.name)
         if usage is not None:
-            record.usage(usage, "provider")
+            await record.usage(usage, "provider", lambda: _answer_text(raw))
         else:
             parsed = orjson.loads(raw) if isinstance(answer, bytes) else answer
             await record.estimate(completion_text(parsed))
@@ -351,13 +351,18 @@ async def _whole(conn, adapter, endpoint, response, target, model, record, heade
 
 
 async def _estimate_answer(record, raw: bytes) -> None:
+    text = _answer_text(raw)
+    if text:  # nothing readable was produced: nothing to bill
+        await record.estimate(text)
+
+
+def _answer_text(raw: bytes) -> str:
+    """The generated text of an upstream's whole answer, in any wire format ("" if unreadable)."""
     try:
         answer = orjson.loads(raw)
-        text = completion_text(answer) or "".join(_answer_texts(answer))
+        return completion_text(answer) or "".join(_answer_texts(answer))
     except (*PARSE_ERRORS, RecursionError):
-        return  # nothing readable was produced: nothing to bill
-    if text:
-        await record.estimate(text)
+        return ""
 
 
 def _answer_texts(node, depth: int = 0):
@@ -443,7 +448,7 @@ async def _settle_stream_usage(record, translator, delivered, failed: bool = Fal
         return
     if translator.usage is not None:
         try:
-            return record.usage(translator.usage, "provider")
+            return await record.usage(translator.usage, "provider", lambda: stream_text(delivered))
         except MalformedUsage:
             if not lenient:
                 raise  # the stream ends with an error event, and is billed as an estimate
