@@ -26,7 +26,6 @@ from relay.record import Record, completion_text, stream_text, worst_case_micros
 from relay.routing import backoff_delay
 from relay.streaming import DONE, OutputLimitExceeded, OutputMeter, SSEParser, encode_chunk, encode_error, output_ceiling
 from relay.upstream import iter_body, read_body, send
-from relay.validation import check_body, check_raw
 
 log = logging.getLogger(__name__)
 # What a parser raises on a body or event it cannot read (orjson.JSONDecodeError is a ValueError):
@@ -98,27 +97,20 @@ async def _models(rt, conn, model_id: str | None) -> None:
     raise ModelNotFound(f"The model '{model_id}' does not exist.", param="model")
 
 
-def _parse(raw: bytes, content_type: str | None) -> dict:
-    if content_type and "json" not in content_type.lower():
-        raise InvalidRequest("Content-Type must be application/json.")
-    if not raw:
-        raise InvalidRequest("The request body is empty; send a JSON object.")
-    check_raw(raw)  # bounds the parse: millions of tiny arrays would hold the event loop for seconds
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON ({exc.msg}).") from exc
-
-
 async def _relay(rt, conn, endpoint: str) -> None:
     key = await _authenticate(rt, conn)
     body = claim = None
     try:
-        body = _parse(await conn.read_body(rt.max_body), conn.header(b"content-type"))
-        check_body(endpoint, body)
+        raw = await conn.read_body(rt.max_body)
+        content_type = conn.header(b"content-type")
+        if content_type and "json" not in content_type.lower():
+            raise InvalidRequest("Content-Type must be application/json.")
+        if not raw:
+            raise InvalidRequest("The request body is empty; send a JSON object.")
+        body = await rt.bodies.read(raw, endpoint)  # large bodies off the event loop (relay/bodies.py)
         claim = await idempotency.claim(rt.idempotency, key.id, conn.header(b"idempotency-key"), body)
     except RelayError as error:
-        raise _refused(rt, conn, key, endpoint, body, error)
+        raise _refused(rt, conn, key, endpoint, body if body is not None else getattr(error, "body_seen", None), error)
     if claim is None:
         await _admit_and_forward(rt, conn, endpoint, key, body)
     else:
