@@ -20,8 +20,6 @@ import time
 from django.conf import settings
 from django.core.cache import cache
 
-from accounts.client import client_address  # noqa: F401 (the throttle's key; forms call it from here)
-
 log = logging.getLogger(__name__)
 
 LIMIT = 10
