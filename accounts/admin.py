@@ -9,6 +9,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.utils.translation import gettext_lazy as _
 
 from accounts import services
+from accounts.client import client_ip
 from accounts.forms import AdminLoginForm
 from accounts.errors import ApplicationError
 from accounts.models import ApiToken, AuditLog, Invitation, Membership, Organization, Role, Team, User
@@ -102,7 +103,7 @@ class InvitationAdmin(ReadOnlyAdmin):
         for invitation in queryset.select_related("organization").filter(accepted_at=None, revoked_at=None):
             try:
                 services.invitation_revoke(
-                    actor=_operator_context(request, invitation.organization), invitation=invitation, ip=request.META.get("REMOTE_ADDR")
+                    actor=_operator_context(request, invitation.organization), invitation=invitation, ip=client_ip(request)
                 )
             except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
@@ -127,7 +128,7 @@ class ApiTokenAdmin(ReadOnlyAdmin):
         for token in queryset.select_related("organization").filter(revoked_at=None):
             try:
                 services.api_token_revoke(
-                    actor=_operator_context(request, token.organization), token=token, ip=request.META.get("REMOTE_ADDR")
+                    actor=_operator_context(request, token.organization), token=token, ip=client_ip(request)
                 )
             except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.ERROR)

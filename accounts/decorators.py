@@ -5,6 +5,7 @@ from functools import wraps
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import redirect, render
 
+from accounts.client import client_ip  # noqa: F401 (views import it from here)
 from accounts.permissions import Perm
 
 
@@ -37,6 +38,3 @@ def permission_required(perm: Perm):
     return decorator
 
 
-def client_ip(request) -> str | None:
-    """The address the services record in the audit log."""
-    return request.META.get("REMOTE_ADDR")

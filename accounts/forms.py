@@ -8,6 +8,7 @@ from django.contrib.auth.password_validation import password_validators_help_tex
 from django.utils.translation import gettext_lazy as _
 
 from accounts import signup, throttle
+from accounts.client import client_address
 from accounts.errors import ApplicationError
 from accounts.models import TIME_ZONE_CHOICES, Organization, Role, Team, User, currency_validator
 from accounts.permissions import ROLE_RANK, Perm
@@ -88,7 +89,7 @@ class ThrottledLoginMixin:
     """Refuse while the address or the email is throttled (accounts.throttle); count failed logins."""
 
     def clean(self):
-        address, email = throttle.client_address(self.request), self.cleaned_data.get("username")
+        address, email = client_address(self.request), self.cleaned_data.get("username")
         wait = throttle.blocked_for(address=address, email=email)
         if wait:
             raise forms.ValidationError(

@@ -20,9 +20,6 @@ import time
 from django.conf import settings
 from django.core.cache import cache
 
-from accounts import proxies
-from accounts.proxies import parse_networks
-
 log = logging.getLogger(__name__)
 
 LIMIT = 10
@@ -36,14 +33,6 @@ def _limit() -> int:
 
 def _window() -> int:
     return getattr(settings, "TOLLGATE_LOGIN_FAILURE_WINDOW", WINDOW)
-
-
-def client_address(request) -> str:
-    """The connection's address, or the one a trusted proxy reports (TOLLGATE_TRUSTED_PROXIES)."""
-    if request is None:
-        return "unknown"
-    networks = parse_networks(tuple(settings.TOLLGATE_TRUSTED_PROXIES))
-    return proxies.client_address(request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR"), networks)
 
 
 def _keys(address: str | None, email: str | None) -> list[str]:

@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin import ReadOnlyAdmin
+from accounts.client import client_ip
 from accounts.errors import ApplicationError
 from accounts.models import Role
 from accounts.tenancy import OrgContext
@@ -100,7 +101,7 @@ class AlertChannelAdmin(ReadOnlyAdmin):
             # An operator acting in the admin counts as an owner of the channel's organization.
             actor = OrgContext(organization=channel.organization, role=Role.OWNER, user=request.user)
             try:
-                delivery = alerts.alert_send_test(actor=actor, channel=channel, ip=request.META.get("REMOTE_ADDR"))
+                delivery = alerts.alert_send_test(actor=actor, channel=channel, ip=client_ip(request))
             except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
                 return

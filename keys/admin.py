@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin import ReadOnlyAdmin
+from accounts.client import client_ip
 from accounts.errors import ApplicationError
 from accounts.models import Role
 from accounts.tenancy import OrgContext
@@ -34,7 +35,7 @@ class VirtualKeyAdmin(ReadOnlyAdmin):
             # An operator acting in the admin counts as an owner of the key's organization.
             actor = OrgContext(organization=key.organization, role=Role.OWNER, user=request.user)
             try:
-                services.virtual_key_revoke(actor=actor, key=key, ip=request.META.get("REMOTE_ADDR"))
+                services.virtual_key_revoke(actor=actor, key=key, ip=client_ip(request))
             except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
                 return

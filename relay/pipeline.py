@@ -27,7 +27,6 @@ from relay.record import Record, completion_text, stream_text, worst_case_micros
 from relay.routing import backoff_delay
 from relay.streaming import DONE, OutputLimitExceeded, OutputMeter, SSEParser, encode_chunk, encode_error, output_ceiling
 from relay.upstream import iter_body, read_body, send
-from relay.validation import check_body, check_raw
 
 log = logging.getLogger(__name__)
 # What a parser raises on a body or event it cannot read (orjson.JSONDecodeError is a ValueError):
@@ -108,27 +107,20 @@ async def _models(rt, conn, model_id: str | None) -> None:
     raise ModelNotFound(f"The model '{model_id}' does not exist.", param="model")
 
 
-def _parse(raw: bytes, content_type: str | None) -> dict:
-    if content_type and "json" not in content_type.lower():
-        raise InvalidRequest("Content-Type must be application/json.")
-    if not raw:
-        raise InvalidRequest("The request body is empty; send a JSON object.")
-    check_raw(raw)  # bounds the parse: millions of tiny arrays would hold the event loop for seconds
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON ({exc.msg}).") from exc
-
-
 async def _relay(rt, conn, endpoint: str) -> None:
     key = await _authenticate(rt, conn)
     body = claim = None
     try:
-        body = _parse(await conn.read_body(rt.max_body), conn.header(b"content-type"))
-        (messages.check_body if endpoint in messages.ENDPOINTS else check_body)(endpoint, body)
+        raw = await conn.read_body(rt.max_body)
+        content_type = conn.header(b"content-type")
+        if content_type and "json" not in content_type.lower():
+            raise InvalidRequest("Content-Type must be application/json.")
+        if not raw:
+            raise InvalidRequest("The request body is empty; send a JSON object.")
+        body = await rt.bodies.read(raw, endpoint)  # large bodies off the event loop (relay/bodies.py)
         claim = await idempotency.claim(rt.idempotency, key.id, conn.header(b"idempotency-key"), body)
     except RelayError as error:
-        raise _refused(rt, conn, key, endpoint, body, error)
+        raise _refused(rt, conn, key, endpoint, body if body is not None else getattr(error, "body_seen", None), error)
     if claim is None:
         await _admit_and_forward(rt, conn, endpoint, key, body)
     else:
@@ -157,7 +149,8 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
         held, downgrade, reserved_micros = (), "", 0
         if key.budgets and not free:  # pricing the worst case is only needed when there is a budget to hold it against
             hard_budget = next((b for b in key.budgets if b.hard), None)  # an unknown cost must not pass it
-            reserved_micros = worst_case_micros(model, prompt_estimate, max_output or rt.output_reserve, record.created_at, hard_budget=hard_budget)
+            servers = [model, *await _fallback_models(rt, model, key)]  # a fallback may answer, at its price
+            reserved_micros = worst_case_micros(servers, prompt_estimate, max_output or rt.output_reserve, record.created_at, hard_budget=hard_budget)
             held, downgrade = await rt.budgets.reserve(key, reserved_micros, record.created_at)
         if downgrade and downgrade != model.name:
             cheaper = await rt.cache.model(key.organization_id, downgrade)
@@ -276,24 +269,32 @@ async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers, 
 
 
 async def _candidates(rt, model, key):
-    """The model's plan, then each fallback model's plan (a visited set guards against cycles);
-    deployments cooling down come last, tried only when everything else failed."""
+    """The model's plan, then each fallback model's plan; deployments cooling down come last, tried
+    only when everything else failed."""
     ready, cooling = rt.router.plan(model, sticky_id=key.id)
     for deployment in ready:
         yield deployment
-    seen = {model.name}
+    for fallback in await _fallback_models(rt, model, key):
+        fallback_ready, fallback_cooling = rt.router.plan(fallback, sticky_id=key.id)
+        cooling += fallback_cooling
+        for deployment in fallback_ready:
+            yield deployment
+    for deployment in cooling:
+        yield deployment
+
+
+async def _fallback_models(rt, model, key) -> list:
+    """The model's fallback models that exist, each once and never the model itself (from the
+    in-process snapshot cache: no round trip in steady state)."""
+    found, seen = [], {model.name}
     for name in model.policy.fallback_models:
         if name in seen:
             continue
         seen.add(name)
         fallback = await rt.cache.model(key.organization_id, name)
         if fallback is not None:
-            fallback_ready, fallback_cooling = rt.router.plan(fallback, sticky_id=key.id)
-            cooling += fallback_cooling
-            for deployment in fallback_ready:
-                yield deployment
-    for deployment in cooling:
-        yield deployment
+            found.append(fallback)
+    return found
 
 
 async def _call(rt, adapter, endpoint, body, target, stream, deadline, request_id):
@@ -341,7 +342,7 @@ async def _whole(conn, adapter, endpoint, response, target, model, record, heade
     try:
         answer, usage = adapter.parse_response(endpoint=endpoint, body=raw, target=target, model=model.name)
         if usage is not None:
-            record.usage(usage, "provider")
+            await record.usage(usage, "provider", lambda: _answer_text(raw))
         else:
             parsed = orjson.loads(raw) if isinstance(answer, bytes) else answer
             await record.estimate(completion_text(parsed) or messages.answer_text(parsed))
@@ -356,13 +357,18 @@ async def _whole(conn, adapter, endpoint, response, target, model, record, heade
 
 
 async def _estimate_answer(record, raw: bytes) -> None:
+    text = _answer_text(raw)
+    if text:  # nothing readable was produced: nothing to bill
+        await record.estimate(text)
+
+
+def _answer_text(raw: bytes) -> str:
+    """The generated text of an upstream's whole answer, in any wire format ("" if unreadable)."""
     try:
         answer = orjson.loads(raw)
-        text = completion_text(answer) or "".join(_answer_texts(answer))
+        return completion_text(answer) or "".join(_answer_texts(answer))
     except (*PARSE_ERRORS, RecursionError):
-        return  # nothing readable was produced: nothing to bill
-    if text:
-        await record.estimate(text)
+        return ""
 
 
 def _answer_texts(node, depth: int = 0):
@@ -450,7 +456,7 @@ async def _settle_stream_usage(record, translator, delivered, failed: bool = Fal
         return
     if translator.usage is not None:
         try:
-            return record.usage(translator.usage, "provider")
+            return await record.usage(translator.usage, "provider", lambda: getattr(translator, "stream_text", stream_text)(delivered))
         except MalformedUsage:
             if not lenient:
                 raise  # the stream ends with an error event, and is billed as an estimate
@@ -463,7 +469,8 @@ async def _estimate(record, translator, text: str) -> None:
     await record.estimate(text)
     known = getattr(translator, "prompt_usage", None)
     if known is not None:
-        record.usage(Usage(known.prompt_tokens, record.completion_tokens, known.cached_tokens, known.cache_write_tokens), "estimated")
+        await record.usage(Usage(known.prompt_tokens, record.completion_tokens, known.cached_tokens, known.cache_write_tokens), "estimated",
+                           lambda: text)
 
 
 async def _write(conn, items: list, record, delivered, meter) -> None:

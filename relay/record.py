@@ -32,8 +32,9 @@ def usage_number(value) -> int:
     raise MalformedUsage("The upstream reported usage that is not a number.")
 
 
-def worst_case_micros(model, prompt_tokens: int, output_tokens: int, now: float, *, hard_budget=None) -> int:
-    """The dearest deployment's price for this request size, in the org currency.
+def worst_case_micros(models, prompt_tokens: int, output_tokens: int, now: float, *, hard_budget=None) -> int:
+    """The dearest deployment's price for this request size, in the org currency, over every model that
+    may serve it (the model asked for and its fallback models).
 
     A deployment whose cost cannot be known (no price, or no exchange rate from the price's currency)
     counts as 0, unless `hard_budget` (the first hard budget holding the request) is given: then the
@@ -41,21 +42,22 @@ def worst_case_micros(model, prompt_tokens: int, output_tokens: int, now: float,
     price-book row) marks a model free and needs no exchange rate.
     """
     worst = Decimal(0)
-    for deployment in model.deployments:
-        price = price_at(deployment.prices, now)
-        if price is None:
-            if hard_budget is not None:
-                raise _unenforceable(model, deployment, hard_budget, None)
-            continue
-        cost = price.worst_case(prompt_tokens=prompt_tokens, completion_tokens=output_tokens)
-        if not cost:
-            continue  # free
-        rate = model.exchange_rate(price.currency, now)
-        if rate is None:
-            if hard_budget is not None:
-                raise _unenforceable(model, deployment, hard_budget, price.currency)
-            continue
-        worst = max(worst, cost * rate)
+    for model in models:
+        for deployment in model.deployments:
+            price = price_at(deployment.prices, now)
+            if price is None:
+                if hard_budget is not None:
+                    raise _unenforceable(model, deployment, hard_budget, None)
+                continue
+            cost = price.worst_case(prompt_tokens=prompt_tokens, completion_tokens=output_tokens)
+            if not cost:
+                continue  # free
+            rate = model.exchange_rate(price.currency, now)
+            if rate is None:
+                if hard_budget is not None:
+                    raise _unenforceable(model, deployment, hard_budget, price.currency)
+                continue
+            worst = max(worst, cost * rate)
     return to_micros(worst)
 
 
@@ -143,10 +145,13 @@ class Record:
             "ms": int((time.perf_counter() - started) * 1000),
         })
 
-    def usage(self, usage, source: str) -> None:
+    async def usage(self, usage, source: str, answer_text=str) -> None:
         """Take an upstream's figures, the one place they enter the record: a non-number raises
         MalformedUsage; a negative count becomes 0, one above MAX_USAGE_TOKENS is capped, cached tokens
-        never exceed the prompt; each correction is flagged (kept in the ledger's usage_flags)."""
+        never exceed the prompt; each correction is flagged (kept in the ledger's usage_flags). Figures
+        that needed a correction are not trusted at all: the request is billed from the offline
+        estimate of the request and of `answer_text()` (what was delivered), so a broken upstream never
+        yields a free (or absurd) request."""
         flags = []
         prompt = _in_range(usage_number(usage.prompt_tokens), "prompt", flags)
         completion = _in_range(usage_number(usage.completion_tokens), "completion", flags)
@@ -155,9 +160,14 @@ class Record:
         if cached > prompt:
             cached = prompt
             flags.append("cached>prompt")
+        self.usage_flags = ",".join(flags)
+        if flags:
+            self.cached_tokens = self.cache_write_tokens = 0
+            await self.estimate(answer_text())
+            return
         self.prompt_tokens, self.completion_tokens, self.cached_tokens = prompt, completion, cached
         self.cache_write_tokens = cache_write
-        self.usage_source, self.usage_flags = source, ",".join(flags)
+        self.usage_source = source
 
     async def estimate(self, completion_text: str) -> None:
         """Count tokens offline; long texts are counted in a worker thread, off the event loop."""

@@ -11,6 +11,7 @@ import logging
 from django.conf import settings
 
 from config.env import DATA_DIR
+from relay.bodies import BodyReader
 from relay.budgets import BudgetGate, threshold_notifier
 from relay.cache import SnapshotCache
 from relay.cooldown import Cooldowns
@@ -61,6 +62,7 @@ class Runtime:
         self.router = Router(self.cooldowns)
         self.session = None
         self.max_body = settings.TOLLGATE_MAX_BODY_BYTES
+        self.bodies = BodyReader()
         self._tasks: list[asyncio.Task] = []
         self.started = self.serving = False  # the readiness probe's view of this process
 
@@ -80,6 +82,7 @@ class Runtime:
         await cancel_until_done(self._tasks)
         await self.sink.flush()
         flush_observers(self.observers)
+        self.bodies.close()
         if self.session is not None:
             await self.session.close()
         if self.redis is not None:

@@ -33,6 +33,7 @@ from billing import ledger
 from billing import services as billing_services
 from billing.models import Budget
 from keys import services as keys_services
+from keys.models import VirtualKey
 from tests.accounts.factories import MembershipFactory, UserFactory
 from tests.billing.factories import (
     AlertChannelFactory,
@@ -589,6 +590,30 @@ def test_language_switch_refuses_an_unknown_language(client, seeded, owner):
     client.force_login(owner)
     client.post(reverse("set_language"), {"language": "xx", "next": reverse("home")})
     assert visible(client.get(reverse("home")).content.decode()).lang == "en"
+
+
+def test_language_switch_from_a_page_rendered_by_a_post_returns_to_a_page_a_get_can_show(client, seeded, owner):
+    """A rotated key's secret page is rendered from a POST at a URL that only accepts POST: switching the
+    language there went back to it, a 405. The switch returns to `next` or the Referer only when a GET can
+    show it (and it is same-site); otherwise home."""
+    client.force_login(owner)
+    key = VirtualKey.objects.get(organization=seeded, name="后端服务")
+    rotate = reverse("key_rotate", args=[key.pk])
+    page = client.post(rotate, {"rotate-grace_seconds": 0})
+    assert f'name="next" value="{rotate}"' in page.content.decode()  # the page it was rendered on
+    response = client.post(reverse("set_language"), {"language": LANGUAGE, "next": rotate}, HTTP_REFERER="http://testserver" + rotate)
+    assert response.status_code == 302 and response["Location"] == reverse("home")
+    assert client.get(response["Location"]).status_code == 200
+    assert client.cookies[settings.LANGUAGE_COOKIE_NAME].value == LANGUAGE
+    # A POST-only next falls back to a GET-able same-site Referer, query string kept.
+    response = client.post(reverse("set_language"), {"language": "en", "next": rotate},
+                           HTTP_REFERER="http://testserver" + reverse("keys") + "?page=1")
+    assert response["Location"] == reverse("keys") + "?page=1"
+    # Another site, an unknown path, or nothing at all: home.
+    for next_url, referer in (("https://evil.example/keys/", "https://evil.example/"), ("/no/such/page/", ""), ("", "")):
+        response = client.post(reverse("set_language"), {"language": "en", "next": next_url}, HTTP_REFERER=referer)
+        assert response["Location"] == reverse("home"), next_url
+    assert client.get(reverse("set_language")).status_code == 405  # the switch changes state: POST only
 
 
 # --- numbers, dates and money --------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from rest_framework import exceptions
 from rest_framework.views import APIView
 
 from accounts.api.authentication import TokenUser
+from accounts.client import client_ip
 from accounts.permissions import Perm
 from accounts.tenancy import OrgContext, context_for_session, get_scoped_or_404, scoped
 
@@ -44,4 +45,4 @@ class OrgAPIView(APIView):
         return get_scoped_or_404(queryset, self.organization, **lookup)
 
     def client_ip(self):
-        return self.request.META.get("REMOTE_ADDR")
+        return client_ip(self.request)

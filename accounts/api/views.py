@@ -28,6 +28,7 @@ from accounts.api.serializers import (
     OrganizationSerializer,
     TeamSerializer,
 )
+from accounts.client import client_ip
 from accounts.errors import ApplicationError
 from accounts.models import TIME_ZONE_CHOICES, Role, Team
 from accounts.permissions import Perm
@@ -334,7 +335,7 @@ class InvitationAcceptApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         membership = services.invitation_accept(
-            token=serializer.validated_data["token"], user=request.user, ip=request.META.get("REMOTE_ADDR")
+            token=serializer.validated_data["token"], user=request.user, ip=client_ip(request)
         )
         members = selectors.member_list(organization=membership.organization).select_related("organization")
         membership = members.get(pk=membership.pk)

@@ -576,6 +576,22 @@ def test_writes_record_client_ip(client, org, owner):
     assert AuditLog.objects.get(organization=org, action="team.create").ip == "198.51.100.4"
 
 
+@pytest.mark.django_db
+def test_audit_entries_record_the_client_behind_a_trusted_proxy(client, org, owner, settings):
+    """Behind a trusted proxy the audit log keeps the client's address (as the login throttle and the
+    relay read it), not the proxy's; a client's own X-Forwarded-For claim is not believed."""
+    settings.TOLLGATE_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    logged_in(client, owner)
+    client.post(reverse("team_create"), {"name": "Proxied"}, REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="192.0.2.66, 203.0.113.9")
+    client.post(reverse("team_create"), {"name": "Direct"}, REMOTE_ADDR="198.51.100.4", HTTP_X_FORWARDED_FOR="203.0.113.9")
+    client.post(reverse("team_create"), {"name": "Garbled"}, REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="not-an-address")
+    entries = {entry.target_label: entry.ip for entry in AuditLog.objects.filter(organization=org, action="team.create")}
+    assert entries == {"Proxied": "203.0.113.9", "Direct": "198.51.100.4", "Garbled": None}
+    # The REST API's writes go through the same helper.
+    client.post("/api/teams/", {"name": "ByApi"}, content_type="application/json", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="203.0.113.10")
+    assert AuditLog.objects.filter(organization=org, action="team.create").order_by("-id").first().ip == "203.0.113.10"
+
+
 # --- Content Security Policy --------------------------------------------------------------------------
 
 

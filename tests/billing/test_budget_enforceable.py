@@ -97,3 +97,46 @@ def test_missing_exchange_rates_alert_like_missing_prices(gateway):
     alert = Alert.objects.get(organization=gateway.org, kind="rate.missing")
     assert alert.payload["currency"] == "EUR" and "EUR" in alert.payload["message"]
     assert billing_services.unpriced_usage_alert() == 0  # once a day
+
+
+# --- Fallback models can serve the request too: their deployments count in the worst case ----------
+
+
+def with_fallback(gateway, fallback_upstream="pricey"):
+    """A model 'primary' (on the priced 'echo') whose fallback model 'backup' runs on `fallback_upstream`."""
+    from keys import services as key_services
+
+    backup = key_services.model_create(actor=gateway.ctx, name="backup")
+    key_services.deployment_create(actor=gateway.ctx, model=backup, credential=gateway.credential, upstream_model=fallback_upstream)
+    primary = key_services.model_create(actor=gateway.ctx, name="primary", fallback_models=["backup"])
+    key_services.deployment_create(actor=gateway.ctx, model=primary, credential=gateway.credential, upstream_model="echo")
+
+
+def test_a_dearer_fallback_model_counts_in_the_worst_case(gateway, upstream):
+    """The primary costs at most 0.01 for this request, its fallback up to 1.00: a 0.50 hard budget cannot
+    hold the request. Before, only the primary's 0.01 was reserved and a fallback could spend 1.00."""
+    price(gateway)  # echo: 0.01 for 10 output tokens
+    billing_services.price_create(actor=gateway.ctx, provider="custom", upstream_model="pricey", currency="USD",
+                                  input_per_m="0", output_per_m="100000")
+    hard_budget(gateway, amount="0.5")
+    with_fallback(gateway)
+    with pytest.raises(openai.RateLimitError) as info:
+        gateway.client().chat.completions.create(model="primary", messages=MESSAGES, max_tokens=10)
+    assert info.value.code == "budget_exceeded"
+    assert not upstream.ledger
+    # the same request on a model without that fallback fits
+    assert gateway.client().chat.completions.create(model="gpt-test", messages=MESSAGES, max_tokens=10).choices
+
+
+@pytest.mark.parametrize("currency, code", [(None, "price_missing"), ("EUR", "exchange_rate_missing")])
+def test_an_unenforceable_fallback_model_is_refused_under_a_hard_budget(gateway, upstream, currency, code):
+    price(gateway)  # the primary is priced in the org's currency
+    if currency:
+        billing_services.price_create(actor=gateway.ctx, provider="custom", upstream_model="pricey", currency=currency,
+                                      input_per_m="0", output_per_m="1000")
+    hard_budget(gateway, amount="1")
+    with_fallback(gateway)
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        gateway.client().chat.completions.create(model="primary", messages=MESSAGES, max_tokens=10)
+    assert info.value.code == code and "'backup'" in info.value.message
+    assert not upstream.ledger

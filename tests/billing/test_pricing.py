@@ -4,6 +4,7 @@ Every expected amount below is worked out by hand from the per-1M prices: cost =
 + cached × cached_input + completion × output) × window multiplier / 1,000,000.
 """
 
+import asyncio
 from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
@@ -220,7 +221,7 @@ def _relay_record(key_secret: str, org, model_name: str, request_id: str, when: 
     record = Record(request_id, key, model, "chat", False, {"messages": []})
     record.created_at = when
     record.attempt(1, model.deployments[0])
-    record.usage(Usage(prompt_tokens=1000, completion_tokens=500, cached_tokens=0), "provider")
+    asyncio.run(record.usage(Usage(prompt_tokens=1000, completion_tokens=500, cached_tokens=0), "provider"))
     record.status_code = 200
     record.finish()
     return record.as_dict()

@@ -1,10 +1,13 @@
 """Upstream usage figures enter the usage record in one place (relay.record.Record.usage), checked and bounded.
 
 A negative count becomes 0, an absurd one is capped, cached tokens never exceed the prompt, and each
-correction is flagged on the record (and so in the ledger's usage_flags); a figure that is not a number
-raises MalformedUsage, a non-retryable upstream error. Every adapter reads its figures through the same check.
+correction is flagged on the record (and so in the ledger's usage_flags); figures that needed a correction
+are not billed: the request is billed from the offline estimate instead (usage_source "estimated"). A
+figure that is not a number raises MalformedUsage, a non-retryable upstream error. Every adapter reads its
+figures through the same check.
 """
 
+import asyncio
 from types import SimpleNamespace
 
 import orjson
@@ -19,43 +22,64 @@ from relay.record import MAX_USAGE_TOKENS, Record
 NOT_NUMBERS = ["12", "abc", float("nan"), float("inf"), True, False, {"n": 1}, [1], ""]
 
 
+ANSWER = "Four score and seven years ago our fathers brought forth on this continent a new nation"
+BODY = {"model": "m", "messages": [{"role": "user", "content": "Recite the opening of the Gettysburg address"}]}
+
+
 def record() -> Record:
     key = SimpleNamespace(id=1, organization_id=1, team_id=None, user_id=None)
-    return Record("req-1", key, None, "chat", False, {"model": "m"})
+    return Record("req-1", key, None, "chat", False, BODY)
 
 
-def test_negative_counts_become_zero_and_are_flagged():
+def take(rec: Record, usage: Usage) -> Record:
+    asyncio.run(rec.usage(usage, "provider", lambda: ANSWER))
+    return rec
+
+
+def estimated() -> Record:
     rec = record()
-    rec.usage(Usage(prompt_tokens=-5, completion_tokens=-1_000_000, cached_tokens=-1), "provider")
-    assert (rec.prompt_tokens, rec.completion_tokens, rec.cached_tokens) == (0, 0, 0)
+    asyncio.run(rec.estimate(ANSWER))
+    return rec
+
+
+def test_negative_counts_are_flagged_and_billed_as_the_estimate():
+    rec = take(record(), Usage(prompt_tokens=-5, completion_tokens=-1_000_000, cached_tokens=-1))
     assert rec.usage_flags == "negative:prompt,negative:completion,negative:cached"
     assert rec.as_dict()["usage_flags"] == rec.usage_flags
+    expected = estimated()
+    assert (rec.prompt_tokens, rec.completion_tokens, rec.cached_tokens, rec.usage_source) == (
+        expected.prompt_tokens, expected.completion_tokens, 0, "estimated")
+    assert rec.prompt_tokens > 0 and rec.completion_tokens > 0  # never a free request
 
 
-def test_absurd_counts_are_capped_and_flagged():
-    rec = record()
-    rec.usage(Usage(prompt_tokens=2**40, completion_tokens=2**31, cached_tokens=3), "provider")
-    assert (rec.prompt_tokens, rec.completion_tokens, rec.cached_tokens) == (MAX_USAGE_TOKENS, MAX_USAGE_TOKENS, 3)
-    assert rec.usage_flags == "capped:prompt,capped:completion"
-    assert MAX_USAGE_TOKENS * 2 < 2**31  # prompt + completion still fit the ledger's integer columns
+def test_one_negative_figure_discredits_the_others():
+    rec = take(record(), Usage(prompt_tokens=-1, completion_tokens=3_000))
+    assert rec.usage_flags == "negative:prompt" and rec.usage_source == "estimated"
+    assert rec.completion_tokens == estimated().completion_tokens
 
 
-def test_cached_tokens_never_exceed_the_prompt():
-    rec = record()
-    rec.usage(Usage(prompt_tokens=10, completion_tokens=1, cached_tokens=50), "provider")
-    assert (rec.prompt_tokens, rec.cached_tokens, rec.usage_flags) == (10, 10, "cached>prompt")
+def test_absurd_counts_are_capped_flagged_and_billed_as_the_estimate():
+    rec = take(record(), Usage(prompt_tokens=2**40, completion_tokens=2**31, cached_tokens=3))
+    assert rec.usage_flags == "capped:prompt,capped:completion" and rec.usage_source == "estimated"
+    assert (rec.prompt_tokens, rec.completion_tokens, rec.cached_tokens) == (estimated().prompt_tokens, estimated().completion_tokens, 0)
+    assert MAX_USAGE_TOKENS * 2 < 2**31  # even a capped figure would fit the ledger's integer columns
+
+
+def test_cached_tokens_above_the_prompt_are_flagged_and_estimated():
+    rec = take(record(), Usage(prompt_tokens=10, completion_tokens=1, cached_tokens=50))
+    assert (rec.cached_tokens, rec.usage_flags, rec.usage_source) == (0, "cached>prompt", "estimated")
 
 
 def test_plausible_counts_pass_unflagged():
-    rec = record()
-    rec.usage(Usage(prompt_tokens=12, completion_tokens=7.0, cached_tokens=2), "provider")
+    rec = take(record(), Usage(prompt_tokens=12, completion_tokens=7.0, cached_tokens=2))
     assert (rec.prompt_tokens, rec.completion_tokens, rec.cached_tokens, rec.usage_flags) == (12, 7, 2, "")
+    assert rec.usage_source == "provider"
 
 
 @pytest.mark.parametrize("value", NOT_NUMBERS, ids=repr)
 def test_a_figure_that_is_not_a_number_raises_malformed_usage(value):
     with pytest.raises(MalformedUsage) as info:
-        record().usage(Usage(prompt_tokens=value, completion_tokens=1), "provider")
+        take(record(), Usage(prompt_tokens=value, completion_tokens=1))
     error = info.value
     assert isinstance(error, UpstreamError) and error.code == "upstream_malformed" and not error.retryable
     assert orjson.loads(error.body())["error"]["code"] == "upstream_malformed"
@@ -81,9 +105,8 @@ def test_a_stream_usage_event_that_is_not_a_number_raises_while_parsed():
 
 
 def test_adapters_hand_negative_and_absurd_figures_to_the_record_unchanged():
-    rec = record()
-    rec.usage(usage_from_openai({"prompt_tokens": -3, "completion_tokens": 2**40}), "provider")
-    assert (rec.prompt_tokens, rec.completion_tokens, rec.usage_flags) == (0, MAX_USAGE_TOKENS, "negative:prompt,capped:completion")
+    rec = take(record(), usage_from_openai({"prompt_tokens": -3, "completion_tokens": 2**40}))
+    assert (rec.usage_flags, rec.usage_source) == ("negative:prompt,capped:completion", "estimated")
 
 
 # --- Through the real relay ----------------------------------------------------------------------
