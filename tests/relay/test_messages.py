@@ -347,3 +347,19 @@ def test_an_interrupted_idempotent_stream_replays_in_anthropic_format(claude, ga
     last = replay.text.rstrip().split("\n\n")[-1]
     assert replay.text.startswith("event: message_start") and last.startswith("event: error\ndata: ")
     assert json.loads(last.split("data: ", 1)[1])["error"]["type"] == "api_error" and "[DONE]" not in replay.text
+
+
+def test_a_large_message_body_is_checked_off_the_event_loop_with_the_messages_rules(claude, gateway, upstream):
+    """Bodies past relay.bodies.OFFLOAD_BYTES are parsed in the body reader's worker process: a coding
+    agent's long context is read there with the Messages checks, and refused in Anthropic's shape."""
+    from relay.bodies import OFFLOAD_BYTES
+
+    long_context = "word " * (OFFLOAD_BYTES // 4)
+    message = claude.messages.create(model="claude", max_tokens=20, system=[{"type": "text", "text": long_context}],
+                                     messages=[{"role": "user", "content": "Hi"}])
+    assert message.content[0].text == " ".join(REPLY_WORDS)
+    assert upstream.requests[-1]["json"]["system"][0]["text"] == long_context
+    with pytest.raises(anthropic.BadRequestError) as info:  # no max_tokens: the Messages rules, not chat's
+        claude.messages.create(model="claude", max_tokens=20, messages=[{"role": "user", "content": long_context}],
+                               extra_body={"max_tokens": None})
+    assert info.value.body["type"] == "error" and info.value.body["error"]["type"] == "invalid_request_error"
