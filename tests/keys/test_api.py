@@ -19,7 +19,7 @@ from keys import encryption
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
 from keys.presets import PRESETS
 from keys.selectors import credential_extra_headers, key_snapshot_by_hash
-from tests.accounts.factories import MembershipFactory, OrganizationFactory, TeamFactory, UserFactory
+from tests.accounts.factories import MembershipFactory, TeamFactory, UserFactory
 from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory, VirtualKeyFactory
 
 pytestmark = pytest.mark.django_db
