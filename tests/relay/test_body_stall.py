@@ -20,7 +20,19 @@ def wide_body(size: int) -> bytes:
     return prefix + b",".join(b'"k%09d":0' % i for i in range(count)) + suffix
 
 
-def test_tiny_requests_are_not_held_up_by_a_costly_parse(gateway, relay_server):
+def test_a_costly_parse_never_runs_on_the_event_loop(gateway, relay_server, monkeypatch):
+    """Four 8 MiB bodies that cost orjson ~200 ms each are parsed and refused by the worker process,
+    never in the relay's own process (whose event loop serves everyone), while tiny requests go on being
+    answered. Latency itself is the benchmark's to measure (benchmarks/request_work.py): the figures
+    printed here are for the reader, not asserted, since this machine's load varies."""
+    parsed_here = []
+    inline = bodies.parse_checked
+
+    def spy(raw, endpoint):
+        parsed_here.append(len(raw))
+        return inline(raw, endpoint)
+
+    monkeypatch.setattr(bodies, "parse_checked", spy)  # this process only: the worker has its own copy
     body = wide_body(relay_server.relay.runtime.max_body - 64)
     headers = {"Authorization": f"Bearer {gateway.secret}", "Content-Type": "application/json"}
     outcomes, done = [], threading.Event()
@@ -43,13 +55,12 @@ def test_tiny_requests_are_not_held_up_by_a_costly_parse(gateway, relay_server):
             time.sleep(0.002)
         worker.join()
     assert [r.status_code for r in outcomes] == [400] * 4
-    assert {r.json()["error"]["code"] for r in outcomes} == {"request_too_complex"}
+    assert {r.json()["error"]["code"] for r in outcomes} == {"request_too_complex"}  # checked, by the worker
+    assert not [size for size in parsed_here if size > bodies.OFFLOAD_BYTES], parsed_here
+    assert len(latencies) >= 4  # tiny requests were answered all along
     latencies.sort()
     print(f"tiny requests during 4 big parses: n={len(latencies)} median={latencies[len(latencies) // 2] * 1000:.1f} ms "
           f"max={latencies[-1] * 1000:.1f} ms")
-    # Before: each big body held the loop ~200 ms (more on a busy machine). The bound is loose for a
-    # shared 2-core machine; the worker's own CPU competes with the relay's.
-    assert latencies[-1] < 0.1
 
 
 def test_a_large_refused_body_still_names_its_model_in_the_ledger(gateway, relay_server):
