@@ -26,7 +26,7 @@ run.WORK = run.RESULTS / "work-ab"
 run.PORTS.update({name: port + 1000 for name, port in run.PORTS.items()})
 
 UVICORN = [run.PY, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--workers", "1", "--loop", "uvloop",
-           "--no-access-log", "--no-server-header"]
+           "--no-access-log", "--no-server-header", "--no-proxy-headers"]
 VARIANTS = {"httptools": ["--http", "httptools"], "coalesce": ["--http", "relay.coalesce:HttpToolsProtocol"]}
 VARIANTS["nometrics"] = VARIANTS["coalesce"]  # the Procfile's process with TOLLGATE_METRICS=false
 VARIANT_ENV = {"nometrics": {"TOLLGATE_METRICS": "false"}}

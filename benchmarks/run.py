@@ -503,7 +503,7 @@ class Tollgate:
             # at the load tools' priority, 0.9-1.1 ms with it out of the way (benchmarks/README.md).
             self.worker = PROCS.start("celery", argv, cpu=LOAD_CPU, env=self.env, idle=True)
         argv = [PY, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(PORTS["tollgate"]),
-                "--workers", "1", "--loop", "uvloop", "--http", "relay.coalesce:HttpToolsProtocol", "--no-server-header",
+                "--workers", "1", "--loop", "uvloop", "--http", "relay.coalesce:HttpToolsProtocol", "--no-server-header", "--no-proxy-headers",
                 "--no-access-log"]
         web_env = dict(self.env)
         if self.gc_log or self.gc_freeze:  # diagnostics only (benchmarks/diag/sitecustomize.py)
@@ -1318,7 +1318,7 @@ def pages_run(opts, notes: list[str], report: dict) -> bool:
     generated = step("GENERATE", ["generate", "--rows", str(opts.pages_rows), *(["--regenerate"] if opts.regenerate else [])], 4 * 3600)
     log("pages: " + (f"generated in {generated['total_s']} s" if generated["generated"] else f"reusing {generated['rows']:,} rows"))
     argv = [PY, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(PAGES_PORT),  # as the Procfile
-            "--workers", "1", "--loop", "uvloop", "--http", "relay.coalesce:HttpToolsProtocol", "--no-server-header", "--no-access-log"]
+            "--workers", "1", "--loop", "uvloop", "--http", "relay.coalesce:HttpToolsProtocol", "--no-server-header", "--no-proxy-headers", "--no-access-log"]
     web = PROCS.start("pages-web", argv, cpu=GATEWAY_CPU, env=env, rt=True)
     if not wait_port(PAGES_PORT, web, 60):
         raise RuntimeError("uvicorn did not start:\n" + log_tail("pages-web"))
