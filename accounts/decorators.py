@@ -4,6 +4,7 @@ from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import redirect, render
+from django.utils import timezone
 
 from accounts.client import client_ip  # noqa: F401 (views import it from here)
 from accounts.permissions import Perm
@@ -38,3 +39,14 @@ def permission_required(perm: Perm):
     return decorator
 
 
+
+
+def in_org_time_zone(view):
+    """Dates shown, and date input read, in the organization's time zone, not the server's."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        with timezone.override(request.org_context.organization.time_zone):
+            return view(request, *args, **kwargs)
+
+    return wrapper

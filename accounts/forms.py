@@ -25,6 +25,11 @@ def service_error(form: forms.Form, exc: ApplicationError) -> None:
     form.service_status = exc.status
 
 
+def form_status(form) -> int:
+    """The status of a page re-rendered with form errors: the service's refusal's, else 400."""
+    return getattr(form, "service_status", 400)
+
+
 class PasswordPairMixin:
     """Two password fields that must match and pass AUTH_PASSWORD_VALIDATORS for `password_user()`."""
 

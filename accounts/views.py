@@ -33,6 +33,7 @@ from accounts.forms import (
     OrganizationForm,
     SignupForm,
     TeamForm,
+    form_status,
     service_error,
     assignable_roles,
 )
@@ -44,11 +45,6 @@ from billing import views as billing_views
 AUDIT_PAGE_SIZE = 50
 TOKEN_AUDIT_ENTRIES = 20
 SIGNUP_EMAIL_KEY = "tollgate_signup_email"
-
-
-def _form_status(form) -> int:
-    """The status of a page re-rendered with form errors."""
-    return getattr(form, "service_status", 400)
 
 
 def _forbidden(request):
@@ -80,7 +76,7 @@ def signup(request):
         else:
             request.session[SIGNUP_EMAIL_KEY] = user.email
             return redirect("signup_sent")
-    return render(request, "registration/signup.html", {"form": form}, status=_form_status(form) if form.errors else 200)
+    return render(request, "registration/signup.html", {"form": form}, status=form_status(form) if form.errors else 200)
 
 
 def signup_sent(request):
@@ -127,7 +123,7 @@ def no_organization(request):
             request.session[SESSION_ORG_KEY] = org.pk
             messages.success(request, _("Organization %(org)s created.") % {"org": org.name})
             return redirect("home")
-    return render(request, "accounts/no_organization.html", {"form": form}, status=_form_status(form) if form.errors else 200)
+    return render(request, "accounts/no_organization.html", {"form": form}, status=form_status(form) if form.errors else 200)
 
 
 @login_required
@@ -203,7 +199,7 @@ def member_invite(request):
             service_error(form, exc)
         else:
             return _invitation_link_page(request, invitation=invitation, token=token)
-    return _members_page(request, invite_form=form, status=_form_status(form))
+    return _members_page(request, invite_form=form, status=form_status(form))
 
 
 def _invitation_link_page(request, *, invitation, token, resent=False):
@@ -232,7 +228,7 @@ def member_role(request, pk):
                 _("%(user)s is now %(role)s.") % {"user": membership.user, "role": Role(form.cleaned_data["role"]).label},
             )
             return redirect("members")
-    return _members_page(request, row_errors={membership.pk: _errors_of(form)}, status=_form_status(form))
+    return _members_page(request, row_errors={membership.pk: _errors_of(form)}, status=form_status(form))
 
 
 @require_POST
@@ -249,7 +245,7 @@ def member_teams(request, pk):
         else:
             messages.success(request, _("Teams of %(user)s saved.") % {"user": membership.user})
             return redirect("members")
-    return _members_page(request, row_errors={membership.pk: _errors_of(form)}, status=_form_status(form))
+    return _members_page(request, row_errors={membership.pk: _errors_of(form)}, status=form_status(form))
 
 
 @require_POST
@@ -375,7 +371,7 @@ def team_create(request):
         else:
             messages.success(request, _("Team %(team)s created.") % {"team": team.name})
             return redirect("teams")
-    return _teams_page(request, create_form=form, status=_form_status(form))
+    return _teams_page(request, create_form=form, status=form_status(form))
 
 
 @require_POST
@@ -392,7 +388,7 @@ def team_rename(request, pk):
         else:
             messages.success(request, _("Team renamed to %(team)s.") % {"team": team.name})
             return redirect("teams")
-    return _teams_page(request, row_errors={team.pk: _errors_of(form)}, status=_form_status(form))
+    return _teams_page(request, row_errors={team.pk: _errors_of(form)}, status=form_status(form))
 
 
 @require_POST
@@ -430,7 +426,7 @@ def org_settings(request):
             return redirect("org_settings")
     return render(
         request, "accounts/org_settings.html", {"form": form, "can_edit": can_edit},
-        status=_form_status(form) if form.errors else 200,
+        status=form_status(form) if form.errors else 200,
     )
 
 
@@ -479,7 +475,7 @@ def api_token_create(request):
             response = render(request, "accounts/api_token_secret.html", {"nav_section": "api_tokens", "token": token, "secret": secret})
             add_never_cache_headers(response)  # no-store: the back button or a shared cache must not bring it back
             return response
-    return _api_tokens_page(request, form=form, status=_form_status(form))
+    return _api_tokens_page(request, form=form, status=form_status(form))
 
 
 @require_POST

@@ -8,7 +8,6 @@ effective date on, so usage already recorded keeps the price and rate it was cha
 Reading needs view_org (every role); a price needs manage_providers, a rate manage_org (the role matrix).
 """
 
-from functools import wraps
 
 from django.contrib import messages
 from django.db.models import Q
@@ -20,30 +19,15 @@ from django.utils.dates import WEEKDAYS_ABBR
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.decorators import client_ip, permission_required
+from accounts.decorators import client_ip, in_org_time_zone, permission_required
 from accounts.errors import ApplicationError
-from accounts.forms import service_error
+from accounts.forms import form_status, service_error
 from accounts.permissions import Perm
 from billing import selectors, services
 from billing.api.serializers import money_text
 from billing.models import ExchangeRate, Price
 from billing.price_forms import ExchangeRateForm, PriceForm
 from keys.presets import PRESETS
-
-
-def _form_status(form) -> int:
-    return getattr(form, "service_status", 400)
-
-
-def _in_org_time_zone(view):
-    """Effective dates shown, and read from the form, in the organization's time zone."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        with timezone.override(request.org_context.organization.time_zone):
-            return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 def _provider_label(slug: str) -> str:
@@ -121,7 +105,7 @@ def _prices_page(request, *, form=None, status=200):
 
 @require_GET
 @permission_required(Perm.VIEW_ORG)
-@_in_org_time_zone
+@in_org_time_zone
 def prices(request):
     return _prices_page(request)
 
@@ -137,18 +121,18 @@ def _save_price(request, form):
 
 @require_POST
 @permission_required(Perm.MANAGE_PROVIDERS)
-@_in_org_time_zone
+@in_org_time_zone
 def price_create(request):
     form = PriceForm(request.POST, time_zone=request.org_context.organization.time_zone)
     if form.is_valid() and (price := _save_price(request, form)) is not None:
         messages.success(request, _("Price for %(model)s added.") % {"model": price.upstream_model})
         return redirect(reverse("prices") + f"#provider-{price.provider}")
-    return _prices_page(request, form=form, status=_form_status(form))
+    return _prices_page(request, form=form, status=form_status(form))
 
 
 @require_http_methods(["GET", "POST"])
 @permission_required(Perm.MANAGE_PROVIDERS)
-@_in_org_time_zone
+@in_org_time_zone
 def price_edit(request, pk):
     """A new entry for the model of entry `pk` (the organization's or the global book's), from its values."""
     org = request.org_context.organization
@@ -166,7 +150,7 @@ def price_edit(request, pk):
         "nav_section": "prices", "base": base, "provider_label": _provider_label(base.provider), "form": form,
         "entries": entries, "now": timezone.now(),
     }
-    return render(request, "billing/price_edit.html", context, status=_form_status(form) if form.errors else 200)
+    return render(request, "billing/price_edit.html", context, status=form_status(form) if form.errors else 200)
 
 
 # --- Exchange rates ------------------------------------------------------------------------------------------
@@ -196,7 +180,7 @@ def _rates_page(request, *, form=None, status=200):
 
 @require_GET
 @permission_required(Perm.VIEW_ORG)
-@_in_org_time_zone
+@in_org_time_zone
 def exchange_rates(request):
     return _rates_page(request)
 
@@ -211,18 +195,18 @@ def _save_rate(request, form):
 
 @require_POST
 @permission_required(Perm.MANAGE_ORG)
-@_in_org_time_zone
+@in_org_time_zone
 def exchange_rate_create(request):
     form = ExchangeRateForm(request.POST, organization=request.org_context.organization)
     if form.is_valid() and (rate := _save_rate(request, form)) is not None:
         messages.success(request, _("Rate for %(currency)s saved.") % {"currency": rate.currency})
         return redirect("exchange_rates")
-    return _rates_page(request, form=form, status=_form_status(form))
+    return _rates_page(request, form=form, status=form_status(form))
 
 
 @require_http_methods(["GET", "POST"])
 @permission_required(Perm.MANAGE_ORG)
-@_in_org_time_zone
+@in_org_time_zone
 def exchange_rate_edit(request, pk):
     """A new rate for the currency of rate `pk`, from now or a later date; the history of that currency."""
     org = request.org_context.organization
@@ -236,4 +220,4 @@ def exchange_rate_edit(request, pk):
         return redirect("exchange_rates")
     group = next((g for g in _rate_groups(org) if g["currency"] == base.currency), None)
     context = {"nav_section": "exchange_rates", "base": base, "form": form, "group": group, "currency": org.currency}
-    return render(request, "billing/exchange_rate_edit.html", context, status=_form_status(form) if form.errors else 200)
+    return render(request, "billing/exchange_rate_edit.html", context, status=form_status(form) if form.errors else 200)

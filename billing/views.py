@@ -13,7 +13,6 @@ never sees a key's secret at all: the browser calls /v1 itself (static/js/billin
 
 import csv
 import zoneinfo
-from functools import wraps
 
 from django.contrib import messages
 from django.core.handlers.asgi import ASGIRequest
@@ -26,9 +25,9 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.decorators import client_ip, org_required, permission_required
+from accounts.decorators import client_ip, in_org_time_zone, org_required, permission_required
 from accounts.errors import ApplicationError
-from accounts.forms import service_error
+from accounts.forms import form_status, service_error
 from accounts.models import Team, User
 from accounts.permissions import Perm
 from accounts.tenancy import get_scoped_or_404, scoped
@@ -51,30 +50,15 @@ EXPORT_CHUNK = 2000
 DELIVERY_PAGE_SIZE = 25
 
 
-def _form_status(form) -> int:
-    return getattr(form, "service_status", 400)
-
-
 def _forbidden(request):
     return render(request, "accounts/forbidden.html", status=403)
-
-
-def _in_org_time_zone(view):
-    """Dates shown (and date input read) in the organization's time zone, not the server's."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        with timezone.override(request.org_context.organization.time_zone):
-            return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 # --- Overview ---------------------------------------------------------------------------------------------
 
 
 @org_required
-@_in_org_time_zone
+@in_org_time_zone
 def overview(request):
     """The organization's spend at a glance (view_usage), or a member's own keys, budgets and usage."""
     ctx = request.org_context
@@ -118,7 +102,7 @@ def _usage_filters(request):
 
 @require_GET
 @permission_required(Perm.VIEW_OWN_USAGE)
-@_in_org_time_zone
+@in_org_time_zone
 def usage(request):
     ctx = request.org_context
     org = ctx.organization
@@ -157,7 +141,7 @@ def _visible_events(request):
 
 @require_GET
 @permission_required(Perm.VIEW_OWN_USAGE)
-@_in_org_time_zone
+@in_org_time_zone
 def usage_event(request, pk):
     """One request: tokens, cost and how it was priced, attempts. The ledger holds no prompt or answer."""
     org = request.org_context.organization
@@ -311,14 +295,14 @@ def _budgets_page(request, *, budget_form=None, channel_form=None, status=200):
 
 @require_GET
 @permission_required(Perm.VIEW_ORG)
-@_in_org_time_zone
+@in_org_time_zone
 def budgets(request):
     return _budgets_page(request)
 
 
 @require_POST
 @permission_required(Perm.MANAGE_BUDGETS)
-@_in_org_time_zone
+@in_org_time_zone
 def budget_create(request):
     ctx = request.org_context
     form = BudgetCreateForm(request.POST, organization=ctx.organization)
@@ -330,12 +314,12 @@ def budget_create(request):
         else:
             messages.success(request, _("Budget %(name)s created.") % {"name": budget})
             return redirect("budgets")
-    return _budgets_page(request, budget_form=form, status=_form_status(form))
+    return _budgets_page(request, budget_form=form, status=form_status(form))
 
 
 @require_http_methods(["GET", "POST"])
 @permission_required(Perm.MANAGE_BUDGETS)
-@_in_org_time_zone
+@in_org_time_zone
 def budget_edit(request, pk):
     ctx = request.org_context
     budget = get_scoped_or_404(dashboard.budget_list(organization=ctx.organization), ctx.organization, pk=pk)
@@ -351,7 +335,7 @@ def budget_edit(request, pk):
             return redirect("budgets")
     status = dashboard.budget_statuses([budget], organization=ctx.organization, now=timezone.now())[0]
     context = {"nav_section": "budgets", "budget": budget, "status": status, "form": form}
-    return render(request, "billing/budget_edit.html", context, status=_form_status(form) if form.errors else 200)
+    return render(request, "billing/budget_edit.html", context, status=form_status(form) if form.errors else 200)
 
 
 @require_POST
@@ -374,7 +358,7 @@ def _secret_page(request, *, channel, secret, rotated=False):
 
 @require_POST
 @permission_required(Perm.MANAGE_BUDGETS)
-@_in_org_time_zone
+@in_org_time_zone
 def channel_create(request):
     ctx = request.org_context
     form = AlertChannelCreateForm(request.POST)
@@ -388,12 +372,12 @@ def channel_create(request):
                 return _secret_page(request, channel=channel, secret=secret)
             messages.success(request, _("Alert channel %(name)s added.") % {"name": channel.name})
             return redirect("budgets")
-    return _budgets_page(request, channel_form=form, status=_form_status(form))
+    return _budgets_page(request, channel_form=form, status=form_status(form))
 
 
 @require_http_methods(["GET", "POST"])
 @permission_required(Perm.MANAGE_BUDGETS)
-@_in_org_time_zone
+@in_org_time_zone
 def channel_edit(request, pk):
     ctx = request.org_context
     channel = get_scoped_or_404(AlertChannel, ctx.organization, pk=pk)
@@ -408,7 +392,7 @@ def channel_edit(request, pk):
             messages.success(request, _("Alert channel %(name)s saved.") % {"name": channel.name})
             return redirect("budgets")
     context = {"nav_section": "budgets", "channel": channel, "target": channel.destination, "form": form}
-    return render(request, "billing/channel_edit.html", context, status=_form_status(form) if form.errors else 200)
+    return render(request, "billing/channel_edit.html", context, status=form_status(form) if form.errors else 200)
 
 
 @require_POST
@@ -424,7 +408,7 @@ def channel_delete(request, pk):
 
 @require_POST
 @permission_required(Perm.MANAGE_BUDGETS)
-@_in_org_time_zone
+@in_org_time_zone
 def channel_rotate(request, pk):
     ctx = request.org_context
     channel = get_scoped_or_404(AlertChannel, ctx.organization, pk=pk)
@@ -477,7 +461,7 @@ def _estimate_rows(result, currency: str) -> list[dict]:
 @accepts_body(estimator.MAX_REQUEST_BYTES)
 @require_http_methods(["GET", "POST"])
 @permission_required(Perm.VIEW_ORG)
-@_in_org_time_zone
+@in_org_time_zone
 def estimator_page(request):
     org = request.org_context.organization
     form = EstimateForm(request.POST or None, request.FILES or None, organization=org)
@@ -494,7 +478,7 @@ def estimator_page(request):
         "rows": _estimate_rows(result, org.currency) if result else [],
         "currency": org.currency,
     }
-    return render(request, "billing/estimator.html", context, status=_form_status(form) if form.errors else 200)
+    return render(request, "billing/estimator.html", context, status=form_status(form) if form.errors else 200)
 
 
 @require_GET

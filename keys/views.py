@@ -11,7 +11,6 @@ Cache-Control: no-store. It is never put in the session, a message or a redirect
 
 import json
 from decimal import ROUND_HALF_UP, Decimal
-from functools import wraps
 
 from django.conf import settings
 from django.contrib import messages
@@ -25,9 +24,9 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _, gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.decorators import client_ip, permission_required
+from accounts.decorators import client_ip, in_org_time_zone, permission_required
 from accounts.errors import ApplicationError
-from accounts.forms import service_error
+from accounts.forms import form_status, service_error
 from accounts.permissions import Perm
 from accounts.tenancy import get_scoped_or_404
 from billing.selectors import model_variant_report
@@ -60,21 +59,6 @@ def _validation_error(form, exc: ValidationError) -> None:
     """Model validation the form did not foresee, shown on the field it names when the form has it."""
     for field, errors in exc.message_dict.items() if hasattr(exc, "error_dict") else [(None, exc.messages)]:
         form.add_error(field if field in form.fields else None, errors)
-
-
-def _form_status(form) -> int:
-    return getattr(form, "service_status", 400)
-
-
-def _in_org_time_zone(view):
-    """Form input and display of dates in the organization's time zone, not the server's."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        with timezone.override(request.org_context.organization.time_zone):
-            return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 def public_api_base() -> str:
@@ -158,7 +142,7 @@ def _keys_page(request, *, create_form=None, budget_form=None, status=200):
 
 
 @permission_required(Perm.MANAGE_OWN_KEYS)
-@_in_org_time_zone
+@in_org_time_zone
 def keys(request):
     return _keys_page(request)
 
@@ -199,7 +183,7 @@ def _save_key(ctx, request, form, budget_form, save) -> tuple | None:
 
 @require_POST
 @permission_required(Perm.MANAGE_OWN_KEYS)
-@_in_org_time_zone
+@in_org_time_zone
 def key_create(request):
     ctx = request.org_context
     form = KeyCreateForm(request.POST, org_context=ctx)
@@ -212,7 +196,7 @@ def key_create(request):
         if created is not None:
             key, secret = created
             return _secret_page(request, key=key, secret=secret)
-    status = _form_status(budget_form) if budget_form is not None and budget_form.errors and not form.errors else _form_status(form)
+    status = form_status(budget_form) if budget_form is not None and budget_form.errors and not form.errors else form_status(form)
     return _keys_page(request, create_form=form, budget_form=budget_form, status=status)
 
 
@@ -238,14 +222,14 @@ def _key_detail_page(request, key, *, edit_form=None, budget_form=None, rotate_f
 
 
 @permission_required(Perm.MANAGE_OWN_KEYS)
-@_in_org_time_zone
+@in_org_time_zone
 def key_detail(request, pk):
     return _key_detail_page(request, _visible_key_or_404(request, pk))
 
 
 @require_POST
 @permission_required(Perm.MANAGE_OWN_KEYS)
-@_in_org_time_zone
+@in_org_time_zone
 def key_update(request, pk):
     ctx = request.org_context
     key = _visible_key_or_404(request, pk)
@@ -260,13 +244,13 @@ def key_update(request, pk):
             messages.success(request, _("Key %(name)s saved.") % {"name": key.name})
             return redirect("key_detail", pk=key.pk)
         key.refresh_from_db()  # the service may have set some fields before refusing
-    status = _form_status(budget_form) if budget_form is not None and budget_form.errors and not form.errors else _form_status(form)
+    status = form_status(budget_form) if budget_form is not None and budget_form.errors and not form.errors else form_status(form)
     return _key_detail_page(request, key, edit_form=form, budget_form=budget_form, status=status)
 
 
 @require_POST
 @permission_required(Perm.MANAGE_OWN_KEYS)
-@_in_org_time_zone
+@in_org_time_zone
 def key_rotate(request, pk):
     ctx = request.org_context
     key = _visible_key_or_404(request, pk)
@@ -278,7 +262,7 @@ def key_rotate(request, pk):
             service_error(form, exc)
         else:
             return _secret_page(request, key=key, secret=secret, rotated=True)
-    return _key_detail_page(request, key, rotate_form=form, status=_form_status(form))
+    return _key_detail_page(request, key, rotate_form=form, status=form_status(form))
 
 
 @require_POST
@@ -352,7 +336,7 @@ def credential_create(request):
         if credential is not None:
             messages.success(request, _("Credential %(name)s added.") % {"name": credential.name})
             return redirect("providers")
-    return _providers_page(request, create_form=form, status=_form_status(form))
+    return _providers_page(request, create_form=form, status=form_status(form))
 
 
 @require_http_methods(["GET", "POST"])
@@ -375,7 +359,7 @@ def credential_edit(request, pk):
             messages.success(request, _("Credential %(name)s saved.") % {"name": saved.name})
             return redirect("providers")
         credential.refresh_from_db()  # the service set the refused values on this instance
-    return _credential_page(request, credential, form=form, status=_form_status(form) if form.errors else 200)
+    return _credential_page(request, credential, form=form, status=form_status(form) if form.errors else 200)
 
 
 def _credential_page(request, credential, *, form=None, fetched=None, fetch_error="", test_results=None, status=200):
@@ -544,7 +528,7 @@ def model_create(request):
         else:
             messages.success(request, _("Model %(name)s created. Add a deployment to serve it.") % {"name": model.name})
             return redirect("models")
-    return _models_page(request, create_form=form, status=_form_status(form))
+    return _models_page(request, create_form=form, status=form_status(form))
 
 
 @require_http_methods(["GET", "POST"])
@@ -567,7 +551,7 @@ def model_edit(request, pk):
         "can_view_usage": ctx.can(Perm.VIEW_USAGE),
         "routing_has_errors": any(field.errors for field in form.policy_fields()),
     }
-    return render(request, "keys/model_edit.html", context, status=_form_status(form) if form.errors else 200)
+    return render(request, "keys/model_edit.html", context, status=form_status(form) if form.errors else 200)
 
 
 @require_POST
@@ -602,7 +586,7 @@ def deployment_create(request, pk):
         else:
             messages.success(request, _("Deployment added to %(name)s.") % {"name": model.name})
             return redirect("models")
-    return _models_page(request, deployment_forms={model.pk: form}, status=_form_status(form))
+    return _models_page(request, deployment_forms={model.pk: form}, status=form_status(form))
 
 
 @require_http_methods(["GET", "POST"])
@@ -621,7 +605,7 @@ def deployment_edit(request, pk):
             messages.success(request, _("Deployment of %(name)s saved.") % {"name": deployment.model.name})
             return redirect("models")
     context = {"nav_section": "models", "deployment": deployment, "form": form, "probes": deployment_probe_history(deployment=deployment)}
-    return render(request, "keys/deployment_edit.html", context, status=_form_status(form) if form.errors else 200)
+    return render(request, "keys/deployment_edit.html", context, status=form_status(form) if form.errors else 200)
 
 
 @require_POST
@@ -744,7 +728,7 @@ def _chart_data(rows, *, currency: str) -> dict:
 
 
 @permission_required(Perm.VIEW_USAGE)
-@_in_org_time_zone
+@in_org_time_zone
 def model_report(request, pk):
     """The A/B comparison of a model's variants (deployments) over a time range, as a table and two charts."""
     ctx = request.org_context
