@@ -342,8 +342,11 @@ def ensure_venv(venv: Path, requirement: str, probe: str, notes: list[str], time
 def _nginx_common(name: str) -> str:
     tmp = WORK / f"{name}-tmp"
     tmp.mkdir(parents=True, exist_ok=True)
+    # As root, nginx's workers drop to `nobody`, which cannot read a checkout under a private folder
+    # (a `mktemp -d` clone is 0700): the canned embeddings file then answers 403. Keep them root here.
+    user = "user root;\n" if os.geteuid() == 0 else ""
     return f"""
-worker_processes 1;
+{user}worker_processes 1;
 daemon off;
 pid {WORK / (name + '.pid')};
 error_log {WORK / (name + '-error.log')} warn;
