@@ -26,8 +26,8 @@ django.setup()
 
 import orjson  # noqa: E402
 
-from relay import tokens  # noqa: E402
-from relay.errors import RelayError  # noqa: E402
+from wire import tokens  # noqa: E402
+from wire.errors import RelayError  # noqa: E402
 from relay.validation import check_body  # noqa: E402
 
 try:

@@ -18,7 +18,7 @@ from accounts.models import Organization
 from billing.pricing import price_at, utc
 from keys.models import Deployment, Model
 from keys.selectors import exchange_rates_for, prices_for
-from relay import tokens
+from wire import tokens
 
 # OpenAI's rule of thumb for English text; Chinese and Japanese run nearer one token per character.
 CHARS_PER_TOKEN = 4

@@ -30,11 +30,12 @@ from accounts.models import Organization
 from billing.models import UsageDeadLetter, UsageEvent
 from billing.metrics import DEAD_LETTERS, INGESTED
 from billing.rollups import rollup_add
+from wire import redis_keys
+from wire.usage import UsageRecord
 
 log = logging.getLogger(__name__)
 
-STREAM = "tollgate:usage"
-GROUP = "ledger"
+STREAM, GROUP = redis_keys.USAGE_STREAM, redis_keys.USAGE_GROUP
 
 # Every column but the primary key, and its default for records that do not carry it.
 _COLUMNS = [field for field in UsageEvent._meta.concrete_fields if not field.primary_key]
@@ -250,6 +251,7 @@ def usage_ingest(records: list, *, sources: list[str] | None = None) -> int:
     """
     if not records:
         return 0
+    records = [r.as_fields() if type(r) is UsageRecord else r for r in records]  # the embedded sink's
     sources = sources or [""] * len(records)
     parked: list[tuple] = []  # (record, reason, source)
     valid: dict[str, tuple] = {}  # request_id -> (record, source)
@@ -347,7 +349,7 @@ def _park(parked: list[tuple], live_orgs: set[int]) -> list[tuple]:
     return new
 
 
-DEAD_LETTER_ALERT_KEY = "tollgate:usage-dead-letter-alert"
+DEAD_LETTER_ALERT_KEY = redis_keys.DEAD_LETTER_ALERT
 DEAD_LETTER_ALERT_SECONDS = 3600
 
 

@@ -2,6 +2,7 @@
 
 import zoneinfo
 from datetime import datetime, timedelta, timezone as dt_timezone
+from wire import redis_keys
 
 EPOCH = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
 
@@ -43,4 +44,4 @@ def period_start_epoch(period: str, time_zone: str, at_epoch: float) -> int:
 
 def budget_counter(budget_id: int, period: str, time_zone: str, at_epoch: float) -> str:
     """The shared admission counter of a budget's current period (relay.budgets)."""
-    return f"tg:b:{budget_id}:{period_start_epoch(period, time_zone, at_epoch)}"
+    return redis_keys.budget_counter(budget_id, period_start_epoch(period, time_zone, at_epoch))

@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import TIME_ZONE_CHOICES
 from keys.forms import DateTimeLocalInput
-from keys.presets import PROVIDER_CHOICES
+from keys.models import provider_choices
 
 TIERS_EXAMPLE = '[{"above_prompt_tokens": 32000, "input": "1.2", "cached_input": "0.3", "output": "6"}]'
 WINDOWS_EXAMPLE = '[{"days": [0, 1, 2, 3, 4], "start": "09:00", "end": "12:00", "multiplier": "2"}]'
@@ -50,7 +50,7 @@ class PriceForm(_EffectiveFromMixin, forms.Form):
     """A new price book entry. `for_entry` starts from an existing entry of the same model (its provider and
     model then fixed): saving adds the entry that replaces it from `effective_from` on."""
 
-    provider = forms.ChoiceField(label=_("Provider"), choices=PROVIDER_CHOICES)
+    provider = forms.ChoiceField(label=_("Provider"), choices=provider_choices)
     upstream_model = forms.CharField(label=_("Model at the provider"), max_length=200)
     currency = forms.RegexField(
         label=_("Currency"), regex=r"^[A-Za-z]{3}$", max_length=3,

@@ -27,12 +27,12 @@ from billing import selectors, services
 from billing.api.serializers import money_text
 from billing.models import ExchangeRate, Price
 from billing.price_forms import ExchangeRateForm, PriceForm
-from keys.presets import PRESETS
+from wire.presets import PRESETS
 
 
 def _provider_label(slug: str) -> str:
     preset = PRESETS.get(slug)
-    return str(preset.label) if preset else slug
+    return _(preset.label) if preset else slug
 
 
 def tier_text(tier: dict) -> str:
@@ -94,7 +94,7 @@ def _prices_page(request, *, form=None, status=200):
         "nav_section": "prices",
         "sections": _book(org, provider or None),
         "provider": provider,
-        "providers": [(slug, preset.label) for slug, preset in PRESETS.items()],
+        "providers": [(slug, _(preset.label)) for slug, preset in PRESETS.items()],
         "can_manage": can_manage,
         "now": timezone.now(),
     }

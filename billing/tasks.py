@@ -8,10 +8,11 @@ from django.conf import settings
 
 from billing import ledger, services
 from billing import tasks_alerts  # noqa: F401  (registers the alert delivery tasks with the worker)
+from wire import redis_keys
 
 log = logging.getLogger(__name__)
 
-DRAIN_LOCK = "tollgate:drain-lock"
+DRAIN_LOCK = redis_keys.DRAIN_LOCK
 # The lock only saves work (ingest is idempotent and serialised in the database, so overlapping
 # drains are harmless); a worker killed while holding it stalls the ledger until it expires.
 DRAIN_LOCK_SECONDS = 20

@@ -275,7 +275,7 @@ if TOLLGATE_SIGNUP not in ("open", "invite", "closed"):
 
     raise ImproperlyConfigured(f"TOLLGATE_SIGNUP: use open, invite or closed (not {TOLLGATE_SIGNUP!r}).")
 TOLLGATE_EMAIL_VERIFICATION_HOURS = env.int("TOLLGATE_EMAIL_VERIFICATION_HOURS", default=72)
-# The demo model's pace (relay/providers/mock.py): wait before the first byte, then per streamed word.
+# The demo model's pace (wire/adapters/mock.py): wait before the first byte, then per streamed word.
 TOLLGATE_DEMO_FIRST_BYTE_MS = env.int("TOLLGATE_DEMO_FIRST_BYTE_MS", default=300)
 TOLLGATE_DEMO_CHUNK_MS = env.int("TOLLGATE_DEMO_CHUNK_MS", default=30)
 # Dashboard and admin logins: this many failures per client address or per email within the window

@@ -16,7 +16,8 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Team, User
 from accounts.permissions import Perm
 from keys.models import Deployment, Model, ProviderCredential
-from keys.presets import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, PRESETS, PROVIDER_CHOICES
+from keys.models import provider_choices
+from wire.presets import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, PRESETS
 
 MAX_LIMIT = 2_147_483_647  # PositiveIntegerField's ceiling on every database
 MAX_WEIGHT = 1_000_000
@@ -272,7 +273,7 @@ class _CredentialFieldsForm(ReenterSecretsMixin, forms.Form):
 
 class CredentialCreateForm(_CredentialFieldsForm):
     provider = forms.ChoiceField(
-        label=_("Provider"), choices=PROVIDER_CHOICES, widget=PresetSelect(attrs={"data-preset-select": ""}),
+        label=_("Provider"), choices=provider_choices, widget=PresetSelect(attrs={"data-preset-select": ""}),
         help_text=_('"Demo" answers locally without internet or key: for trying Tollgate out, not for real work.'),
     )
     field_order = ["provider", "name", "base_url", "api_key", "api_version", "extra_headers", "connect_timeout", "read_timeout"]

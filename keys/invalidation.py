@@ -11,8 +11,9 @@ import time
 from django.conf import settings
 
 from config.env import DATA_DIR
+from wire import redis_keys
 
-REDIS_KEY = "tollgate:config:version"
+REDIS_KEY = redis_keys.CONFIG_VERSION
 
 
 def config_changed() -> None:

@@ -2,10 +2,16 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext, gettext_lazy as _
 
 from accounts.models import Organization, Team
-from keys.presets import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, PROVIDER_CHOICES
+from wire.presets import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, PRESETS
+
+
+def provider_choices() -> list[tuple[str, str]]:
+    """The presets (wire.presets) with their labels in the active language. A callable: migrations keep a
+    reference to it, so adding a preset needs no migration."""
+    return [(preset.slug, gettext(preset.label)) for preset in PRESETS.values()]
 
 
 class VirtualKey(models.Model):
@@ -46,7 +52,7 @@ class ProviderCredential(models.Model):
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="provider_credentials")
     name = models.CharField(_("name"), max_length=120)
-    provider = models.CharField(_("provider"), max_length=32, choices=PROVIDER_CHOICES)
+    provider = models.CharField(_("provider"), max_length=32, choices=provider_choices)
     base_url = models.URLField(_("base URL"), max_length=500, blank=True)
     api_version = models.CharField(_("API version"), max_length=40, blank=True, help_text=_("Azure only."))
     api_key_encrypted = models.TextField(blank=True)

@@ -16,8 +16,8 @@ from billing.models import Budget, ExchangeRate, Price
 from billing.pricing import PriceSnapshot, snapshot_from_row, to_micros
 from keys import encryption
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
-from keys.presets import PRESETS
-from relay.providers.base import Target
+from wire.presets import PRESETS
+from wire.adapters.base import Target
 
 @dataclass(frozen=True)
 class BudgetSnapshot:

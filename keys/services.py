@@ -23,7 +23,7 @@ from accounts.tenancy import OrgContext
 from keys import encryption
 from keys.invalidation import config_changed
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
-from keys.presets import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, PRESETS
+from wire.presets import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, PRESETS
 
 VIRTUAL_KEY_PREFIX = "tg-"
 

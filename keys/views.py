@@ -46,7 +46,7 @@ from keys.forms import (
     ReportRangeForm,
 )
 from keys.models import Deployment, Model, ProviderCredential
-from keys.presets import PRESETS
+from wire.presets import PRESETS
 from keys.balances import balance_check, balance_is_low, balance_supported
 from keys.discovery import credential_models
 from keys.probes import deployment_probe, deployment_probe_history

@@ -8,7 +8,7 @@ import logging
 import secrets
 
 from relay import pipeline, probes
-from relay.errors import RelayError, RequestTooLarge
+from wire.errors import RelayError, RequestTooLarge
 from relay.runtime import Runtime
 
 log = logging.getLogger(__name__)

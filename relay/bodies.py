@@ -17,7 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 import orjson
 
 from relay import messages
-from relay.errors import InvalidRequest, RelayError
+from wire.errors import InvalidRequest, RelayError
 from relay.validation import check_body, check_raw
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from decimal import Decimal
 from billing.periods import budget_counter
 from billing.pricing import MICROS
 from relay.db import run_db
-from relay.errors import BudgetExceeded
+from wire.errors import BudgetExceeded
 from relay.leases import MissingCounter
 
 log = logging.getLogger(__name__)

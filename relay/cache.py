@@ -15,7 +15,7 @@ from django.db import DatabaseError
 from keys import selectors
 from keys.invalidation import REDIS_KEY, local_version_path
 from relay.db import run_db
-from relay.errors import Unavailable
+from wire.errors import Unavailable
 from relay.metrics import SNAPSHOT_LOADS
 
 log = logging.getLogger(__name__)

@@ -14,10 +14,11 @@ import time
 from collections import deque
 
 from config.logs import utc_time
+from wire import redis_keys
 
 log = logging.getLogger(__name__)
 
-HASH = "tollgate:cooldowns"
+HASH = redis_keys.COOLDOWNS
 POLL_SECONDS = 0.5
 
 
@@ -57,7 +58,7 @@ class Cooldowns:
 
     async def _count_failure(self, deployment_id: int, window: int, now: float) -> int:
         if self._redis is not None:
-            counter = f"tg:fail:{deployment_id}:{int(now // window)}"
+            counter = redis_keys.failure_counter(deployment_id, int(now // window))
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.incr(counter)
                 pipe.expire(counter, window * 2)

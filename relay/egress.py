@@ -24,7 +24,7 @@ from aiohttp.resolver import DefaultResolver
 from django.conf import settings
 
 from keys.addresses import reachable
-from relay.errors import UpstreamError
+from wire.errors import UpstreamError
 
 REFUSED_MESSAGE = (
     "The upstream host resolves to a private, loopback or otherwise non-public address, which the gateway "

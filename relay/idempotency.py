@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import orjson
 from redis.exceptions import RedisError
 
-from relay.errors import InvalidRequest, RelayError, Unavailable
+from wire.errors import InvalidRequest, RelayError, Unavailable
+from wire import redis_keys
 
 log = logging.getLogger(__name__)
 STORE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
@@ -129,7 +130,7 @@ async def claim(store: IdempotencyStore, key_id: int, header: str | None, body: 
         return None
     if len(header) > MAX_KEY_LENGTH:
         raise InvalidRequest(f"Idempotency-Key is longer than {MAX_KEY_LENGTH} characters.", param="Idempotency-Key", code="invalid_idempotency_key")
-    name, digest = f"tg:idem:{key_id}:{header}", fingerprint(body)
+    name, digest = redis_keys.idempotency(key_id, header), fingerprint(body)
     return Claim(name, digest, await store.claim(name, digest))
 
 
@@ -142,8 +143,8 @@ async def run_once(store: IdempotencyStore, conn, claim: Claim, forward) -> None
         return await conn.respond(stored["status"], stored["body"].encode(), headers)
     from relay import messages
     from relay.pipeline import ClientGone  # the pipeline imports this module
-    from relay.providers.openai import chunk_id
-    from relay.streaming import encode_error
+    from wire.adapters.openai import chunk_id
+    from wire.sse import encode_error
 
     conn.captured = []
     record = None

@@ -2,7 +2,8 @@
 
 import time
 
-from relay.errors import RateLimited
+from wire.errors import RateLimited
+from wire import redis_keys
 
 WINDOW = 60
 
@@ -25,14 +26,14 @@ class RateLimiter:
         window, reset = _window()
         headers = []
         if key.rpm_limit:
-            counter = f"tg:rl:{key.id}:r:{window}"
+            counter = redis_keys.rate_counter(key.id, "r", window)
             if not await self.book.take(counter, key.rpm_limit, 1, ttl=WINDOW * 2):
                 raise self._limited("requests", key.rpm_limit, reset)
             remaining = int(self.book.remaining_estimate(counter, key.rpm_limit))
             headers += _headers("requests", key.rpm_limit, remaining, reset)
         tpm_counter = None
         if key.tpm_limit:
-            tpm_counter = f"tg:rl:{key.id}:t:{window}"
+            tpm_counter = redis_keys.rate_counter(key.id, "t", window)
             amount = min(max(tokens, 1), key.tpm_limit)
             if not await self.book.take(tpm_counter, key.tpm_limit, amount, ttl=WINDOW * 2):
                 raise self._limited("tokens", key.tpm_limit, reset)

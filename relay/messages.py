@@ -9,9 +9,10 @@ cost no JSON parse. Translation to other wire formats is a later step (README "A
 
 import orjson
 
-from relay.errors import InvalidRequest, RelayError, UpstreamError
-from relay.providers.anthropic import ERROR_STATUS, VERSION, error_object, load_json, map_anthropic_error, usage_from
-from relay.providers.base import SSEEvent, Target, UpstreamRequest, Usage
+from wire.errors import InvalidRequest, RelayError, UpstreamError
+from wire.adapters.anthropic import ERROR_STATUS, VERSION, error_object, load_json, map_anthropic_error, usage_from
+from wire.adapters.base import Target, UpstreamRequest, Usage
+from wire.sse import SSEEvent
 from relay.streaming import OutputMeter
 from relay.validation import check_no_destination
 
@@ -208,7 +209,7 @@ class PassThrough:
 
 
 class DemoMessages(PassThrough):
-    """The demo provider (relay/providers/mock.py) answering in Anthropic's format, in-process."""
+    """The demo provider (wire/adapters/mock.py) answering in Anthropic's format, in-process."""
 
     local = True
 
@@ -216,7 +217,7 @@ class DemoMessages(PassThrough):
         return UpstreamRequest("POST", f"mock://local/{endpoint}", {}, orjson.dumps(body))
 
     async def local_call(self, request: UpstreamRequest, endpoint: str):
-        from relay.providers import mock  # reads Django settings: imported when first used
+        from wire.adapters import mock  # reads Django settings: imported when first used
 
         return await mock.messages_call(orjson.loads(request.body), endpoint)
 

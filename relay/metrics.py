@@ -16,7 +16,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
-from relay.errors import RelayError
+from wire.errors import RelayError
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,10 @@ class RelayMetrics:
     """
 
     def __init__(self):
-        self._pending: list[dict] = []
+        self._pending: list = []  # UsageRecords
         self._codes: frozenset | None = None
 
-    def observe(self, record: dict) -> None:
+    def observe(self, record) -> None:
         self._pending.append(record)
 
     def flush(self) -> None:
@@ -73,7 +73,7 @@ class RelayMetrics:
             try:
                 _fold(record, tally, attempts, spreads)
             except Exception:  # noqa: BLE001 - a metric must never cost a usage record
-                log.exception("metrics: record %s not counted", record.get("request_id"))
+                log.exception("metrics: record %s not counted", record.request_id)
         self._write(tally, attempts, spreads)
 
     def _write(self, tally: dict, attempts: dict, spreads: dict) -> None:
@@ -105,31 +105,31 @@ class RelayMetrics:
             child._sum.inc(total)
 
 
-def _fold(record: dict, tally: dict, attempts: dict, spreads: dict) -> None:
+def _fold(record, tally: dict, attempts: dict, spreads: dict) -> None:
     """One record into the flush's sums: a dict update or two (measured ~1 µs a record)."""
-    deployment = record["deployment_id"]
-    model = record["model_name"] if deployment is not None else "-"
-    endpoint = record["endpoint"]
-    key = (record["organization_id"], model, endpoint, record["status_code"], record["error_type"], record["currency"])
+    deployment = record.deployment_id
+    model = record.model_name if deployment is not None else "-"
+    endpoint = record.endpoint
+    key = (record.organization_id, model, endpoint, record.status_code, record.error_type, record.currency)
     slot = tally.get(key)
     if slot is None:
         slot = tally[key] = [0, 0, 0, 0, 0.0, 0]
     slot[0] += 1
-    slot[1] += record["prompt_tokens"]
-    slot[2] += record["cached_tokens"]
-    slot[3] += record["completion_tokens"]
-    if record["cost"] is not None:
-        slot[4] += float(record["cost"])
-    if record["attempts"] > 1:
+    slot[1] += record.prompt_tokens
+    slot[2] += record.cached_tokens
+    slot[3] += record.completion_tokens
+    if record.cost is not None:
+        slot[4] += float(record.cost)
+    if record.attempts > 1:
         slot[5] += 1
-    for attempt in record["attempt_trail"]:
+    for attempt in record.attempt_trail:
         labels = (attempt["deployment"], attempt["status"])
         attempts[labels] = attempts.get(labels, 0) + 1
     if deployment is None:
         return  # refused before admission: no upstream, no latency worth a histogram
-    _spread(spreads, LATENCY, (endpoint, model), record["latency_ms"] / 1000)
-    if record["ttft_ms"] is not None:
-        _spread(spreads, TTFT, (model,), record["ttft_ms"] / 1000)
+    _spread(spreads, LATENCY, (endpoint, model), record.latency_ms / 1000)
+    if record.ttft_ms is not None:
+        _spread(spreads, TTFT, (model,), record.ttft_ms / 1000)
 
 
 def _add(counts: dict, metric, labels: tuple, amount: float) -> None:

@@ -20,7 +20,7 @@ class ObservedSink:
     def __init__(self, sink, observers):
         self._sink, self._observers = sink, tuple(observers)
 
-    def emit(self, record: dict) -> None:
+    def emit(self, record) -> None:
         self._sink.emit(record)
         for observer in self._observers:
             observer.observe(record)
@@ -54,15 +54,15 @@ class AccessLog:
               "currency", "usage_source")
 
     def __init__(self):
-        self._pending: list[dict] = []
+        self._pending: list = []
 
-    def observe(self, record: dict) -> None:
+    def observe(self, record) -> None:
         self._pending.append(record)
 
     def flush(self) -> None:
         records, self._pending = self._pending, []
         for record in records:
-            fields = {name: record.get(name) for name in self.FIELDS}
+            fields = {name: getattr(record, name) for name in self.FIELDS}
             access.info(
                 "%s org=%s key=%s model=%s %s %s %d ms tokens=%s+%s cost=%s %s",
                 fields["request_id"], fields["organization_id"], fields["key_id"], fields["model_name"] or "-",

@@ -16,17 +16,19 @@ import orjson
 
 from accounts.crypto import keyed_hash
 from billing.pricing import price_at, to_micros
-from relay import idempotency, messages, tokens
-from relay.errors import (
+from relay import idempotency, messages
+from wire.errors import (
     InvalidApiKey, InvalidRequest, MalformedUsage, MethodNotAllowed, ModelNotAllowed, ModelNotFound, NotFound, RelayError,
     UpstreamCredentialRejected, UpstreamError, UpstreamRejected, UpstreamTimeout, redact_secrets, target_secrets,
 )
-from relay.providers import get_adapter
-from relay.providers.base import Usage
+from wire.adapters import get_adapter
+from wire.adapters.base import Usage
 from relay.record import Record, completion_text, stream_text, worst_case_micros
 from relay.routing import backoff_delay
-from relay.streaming import DONE, OutputLimitExceeded, OutputMeter, SSEParser, encode_chunk, encode_error, output_ceiling
+from relay.streaming import OutputLimitExceeded, OutputMeter, output_ceiling
 from relay.upstream import iter_body, read_body, send
+from wire import tokens
+from wire.sse import DONE, SSEParser, encode_chunk, encode_error
 
 log = logging.getLogger(__name__)
 # What a parser raises on a body or event it cannot read (orjson.JSONDecodeError is a ValueError):
@@ -159,7 +161,7 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
     except RelayError as error:
         record.fail(error)
         record.finish()
-        rt.sink.emit(record.as_dict())
+        rt.sink.emit(record.as_usage())
         raise
     # Streams watch for the client leaving; a whole answer is simply finished (and billed).
     watch = DisconnectWatch(conn) if stream else None
@@ -186,7 +188,7 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
         await rt.limiter.settle(tpm_counter, reserved_tokens, record.prompt_tokens + record.completion_tokens)
         if held:
             await rt.budgets.settle(held, reserved_micros, to_micros(record.cost_display or 0))
-        rt.sink.emit(record.as_dict())
+        rt.sink.emit(record.as_usage())
     return record
 
 
@@ -197,7 +199,7 @@ def _refused(rt, conn, key, endpoint: str, body: dict | None, error: RelayError)
     record = Record(conn.request_id, key, None, endpoint, isinstance(body, dict) and body.get("stream") is True, body)
     record.fail(error)
     record.finish()
-    rt.sink.emit(record.as_dict())
+    rt.sink.emit(record.as_usage())
     return error
 
 

@@ -19,7 +19,8 @@ from django.db import connection
 
 from relay import metrics
 from relay.db import run_db
-from relay.errors import NotFound, RelayError
+from wire.errors import NotFound, RelayError
+from wire import redis_keys
 
 CHECK_TIMEOUT = 1.0
 PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -93,8 +94,6 @@ async def _metrics(rt, conn) -> None:
     rt.metrics.flush()  # this process's latest records, so a scrape right after a request sees it
     families = [metrics.cooling_deployments(rt.cooldowns)]
     if rt.redis is not None:
-        from billing.ledger import GROUP, STREAM  # names only; the relay never writes the ledger
-
-        families.append(await metrics.stream_backlog(rt.redis, STREAM, GROUP))
+        families.append(await metrics.stream_backlog(rt.redis, redis_keys.USAGE_STREAM, redis_keys.USAGE_GROUP))
     body = await asyncio.get_running_loop().run_in_executor(None, metrics.exposition, families)
     await conn.respond(200, body, [(b"content-type", metrics.CONTENT_TYPE), (b"cache-control", b"no-store")])

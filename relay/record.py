@@ -1,37 +1,18 @@
-"""The usage record of one request, priced exactly; it becomes a billing.UsageEvent via the sink."""
+"""The usage of one request as the relay gathers it, priced exactly; it leaves as a wire.usage.UsageRecord."""
 
 import asyncio
-import math
 import time
 from decimal import Decimal
 
 import orjson
 
 from billing.pricing import price_at, to_micros
-from relay import tokens
-from relay.errors import BudgetUnenforceable, MalformedUsage, RelayError
+from wire import tokens
+from wire.errors import BudgetUnenforceable, RelayError
+from wire.usage import MAX_USAGE_TOKENS, UsageRecord, usage_number
 
 INLINE_COUNT_CHARS = 8192
 MODEL_NAME_LENGTH = 120  # the ledger's model_name column
-# No request comes near this many tokens in one count (the largest: an embeddings batch of 2048 inputs ×
-# 8192 tokens ≈ 17M); far below the ledger's integer columns (2^31 - 1), even as prompt + completion.
-MAX_USAGE_TOKENS = 100_000_000
-
-
-def usage_number(value) -> int:
-    """A token count as an upstream reported it, checked for type: absent (None) is 0, an int or a finite
-    float is taken (range is Record.usage's job); anything else (a string, NaN, a bool, an object) raises
-    MalformedUsage. Adapters read every usage figure through this before adding figures up."""
-    if value is None:
-        return 0
-    kind = type(value)
-    if kind is int:
-        return value
-    if kind is float and math.isfinite(value):
-        return int(value)
-    raise MalformedUsage("The upstream reported usage that is not a number.")
-
-
 def worst_case_micros(models, prompt_tokens: int, output_tokens: int, now: float, *, hard_budget=None) -> int:
     """The dearest deployment's price for this request size, in the org currency, over every model that
     may serve it (the model asked for and its fallback models).
@@ -106,7 +87,7 @@ def stream_text(delivered: list) -> str:
 
 
 class Record:
-    """What one request used; becomes a billing.UsageEvent through the usage sink."""
+    """What one request used; emitted through the usage sink as a UsageRecord."""
 
     __slots__ = (
         "request_id", "key", "model", "model_name", "endpoint", "stream", "started", "created_at", "status_code",
@@ -210,20 +191,20 @@ class Record:
         elif not self.cost:
             self.cost_display = self.cost  # free (a zero price): zero in any currency
 
-    def as_dict(self) -> dict:
+    def as_usage(self) -> UsageRecord:
         key = self.key
-        return {
-            "request_id": self.request_id, "organization_id": key.organization_id, "team_id": key.team_id,
-            "key_id": key.id, "user_id": key.user_id, "model_name": self.model_name, "deployment_id": self.deployment_id,
-            "provider": self.provider, "upstream_model": self.upstream_model, "endpoint": self.endpoint,
-            "stream": self.stream, "status_code": self.status_code, "error_type": self.error_type,
-            "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens, "cache_write_tokens": self.cache_write_tokens,
-            "completion_tokens": self.completion_tokens, "usage_source": self.usage_source, "attempts": self.attempts,
-            "latency_ms": self.latency_ms, "ttft_ms": self.ttft_ms, "created_at": self.created_at,
-            "cost": _text(self.cost), "currency": self.currency or "", "exchange_rate": _text(self.exchange_rate),
-            "cost_display": _text(self.cost_display), "price_id": self.price_id,
-            "attempt_trail": self.attempt_trail, "downgraded_from": self.downgraded_from, "usage_flags": self.usage_flags,
-        }
+        return UsageRecord(
+            request_id=self.request_id, organization_id=key.organization_id, team_id=key.team_id, key_id=key.id,
+            user_id=key.user_id, model_name=self.model_name, deployment_id=self.deployment_id, provider=self.provider,
+            upstream_model=self.upstream_model, endpoint=self.endpoint, stream=self.stream,
+            status_code=self.status_code, error_type=self.error_type, prompt_tokens=self.prompt_tokens,
+            cached_tokens=self.cached_tokens, cache_write_tokens=self.cache_write_tokens,
+            completion_tokens=self.completion_tokens, usage_source=self.usage_source, attempts=self.attempts,
+            latency_ms=self.latency_ms, ttft_ms=self.ttft_ms, created_at=self.created_at, cost=_text(self.cost),
+            currency=self.currency or "", exchange_rate=_text(self.exchange_rate),
+            cost_display=_text(self.cost_display), price_id=self.price_id, attempt_trail=self.attempt_trail,
+            downgraded_from=self.downgraded_from, usage_flags=self.usage_flags,
+        )
 
 
 def _in_range(count: int, name: str, flags: list) -> int:

@@ -17,7 +17,7 @@ from collections import deque
 from django.conf import settings
 
 from accounts.proxies import client_address, parse_networks
-from relay.errors import RateLimited
+from wire.errors import RateLimited
 
 LIMIT = 30
 WINDOW = 60.0

@@ -16,10 +16,11 @@ from pathlib import Path
 import orjson
 
 from relay.db import run_db
+from wire.redis_keys import USAGE_STREAM
+from wire.usage import encode_batch
 
 log = logging.getLogger(__name__)
 
-STREAM = "tollgate:usage"
 FLUSH_SECONDS = 0.2
 REPLAY_SECONDS = 5
 BATCH = 500
@@ -84,7 +85,7 @@ class RedisStreamSink(_BufferedSink):
         """One stream entry per batch (field "b": a JSON list): one command instead of one per record."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for start in range(0, len(records), BATCH):
-                pipe.xadd(STREAM, {"b": orjson.dumps(records[start : start + BATCH])})
+                pipe.xadd(USAGE_STREAM, {"b": encode_batch(records[start : start + BATCH])})
             await asyncio.wait_for(pipe.execute(), timeout=5)
 
     async def flush(self) -> None:

@@ -5,7 +5,7 @@ provider extensions listed here. Fields that would choose a destination or crede
 refused anywhere in the body, nested too: a request never picks where its key is sent.
 """
 
-from relay.errors import InvalidRequest
+from wire.errors import InvalidRequest
 
 COMMON = {"model", "user", "metadata", "stream", "stream_options", "extra_body"}
 CHAT = COMMON | {

@@ -19,7 +19,7 @@ def _fast_password_hashing(settings):
 
 @pytest.fixture(autouse=True)
 def _demo_model_answers_at_once(settings):
-    """The demo model's human-like pace (relay/providers/mock.py) off; tests of the pace turn it on."""
+    """The demo model's human-like pace (wire/adapters/mock.py) off; tests of the pace turn it on."""
     settings.TOLLGATE_DEMO_FIRST_BYTE_MS = settings.TOLLGATE_DEMO_CHUNK_MS = 0
 
 

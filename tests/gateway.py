@@ -216,3 +216,17 @@ def second_relay(gateway):
         yield relay.url
     finally:
         relay.stop()
+
+
+def usage_record(**fields):
+    """A wire.usage.UsageRecord with neutral values, `fields` overriding them."""
+    from wire.usage import UsageRecord
+
+    neutral = dict(
+        request_id="req_test", organization_id=1, team_id=None, key_id=1, user_id=None, model_name="m",
+        deployment_id=None, provider="", upstream_model="", endpoint="chat", stream=False, status_code=200,
+        error_type="", prompt_tokens=0, cached_tokens=0, cache_write_tokens=0, completion_tokens=0,
+        usage_source="missing", attempts=1, latency_ms=0, ttft_ms=None, created_at=0.0, cost=None, currency="",
+        exchange_rate=None, cost_display=None, price_id=None,
+    )
+    return UsageRecord(**(neutral | fields))

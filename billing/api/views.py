@@ -41,7 +41,7 @@ from billing.api.serializers import (
 )
 from billing.models import AlertChannel, AlertDelivery, Budget, Price, UsageDeadLetter
 from keys.models import Deployment, VirtualKey
-from keys.presets import PROVIDER_CHOICES
+from wire.presets import PRESETS
 
 # A price may start a little in the past (clock skew, a form filled in slowly), never earlier.
 PRICE_BACKDATE_SLACK = timedelta(minutes=5)
@@ -178,7 +178,7 @@ class PriceListApi(OrgAPIView):
         model = serializers.CharField(required=False, allow_blank=True, max_length=200, help_text="Only this upstream model's entries.")
 
     class InputSerializer(serializers.Serializer):
-        provider = serializers.ChoiceField(choices=PROVIDER_CHOICES, help_text="As in a credential's `provider`.")
+        provider = serializers.ChoiceField(choices=list(PRESETS), help_text="As in a credential's `provider`.")
         upstream_model = serializers.CharField(max_length=200, help_text="The model's name at the provider.")
         currency = serializers.RegexField(r"^[A-Za-z]{3}$", help_text="ISO 4217, e.g. USD or CNY.")
         input_per_m = DecimalStringField(help_text="Per 1M input tokens, in `currency`.")

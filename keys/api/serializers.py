@@ -5,12 +5,13 @@ once, by the create and rotate responses), a credential shows `has_api_key`, `ap
 names of its extra headers, never a key, a header value or anything encrypted.
 """
 
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.api.serializers import TeamRefSerializer, UserRefSerializer
 from keys.models import Model
-from keys.presets import PROVIDER_CHOICES
+from wire.presets import PRESETS
 from keys.selectors import credential_extra_headers
 
 
@@ -51,18 +52,21 @@ class VirtualKeyWithSecretSerializer(VirtualKeySerializer):
 
 class PresetSerializer(serializers.Serializer):
     slug = serializers.CharField(read_only=True, help_text="The value of a credential's `provider`.")
-    label = serializers.CharField(read_only=True)
+    label = serializers.SerializerMethodField(help_text="In the request's language.")
     wire = serializers.CharField(read_only=True, help_text="The wire format: openai, anthropic, gemini, azure or mock.")
     base_url = serializers.CharField(read_only=True, help_text="The default base URL; empty when it must be given.")
 
     class Meta:
         ref_name = "ProviderPreset"
 
+    def get_label(self, preset) -> str:
+        return gettext(preset.label)
+
 
 class CredentialSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
     name = serializers.CharField(read_only=True)
-    provider = serializers.ChoiceField(choices=PROVIDER_CHOICES, read_only=True)
+    provider = serializers.ChoiceField(choices=list(PRESETS), read_only=True)
     base_url = serializers.CharField(read_only=True)
     api_version = serializers.CharField(read_only=True)
     has_api_key = serializers.SerializerMethodField()

@@ -31,7 +31,7 @@ from keys.api.serializers import (
 )
 from keys.discovery import credential_models
 from keys.models import Deployment, Model, ProviderCredential
-from keys.presets import PRESETS, PROVIDER_CHOICES
+from wire.presets import PRESETS
 
 MAX_GRACE_SECONDS = 30 * 86400
 
@@ -232,7 +232,7 @@ class CredentialListApi(OrgAPIView):
 
     class InputSerializer(_CredentialFields):
         name = serializers.CharField(max_length=120)
-        provider = serializers.ChoiceField(choices=PROVIDER_CHOICES)
+        provider = serializers.ChoiceField(choices=list(PRESETS))
 
         class Meta:
             ref_name = "CredentialCreate"

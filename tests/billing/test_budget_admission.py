@@ -107,7 +107,7 @@ def test_counters_lost_in_redis_are_rebuilt_from_the_ledger(priced):
         client.chat.completions.create(model="gpt-test", messages=MESSAGES, max_tokens=10)
     assert wait_for(lambda: ledger_total(priced.org) == Decimal("0.03"))
     store = redis.Redis.from_url(settings.REDIS_URL)
-    lost = store.keys("tg:b:*")
+    lost = store.keys("tollgate:b:*")
     assert lost
     store.delete(*lost)
     admitted = 0
@@ -132,8 +132,8 @@ def test_a_counter_that_fell_behind_the_ledger_is_raised_by_the_reconciliation(p
         client.chat.completions.create(model="gpt-test", messages=MESSAGES, max_tokens=10)
     assert wait_for(lambda: ledger_total(priced.org) == Decimal("0.03"))
     store = redis.Redis.from_url(settings.REDIS_URL)
-    (counter,) = store.keys(f"tg:b:{cap.pk}:*")
-    for other in store.keys("tg:b:*"):  # earlier tests' budgets are gone from the database
+    (counter,) = store.keys(f"tollgate:b:{cap.pk}:*")
+    for other in store.keys("tollgate:b:*"):  # earlier tests' budgets are gone from the database
         if other != counter:
             store.delete(other)
     store.set(counter, 0, keepttl=True)  # lost updates: the counter says nothing was spent

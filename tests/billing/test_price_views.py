@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.models import AuditLog, Role
 from billing.models import ExchangeRate, Price
-from keys.presets import PRESETS
+from wire.presets import PRESETS
 from keys.selectors import exchange_rates_for, model_snapshot
 from tests.billing.factories import ExchangeRateFactory, PriceFactory
 from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory

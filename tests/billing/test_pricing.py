@@ -21,7 +21,7 @@ from billing.pricing import price_at, snapshot_from_row, to_micros
 from keys.selectors import key_snapshot_by_hash, model_snapshot, prices_for
 from keys.services import VIRTUAL_KEY_PREFIX
 from relay.record import Record
-from relay.providers.base import Usage
+from wire.adapters.base import Usage
 from tests.accounts.factories import MembershipFactory, OrganizationFactory
 from tests.billing.factories import PriceFactory
 from tests.keys.factories import DeploymentFactory, VirtualKeyFactory
@@ -224,7 +224,7 @@ def _relay_record(key_secret: str, org, model_name: str, request_id: str, when: 
     asyncio.run(record.usage(Usage(prompt_tokens=1000, completion_tokens=500, cached_tokens=0), "provider"))
     record.status_code = 200
     record.finish()
-    return record.as_dict()
+    return record.as_usage().as_fields()
 
 
 @pytest.mark.django_db

@@ -7,8 +7,8 @@ import httpx
 import orjson
 import pytest
 
-from relay import tokens, validation
-from relay.errors import InvalidRequest
+from wire import tokens, validation
+from wire.errors import InvalidRequest
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 

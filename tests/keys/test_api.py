@@ -17,7 +17,7 @@ from accounts.crypto import keyed_hash
 from accounts.models import AuditLog, Membership, Role
 from keys import encryption
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
-from keys.presets import PRESETS
+from wire.presets import PRESETS
 from keys.selectors import credential_extra_headers, key_snapshot_by_hash
 from tests.accounts.factories import MembershipFactory, TeamFactory, UserFactory
 from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory, VirtualKeyFactory

@@ -23,7 +23,7 @@ from keys import encryption, services
 from keys import testing as credential_testing
 from keys.forms import ModelUpdateForm
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
-from keys.presets import PRESETS
+from wire.presets import PRESETS
 from keys.selectors import credential_extra_headers, key_snapshot_by_hash
 from keys.views import REPORT_COLUMNS
 from tests.accounts.factories import MembershipFactory, TeamFactory

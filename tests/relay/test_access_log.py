@@ -9,6 +9,7 @@ import pytest
 
 from config.logs import JsonFormatter
 from relay.observers import AccessLog, ObservedSink, flush_observers
+from tests.gateway import usage_record
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def test_nothing_is_logged_on_the_request_path():
     handler.emit = handler_calls.append
     logger.addHandler(handler)
     try:
-        record = {name: None for name in AccessLog.FIELDS} | {"request_id": "req_1", "status_code": 200, "endpoint": "chat"}
+        record = usage_record(request_id="req_1", status_code=200, endpoint="chat")
         log.observe(record)
         assert handler_calls == []
         logger.setLevel(logging.INFO)

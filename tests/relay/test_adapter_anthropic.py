@@ -9,10 +9,10 @@ import httpx
 import orjson
 import pytest
 
-from relay.errors import InvalidRequest, UpstreamCredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected
-from relay.providers.anthropic import adapter
-from relay.providers.base import Target
-from relay.streaming import SSEParser
+from wire.errors import InvalidRequest, UpstreamCredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected
+from wire.adapters.anthropic import adapter
+from wire.adapters.base import Target
+from wire.sse import SSEParser
 from tests.upstream.server import REPLY_WORDS, MockUpstream
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"

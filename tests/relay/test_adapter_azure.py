@@ -4,10 +4,10 @@ import httpx
 import orjson
 import pytest
 
-from relay.errors import UpstreamCredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected
-from relay.providers.azure import adapter
-from relay.providers.base import SSEEvent, Target
-from relay.streaming import SSEParser
+from wire.errors import UpstreamCredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected
+from wire.adapters.azure import adapter
+from wire.adapters.base import Target
+from wire.sse import SSEEvent, SSEParser
 from tests.upstream.server import REPLY_WORDS, MockUpstream
 
 RESOURCE = "https://contoso.openai.azure.com"

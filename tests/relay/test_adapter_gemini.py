@@ -9,10 +9,10 @@ import httpx
 import orjson
 import pytest
 
-from relay.errors import InvalidRequest, UpstreamCredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected
-from relay.providers.base import Target
-from relay.providers.gemini import adapter
-from relay.streaming import SSEParser
+from wire.errors import InvalidRequest, UpstreamCredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected
+from wire.adapters.base import Target
+from wire.adapters.gemini import adapter
+from wire.sse import SSEParser
 from tests.upstream.server import REPLY_WORDS, MockUpstream
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gemini"

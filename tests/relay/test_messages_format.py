@@ -3,10 +3,10 @@
 import orjson
 import pytest
 
-from relay.errors import BudgetExceeded, InvalidApiKey, InvalidRequest, ModelNotAllowed, ModelNotFound, RequestTooLarge, UpstreamError
+from wire.errors import BudgetExceeded, InvalidApiKey, InvalidRequest, ModelNotAllowed, ModelNotFound, RequestTooLarge, UpstreamError
 from relay.messages import PassThrough, PassThroughStream, check_body, encode_error, error_body
-from relay.providers.base import Target
-from relay.streaming import SSEParser
+from wire.adapters.base import Target
+from wire.sse import SSEParser
 
 BODY = {"model": "claude", "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}
 

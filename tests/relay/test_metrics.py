@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from billing import services as billing_services
 from billing.models import UsageEvent
 from relay.metrics import RelayMetrics
-from tests.gateway import drain_usage, wait_for
+from tests.gateway import drain_usage, usage_record, wait_for
 
 
 TOKEN = "scrape-" + secrets.token_hex(8)
@@ -88,12 +88,12 @@ def test_a_refused_body_cannot_mint_label_values(gateway, relay_server):
 
 def test_error_codes_outside_the_known_set_are_folded_into_other():
     metrics = RelayMetrics()
-    record = {
-        "request_id": "r", "organization_id": 1, "model_name": "m", "deployment_id": None, "endpoint": "chat",
-        "status_code": 502, "error_type": "Some Upstream-Invented Code " + secrets.token_hex(4), "attempt_trail": [],
-        "attempts": 1, "prompt_tokens": 0, "cached_tokens": 0, "completion_tokens": 0, "cost": None, "currency": "",
-        "latency_ms": 5, "ttft_ms": None,
-    }
+    record = usage_record(
+        request_id="r", organization_id=1, model_name="m", deployment_id=None, endpoint="chat",
+        status_code=502, error_type="Some Upstream-Invented Code " + secrets.token_hex(4), attempt_trail=[],
+        attempts=1, prompt_tokens=0, cached_tokens=0, completion_tokens=0, cost=None, currency="",
+        latency_ms=5, ttft_ms=None,
+    )
     from relay import metrics as module
 
     before = module.ERRORS.labels("chat", "other")._value.get()

@@ -5,10 +5,10 @@ import asyncio
 
 import orjson
 
-from relay import tokens
-from relay.providers.base import SSEEvent
-from relay.providers.openai import PassthroughStream, rewrite_model
-from relay.streaming import OutputMeter, encode_chunk, output_ceiling
+from wire import tokens
+from wire.sse import SSEEvent, encode_chunk
+from wire.adapters.openai import PassthroughStream, rewrite_model
+from relay.streaming import OutputMeter, output_ceiling
 
 
 def event(text: str) -> bytes:

@@ -9,7 +9,7 @@ import pytest
 from billing.models import UsageEvent
 from keys import services as key_services
 from keys.selectors import DeploymentSnapshot, ModelSnapshot
-from relay.providers.base import Target
+from wire.adapters.base import Target
 from relay.routing import Router
 from tests.gateway import drain_usage, wait_for
 

@@ -13,10 +13,11 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from relay.errors import MalformedUsage, UpstreamError
-from relay.providers import anthropic, gemini
-from relay.providers.base import SSEEvent, Usage
-from relay.providers.openai import PassthroughStream, usage_from_openai
+from wire.errors import MalformedUsage, UpstreamError
+from wire.adapters import anthropic, gemini
+from wire.adapters.base import Usage
+from wire.sse import SSEEvent
+from wire.adapters.openai import PassthroughStream, usage_from_openai
 from relay.record import MAX_USAGE_TOKENS, Record
 
 NOT_NUMBERS = ["12", "abc", float("nan"), float("inf"), True, False, {"n": 1}, [1], ""]
@@ -45,7 +46,7 @@ def estimated() -> Record:
 def test_negative_counts_are_flagged_and_billed_as_the_estimate():
     rec = take(record(), Usage(prompt_tokens=-5, completion_tokens=-1_000_000, cached_tokens=-1))
     assert rec.usage_flags == "negative:prompt,negative:completion,negative:cached"
-    assert rec.as_dict()["usage_flags"] == rec.usage_flags
+    assert rec.as_usage().usage_flags == rec.usage_flags
     expected = estimated()
     assert (rec.prompt_tokens, rec.completion_tokens, rec.cached_tokens, rec.usage_source) == (
         expected.prompt_tokens, expected.completion_tokens, 0, "estimated")

@@ -7,13 +7,14 @@ import time
 
 import orjson
 
-from relay.errors import (
+from wire.errors import (
     InvalidRequest, MalformedUsage, UpstreamCredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected,
     sanitize_upstream_message,
 )
-from relay.providers.base import SSEEvent, Target, UpstreamRequest, Usage
-from relay.providers.openai import chat_chunk, retry_after_seconds
-from relay.record import usage_number
+from wire.adapters.base import Target, UpstreamRequest, Usage
+from wire.sse import SSEEvent
+from wire.adapters.openai import chat_chunk, retry_after_seconds
+from wire.usage import usage_number
 
 VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; OpenAI clients often omit it

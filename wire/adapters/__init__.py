@@ -1,6 +1,6 @@
-"""The adapter registry: wire format name (keys.presets.Preset.wire) → that module's `adapter`."""
+"""The adapter registry: wire format name (wire.presets.Preset.wire) → that module's `adapter`."""
 
-from relay.providers import anthropic, azure, gemini, mock, openai
+from wire.adapters import anthropic, azure, gemini, mock, openai
 
 REGISTRY = {
     "openai": openai.adapter,

@@ -7,8 +7,8 @@ Two URL shapes (learn.microsoft.com …/api-version-lifecycle):
 
 from urllib.parse import quote
 
-from relay.providers.base import Target
-from relay.providers.openai import PATHS, OpenAIAdapter
+from wire.adapters.base import Target
+from wire.adapters.openai import PATHS, OpenAIAdapter
 
 DEFAULT_API_VERSION = "2024-10-21"  # latest GA seen; stream_options.include_usage is supported from 2024-09-01-preview
 

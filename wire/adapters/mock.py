@@ -13,11 +13,10 @@ import random
 import time
 
 import orjson
-from django.conf import settings
 
-from relay import tokens
-from relay.providers.base import UpstreamRequest
-from relay.providers.openai import OpenAIAdapter
+from wire import tokens
+from wire.adapters.base import UpstreamRequest
+from wire.adapters.openai import OpenAIAdapter
 
 REPLY = "This is Tollgate's demo model answering locally. You said: "
 EMBEDDING_DIMENSIONS = 16
@@ -33,9 +32,19 @@ def _last_user_text(messages) -> str:
     return ""
 
 
+def _no_pace() -> tuple[int, int]:
+    return 0, 0
+
+
+# (first byte, per word) in milliseconds: the relay replaces this with its settings' (relay.apps), so
+# the wire stays free of Django; answering at once is the default.
+pace_ms = _no_pace
+
+
 def _pace() -> tuple[float, float]:
     """(first byte, per word) in seconds, jittered like a real upstream's."""
-    first, per_word = settings.TOLLGATE_DEMO_FIRST_BYTE_MS / 1000, settings.TOLLGATE_DEMO_CHUNK_MS / 1000
+    first_ms, per_word_ms = pace_ms()
+    first, per_word = first_ms / 1000, per_word_ms / 1000
     if first <= 0 and per_word <= 0:
         return 0.0, 0.0
     return first * random.uniform(0.7, 1.3), per_word * random.uniform(0.7, 1.3)

@@ -1,11 +1,15 @@
-"""Provider presets: the stored `ProviderCredential.provider` value, its wire format and default base URL.
+"""Provider presets: the stored `ProviderCredential.provider` value, its wire format and default base URL, as data.
 
-Wire facts and sources: ../shared/PROVIDERS.md. Adding an OpenAI-compatible provider is one line here.
+Wire facts and sources: ../shared/PROVIDERS.md. Adding an OpenAI-compatible provider is one line here: no migration (the
+provider field's choices are a callable).
 """
 
 from dataclasses import dataclass
 
-from django.utils.translation import gettext_lazy as _
+
+def _(label: str) -> str:
+    """Marks a label for the translation catalogue (makemessages); keys translates it for display."""
+    return label
 
 
 # Upstream timeouts of a new credential, in seconds. The read timeout bounds the wait for the first
@@ -17,8 +21,8 @@ DEFAULT_READ_TIMEOUT = 60.0
 @dataclass(frozen=True)
 class Preset:
     slug: str
-    label: str  # lazily translated
-    wire: str  # adapter module under relay/providers/: openai, anthropic, gemini, azure, mock
+    label: str  # English; keys.models.provider_choices translates it
+    wire: str  # adapter module under wire/adapters/: openai, anthropic, gemini, azure, mock
     base_url: str
     # Whether the upstream honours stream_options.include_usage (unconfirmed ones are asked anyway
     # and fall back to an offline token estimate when no usage arrives).
@@ -45,5 +49,3 @@ PRESETS: dict[str, Preset] = {
         Preset("mock", _("Demo (local mock, no internet)"), "mock", "mock://local"),
     ]
 }
-
-PROVIDER_CHOICES = [(p.slug, p.label) for p in PRESETS.values()]

@@ -1,4 +1,4 @@
-"""OpenAI wire format, shared by every OpenAI-compatible preset (keys.presets).
+"""OpenAI wire format, shared by every OpenAI-compatible preset (wire.presets).
 
 Nothing needs translating, so bodies pass through untouched: the response bytes are forwarded as
 they are and stream events are only scanned for `usage`. Provider extras such as DeepSeek's
@@ -9,11 +9,12 @@ import time
 
 import orjson
 
-from relay.errors import (
+from wire.errors import (
     MalformedUsage, UpstreamCredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected, sanitize_upstream_message,
 )
-from relay.providers.base import SSEEvent, Target, UpstreamRequest, Usage
-from relay.record import usage_number
+from wire.adapters.base import Target, UpstreamRequest, Usage
+from wire.sse import SSEEvent
+from wire.usage import usage_number
 
 PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
 _CONTEXT_CODES = {"context_length_exceeded", "string_above_max_length"}

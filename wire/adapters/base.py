@@ -1,4 +1,4 @@
-"""The adapter contract: one module per wire format under relay/providers/.
+"""The adapter contract: one module per wire format under wire/adapters/.
 
 An adapter turns an OpenAI-format request into the upstream's HTTP request, and the upstream's
 answer (whole body, or stream events) back into OpenAI format. Adapters never touch the client
@@ -8,20 +8,22 @@ connection: they return bytes/objects and `relay.app` writes the response.
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from wire.sse import SSEEvent
+
 
 @dataclass(frozen=True)
 class Target:
     """Where one attempt goes: a snapshot of a Deployment and its decrypted credential."""
 
     deployment_id: int
-    provider: str  # preset slug (keys.presets)
+    provider: str  # preset slug (wire.presets)
     wire: str  # adapter name
     base_url: str
     api_key: str
     upstream_model: str
     api_version: str = ""
     extra_headers: dict[str, str] = field(default_factory=dict)
-    # Snapshots always carry the credential's own; these match keys.presets' defaults for new credentials.
+    # Snapshots always carry the credential's own; these match wire.presets' defaults for new credentials.
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     stream_usage: bool = True  # ask for stream_options.include_usage
@@ -41,12 +43,6 @@ class UpstreamRequest:
     url: str
     headers: dict[str, str]
     body: bytes | None
-
-
-@dataclass(frozen=True)
-class SSEEvent:
-    event: str | None
-    data: bytes
 
 
 class StreamTranslator(Protocol):
@@ -78,4 +74,4 @@ class Adapter(Protocol):
         client asked for the usage chunk (translating adapters may ignore it: the app adds it)."""
 
     def map_error(self, *, status: int, body: bytes, headers: dict[str, str]) -> Exception:
-        """A non-2xx upstream answer to a relay.errors.UpstreamError (never echoing secrets or internal addresses)."""
+        """A non-2xx upstream answer to a wire.errors.UpstreamError (never echoing secrets or internal addresses)."""
