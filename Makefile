@@ -45,9 +45,11 @@ chromium:
 	@test -x $(CHROMIUM) || (command -v apt-get >/dev/null && (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null))) || echo "warning: no $(CHROMIUM); browser tests will fail"
 	@fc-list :lang=zh 2>/dev/null | grep -q . || (command -v apt-get >/dev/null && (apt-get install -y -q $(CJK_FONT_PACKAGE) >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q $(CJK_FONT_PACKAGE) >/dev/null))) || echo "warning: no CJK font; Chinese screenshots will show boxes"
 
-# Parallel workers, then the few tests that disturb shared services (marked serial) on their own.
+# The architecture contracts (.importlinter), parallel workers, then the few tests that disturb shared
+# services (marked serial) on their own.
 TEST_WORKERS ?= 2
 test: deps chromium
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not serial" $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 

@@ -5,7 +5,6 @@ from accounts import views
 from accounts.forms import EmailAuthenticationForm
 
 urlpatterns = [
-    path("", views.home, name="home"),
     # Authentication
     path("signup/", views.signup, name="signup"),
     path("signup/sent/", views.signup_sent, name="signup_sent"),

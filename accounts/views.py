@@ -21,7 +21,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import selectors, services
 from accounts import signup as signup_policy
-from accounts.decorators import client_ip, org_required, permission_required
+from accounts.decorators import client_ip, permission_required
 from accounts.errors import ApplicationError
 from accounts.forms import (
     ApiTokenForm,
@@ -40,7 +40,6 @@ from accounts.forms import (
 from accounts.models import ApiToken, AuditLog, Invitation, Membership, Role, Team, User
 from accounts.permissions import Perm
 from accounts.tenancy import SESSION_ORG_KEY, get_scoped_or_404, scoped
-from billing import views as billing_views
 
 AUDIT_PAGE_SIZE = 50
 TOKEN_AUDIT_ENTRIES = 20
@@ -97,12 +96,6 @@ def verify_email(request, token):
     request.session.pop(SIGNUP_EMAIL_KEY, None)
     messages.success(request, _("Your email address %(email)s is confirmed. Log in to start.") % {"email": user.email})
     return redirect("login")
-
-
-@org_required
-def home(request):
-    """ "/": the billing overview (spend, budgets, usage), or a member's own keys, budgets and usage."""
-    return billing_views.overview(request)
 
 
 @login_required

@@ -22,10 +22,10 @@ from accounts.tenancy import OrgContext
 from billing import services as billing_services
 from billing.ledger import usage_ingest
 from billing.models import Budget, Price
-from billing.pricing import price_at
+from billing.pricing import PriceSnapshot, price_at, rate_at
+from billing.selectors import exchange_rates_for, prices_for
 from keys import services as key_services
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
-from keys.selectors import model_snapshot
 
 DEMO_EMAIL = "admin@tollgate.local"
 DEMO_ORG = "Demo"
@@ -135,7 +135,7 @@ def demo_usage_seed(org: Organization, *, now: datetime | None = None, days: int
     """A month of generated requests up to `now`, ingested into the ledger; returns how many were new."""
     now = now or timezone.now()
     keys = {key.name: key for key in VirtualKey.objects.filter(organization=org, name__in=list(KEYS))}
-    snapshots = {spec.name: model_snapshot(organization_id=org.pk, name=spec.name) for spec in MODELS}
+    snapshots = {spec.name: _demo_model(org, spec.name) for spec in MODELS}
     if len(keys) < len(KEYS) or None in snapshots.values():
         return 0  # not furnished (demo_furnish first)
     today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -145,6 +145,45 @@ def demo_usage_seed(org: Organization, *, now: datetime | None = None, days: int
         records = [r for r in _day(org, day, keys, snapshots, growth=1 + (days - back) / days) if r["created_at"] <= now.timestamp()]
         inserted += usage_ingest(records)
     return inserted
+
+
+@dataclass(frozen=True)
+class _Deployment:
+    deployment_id: int
+    provider: str
+    upstream_model: str
+    weight: int
+    prices: tuple[PriceSnapshot, ...]  # newest first
+
+
+@dataclass(frozen=True)
+class _Model:
+    name: str
+    deployments: tuple[_Deployment, ...]
+    fallback_models: tuple[str, ...]
+    currency: str
+    exchange_rates: tuple
+
+    def exchange_rate(self, currency: str, at: float):
+        return rate_at(self.exchange_rates, self.currency, currency, at)
+
+
+def _demo_model(org: Organization, name: str) -> _Model | None:
+    """A demo model with its deployments' price books: what the generator needs to price as the relay does."""
+    model = Model.objects.filter(organization=org, name=name, is_active=True).first()
+    if model is None:
+        return None
+    deployments = model.deployments.filter(is_active=True).select_related("credential").order_by("order", "id")
+    return _Model(
+        name=model.name,
+        deployments=tuple(
+            _Deployment(d.pk, d.credential.provider, d.upstream_model, d.weight,
+                        prices_for(organization_id=org.pk, provider=d.credential.provider, upstream_model=d.upstream_model))
+            for d in deployments
+        ),
+        fallback_models=tuple(model.fallback_models or ()), currency=org.currency,
+        exchange_rates=exchange_rates_for(organization_id=org.pk),
+    )
 
 
 def _day(org, day: datetime, keys, snapshots, *, growth: float) -> list[dict]:
@@ -177,19 +216,19 @@ def _request(rng: random.Random, request_id: str, at: datetime, key: VirtualKey,
     if roll < 0.015:  # refused before any upstream call: no deployment, no cost
         return {**record, "status_code": 429, "error_type": "rate_limit_exceeded", "latency_ms": rng.randint(1, 4), "stream": False}
     deployment = rng.choices(model.deployments, [d.weight for d in model.deployments])[0]
-    failing = 0.02 if deployment.target.upstream_model == "demo-large-b" else 0.006
+    failing = 0.02 if deployment.upstream_model == "demo-large-b" else 0.006
     if roll < 0.015 + failing:
         status, error, latency = rng.choice([(504, "upstream_timeout", 60_000), (502, "upstream_error", rng.randint(200, 900))])
         return {**record, **_served_by(deployment), "status_code": status, "error_type": error, "latency_ms": latency,
-                "attempt_trail": [{"deployment": deployment.target.deployment_id, "status": status, "error": error, "ms": latency}]}
+                "attempt_trail": [{"deployment": deployment.deployment_id, "status": status, "error": error, "ms": latency}]}
     failed = None
-    if model.policy.fallback_models and rng.random() < 0.04:  # the primary fails, the fallback model answers
-        failed = {"deployment": deployment.target.deployment_id, "status": 503, "error": "upstream_error", "ms": rng.randint(150, 600)}
-        deployment = snapshots[model.policy.fallback_models[0]].deployments[0]
+    if model.fallback_models and rng.random() < 0.04:  # the primary fails, the fallback model answers
+        failed = {"deployment": deployment.deployment_id, "status": 503, "error": "upstream_error", "ms": rng.randint(150, 600)}
+        deployment = snapshots[model.fallback_models[0]].deployments[0]
     record.update(_served_by(deployment))
-    record.update(_usage(rng, deployment.target.upstream_model, record["stream"]))
+    record.update(_usage(rng, deployment.upstream_model, record["stream"]))
     if failed:
-        answered = {"deployment": deployment.target.deployment_id, "status": 200, "error": "", "ms": record["latency_ms"]}
+        answered = {"deployment": deployment.deployment_id, "status": 200, "error": "", "ms": record["latency_ms"]}
         record.update(attempts=2, attempt_trail=[failed, answered], latency_ms=record["latency_ms"] + failed["ms"])
         if record["ttft_ms"] is not None:
             record["ttft_ms"] += failed["ms"]
@@ -197,8 +236,7 @@ def _request(rng: random.Random, request_id: str, at: datetime, key: VirtualKey,
 
 
 def _served_by(deployment) -> dict:
-    target = deployment.target
-    return {"deployment_id": target.deployment_id, "provider": target.provider, "upstream_model": target.upstream_model}
+    return {"deployment_id": deployment.deployment_id, "provider": deployment.provider, "upstream_model": deployment.upstream_model}
 
 
 # Per upstream model: (prompt tokens range, completion tokens range, first token ms range, ms per output token).

@@ -17,7 +17,7 @@ from accounts.errors import ApplicationError
 from accounts.models import Organization
 from billing.pricing import price_at, utc
 from keys.models import Deployment, Model
-from keys.selectors import exchange_rates_for, prices_for
+from billing.selectors import exchange_rates_for, prices_for
 from wire import tokens
 
 # OpenAI's rule of thumb for English text; Chinese and Japanese run nearer one token per character.

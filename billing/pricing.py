@@ -120,6 +120,17 @@ def price_at(prices: tuple[PriceSnapshot, ...], epoch: float) -> PriceSnapshot |
     return None
 
 
+def rate_at(rates: tuple[tuple[str, Decimal, float], ...], display_currency: str, currency: str, at: float) -> Decimal | None:
+    """The value of one unit of `currency` in the display currency at `at`, from (currency, rate, effective
+    from) rows newest first per currency (billing.selectors.exchange_rates_for); None: no rate."""
+    if currency == display_currency:
+        return Decimal(1)
+    for name, rate, effective_from in rates:
+        if name == currency and effective_from <= at:
+            return rate
+    return None
+
+
 def to_micros(amount: Decimal) -> int:
     """Budget counter units, rounded up so reservations never undercount."""
     return int((amount * MICROS).to_integral_value(rounding=ROUND_CEILING))

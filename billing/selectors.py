@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from billing.models import Budget, ExchangeRate, Price, UsageEvent, UsageRollup
 from billing.periods import period_bounds
-from billing.pricing import to_micros
+from billing.pricing import PriceSnapshot, snapshot_from_row, to_micros
 
 
 def budget_scope_filter(budget: Budget) -> Q:
@@ -246,7 +246,7 @@ def price_book(*, organization, provider: str | None = None, upstream_model: str
     """The organization's effective price book: its own entries, plus the global ones of each model it has not
     priced itself yet.
 
-    The same precedence as `keys.selectors.prices_for`, which the relay charges with: the organization's entries
+    The same precedence as `prices_for`, which the relay charges with: the organization's entries
     win from the first one's effective date, and until then the global book prices the model. So a global entry
     drops out only once an own entry of that model has taken effect (one scheduled for later leaves it in force).
     """
@@ -383,3 +383,29 @@ def key_spend(*, organization, key_ids, now: datetime | None = None) -> dict[int
             percent = (used * 100 / budget.amount).quantize(Decimal("0.1")) if budget and budget.amount else None
             result[key_id] = KeySpend(used, period, start, end, budget, remaining, percent)
     return result
+
+
+# --- The price book as the relay charges it (relay.snapshots) and the estimator quotes it ---
+
+
+def prices_for(*, organization_id: int, provider: str, upstream_model: str) -> tuple[PriceSnapshot, ...]:
+    """The org's own entries (newest first), then the global book's: `price_at` takes the first in
+    force, so the org's book wins from its first effective date and the global one covers before."""
+    rows = Price.objects.filter(provider=provider, upstream_model=upstream_model)
+    own = rows.filter(organization_id=organization_id).order_by("-effective_from")
+    seeded = rows.filter(organization=None).order_by("-effective_from")
+    return tuple(snapshot_from_row(row) for row in [*own, *seeded])
+
+
+def exchange_rates_for(*, organization_id: int) -> tuple[tuple[str, Decimal, float], ...]:
+    """Per currency, the rates scheduled after now and the one in force now (older ones can no longer apply)."""
+    rates: list[tuple[str, Decimal, float]] = []
+    settled: set[str] = set()
+    now = timezone.now()
+    for row in ExchangeRate.objects.filter(organization_id=organization_id).order_by("currency", "-effective_from", "-id"):
+        if row.currency in settled:
+            continue
+        rates.append((row.currency, row.rate, row.effective_from.timestamp()))
+        if row.effective_from <= now:
+            settled.add(row.currency)
+    return tuple(rates)

@@ -1,10 +1,11 @@
 from django.urls import path
 
-from billing import price_views, views
+from billing import model_report_views, price_views, views
 
 urlpatterns = [
-    # "/" is served by accounts.views.home, which renders this overview; the name is for reverse() only.
-    path("", views.overview, name="overview"),
+    path("", views.overview, name="home"),
+    path("", views.overview, name="overview"),  # the same page, by the name billing's views reverse
+    path("models/<int:pk>/report/", model_report_views.model_report, name="model_report"),
     # Usage explorer
     path("usage/", views.usage, name="usage"),
     path("usage/export.csv", views.usage_export, name="usage_export"),

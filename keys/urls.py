@@ -25,7 +25,6 @@ urlpatterns = [
     path("models/create/", views.model_create, name="model_create"),
     path("models/<int:pk>/edit/", views.model_edit, name="model_edit"),
     path("models/<int:pk>/delete/", views.model_delete, name="model_delete"),
-    path("models/<int:pk>/report/", views.model_report, name="model_report"),
     path("models/<int:pk>/deployments/add/", views.deployment_create, name="deployment_create"),
     path("deployments/<int:pk>/edit/", views.deployment_edit, name="deployment_edit"),
     path("deployments/<int:pk>/probe/", views.deployment_probe_now, name="deployment_probe"),

@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 from django.db import DatabaseError
 
-from keys import selectors
+from relay import snapshots
 from keys.invalidation import REDIS_KEY, local_version_path
 from relay.db import run_db
 from wire.errors import Unavailable
@@ -34,7 +34,7 @@ class SnapshotCache:
         self.loads = 0  # how many misses went to the database (tests count them)
 
     async def key(self, key_hash: str):
-        return await self._get(("key", key_hash), selectors.key_snapshot_by_hash, key_hash)
+        return await self._get(("key", key_hash), snapshots.key_snapshot_by_hash, key_hash)
 
     def cached_key(self, key_hash: str) -> tuple[bool, object]:
         """(True, snapshot) when a fresh entry is held (None for a known-bad key); never loads."""
@@ -116,8 +116,8 @@ class SnapshotCache:
 
 
 def _model_snapshot(organization_id, name):
-    return selectors.model_snapshot(organization_id=organization_id, name=name)
+    return snapshots.model_snapshot(organization_id=organization_id, name=name)
 
 
 def _model_names(organization_id):
-    return selectors.model_names(organization_id=organization_id)
+    return snapshots.model_names(organization_id=organization_id)

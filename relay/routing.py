@@ -8,7 +8,7 @@ Cooling deployments (relay.cooldown) are left out while any other one is availab
 import random
 import zlib
 
-from keys.selectors import DeploymentSnapshot, ModelSnapshot
+from relay.snapshots import DeploymentSnapshot, ModelSnapshot
 
 BACKOFF_BASE = 0.25
 BACKOFF_CAP = 4.0

@@ -1,8 +1,9 @@
 from django.urls import path
 
-from billing.api import views
+from billing.api import model_report, views
 
 urlpatterns = [
+    path("models/<int:pk>/report/", model_report.ModelReportApi.as_view(), name="api-model-report"),
     path("prices/", views.PriceListApi.as_view(), name="api-price-list"),
     path("prices/<int:pk>/", views.PriceDetailApi.as_view(), name="api-price-detail"),
     path("exchange-rates/", views.ExchangeRateListApi.as_view(), name="api-exchange-rate-list"),

@@ -13,6 +13,5 @@ urlpatterns = [
     path("models/", views.ModelListApi.as_view(), name="api-model-list"),
     path("models/<int:pk>/", views.ModelDetailApi.as_view(), name="api-model-detail"),
     path("models/<int:pk>/deployments/", views.ModelDeploymentCreateApi.as_view(), name="api-model-deployments"),
-    path("models/<int:pk>/report/", views.ModelReportApi.as_view(), name="api-model-report"),
     path("deployments/<int:pk>/", views.DeploymentDetailApi.as_view(), name="api-deployment-detail"),
 ]

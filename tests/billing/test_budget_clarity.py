@@ -13,7 +13,7 @@ from billing import ledger, services as billing_services
 from billing.forms import BudgetCreateForm
 from billing.models import Alert, Budget
 from billing.periods import budget_counter
-from keys.selectors import budgets_in_force
+from relay.snapshots import budgets_in_force
 from tests.billing.factories import usage_record
 from tests.keys.factories import VirtualKeyFactory
 

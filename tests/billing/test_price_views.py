@@ -16,7 +16,8 @@ from django.utils import timezone
 from accounts.models import AuditLog, Role
 from billing.models import ExchangeRate, Price
 from wire.presets import PRESETS
-from keys.selectors import exchange_rates_for, model_snapshot
+from billing.selectors import exchange_rates_for
+from relay.snapshots import model_snapshot
 from tests.billing.factories import ExchangeRateFactory, PriceFactory
 from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory
 

@@ -18,7 +18,8 @@ from billing import services
 from billing.ledger import usage_ingest
 from billing.models import Price, UsageEvent
 from billing.pricing import price_at, snapshot_from_row, to_micros
-from keys.selectors import key_snapshot_by_hash, model_snapshot, prices_for
+from billing.selectors import prices_for
+from relay.snapshots import key_snapshot_by_hash, model_snapshot
 from keys.services import VIRTUAL_KEY_PREFIX
 from relay.record import Record
 from wire.adapters.base import Usage
@@ -164,7 +165,7 @@ def test_an_off_peak_discount_window():
 def test_price_at_picks_the_entry_in_force():
     old = snapshot(pk=1, effective_from=datetime(2025, 1, 1, tzinfo=UTC), input_per_m=Decimal("1"))
     new = snapshot(pk=2, effective_from=datetime(2026, 6, 1, tzinfo=UTC), input_per_m=Decimal("3"))
-    prices = (new, old)  # newest first, as keys.selectors.prices_for returns them
+    prices = (new, old)  # newest first, as billing.selectors.prices_for returns them
     assert price_at(prices, at(2024, 12, 31, 23, 59)) is None
     assert price_at(prices, at(2025, 1, 1)).id == 1
     assert price_at(prices, at(2026, 5, 31, 23, 59)).id == 1

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from accounts.crypto import keyed_hash
 from accounts.models import Membership, Organization, Role, User
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
-from keys.selectors import key_snapshot_by_hash
+from relay.snapshots import key_snapshot_by_hash
 from tests.billing.factories import UsageEventFactory
 from tests.browser.checks import CANVAS_STATE, assert_labelled
 from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory

@@ -55,7 +55,7 @@ def test_a_valid_key_the_process_has_not_seen_yet_is_served_too(gateway, throttl
 
 def test_a_throttled_flood_is_looked_up_one_key_at_a_time(gateway, throttle, monkeypatch):
     """Unknown keys from a throttled address queue for the database one by one; keys in the cache skip the queue."""
-    from keys import selectors
+    from relay import snapshots as selectors
 
     for _ in range(relay_throttle.LIMIT):
         _post(gateway, _random_key())

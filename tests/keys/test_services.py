@@ -11,6 +11,7 @@ from accounts.errors import ApplicationError
 from accounts.models import AuditLog, Role
 from accounts.tenancy import OrgContext
 from keys import selectors, services
+from relay.snapshots import key_snapshot_by_hash
 from keys.invalidation import config_changed, local_version_path
 from keys.models import Deployment, ProviderCredential
 from tests.accounts.factories import MembershipFactory
@@ -109,8 +110,8 @@ def test_update_refuses_a_new_past_expiry_but_keeps_an_unchanged_one(org, owner)
 def test_grace_period_snapshot_expires_with_the_grace(org, owner):
     key, old = services.virtual_key_create(actor=ctx(org, Role.OWNER, owner), name="k", expires_at=timezone.now() + timedelta(days=9))
     key, new = services.virtual_key_rotate(actor=ctx(org, Role.OWNER, owner), key=key, grace_seconds=60)
-    old_snapshot = selectors.key_snapshot_by_hash(keyed_hash(old))
-    new_snapshot = selectors.key_snapshot_by_hash(keyed_hash(new))
+    old_snapshot = key_snapshot_by_hash(keyed_hash(old))
+    new_snapshot = key_snapshot_by_hash(keyed_hash(new))
     assert old_snapshot.expires_at == key.previous_valid_until.timestamp()
     assert new_snapshot.expires_at == key.expires_at.timestamp()
 
@@ -120,9 +121,9 @@ def test_a_second_rotation_ends_the_first_grace(org, owner):
     key, first = services.virtual_key_create(actor=actor, name="k")
     key, second = services.virtual_key_rotate(actor=actor, key=key, grace_seconds=3600)
     key, third = services.virtual_key_rotate(actor=actor, key=key, grace_seconds=3600)
-    assert selectors.key_snapshot_by_hash(keyed_hash(first)) is None
-    assert selectors.key_snapshot_by_hash(keyed_hash(second)) is not None
-    assert selectors.key_snapshot_by_hash(keyed_hash(third)) is not None
+    assert key_snapshot_by_hash(keyed_hash(first)) is None
+    assert key_snapshot_by_hash(keyed_hash(second)) is not None
+    assert key_snapshot_by_hash(keyed_hash(third)) is not None
 
 
 def test_revoke_ends_the_grace_too(org, owner):
@@ -130,8 +131,8 @@ def test_revoke_ends_the_grace_too(org, owner):
     key, first = services.virtual_key_create(actor=actor, name="k")
     key, second = services.virtual_key_rotate(actor=actor, key=key, grace_seconds=3600)
     services.virtual_key_revoke(actor=actor, key=key)
-    assert selectors.key_snapshot_by_hash(keyed_hash(first)) is None
-    assert selectors.key_snapshot_by_hash(keyed_hash(second)) is None
+    assert key_snapshot_by_hash(keyed_hash(first)) is None
+    assert key_snapshot_by_hash(keyed_hash(second)) is None
 
 
 def test_writes_tell_the_relay_after_commit(org, owner, django_capture_on_commit_callbacks, settings, tmp_path, monkeypatch):

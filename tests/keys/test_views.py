@@ -24,7 +24,8 @@ from keys import testing as credential_testing
 from keys.forms import ModelUpdateForm
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
 from wire.presets import PRESETS
-from keys.selectors import credential_extra_headers, key_snapshot_by_hash
+from keys.selectors import credential_extra_headers
+from relay.snapshots import key_snapshot_by_hash
 from keys.views import REPORT_COLUMNS
 from tests.accounts.factories import MembershipFactory, TeamFactory
 from tests.billing.factories import UsageEventFactory

@@ -8,7 +8,7 @@ import pytest
 
 from billing.models import UsageEvent
 from keys import services as key_services
-from keys.selectors import DeploymentSnapshot, ModelSnapshot
+from relay.snapshots import DeploymentSnapshot, ModelSnapshot
 from wire.adapters.base import Target
 from relay.routing import Router
 from tests.gateway import drain_usage, wait_for
