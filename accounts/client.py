@@ -1,12 +1,12 @@
 """The client's address on the Django side, behind trusted reverse proxies (TOLLGATE_TRUSTED_PROXIES):
 the one helper for the login throttle, the audit log and anything else that needs it. The relay reads
-the same rule from accounts.proxies over its ASGI scope."""
+the same rule from wire.proxies over its ASGI scope."""
 
 import ipaddress
 
 from django.conf import settings
 
-from accounts import proxies
+from wire import proxies
 
 
 def client_address(request) -> str:

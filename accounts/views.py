@@ -19,8 +19,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import selectors, services
-from accounts import signup as signup_policy
+from accounts import selectors, services, signup as signup_policy
 from accounts.decorators import client_ip, permission_required
 from accounts.errors import ApplicationError
 from accounts.forms import (
@@ -33,9 +32,9 @@ from accounts.forms import (
     OrganizationForm,
     SignupForm,
     TeamForm,
+    assignable_roles,
     form_status,
     service_error,
-    assignable_roles,
 )
 from accounts.models import ApiToken, AuditLog, Invitation, Membership, Role, Team, User
 from accounts.permissions import Perm

@@ -26,9 +26,9 @@ django.setup()
 
 import orjson  # noqa: E402
 
+from relay.validation import check_body  # noqa: E402
 from wire import tokens  # noqa: E402
 from wire.errors import RelayError  # noqa: E402
-from relay.validation import check_body  # noqa: E402
 
 try:
     from relay.validation import check_raw  # noqa: E402  (the pre-parse bound; absent before it existed)

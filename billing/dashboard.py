@@ -10,9 +10,9 @@ computed by the database), so the overview stays fast with millions of usage eve
 """
 
 from dataclasses import dataclass, field
-from functools import wraps
 from datetime import date, datetime, timedelta, timezone as dt_timezone
 from decimal import ROUND_HALF_UP, Decimal
+from functools import wraps
 
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet, Sum, Value
@@ -22,9 +22,17 @@ from django.utils.translation import gettext as _
 from accounts.models import Team, User
 from accounts.permissions import Perm
 from billing.models import AlertChannel, AlertDelivery, Budget, UsageEvent, UsageRollup
-from billing.periods import period_bounds
-from billing.selectors import budget_reserved, budget_scope_filter, ceil_hour, floor_day, floor_hour, rollup_range_q, usage_events
+from billing.selectors import (
+    budget_reserved,
+    budget_scope_filter,
+    ceil_hour,
+    floor_day,
+    floor_hour,
+    rollup_range_q,
+    usage_events,
+)
 from keys.models import VirtualKey
+from wire.periods import period_bounds
 
 UTC = dt_timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

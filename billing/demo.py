@@ -22,10 +22,10 @@ from accounts.tenancy import OrgContext
 from billing import services as billing_services
 from billing.ledger import usage_ingest
 from billing.models import Budget, Price
-from billing.pricing import PriceSnapshot, price_at, rate_at
 from billing.selectors import exchange_rates_for, prices_for
 from keys import services as key_services
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
+from wire.pricing import PriceSnapshot, price_at, rate_at
 
 DEMO_EMAIL = "admin@tollgate.local"
 DEMO_ORG = "Demo"

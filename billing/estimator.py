@@ -15,10 +15,10 @@ from django.utils.translation import gettext as _
 
 from accounts.errors import ApplicationError
 from accounts.models import Organization
-from billing.pricing import price_at, utc
-from keys.models import Deployment, Model
 from billing.selectors import exchange_rates_for, prices_for
+from keys.models import Deployment, Model
 from wire import tokens
+from wire.pricing import price_at, utc
 
 # OpenAI's rule of thumb for English text; Chinese and Japanese run nearer one token per character.
 CHARS_PER_TOKEN = 4

@@ -27,8 +27,8 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, connection, models, transaction
 
 from accounts.models import Organization
-from billing.models import UsageDeadLetter, UsageEvent
 from billing.metrics import DEAD_LETTERS, INGESTED
+from billing.models import UsageDeadLetter, UsageEvent
 from billing.rollups import rollup_add
 from wire import redis_keys
 from wire.usage import UsageRecord
@@ -362,7 +362,9 @@ def _tell_operator(parked: list[tuple]) -> None:
     log.error("usage ledger: %d record(s) parked in billing.UsageDeadLetter: %s", len(parked), summary[:2000])
     from django.core.cache import cache
 
-    from billing.tasks import usage_dead_letters_alert  # the task module imports this one
+    from billing.tasks import (
+        usage_dead_letters_alert,  # the task module imports this one
+    )
 
     try:
         if cache.add(DEAD_LETTER_ALERT_KEY, 1, DEAD_LETTER_ALERT_SECONDS):

@@ -14,7 +14,6 @@ from billing.selectors import model_variant_report
 from keys.forms import ReportRangeForm
 from keys.models import Deployment, Model
 
-
 # (field of model_variant_report, column heading, kind of number, whether lower is better for the difference)
 REPORT_COLUMNS = [
     ("requests", gettext_lazy("Requests"), "count", None),

@@ -10,8 +10,8 @@ from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from billing.models import Budget, ExchangeRate, Price, UsageEvent, UsageRollup
-from billing.periods import period_bounds
-from billing.pricing import PriceSnapshot, snapshot_from_row, to_micros
+from wire.periods import period_bounds
+from wire.pricing import PriceSnapshot, snapshot_from_row, to_micros
 
 
 def budget_scope_filter(budget: Budget) -> Q:
@@ -95,8 +95,8 @@ def budget_reserved(budgets: list[Budget], spent: dict[int, Decimal], *, time_zo
     the counters are not shared (no Redis: each process counts its own) or Redis does not answer."""
     from django.conf import settings
 
-    from billing.periods import budget_counter
-    from billing.pricing import MICROS
+    from wire.periods import budget_counter
+    from wire.pricing import MICROS
 
     if not settings.REDIS_URL or not budgets:
         return None

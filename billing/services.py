@@ -294,8 +294,8 @@ def budget_counters_reconcile(client, *, now: datetime | None = None) -> int:
     Counters normally run ahead of the ledger (they hold reservations); one that fell behind lost
     updates (a Redis failover, a partial restore). Returns how many were raised.
     """
-    from billing.periods import budget_counter
-    from billing.pricing import to_micros
+    from wire.periods import budget_counter
+    from wire.pricing import to_micros
 
     now = now or timezone.now()
     script = client.register_script(RAISE_TO_LEDGER)

@@ -6,8 +6,11 @@ from contextlib import contextmanager
 from celery import shared_task
 from django.conf import settings
 
-from billing import ledger, services
-from billing import tasks_alerts  # noqa: F401  (registers the alert delivery tasks with the worker)
+from billing import (
+    ledger,
+    services,
+    tasks_alerts,  # noqa: F401  (registers the alert delivery tasks with the worker)
+)
 from wire import redis_keys
 
 log = logging.getLogger(__name__)

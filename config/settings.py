@@ -7,9 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from accounts.proxies import parse_networks
 from config.env import BASE_DIR, DATA_DIR, env, local_secret, new_fernet_key, new_token
 from config.safety import check_production_settings, check_redis_persistence
+from wire.proxies import parse_networks
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 

@@ -15,9 +15,9 @@ from django.utils.translation import gettext as _
 from accounts.errors import ApplicationError
 from keys import egress
 from keys.models import ProviderCredential
-from wire.presets import PRESETS
 from keys.testing import _redact, _target
 from wire.adapters import get_adapter
+from wire.presets import PRESETS
 
 LIST_TIMEOUT_SECONDS = 15.0
 MAX_LIST_BYTES = 4 * 1024 * 1024  # OpenRouter-sized lists fit; a bigger answer is refused, not truncated

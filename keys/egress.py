@@ -2,7 +2,7 @@
 
 HTTPS only (plain HTTP when TOLLGATE_EGRESS_ALLOW_HTTP), and every address the host resolves to
 must be public: loopback, private, link-local (cloud metadata), multicast, reserved and mapped
-forms are refused, unless the host is in TOLLGATE_EGRESS_ALLOW_HOSTS (keys.addresses has the rules).
+forms are refused, unless the host is in TOLLGATE_EGRESS_ALLOW_HOSTS (wire.addresses has the rules).
 
 `check_url` runs at save time and needs no network: scheme, syntax, and hosts that are non-public
 without a lookup (an IP literal, localhost, .internal). Resolving is left to connect time: `fetch`/
@@ -23,7 +23,12 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 
 from accounts.errors import ApplicationError
-from keys.addresses import host_allow_listed, is_local_name, is_public_address, literal_address
+from wire.addresses import (
+    host_allow_listed,
+    is_local_name,
+    is_public_address,
+    literal_address,
+)
 
 __all__ = ["EgressFailed", "EgressRefused", "EgressResponse", "check_url", "fetch", "is_public_address", "post_json"]
 

@@ -15,8 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Team, User
 from accounts.permissions import Perm
-from keys.models import Deployment, Model, ProviderCredential
-from keys.models import provider_choices
+from keys.models import Deployment, Model, ProviderCredential, provider_choices
 from wire.presets import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, PRESETS
 
 MAX_LIMIT = 2_147_483_647  # PositiveIntegerField's ceiling on every database

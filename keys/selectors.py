@@ -1,14 +1,13 @@
 """Reads for keys, credentials and models (the relay's snapshots of them are relay.snapshots)."""
 
 import orjson
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from accounts.permissions import Perm
 from keys import encryption
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
 from wire.adapters.base import Target
 from wire.presets import PRESETS
-
 
 
 def target_for(deployment: Deployment) -> Target:

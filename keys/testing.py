@@ -16,11 +16,11 @@ from accounts.permissions import Perm, has_perm
 from accounts.tenancy import OrgContext
 from keys import egress, encryption
 from keys.models import ProviderCredential
-from wire.presets import PRESETS
 from keys.selectors import credential_extra_headers
-from wire.errors import RelayError, redact_secrets, target_secrets
 from wire.adapters import get_adapter
 from wire.adapters.base import Target
+from wire.errors import RelayError, redact_secrets, target_secrets
+from wire.presets import PRESETS
 
 TEST_TIMEOUT_SECONDS = 10.0
 TEST_PROMPT = "Reply with one word."

@@ -29,6 +29,8 @@ from accounts.forms import form_status, service_error
 from accounts.permissions import Perm
 from accounts.tenancy import get_scoped_or_404
 from keys import selectors, services
+from keys.balances import balance_check, balance_is_low, balance_supported
+from keys.discovery import credential_models
 from keys.extensions import key_billing
 from keys.forms import (
     CredentialCreateForm,
@@ -43,11 +45,12 @@ from keys.forms import (
     ModelUpdateForm,
 )
 from keys.models import Deployment, Model, ProviderCredential
-from wire.presets import PRESETS
-from keys.balances import balance_check, balance_is_low, balance_supported
-from keys.discovery import credential_models
 from keys.probes import deployment_probe, deployment_probe_history
-from keys.testing import credential_test as run_credential_test, credential_test_all as run_credential_test_all
+from keys.testing import (
+    credential_test as run_credential_test,
+    credential_test_all as run_credential_test_all,
+)
+from wire.presets import PRESETS
 
 KEY_PAGE_SIZE = 50
 

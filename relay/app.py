@@ -8,8 +8,8 @@ import logging
 import secrets
 
 from relay import pipeline, probes
-from wire.errors import RelayError, RequestTooLarge
 from relay.runtime import Runtime
+from wire.errors import RelayError, RequestTooLarge
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from concurrent.futures.process import BrokenProcessPool
 import orjson
 
 from relay import messages
-from wire.errors import InvalidRequest, RelayError
 from relay.validation import check_body, check_raw
+from wire.errors import InvalidRequest, RelayError
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,12 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-from billing.periods import budget_counter
-from billing.pricing import MICROS
+from relay import control
 from relay.db import run_db
-from wire.errors import BudgetExceeded
 from relay.leases import MissingCounter
+from wire.errors import BudgetExceeded
+from wire.periods import budget_counter
+from wire.pricing import MICROS
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +81,7 @@ class BudgetGate:
         """First use in a period, or the store lost the counter: start it from the ledger, or from
         the shared counter as this process last saw it when that is more (spend still on its way
         to the ledger: buffered, spooled or in the stream - e.g. when Redis has just gone away)."""
-        from billing.selectors import budget_spent_micros
-
-        spent = await run_db(budget_spent_micros, budget_id=budget.id, at=now)
+        spent = await run_db(control.budget_spent_micros, budget_id=budget.id, at=now)
         await self.store.initialise(counter, max(spent, self.book.last_seen(counter)), ttl)
 
     def _check_thresholds(self, counter: str, budget) -> None:
@@ -127,10 +126,8 @@ def threshold_notifier():
     waiting: set[int] = set()
 
     def send(budget_id: int) -> None:
-        from billing.tasks import budget_evaluate
-
         waiting.discard(budget_id)  # a crossing from now on needs a message of its own
-        _send(budget_evaluate, budget_id)
+        _send(budget_id)
 
     def notify(budget_id: int) -> None:
         if budget_id not in waiting:
@@ -145,9 +142,9 @@ def threshold_notifier():
 EVALUATE_DELAY_SECONDS = 1
 
 
-def _send(task, budget_id: int) -> None:
+def _send(budget_id: int) -> None:
     try:
         # No publish retries: the periodic evaluation (every minute) catches what a lost message misses.
-        task.apply_async((budget_id,), countdown=EVALUATE_DELAY_SECONDS, retry=False)
+        control.enqueue_budget_evaluation(budget_id, countdown=EVALUATE_DELAY_SECONDS, retry=False)
     except Exception as exc:
         log.warning("could not enqueue budget evaluation: %s", exc.__class__.__name__)

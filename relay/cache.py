@@ -12,11 +12,11 @@ from collections import OrderedDict
 
 from django.db import DatabaseError
 
-from relay import snapshots
-from keys.invalidation import REDIS_KEY, local_version_path
+from relay import control, snapshots
 from relay.db import run_db
-from wire.errors import Unavailable
 from relay.metrics import SNAPSHOT_LOADS
+from wire import redis_keys
+from wire.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,8 @@ class SnapshotCache:
 
     async def read_version(self):
         if self._redis is not None:
-            return await self._redis.get(REDIS_KEY)
-        path = local_version_path()
+            return await self._redis.get(redis_keys.CONFIG_VERSION)
+        path = control.local_version_path()
         try:
             return path.stat().st_mtime_ns
         except FileNotFoundError:

@@ -3,7 +3,7 @@
 Saving a base URL checks it once (keys/egress.py), but a provider host can later resolve elsewhere
 (DNS rebinding: a name that answered a public address at save time answers 127.0.0.1 now) and
 would then receive the provider key. So the aiohttp connector resolves through `CheckedResolver`:
-every address of the answer must pass `keys.addresses.reachable` (the same rule), and aiohttp
+every address of the answer must pass `wire.addresses.reachable` (the same rule), and aiohttp
 connects only to the addresses the resolver returned, i.e. the checked ones. Answers (refusals
 too) are kept per process for TOLLGATE_EGRESS_DNS_TTL seconds, so the hot path pays no lookup per
 request; aiohttp's pooled connections are reused without resolving at all.
@@ -23,7 +23,7 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 from django.conf import settings
 
-from keys.addresses import reachable
+from wire.addresses import reachable
 from wire.errors import UpstreamError
 
 REFUSED_MESSAGE = (

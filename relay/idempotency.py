@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import orjson
 from redis.exceptions import RedisError
 
-from wire.errors import InvalidRequest, RelayError, Unavailable
 from wire import redis_keys
+from wire.errors import InvalidRequest, RelayError, Unavailable
 
 log = logging.getLogger(__name__)
 STORE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)

@@ -2,8 +2,8 @@
 
 import time
 
-from wire.errors import RateLimited
 from wire import redis_keys
+from wire.errors import RateLimited
 
 WINDOW = 60
 

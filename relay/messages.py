@@ -9,12 +9,19 @@ cost no JSON parse. Translation to other wire formats is a later step (README "A
 
 import orjson
 
-from wire.errors import InvalidRequest, RelayError, UpstreamError
-from wire.adapters.anthropic import ERROR_STATUS, VERSION, error_object, load_json, map_anthropic_error, usage_from
-from wire.adapters.base import Target, UpstreamRequest, Usage
-from wire.sse import SSEEvent
 from relay.streaming import OutputMeter
 from relay.validation import check_no_destination
+from wire.adapters.anthropic import (
+    ERROR_STATUS,
+    VERSION,
+    error_object,
+    load_json,
+    map_anthropic_error,
+    usage_from,
+)
+from wire.adapters.base import Target, UpstreamRequest, Usage
+from wire.errors import InvalidRequest, RelayError, UpstreamError
+from wire.sse import SSEEvent
 
 PATHS = {"/v1/messages": "messages", "/v1/messages/count_tokens": "count_tokens"}
 ENDPOINTS = frozenset(PATHS.values())
@@ -217,7 +224,9 @@ class DemoMessages(PassThrough):
         return UpstreamRequest("POST", f"mock://local/{endpoint}", {}, orjson.dumps(body))
 
     async def local_call(self, request: UpstreamRequest, endpoint: str):
-        from wire.adapters import mock  # reads Django settings: imported when first used
+        from wire.adapters import (
+            mock,  # reads Django settings: imported when first used
+        )
 
         return await mock.messages_call(orjson.loads(request.body), endpoint)
 

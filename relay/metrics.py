@@ -9,11 +9,17 @@ can name anything), error codes from a closed set.
 """
 
 import logging
-from bisect import bisect_left
 import re
 import time
+from bisect import bisect_left
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import GaugeMetricFamily
 
 from wire.errors import RelayError

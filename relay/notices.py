@@ -11,6 +11,8 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from relay import control
+
 log = logging.getLogger(__name__)
 
 
@@ -20,10 +22,8 @@ def credential_rejected_notifier():
     sent: set[tuple[int, int]] = set()
 
     def send(deployment_id: int, status: int | None) -> None:
-        from billing.tasks_alerts import credential_rejected
-
         try:
-            credential_rejected.apply_async((deployment_id, status), retry=False)
+            control.enqueue_credential_rejected(deployment_id, status, retry=False)
         except Exception as exc:
             log.warning("could not enqueue the credential-rejected notice: %s", exc.__class__.__name__)
 

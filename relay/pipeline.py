@@ -14,20 +14,31 @@ from decimal import Decimal
 
 import orjson
 
-from accounts.crypto import keyed_hash
-from billing.pricing import price_at, to_micros
-from relay import idempotency, messages
-from wire.errors import (
-    InvalidApiKey, InvalidRequest, MalformedUsage, MethodNotAllowed, ModelNotAllowed, ModelNotFound, NotFound, RelayError,
-    UpstreamCredentialRejected, UpstreamError, UpstreamRejected, UpstreamTimeout, redact_secrets, target_secrets,
-)
-from wire.adapters import get_adapter
-from wire.adapters.base import Usage
+from relay import control, idempotency, messages
 from relay.record import Record, completion_text, stream_text, worst_case_micros
 from relay.routing import backoff_delay
 from relay.streaming import OutputLimitExceeded, OutputMeter, output_ceiling
 from relay.upstream import iter_body, read_body, send
 from wire import tokens
+from wire.adapters import get_adapter
+from wire.adapters.base import Usage
+from wire.errors import (
+    InvalidApiKey,
+    InvalidRequest,
+    MalformedUsage,
+    MethodNotAllowed,
+    ModelNotAllowed,
+    ModelNotFound,
+    NotFound,
+    RelayError,
+    UpstreamCredentialRejected,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+    redact_secrets,
+    target_secrets,
+)
+from wire.pricing import price_at, to_micros
 from wire.sse import DONE, SSEParser, encode_chunk, encode_error
 
 log = logging.getLogger(__name__)
@@ -87,7 +98,7 @@ async def _authenticate(rt, conn):
     if not secret:
         raise InvalidApiKey("Missing API key. Send it as 'Authorization: Bearer <key>'.")
     # The key is checked first: the bad-key throttle never refuses a valid key (relay/throttle.py).
-    key = await rt.key_throttle.lookup(conn.scope, keyed_hash(secret), rt.cache) if len(secret) <= 200 else None
+    key = await rt.key_throttle.lookup(conn.scope, control.keyed_hash(secret), rt.cache) if len(secret) <= 200 else None
     if key is None or (key.expires_at is not None and key.expires_at <= time.time()):
         rt.key_throttle.failed(conn.scope)
         raise InvalidApiKey("Incorrect, expired or revoked API key.")

@@ -19,8 +19,8 @@ from django.db import connection
 
 from relay import metrics
 from relay.db import run_db
-from wire.errors import NotFound, RelayError
 from wire import redis_keys
+from wire.errors import NotFound, RelayError
 
 CHECK_TIMEOUT = 1.0
 PATHS = frozenset({"/healthz", "/readyz", "/metrics"})

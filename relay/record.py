@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import orjson
 
-from billing.pricing import price_at, to_micros
 from wire import tokens
 from wire.errors import BudgetUnenforceable, RelayError
+from wire.pricing import price_at, to_micros
 from wire.usage import MAX_USAGE_TOKENS, UsageRecord, usage_number
 
 INLINE_COUNT_CHARS = 8192

@@ -11,11 +11,11 @@ from django.db.models import Prefetch, Q
 from django.utils import timezone
 
 from billing.models import Budget
-from billing.pricing import PriceSnapshot, rate_at, to_micros
 from billing.selectors import exchange_rates_for, prices_for
 from keys.models import Deployment, Model, VirtualKey
 from keys.selectors import target_for
 from wire.adapters.base import Target
+from wire.pricing import PriceSnapshot, rate_at, to_micros
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 
 import asyncio
 
+from relay.record import INLINE_COUNT_CHARS, stream_text
 from wire import tokens
 from wire.errors import UpstreamError
-from relay.record import INLINE_COUNT_CHARS, stream_text
 
 
 class OutputLimitExceeded(UpstreamError):

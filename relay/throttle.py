@@ -16,8 +16,8 @@ from collections import deque
 
 from django.conf import settings
 
-from accounts.proxies import client_address, parse_networks
 from wire.errors import RateLimited
+from wire.proxies import client_address, parse_networks
 
 LIMIT = 30
 WINDOW = 60.0

@@ -12,8 +12,8 @@ import aiohttp
 from django.conf import settings
 
 from relay.egress import CheckedResolver, EgressRefused, check_literal, refused_error
-from wire.errors import UpstreamError, UpstreamTimeout
 from wire.adapters.base import Target, UpstreamRequest
+from wire.errors import UpstreamError, UpstreamTimeout
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 READ_CHUNK = 64 * 1024

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 
+from relay import control
 from relay.db import run_db
 from wire.redis_keys import USAGE_STREAM
 from wire.usage import encode_batch
@@ -123,9 +124,7 @@ class RedisStreamSink(_BufferedSink):
 
 class LocalSink(_BufferedSink):
     async def _write(self, batch: list[dict]) -> None:
-        from billing.ledger import usage_ingest
-
-        await run_db(usage_ingest, batch)
+        await run_db(control.ledger_ingest, batch)
 
     async def _spool(self, batch: list[dict]) -> None:
         # The database refused (locked, restarting): keep the records and try again next flush.

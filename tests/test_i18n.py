@@ -29,8 +29,7 @@ from django.utils import formats, timezone, translation
 from accounts import services as accounts_services
 from accounts.models import Role
 from accounts.tenancy import OrgContext
-from billing import ledger
-from billing import services as billing_services
+from billing import ledger, services as billing_services
 from billing.models import Budget
 from keys import services as keys_services
 from keys.models import VirtualKey

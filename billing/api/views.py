@@ -18,8 +18,8 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from accounts.api.base import OrgAPIView
-from accounts.api.parsers import BoundedJSONParser
 from accounts.api.pagination import Pagination
+from accounts.api.parsers import BoundedJSONParser
 from accounts.api.views import paginated_response
 from accounts.errors import ApplicationError
 from accounts.models import TIME_ZONE_CHOICES, Team, User

@@ -11,8 +11,8 @@ from rest_framework import serializers
 
 from accounts.api.serializers import TeamRefSerializer, UserRefSerializer
 from keys.models import Model
-from wire.presets import PRESETS
 from keys.selectors import credential_extra_headers
+from wire.presets import PRESETS
 
 
 class VirtualKeySerializer(serializers.Serializer):

@@ -19,7 +19,6 @@ from rest_framework.test import APIClient
 from accounts import services as account_services
 from accounts.models import AuditLog, Role
 from billing.ledger import usage_ingest
-from billing.periods import period_bounds
 from billing.models import AlertChannel, Budget, ExchangeRate, Price
 from keys.encryption import decrypt
 from tests.accounts.factories import MembershipFactory, TeamFactory, UserFactory
@@ -32,6 +31,7 @@ from tests.billing.factories import (
     usage_record,
 )
 from tests.keys.factories import DeploymentFactory, ModelFactory, VirtualKeyFactory
+from wire.periods import period_bounds
 
 pytestmark = pytest.mark.django_db
 

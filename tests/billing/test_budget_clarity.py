@@ -12,10 +12,10 @@ from django.utils import timezone
 from billing import ledger, services as billing_services
 from billing.forms import BudgetCreateForm
 from billing.models import Alert, Budget
-from billing.periods import budget_counter
 from relay.snapshots import budgets_in_force
 from tests.billing.factories import usage_record
 from tests.keys.factories import VirtualKeyFactory
+from wire.periods import budget_counter
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 

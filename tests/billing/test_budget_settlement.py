@@ -10,10 +10,10 @@ from django.db.models import Min, Sum
 
 from billing import services as billing_services
 from billing.models import UsageEvent
-from billing.periods import budget_counter
 from relay.budgets import BudgetGate
 from relay.leases import LeaseBook, LocalLeaseStore
 from tests.gateway import drain_usage, wait_for
+from wire.periods import budget_counter
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 NEGATIVE = {"prompt_tokens": -1_000_000, "completion_tokens": -1_000_000, "total_tokens": -2_000_000}

@@ -7,10 +7,10 @@ import pytest
 
 from billing import services as billing_services
 from billing.models import Alert, Price, UsageEvent
-from billing.pricing import snapshot_from_row
 from keys import services as key_services
-from wire.adapters.anthropic import usage_from
 from tests.gateway import drain_usage, wait_for
+from wire.adapters.anthropic import usage_from
+from wire.pricing import snapshot_from_row
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there, please remember this long prompt"}]
 

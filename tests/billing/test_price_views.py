@@ -15,11 +15,15 @@ from django.utils import timezone
 
 from accounts.models import AuditLog, Role
 from billing.models import ExchangeRate, Price
-from wire.presets import PRESETS
 from billing.selectors import exchange_rates_for
 from relay.snapshots import model_snapshot
 from tests.billing.factories import ExchangeRateFactory, PriceFactory
-from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory
+from tests.keys.factories import (
+    DeploymentFactory,
+    ModelFactory,
+    ProviderCredentialFactory,
+)
+from wire.presets import PRESETS
 
 pytestmark = pytest.mark.django_db
 

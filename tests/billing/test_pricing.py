@@ -17,15 +17,15 @@ from accounts.tenancy import OrgContext
 from billing import services
 from billing.ledger import usage_ingest
 from billing.models import Price, UsageEvent
-from billing.pricing import price_at, snapshot_from_row, to_micros
 from billing.selectors import prices_for
-from relay.snapshots import key_snapshot_by_hash, model_snapshot
 from keys.services import VIRTUAL_KEY_PREFIX
 from relay.record import Record
-from wire.adapters.base import Usage
+from relay.snapshots import key_snapshot_by_hash, model_snapshot
 from tests.accounts.factories import MembershipFactory, OrganizationFactory
 from tests.billing.factories import PriceFactory
 from tests.keys.factories import DeploymentFactory, VirtualKeyFactory
+from wire.adapters.base import Usage
+from wire.pricing import price_at, snapshot_from_row, to_micros
 
 UTC = dt_timezone.utc
 

@@ -11,9 +11,9 @@ from playwright.sync_api import expect
 from accounts.models import Membership, Organization, Role, User
 from billing import ledger
 from billing.models import Budget
-from billing.periods import budget_counter
 from tests.billing.factories import usage_record
 from tests.keys.factories import VirtualKeyFactory
+from wire.periods import budget_counter
 
 pytestmark = [
     pytest.mark.browser, pytest.mark.django_db(transaction=True),

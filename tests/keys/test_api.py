@@ -17,11 +17,16 @@ from accounts.crypto import keyed_hash
 from accounts.models import AuditLog, Membership, Role
 from keys import encryption
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
-from wire.presets import PRESETS
 from keys.selectors import credential_extra_headers
 from relay.snapshots import key_snapshot_by_hash
 from tests.accounts.factories import MembershipFactory, TeamFactory, UserFactory
-from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory, VirtualKeyFactory
+from tests.keys.factories import (
+    DeploymentFactory,
+    ModelFactory,
+    ProviderCredentialFactory,
+    VirtualKeyFactory,
+)
+from wire.presets import PRESETS
 
 pytestmark = pytest.mark.django_db
 

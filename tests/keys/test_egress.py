@@ -1,12 +1,12 @@
-"""keys.egress and keys.addresses: which addresses and URLs the server may fetch (provider base URLs, webhooks)."""
+"""keys.egress and wire.addresses: which addresses and URLs the server may fetch (provider base URLs, webhooks)."""
 
 import socket
 
 import pytest
 
 from accounts.errors import ApplicationError
-from keys import addresses
 from keys.egress import check_url, is_public_address
+from wire import addresses
 
 
 @pytest.mark.parametrize(
@@ -150,7 +150,7 @@ def test_plain_http_when_allowed(no_dns, settings):
         check_url("http://127.0.0.1:8080/", field="url")
 
 
-# --- keys.addresses: the pure rules the relay's connector shares ---------------------------------------
+# --- wire.addresses: the pure rules the relay's connector shares ---------------------------------------
 
 
 @pytest.mark.parametrize(

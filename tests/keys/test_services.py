@@ -11,11 +11,16 @@ from accounts.errors import ApplicationError
 from accounts.models import AuditLog, Role
 from accounts.tenancy import OrgContext
 from keys import selectors, services
-from relay.snapshots import key_snapshot_by_hash
 from keys.invalidation import config_changed, local_version_path
 from keys.models import Deployment, ProviderCredential
+from relay.snapshots import key_snapshot_by_hash
 from tests.accounts.factories import MembershipFactory
-from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory, VirtualKeyFactory
+from tests.keys.factories import (
+    DeploymentFactory,
+    ModelFactory,
+    ProviderCredentialFactory,
+    VirtualKeyFactory,
+)
 
 pytestmark = pytest.mark.django_db
 

@@ -19,19 +19,22 @@ from accounts.crypto import keyed_hash
 from accounts.models import Role, User
 from accounts.tenancy import OrgContext
 from billing.selectors import model_variant_report
-from keys import encryption, services
-from keys import testing as credential_testing
+from keys import encryption, services, testing as credential_testing
 from keys.forms import ModelUpdateForm
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
-from wire.presets import PRESETS
 from keys.selectors import credential_extra_headers
-from relay.snapshots import key_snapshot_by_hash
 from keys.views import REPORT_COLUMNS
+from relay.snapshots import key_snapshot_by_hash
 from tests.accounts.factories import MembershipFactory, TeamFactory
 from tests.billing.factories import UsageEventFactory
-from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory
+from tests.keys.factories import (
+    DeploymentFactory,
+    ModelFactory,
+    ProviderCredentialFactory,
+)
 from tests.upstream.openai_routes import EXPECTED_KEY
 from tests.upstream.server import MockUpstream
+from wire.presets import PRESETS
 
 pytestmark = pytest.mark.django_db
 

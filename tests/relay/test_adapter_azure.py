@@ -4,11 +4,16 @@ import httpx
 import orjson
 import pytest
 
-from wire.errors import UpstreamCredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected
+from tests.upstream.server import REPLY_WORDS, MockUpstream
 from wire.adapters.azure import adapter
 from wire.adapters.base import Target
+from wire.errors import (
+    UpstreamCredentialRejected,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+)
 from wire.sse import SSEEvent, SSEParser
-from tests.upstream.server import REPLY_WORDS, MockUpstream
 
 RESOURCE = "https://contoso.openai.azure.com"
 

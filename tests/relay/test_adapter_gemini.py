@@ -9,11 +9,17 @@ import httpx
 import orjson
 import pytest
 
-from wire.errors import InvalidRequest, UpstreamCredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected
+from tests.upstream.server import REPLY_WORDS, MockUpstream
 from wire.adapters.base import Target
 from wire.adapters.gemini import adapter
+from wire.errors import (
+    InvalidRequest,
+    UpstreamCredentialRejected,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+)
 from wire.sse import SSEParser
-from tests.upstream.server import REPLY_WORDS, MockUpstream
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
 BASE = "https://generativelanguage.googleapis.com/v1beta"

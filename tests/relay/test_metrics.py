@@ -16,7 +16,6 @@ from billing.models import UsageEvent
 from relay.metrics import RelayMetrics
 from tests.gateway import drain_usage, usage_record, wait_for
 
-
 TOKEN = "scrape-" + secrets.token_hex(8)
 
 

@@ -5,10 +5,10 @@ import asyncio
 
 import orjson
 
-from wire import tokens
-from wire.sse import SSEEvent, encode_chunk
-from wire.adapters.openai import PassthroughStream, rewrite_model
 from relay.streaming import OutputMeter, output_ceiling
+from wire import tokens
+from wire.adapters.openai import PassthroughStream, rewrite_model
+from wire.sse import SSEEvent, encode_chunk
 
 
 def event(text: str) -> bytes:

@@ -8,10 +8,10 @@ import pytest
 
 from billing.models import UsageEvent
 from keys import services as key_services
-from relay.snapshots import DeploymentSnapshot, ModelSnapshot
-from wire.adapters.base import Target
 from relay.routing import Router
+from relay.snapshots import DeploymentSnapshot, ModelSnapshot
 from tests.gateway import drain_usage, wait_for
+from wire.adapters.base import Target
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 

@@ -13,12 +13,12 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from wire.errors import MalformedUsage, UpstreamError
+from relay.record import MAX_USAGE_TOKENS, Record
 from wire.adapters import anthropic, gemini
 from wire.adapters.base import Usage
-from wire.sse import SSEEvent
 from wire.adapters.openai import PassthroughStream, usage_from_openai
-from relay.record import MAX_USAGE_TOKENS, Record
+from wire.errors import MalformedUsage, UpstreamError
+from wire.sse import SSEEvent
 
 NOT_NUMBERS = ["12", "abc", float("nan"), float("inf"), True, False, {"n": 1}, [1], ""]
 

@@ -7,13 +7,18 @@ import time
 
 import orjson
 
+from wire.adapters.base import Target, UpstreamRequest, Usage
+from wire.adapters.openai import chat_chunk, retry_after_seconds
 from wire.errors import (
-    InvalidRequest, MalformedUsage, UpstreamCredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected,
+    InvalidRequest,
+    MalformedUsage,
+    UpstreamCredentialRejected,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamRejected,
     sanitize_upstream_message,
 )
-from wire.adapters.base import Target, UpstreamRequest, Usage
 from wire.sse import SSEEvent
-from wire.adapters.openai import chat_chunk, retry_after_seconds
 from wire.usage import usage_number
 
 VERSION = "2023-06-01"

@@ -11,12 +11,22 @@ import uuid
 
 import orjson
 
-from wire.errors import InvalidRequest, UpstreamError, sanitize_upstream_message
-from wire.adapters.anthropic import (apply_params, choice, classify_error, completion, error_object, functions,
-                                       load_json, split_data_url, text_of, walk_messages)
+from wire.adapters.anthropic import (
+    apply_params,
+    choice,
+    classify_error,
+    completion,
+    error_object,
+    functions,
+    load_json,
+    split_data_url,
+    text_of,
+    walk_messages,
+)
 from wire.adapters.base import Target, UpstreamRequest, Usage
-from wire.sse import SSEEvent
 from wire.adapters.openai import chat_chunk
+from wire.errors import InvalidRequest, UpstreamError, sanitize_upstream_message
+from wire.sse import SSEEvent
 from wire.usage import usage_number
 
 _listify = lambda v: [v] if isinstance(v, str) else list(v)  # noqa: E731

@@ -2,6 +2,7 @@
 
 import zoneinfo
 from datetime import datetime, timedelta, timezone as dt_timezone
+
 from wire import redis_keys
 
 EPOCH = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
