@@ -7,7 +7,8 @@ import httpx
 import orjson
 import pytest
 
-from wire import tokens, validation
+from relay import validation
+from wire import tokens
 from wire.errors import InvalidRequest
 
 MESSAGES = [{"role": "user", "content": "hi"}]

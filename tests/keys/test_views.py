@@ -18,12 +18,12 @@ from django.utils import timezone
 from accounts.crypto import keyed_hash
 from accounts.models import Role, User
 from accounts.tenancy import OrgContext
+from billing.model_report_views import REPORT_COLUMNS
 from billing.selectors import model_variant_report
 from keys import encryption, services, testing as credential_testing
 from keys.forms import ModelUpdateForm
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
 from keys.selectors import credential_extra_headers
-from keys.views import REPORT_COLUMNS
 from relay.snapshots import key_snapshot_by_hash
 from tests.accounts.factories import MembershipFactory, TeamFactory
 from tests.billing.factories import UsageEventFactory
