@@ -172,3 +172,16 @@ def test_an_empty_stream_still_has_a_whole_envelope():
     assert [kind for kind, _ in events] == ["message_start", "ping", "message_delta", "message_stop"]
     assert events[2][1]["delta"]["stop_reason"] == "end_turn"
     assert orjson.loads(orjson.dumps(events[2][1]["usage"]))["output_tokens"] == 0
+
+
+def test_an_azure_deployment_gets_the_translated_body_at_its_own_url():
+    from relay.messages import Translated
+    from wire.adapters import get_adapter
+
+    target = Target(6, "azure", "azure", "https://contoso.openai.azure.com", "azure-secret", "gpt-4o-prod")
+    body = {"model": "gpt-4o-prod", "max_tokens": 20, "messages": [{"role": "user", "content": "Hi"}]}
+    request = Translated(get_adapter("azure")).build_request(endpoint="messages", body=body, target=target, stream=True)
+    assert request.url == "https://contoso.openai.azure.com/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21"
+    assert request.headers["api-key"] == "azure-secret"
+    assert orjson.loads(request.body) == {"model": "gpt-4o-prod", "messages": [{"role": "user", "content": "Hi"}],
+                                          "max_completion_tokens": 20, "stream": True, "stream_options": {"include_usage": True}}
