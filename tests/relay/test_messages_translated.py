@@ -267,3 +267,48 @@ def test_an_idempotent_retry_replays_a_translated_answer(gateway, upstream):
     second = httpx.post(gateway.base_url + "/messages", json=body, headers=headers, timeout=20)
     assert first.status_code == second.status_code == 200 and second.headers["idempotent-replayed"] == "true"
     assert first.json() == second.json() and first.json()["type"] == "message" and len(upstream.ledger) == 1
+
+
+def test_a_translated_stream_past_its_output_ceiling_is_cut_with_an_error_event(gateway, upstream):
+    first = _sse({"index": 0, "delta": {"role": "assistant", "content": "Go"}, "finish_reason": None})[: -len(b"data: [DONE]\n\n")]
+    more = _sse({"index": 0, "delta": {"content": " more words" * 20}, "finish_reason": None})[: -len(b"data: [DONE]\n\n")]
+    upstream.can("flood", Canned(chunks=(first,), endless=more, interval=0.001))
+    gateway.add_model("gpt-flood", "flood")
+    body = {"model": "gpt-flood", "max_tokens": 10, "stream": True, "messages": HI}
+    response = httpx.post(gateway.base_url + "/messages", json=body, headers={"x-api-key": gateway.secret}, timeout=20)
+    last = response.text.rstrip().split("\n\n")[-1]
+    assert response.text.startswith("event: message_start") and last.startswith("event: error\ndata: ")
+    assert json.loads(last.split("data: ", 1)[1])["type"] == "error"
+    event = ledger_row(response.headers["x-request-id"])
+    assert event.error_type == "output_limit_exceeded" and 0 < event.completion_tokens <= 10 + 10 // 4 + 16
+
+
+def test_an_upstream_without_usage_is_billed_from_an_estimate(client, gateway):
+    gateway.add_model("gpt-nousage", "nousage")
+    raw = client.messages.with_raw_response.create(model="gpt-nousage", max_tokens=50, messages=HI)
+    assert raw.parse().content[-1].text == " ".join(REPLY_WORDS)
+    with client.messages.with_streaming_response.create(model="gpt-nousage", max_tokens=50, messages=HI, stream=True) as streamed:
+        streamed.read()
+    for request_id in (raw.headers["x-request-id"], streamed.headers["x-request-id"]):
+        event = ledger_row(request_id)
+        assert (event.status_code, event.usage_source) == (200, "estimated")
+        assert event.prompt_tokens > 0 and event.completion_tokens >= len(REPLY_WORDS) - 1
+
+
+def test_a_tool_round_trip_through_a_gemini_model(client, gemini, upstream):
+    question = {"role": "user", "content": "use tool for Paris"}
+    first = client.messages.create(model=gemini, max_tokens=50, tools=TOOLS, tool_choice={"type": "any"}, messages=[question])
+    sent = upstream.requests[-1]["json"]
+    assert sent["tools"][0]["functionDeclarations"][0]["name"] == "get_weather"
+    assert sent["toolConfig"]["functionCallingConfig"]["mode"] == "ANY"
+    call = next(block for block in first.content if block.type == "tool_use")
+    assert first.stop_reason == "tool_use" and call.input == {"city": "Paris"}
+    second = client.messages.create(model=gemini, max_tokens=50, tools=TOOLS, messages=[
+        question, {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]},
+    ])
+    contents = upstream.requests[-1]["json"]["contents"]
+    assert contents[1]["parts"][-1]["functionCall"]["name"] == "get_weather"
+    assert contents[1]["parts"][-1]["thoughtSignature"] == "c2lnLW1vY2s="  # carried in the tool id, back to Gemini
+    assert contents[2]["parts"][0]["functionResponse"]["name"] == "get_weather"
+    assert second.stop_reason == "end_turn" and second.content[-1].text
