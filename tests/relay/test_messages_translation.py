@@ -185,3 +185,14 @@ def test_an_azure_deployment_gets_the_translated_body_at_its_own_url():
     assert request.headers["api-key"] == "azure-secret"
     assert orjson.loads(request.body) == {"model": "gpt-4o-prod", "messages": [{"role": "user", "content": "Hi"}],
                                           "max_completion_tokens": 20, "stream": True, "stream_options": {"include_usage": True}}
+
+
+@pytest.mark.parametrize("target, replayed", [(DEEPSEEK, True), (Target(7, "moonshot-ai", "openai", "u", "k", "kimi-k3"), True),
+                                              (OPENAI, False), (COMPATIBLE, False)])
+def test_earlier_thinking_is_replayed_as_reasoning_content_where_the_provider_wants_it(target, replayed):
+    messages = [{"role": "user", "content": "x"},
+                {"role": "assistant", "content": [{"type": "thinking", "thinking": "Plan.", "signature": ""},
+                                                  {"type": "tool_use", "id": "c1", "name": "f", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "c1", "content": "ok"}]}]
+    assistant = to_chat({"model": "m", "max_tokens": 5, "messages": messages}, target, False)["messages"][1]
+    assert assistant.get("reasoning_content") == ("Plan." if replayed else None) and assistant["tool_calls"][0]["id"] == "c1"

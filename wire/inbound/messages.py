@@ -21,6 +21,9 @@ EFFORTS = ((4096, "low"), (16384, "medium"))
 # others answer 400 to it). Elsewhere `thinking` is dropped; Gemini's adapter has no such parameter.
 REASONING_PROVIDERS = {"deepseek"}
 REASONING_MODEL_PREFIXES = {"openai": ("o1", "o3", "o4", "gpt-5"), "azure": ("o1", "o3", "o4", "gpt-5")}
+# Providers whose reasoning models want their earlier reasoning back on replayed assistant turns (a tool loop
+# without it is refused: PROVIDERS.md, DeepSeek and Moonshot); elsewhere thinking blocks are not replayed.
+REASONING_REPLAY_PROVIDERS = {"deepseek", "moonshot-cn", "moonshot-ai"}
 # OpenAI's own API wants max_completion_tokens (its reasoning models refuse max_tokens); compatible ones max_tokens.
 COMPLETION_TOKENS_PROVIDERS = {"openai", "azure"}
 
@@ -37,8 +40,9 @@ def to_chat(body: dict, target: Target, stream: bool) -> dict:
     system = _text(body.get("system"), "system")
     if system:
         messages.append({"role": "system", "content": system})
+    replay = target.provider in REASONING_REPLAY_PROVIDERS
     for index, message in enumerate(body.get("messages") or []):
-        messages += _turn(message, f"messages.{index}")
+        messages += _turn(message, f"messages.{index}", replay)
     chat["messages"] = messages
     limit = body.get("max_tokens")
     if limit is not None:
@@ -99,13 +103,14 @@ def _document(block: dict, param: str) -> dict:
     raise InvalidRequest(f"{param}.source: base64 and text document sources are supported for this model.", param=f"{param}.source")
 
 
-def _turn(message: dict, param: str) -> list[dict]:
+def _turn(message: dict, param: str, replay: bool = False) -> list[dict]:
     """One Messages turn as chat messages: tool results become `tool` messages (first: they answer the
-    previous assistant turn's calls), the rest one user or assistant message."""
+    previous assistant turn's calls), the rest one user or assistant message (with its thinking as
+    `reasoning_content` when `replay`)."""
     role, content = message["role"], message["content"]
     if isinstance(content, str):
         return [{"role": role, "content": content}]
-    parts, calls, results = [], [], []
+    parts, calls, results, reasoning = [], [], [], []
     for index, block in enumerate(content):
         where = f"{param}.content.{index}"
         kind = block.get("type") if isinstance(block, dict) else None
@@ -121,7 +126,8 @@ def _turn(message: dict, param: str) -> list[dict]:
         elif kind == "tool_result" and role == "user":
             results += _tool_result(block, where)
         elif kind in ("thinking", "redacted_thinking") and role == "assistant":
-            continue  # earlier reasoning is not replayed to another provider
+            if replay and isinstance(block.get("thinking"), str):
+                reasoning.append(block["thinking"])
         else:
             raise InvalidRequest(f"{where}: content block type {kind!r} is not supported for this model.", param=where)
     turn = []
@@ -129,6 +135,8 @@ def _turn(message: dict, param: str) -> list[dict]:
         text = "".join(p["text"] for p in parts if p["type"] == "text")
         if text or calls:
             turn.append({"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})})
+            if reasoning:
+                turn[0]["reasoning_content"] = "".join(reasoning)
         return turn
     tool_messages = [r for r in results if r["role"] == "tool"]
     parts += [p for r in results if r["role"] == "user" for p in r["content"]]  # images a tool returned
