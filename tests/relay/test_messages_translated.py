@@ -11,6 +11,8 @@ import httpx
 import pytest
 
 from keys import services as key_services
+from tests.gateway import wait_for
+from tests.relay.test_hot_path import counted_io  # noqa: F401 (a fixture)
 from tests.relay.test_messages import TOOLS, ledger_row
 from tests.upstream.server import REPLY_WORDS, Canned
 from wire import tokens
@@ -312,3 +314,35 @@ def test_a_tool_round_trip_through_a_gemini_model(client, gemini, upstream):
     assert contents[1]["parts"][-1]["thoughtSignature"] == "c2lnLW1vY2s="  # carried in the tool id, back to Gemini
     assert contents[2]["parts"][0]["functionResponse"]["name"] == "get_weather"
     assert second.stop_reason == "end_turn" and second.content[-1].text
+
+
+def test_no_query_or_round_trip_per_translated_request(client, gateway, counted_io):  # noqa: F811
+    """The hot path's promise (tests/relay/test_hot_path.py) holds when /v1/messages is translated too."""
+    from django.conf import settings
+
+    from billing import services as billing_services
+
+    key_services.virtual_key_update(actor=gateway.ctx, key=gateway.key, rpm_limit=100_000, tpm_limit=100_000_000)
+    billing_services.price_create(actor=gateway.ctx, provider="custom", upstream_model="echo", currency="USD", input_per_m="1", output_per_m="2")
+    billing_services.budget_create(actor=gateway.ctx, scope="org", amount="1000")
+    wait_for(lambda: client.messages.with_raw_response.create(model="gpt-test", max_tokens=20, messages=HI).headers.get("x-ratelimit-limit-requests"))
+    time.sleep(1.2)  # every configuration change reaches the relay
+    for _ in range(5):
+        client.messages.create(model="gpt-test", max_tokens=20, messages=HI)
+    sql, redis_trips = counted_io
+    sql.count = redis_trips.count = 0
+    requests = 100
+    started = time.monotonic()
+    for index in range(requests):
+        if index % 2:
+            client.messages.create(model="gpt-test", max_tokens=20, messages=HI)
+        else:
+            for _ in client.messages.create(model="gpt-test", max_tokens=20, messages=HI, stream=True):
+                pass
+    elapsed = time.monotonic() - started
+    background = int(elapsed / 0.5 + 1) * 2 + int(elapsed / 0.2 + 1) + 10
+    assert redis_trips.count <= background and redis_trips.count < requests / 2, (redis_trips.count, background)
+    if settings.REDIS_URL:
+        assert sql.count == 0, sql.seen
+    else:
+        assert sql.count <= int(elapsed / 0.2 + 1) * 20
