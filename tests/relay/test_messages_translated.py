@@ -341,7 +341,9 @@ def test_no_query_or_round_trip_per_translated_request(client, gateway, counted_
                 pass
     elapsed = time.monotonic() - started
     background = int(elapsed / 0.5 + 1) * 2 + int(elapsed / 0.2 + 1) + 10
-    assert redis_trips.count <= background and redis_trips.count < requests / 2, (redis_trips.count, background)
+    # The relay's own timers (lease renewals, usage flushes) scale with the elapsed time; one trip per request
+    # would make at least `requests`.
+    assert redis_trips.count <= background and redis_trips.count < requests, (redis_trips.count, background)
     if settings.REDIS_URL:
         assert sql.count == 0, sql.seen
     else:
