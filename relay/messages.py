@@ -1,26 +1,22 @@
-"""Anthropic's Messages API on /v1/messages (and /v1/messages/count_tokens), passed through to
-Anthropic-format deployments: this module owns what differs from chat (the body's checks, the error
-shape, the pass-through "adapter"); relay.pipeline runs the same governed flow as for chat.
+"""Anthropic's Messages API on /v1/messages (and /v1/messages/count_tokens): this module owns what differs
+from chat (the body's checks, the error shape, the "adapters"); relay.pipeline runs the same governed flow.
 
-The body goes upstream as the client sent it, `model` excepted; streamed events go to the client in
-order, each as it came. Usage is read from `message_start` / `message_delta` only, so the other events
-cost no JSON parse. Translation to other wire formats is a later step (README "Anthropic Messages").
+Anthropic-format deployments get the body as the client sent it, `model` excepted, and their streamed
+events go to the client in order, each as it came; usage is read from `message_start` / `message_delta`
+only, so the other events cost no JSON parse. Every other wire format is reached through the canonical
+chat form (wire.inbound.messages) and that format's own adapter, both ways, chosen per attempt.
 """
 
 import orjson
 
 from relay.streaming import OutputMeter
 from relay.validation import check_no_destination
-from wire.adapters.anthropic import (
-    ERROR_STATUS,
-    VERSION,
-    error_object,
-    load_json,
-    map_anthropic_error,
-    usage_from,
-)
+from wire import tokens
+from wire.adapters import get_adapter
+from wire.adapters.anthropic import ERROR_STATUS, VERSION, error_object, load_json, map_anthropic_error, usage_from
 from wire.adapters.base import Target, UpstreamRequest, Usage
 from wire.errors import InvalidRequest, RelayError, UpstreamError
+from wire.inbound import messages as inbound
 from wire.sse import SSEEvent
 
 PATHS = {"/v1/messages": "messages", "/v1/messages/count_tokens": "count_tokens"}
@@ -42,8 +38,8 @@ FORWARDED_HEADERS = (b"anthropic-version", b"anthropic-beta")
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error", 403: "permission_error",
                404: "not_found_error", 405: "invalid_request_error", 409: "invalid_request_error",
                413: "request_too_large", 429: "rate_limit_error", 504: "timeout_error", 529: "overloaded_error"}
-NO_TRANSLATION = ("The model '{model}' has no Anthropic-format deployment. /v1/messages passes requests through to "
-                  "Anthropic-format providers only; translation to other formats is not available yet.")
+# Sent with a count_tokens answer that the offline tokenizer gave, not the provider.
+ESTIMATE_HEADERS = ((b"x-tollgate-token-count", b"estimate"),)
 
 
 def check_body(endpoint: str, body) -> None:
@@ -231,18 +227,110 @@ class DemoMessages(PassThrough):
         return await mock.messages_call(orjson.loads(request.body), endpoint)
 
 
-class Untranslated:
-    """Stands for a deployment of another wire format: it serves no Messages endpoint (yet)."""
+class Translated:
+    """A deployment of another wire format for one /v1/messages attempt: the Messages body becomes a chat
+    body (wire.inbound.messages) that the format's own adapter sends, and its answer comes back as Messages."""
 
-    endpoints = frozenset()
-    unsupported = NO_TRANSLATION
+    local = False
+    endpoints = frozenset({"messages"})
+
+    def __init__(self, inner):
+        self.inner, self.name = inner, inner.name
+        self.stop_sequences = None
+
+    def build_request(self, *, endpoint: str, body: dict, target: Target, stream: bool) -> UpstreamRequest:
+        self.stop_sequences = body.get("stop_sequences")
+        return self.inner.build_request(endpoint="chat", body=inbound.to_chat(body, target, stream), target=target, stream=stream)
+
+    def parse_response(self, *, endpoint: str, body: bytes, target: Target, model: str) -> tuple[dict, Usage | None]:
+        answer, usage = self.inner.parse_response(endpoint="chat", body=body, target=target, model=model)
+        answer = load_json(answer) if isinstance(answer, bytes) else answer
+        return inbound.from_chat(answer, usage, model, self.stop_sequences), usage
+
+    def stream_translator(self, *, target: Target, model: str, request_id: str, include_usage: bool = False) -> "TranslatedStream":
+        inner = self.inner.stream_translator(target=target, model=model, request_id=request_id, include_usage=False)
+        return TranslatedStream(inner, model, self.stop_sequences)
+
+    def map_error(self, *, status: int, body: bytes, headers) -> UpstreamError:
+        return self.inner.map_error(status=status, body=body, headers=headers)
 
 
-UNTRANSLATED = Untranslated()
+class TranslatedStream:
+    """The format's own stream translator (upstream events -> chat chunks), then chat chunks -> Anthropic's
+    events. Usage is the inner translator's: exact when the upstream reported it."""
+
+    done = b""
+    usage_forwarded = True
+    prompt_usage = None  # a chat stream reports its input only at the end
+    encode_error = staticmethod(encode_error)
+    stream_text = staticmethod(stream_text)
+    meter = MessagesMeter
+
+    def __init__(self, inner, model: str, stop_sequences):
+        self.inner = inner
+        self.events = inbound.MessagesStream(model, stop_sequences)
+        self.stream_id = ""
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.inner.usage
+
+    def feed(self, event: SSEEvent) -> list[bytes]:
+        return self._translate(self.inner.feed(event))
+
+    def finish(self) -> list[bytes]:
+        return self._translate(self.inner.finish()) + self.events.finish(self.inner.usage)
+
+    def _translate(self, chunks: list) -> list[bytes]:
+        out = []
+        for chunk in chunks:  # the OpenAI adapter forwards encoded chunks ("data: {…}\n\n"), the others dicts
+            out += self.events.feed(orjson.loads(chunk[6:]) if isinstance(chunk, bytes) else chunk)
+        return out
+
+
+class CountEstimate:
+    """count_tokens for a deployment of another wire format: the input translated as for the upstream, counted
+    by the offline tokenizer (wire.tokens), answered locally and marked as an estimate."""
+
+    name = "estimate"
+    local = True
+    endpoints = frozenset({"count_tokens"})
+    response_headers = ESTIMATE_HEADERS
+
+    def build_request(self, *, endpoint: str, body: dict, target: Target, stream: bool) -> UpstreamRequest:
+        count = tokens.estimate_prompt("chat", inbound.to_chat(body, target, False))
+        return UpstreamRequest("POST", "local://count_tokens", {}, orjson.dumps({"input_tokens": count}))
+
+    async def local_call(self, request: UpstreamRequest, endpoint: str):
+        from wire.adapters.mock import LocalResponse
+
+        async def body():
+            yield request.body
+
+        return LocalResponse(200, body())
+
+    def parse_response(self, *, endpoint: str, body: bytes, target: Target, model: str) -> tuple[bytes, Usage]:
+        return body, Usage()  # counting is free, as on Anthropic
+
+    def map_error(self, *, status: int, body: bytes, headers) -> UpstreamError:
+        return UpstreamError(f"Upstream error (HTTP {status}).", upstream_status=status)
+
+
+COUNT_ESTIMATE = CountEstimate()
 DEMO = DemoMessages()  # no client header to forward: nothing goes over the network
 
 
 def adapters(conn):
-    """wire -> adapter for this request's deployments."""
+    """wire -> adapter for this request's deployments: Anthropic's passes through, the demo answers locally,
+    every other format is translated (a new one per attempt: it keeps the attempt's stop sequences)."""
     passthrough = PassThrough(conn)
-    return lambda wire: passthrough if wire == "anthropic" else DEMO if wire == "mock" else UNTRANSLATED
+    counting = PATHS.get(conn.scope["path"]) == "count_tokens"
+
+    def pick(wire: str):
+        if wire == "anthropic":
+            return passthrough
+        if wire == "mock":
+            return DEMO
+        return COUNT_ESTIMATE if counting else Translated(get_adapter(wire))
+
+    return pick

@@ -272,6 +272,7 @@ async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers, 
                 (b"x-tollgate-model", model.name.encode()),
                 (b"x-tollgate-deployment", str(target.deployment_id).encode()),
                 (b"x-tollgate-attempts", str(record.attempts).encode()),
+                *getattr(adapter, "response_headers", ()),  # e.g. a token count that is an estimate (relay.messages)
             ]
             if record.stream:
                 await _stream(conn, adapter, response, target, model, record, headers, include_usage, ceiling)

@@ -115,9 +115,6 @@ def test_errors_come_in_anthropic_shape(claude, gateway):
             model="claude", max_tokens=5, messages=messages)
     assert caught.value.body["error"]["type"] == "authentication_error"
     with pytest.raises(anthropic.BadRequestError) as caught:
-        claude.messages.create(model="gpt-test", max_tokens=5, messages=messages)  # an OpenAI-format model
-    assert "translation to other formats is not available yet" in caught.value.body["error"]["message"]
-    with pytest.raises(anthropic.BadRequestError) as caught:
         claude.messages.create(model="claude", max_tokens=5, messages=messages, metadata={"user_id": "u", "api_base": "http://evil"})
     assert caught.value.body["error"]["type"] == "invalid_request_error" and "api_base" in caught.value.body["error"]["message"]
     missing = httpx.post(gateway.base_url + "/messages", json={"model": "claude", "messages": messages}, headers={"x-api-key": gateway.secret})
@@ -247,8 +244,6 @@ def test_count_tokens_is_forwarded_and_free(claude, gateway, upstream):
     event = ledger_row(raw.headers["x-request-id"])
     assert (event.endpoint, event.status_code, event.prompt_tokens, event.completion_tokens, event.cost_display) == (
         "count_tokens", 200, 0, 0, Decimal(0))
-    with pytest.raises(anthropic.BadRequestError):
-        claude.messages.count_tokens(model="gpt-test", messages=[{"role": "user", "content": "Hi"}])
 
 
 def test_the_demo_model_answers_messages_locally(gateway):
@@ -310,14 +305,14 @@ def test_no_query_or_round_trip_per_messages_request(claude, gateway, counted_io
 def test_retries_and_fallbacks_stay_among_anthropic_deployments(claude, gateway, upstream):
     credential = key_services.credential_create(actor=gateway.ctx, name="mock-anthropic-2", provider="anthropic",
                                                 base_url=upstream.url, api_key="test-key")
-    # The primary fails; its fallbacks are an OpenAI-format model (skipped: no translation yet) and an Anthropic one.
+    # The primary fails; its fallbacks are an Anthropic model, then an OpenAI-format one (translated, not needed here).
     gateway.add_model("claude-backup", "echo", credential=credential)
-    model = key_services.model_create(actor=gateway.ctx, name="claude-ha", fallback_models=["gpt-test", "claude-backup"])
+    model = key_services.model_create(actor=gateway.ctx, name="claude-ha", fallback_models=["claude-backup", "gpt-test"])
     key_services.deployment_create(actor=gateway.ctx, model=model, credential=credential, upstream_model="fail-500")
     raw = claude.messages.with_raw_response.create(model="claude-ha", max_tokens=20, messages=[{"role": "user", "content": "Hi"}])
     assert raw.parse().content[0].text.startswith("Hello") and int(raw.headers["x-tollgate-attempts"]) >= 2
     assert [r["json"]["model"] for r in upstream.requests if r["path"] == "/v1/messages"][-1] == "echo"
-    assert all(r["path"] == "/v1/messages" for r in upstream.requests)  # nothing went to the OpenAI-format model
+    assert all(r["path"] == "/v1/messages" for r in upstream.requests)  # the Anthropic fallback answered, untranslated
 
 
 def test_the_key_rate_limit_answers_in_anthropic_shape(claude, gateway):
