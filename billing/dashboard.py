@@ -22,15 +22,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Team, User
 from accounts.permissions import Perm
 from billing.models import AlertChannel, AlertDelivery, Budget, UsageEvent, UsageRollup
-from billing.selectors import (
-    budget_reserved,
-    budget_scope_filter,
-    ceil_hour,
-    floor_day,
-    floor_hour,
-    rollup_range_q,
-    usage_events,
-)
+from billing.selectors import budget_reserved, budget_scope_filter, ceil_hour, floor_day, floor_hour, rollup_range_q, usage_events
 from keys.models import VirtualKey
 from wire.periods import period_bounds
 

@@ -362,9 +362,7 @@ def _tell_operator(parked: list[tuple]) -> None:
     log.error("usage ledger: %d record(s) parked in billing.UsageDeadLetter: %s", len(parked), summary[:2000])
     from django.core.cache import cache
 
-    from billing.tasks import (
-        usage_dead_letters_alert,  # the task module imports this one
-    )
+    from billing.tasks import usage_dead_letters_alert  # the task module imports this one
 
     try:
         if cache.add(DEAD_LETTER_ALERT_KEY, 1, DEAD_LETTER_ALERT_SECONDS):

@@ -23,12 +23,7 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 
 from accounts.errors import ApplicationError
-from wire.addresses import (
-    host_allow_listed,
-    is_local_name,
-    is_public_address,
-    literal_address,
-)
+from wire.addresses import host_allow_listed, is_local_name, is_public_address, literal_address
 
 __all__ = ["EgressFailed", "EgressRefused", "EgressResponse", "check_url", "fetch", "is_public_address", "post_json"]
 

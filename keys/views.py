@@ -46,10 +46,7 @@ from keys.forms import (
 )
 from keys.models import Deployment, Model, ProviderCredential
 from keys.probes import deployment_probe, deployment_probe_history
-from keys.testing import (
-    credential_test as run_credential_test,
-    credential_test_all as run_credential_test_all,
-)
+from keys.testing import credential_test as run_credential_test, credential_test_all as run_credential_test_all
 from wire.presets import PRESETS
 
 KEY_PAGE_SIZE = 50

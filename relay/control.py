@@ -8,9 +8,7 @@ them only on a rare path (a lost counter, a crossed threshold, a rejected creden
 """
 
 from accounts.crypto import keyed_hash  # a presented key's hash, as keys stores it
-from keys.invalidation import (
-    local_version_path,  # where the embedded default signals configuration changes
-)
+from keys.invalidation import local_version_path  # where the embedded default signals configuration changes
 
 __all__ = ["keyed_hash", "local_version_path", "budget_spent_micros", "enqueue_budget_evaluation",
            "enqueue_credential_rejected", "ledger_ingest"]

@@ -220,9 +220,7 @@ class DemoMessages(PassThrough):
         return UpstreamRequest("POST", f"mock://local/{endpoint}", {}, orjson.dumps(body))
 
     async def local_call(self, request: UpstreamRequest, endpoint: str):
-        from wire.adapters import (
-            mock,  # reads Django settings: imported when first used
-        )
+        from wire.adapters import mock  # reads Django settings: imported when first used
 
         return await mock.messages_call(orjson.loads(request.body), endpoint)
 

@@ -34,13 +34,7 @@ from billing.models import Budget
 from keys import services as keys_services
 from keys.models import VirtualKey
 from tests.accounts.factories import MembershipFactory, UserFactory
-from tests.billing.factories import (
-    AlertChannelFactory,
-    AlertDeliveryFactory,
-    ExchangeRateFactory,
-    PriceFactory,
-    usage_record,
-)
+from tests.billing.factories import AlertChannelFactory, AlertDeliveryFactory, ExchangeRateFactory, PriceFactory, usage_record
 
 BASE_DIR = Path(settings.BASE_DIR)
 LOCALE = "zh_Hans"

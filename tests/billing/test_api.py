@@ -22,14 +22,7 @@ from billing.ledger import usage_ingest
 from billing.models import AlertChannel, Budget, ExchangeRate, Price
 from keys.encryption import decrypt
 from tests.accounts.factories import MembershipFactory, TeamFactory, UserFactory
-from tests.billing.factories import (
-    AlertChannelFactory,
-    AlertDeliveryFactory,
-    BudgetFactory,
-    ExchangeRateFactory,
-    PriceFactory,
-    usage_record,
-)
+from tests.billing.factories import AlertChannelFactory, AlertDeliveryFactory, BudgetFactory, ExchangeRateFactory, PriceFactory, usage_record
 from tests.keys.factories import DeploymentFactory, ModelFactory, VirtualKeyFactory
 from wire.periods import period_bounds
 

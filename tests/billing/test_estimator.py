@@ -16,11 +16,7 @@ from accounts.models import Role
 from billing.estimator import estimate_cost, upload_text
 from tests.accounts.factories import MembershipFactory, OrganizationFactory
 from tests.billing.factories import ExchangeRateFactory, PriceFactory
-from tests.keys.factories import (
-    DeploymentFactory,
-    ModelFactory,
-    ProviderCredentialFactory,
-)
+from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory
 from wire.tokens import count_text
 
 pytestmark = pytest.mark.django_db

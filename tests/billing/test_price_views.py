@@ -18,11 +18,7 @@ from billing.models import ExchangeRate, Price
 from billing.selectors import exchange_rates_for
 from relay.snapshots import model_snapshot
 from tests.billing.factories import ExchangeRateFactory, PriceFactory
-from tests.keys.factories import (
-    DeploymentFactory,
-    ModelFactory,
-    ProviderCredentialFactory,
-)
+from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory
 from wire.presets import PRESETS
 
 pytestmark = pytest.mark.django_db

@@ -16,11 +16,7 @@ from keys.models import Deployment, Model, ProviderCredential, VirtualKey
 from relay.snapshots import key_snapshot_by_hash
 from tests.billing.factories import UsageEventFactory
 from tests.browser.checks import CANVAS_STATE, assert_labelled
-from tests.keys.factories import (
-    DeploymentFactory,
-    ModelFactory,
-    ProviderCredentialFactory,
-)
+from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

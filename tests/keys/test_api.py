@@ -20,12 +20,7 @@ from keys.models import Deployment, Model, ProviderCredential, VirtualKey
 from keys.selectors import credential_extra_headers
 from relay.snapshots import key_snapshot_by_hash
 from tests.accounts.factories import MembershipFactory, TeamFactory, UserFactory
-from tests.keys.factories import (
-    DeploymentFactory,
-    ModelFactory,
-    ProviderCredentialFactory,
-    VirtualKeyFactory,
-)
+from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory, VirtualKeyFactory
 from wire.presets import PRESETS
 
 pytestmark = pytest.mark.django_db

@@ -15,12 +15,7 @@ from keys.invalidation import config_changed, local_version_path
 from keys.models import Deployment, ProviderCredential
 from relay.snapshots import key_snapshot_by_hash
 from tests.accounts.factories import MembershipFactory
-from tests.keys.factories import (
-    DeploymentFactory,
-    ModelFactory,
-    ProviderCredentialFactory,
-    VirtualKeyFactory,
-)
+from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory, VirtualKeyFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -27,11 +27,7 @@ from keys.selectors import credential_extra_headers
 from relay.snapshots import key_snapshot_by_hash
 from tests.accounts.factories import MembershipFactory, TeamFactory
 from tests.billing.factories import UsageEventFactory
-from tests.keys.factories import (
-    DeploymentFactory,
-    ModelFactory,
-    ProviderCredentialFactory,
-)
+from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory
 from tests.upstream.openai_routes import EXPECTED_KEY
 from tests.upstream.server import MockUpstream
 from wire.presets import PRESETS

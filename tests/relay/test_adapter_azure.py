@@ -7,12 +7,7 @@ import pytest
 from tests.upstream.server import REPLY_WORDS, MockUpstream
 from wire.adapters.azure import adapter
 from wire.adapters.base import Target
-from wire.errors import (
-    UpstreamCredentialRejected,
-    UpstreamError,
-    UpstreamRateLimited,
-    UpstreamRejected,
-)
+from wire.errors import UpstreamCredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected
 from wire.sse import SSEEvent, SSEParser
 
 RESOURCE = "https://contoso.openai.azure.com"

@@ -12,13 +12,7 @@ import pytest
 from tests.upstream.server import REPLY_WORDS, MockUpstream
 from wire.adapters.base import Target
 from wire.adapters.gemini import adapter
-from wire.errors import (
-    InvalidRequest,
-    UpstreamCredentialRejected,
-    UpstreamError,
-    UpstreamRateLimited,
-    UpstreamRejected,
-)
+from wire.errors import InvalidRequest, UpstreamCredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected
 from wire.sse import SSEParser
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gemini"

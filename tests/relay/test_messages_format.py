@@ -3,23 +3,9 @@
 import orjson
 import pytest
 
-from relay.messages import (
-    PassThrough,
-    PassThroughStream,
-    check_body,
-    encode_error,
-    error_body,
-)
+from relay.messages import PassThrough, PassThroughStream, check_body, encode_error, error_body
 from wire.adapters.base import Target
-from wire.errors import (
-    BudgetExceeded,
-    InvalidApiKey,
-    InvalidRequest,
-    ModelNotAllowed,
-    ModelNotFound,
-    RequestTooLarge,
-    UpstreamError,
-)
+from wire.errors import BudgetExceeded, InvalidApiKey, InvalidRequest, ModelNotAllowed, ModelNotFound, RequestTooLarge, UpstreamError
 from wire.sse import SSEParser
 
 BODY = {"model": "claude", "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}

@@ -10,14 +10,7 @@ import time
 import orjson
 
 from wire.adapters.base import Target, UpstreamRequest, Usage
-from wire.errors import (
-    MalformedUsage,
-    UpstreamCredentialRejected,
-    UpstreamError,
-    UpstreamRateLimited,
-    UpstreamRejected,
-    sanitize_upstream_message,
-)
+from wire.errors import MalformedUsage, UpstreamCredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected, sanitize_upstream_message
 from wire.sse import SSEEvent
 from wire.usage import usage_number
 
