@@ -13,8 +13,9 @@ from relay.streaming import OutputMeter
 from relay.validation import check_no_destination
 from wire import tokens
 from wire.adapters import get_adapter
-from wire.adapters.anthropic import ERROR_STATUS, VERSION, error_object, load_json, map_anthropic_error, usage_from
+from wire.adapters.anthropic import ERROR_STATUS, VERSION, map_anthropic_error, usage_from
 from wire.adapters.base import Target, UpstreamRequest, Usage
+from wire.adapters.translation import error_object, load_json
 from wire.errors import InvalidRequest, RelayError, UpstreamError
 from wire.inbound import messages as inbound
 from wire.sse import SSEEvent

@@ -11,7 +11,9 @@ import uuid
 
 import orjson
 
-from wire.adapters.anthropic import (
+from wire.adapters.base import Target, UpstreamRequest, Usage
+from wire.adapters.openai import chat_chunk
+from wire.adapters.translation import (
     apply_params,
     choice,
     classify_error,
@@ -23,8 +25,6 @@ from wire.adapters.anthropic import (
     text_of,
     walk_messages,
 )
-from wire.adapters.base import Target, UpstreamRequest, Usage
-from wire.adapters.openai import chat_chunk
 from wire.errors import InvalidRequest, UpstreamError, sanitize_upstream_message
 from wire.sse import SSEEvent
 from wire.usage import usage_number
