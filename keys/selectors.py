@@ -12,6 +12,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from accounts.permissions import Perm
+from billing.credit_selectors import credit_account_for_key, credit_funded_micros
 from billing.models import Budget, ExchangeRate, Price
 from billing.pricing import PriceSnapshot, snapshot_from_row, to_micros
 from keys import encryption
@@ -32,6 +33,15 @@ class BudgetSnapshot:
 
 
 @dataclass(frozen=True)
+class CreditSnapshot:
+    """The credit balance a key's requests draw from (billing.credit_models.CreditAccount)."""
+
+    id: int
+    scope: str  # "key", "user" or "team"
+    funded_micros: int  # everything credited minus deducted and expired: the counter's limit
+
+
+@dataclass(frozen=True)
 class KeySnapshot:
     id: int
     organization_id: int
@@ -45,6 +55,7 @@ class KeySnapshot:
     currency: str
     time_zone: str
     budgets: tuple[BudgetSnapshot, ...] = ()
+    credit: CreditSnapshot | None = None  # None: no balance applies, only budgets
 
 
 @dataclass(frozen=True)
@@ -121,7 +132,15 @@ def key_snapshot_by_hash(key_hash: str) -> KeySnapshot | None:
         currency=key.organization.currency,
         time_zone=key.organization.time_zone,
         budgets=budgets_in_force(key),
+        credit=credit_in_force(key),
     )
+
+
+def credit_in_force(key: VirtualKey) -> CreditSnapshot | None:
+    account = credit_account_for_key(key=key)
+    if account is None:
+        return None
+    return CreditSnapshot(id=account.pk, scope=account.scope, funded_micros=credit_funded_micros(account_id=account.pk))
 
 
 def budgets_in_force(key: VirtualKey) -> tuple[BudgetSnapshot, ...]:
