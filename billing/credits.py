@@ -236,7 +236,7 @@ def _low_balance_check(account_ids) -> int:
         funded_by = account.entries.filter(amount__gt=0).order_by("-id").values_list("pk", flat=True).first() or 0
         alert = alert_fire(
             organization=account.organization, kind="credit.low", dedupe_key=f"credit-low:{account.pk}:{funded_by}",
-            payload={"account": str(account), "balance": str(balance), "threshold": str(policy.low_balance),
+            payload={"account": str(account), "balance": f"{balance.normalize():f}", "threshold": f"{policy.low_balance.normalize():f}",
                      "currency": account.organization.currency},
         )
         fired += 1 if alert else 0
