@@ -101,3 +101,14 @@ def codes_csv(pairs: list[tuple[RedemptionCode, str]], *, currency: str) -> str:
     for row, code in pairs:
         writer.writerow([code, f"{row.amount.normalize():f}", currency, row.expires_at.isoformat(), row.batch])
     return out.getvalue()
+
+
+def codes_status_csv(codes) -> str:
+    """Codes as they stand (redeemed or not), without the codes themselves: those were shown once."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["prefix", "batch", "amount", "expires_at", "redeemed_at", "redeemed_by"])
+    for code in codes:
+        writer.writerow([code.prefix, code.batch, f"{code.amount.normalize():f}", code.expires_at.isoformat(),
+                         code.redeemed_at.isoformat() if code.redeemed_at else "", code.redeemed_by.email if code.redeemed_by else ""])
+    return out.getvalue()
