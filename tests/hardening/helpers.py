@@ -529,6 +529,15 @@ ROUTES: list[Route] = [
     _r("api-alert-channel-test", Op(P, Perm.MANAGE_BUDGETS), make=_channel),
     _r("api-alert-delivery-list", Op(G, Perm.VIEW_ORG)),
     # --- Credits ---
+    _r("wallet", Op(G, Perm.VIEW_OWN_USAGE)),
+    _r("wallet_redeem", Op(P, Perm.VIEW_OWN_USAGE, lambda w, o, org: {"code": _code_in(org)})),
+    _r("credits_admin", Op(G, Perm.MANAGE_BUDGETS)),
+    _r("credit_policy_save", Op(P, Perm.MANAGE_BUDGETS, lambda w, o, org: {"policy-signup_amount": "1"})),
+    _r("credit_adjust", Op(P, Perm.MANAGE_BUDGETS, lambda w, o, org: {
+        "adjust-holder": f"user:{_member_of(org)}", "adjust-action": "topup", "adjust-amount": "1", "adjust-reason": unique("reason")})),
+    _r("credit_codes_generate", Op(P, Perm.MANAGE_BUDGETS, lambda w, o, org: {
+        "codes-count": "1", "codes-amount": "1", "codes-expires_at": (timezone.now() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")})),
+    _r("credit_codes_export", Op(G, Perm.MANAGE_BUDGETS)),
     _r("api-credit-wallet", Op(G, Perm.VIEW_OWN_USAGE)),
     _r("api-credit-redeem", Op(P, Perm.VIEW_OWN_USAGE, lambda w, o, org: {"code": _code_in(org)})),
     _r("api-credit-policy", Op(G, Perm.MANAGE_BUDGETS), Op("PUT", Perm.MANAGE_BUDGETS, lambda w, o, org: {"signup_amount": "1"})),
