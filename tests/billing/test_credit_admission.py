@@ -188,3 +188,23 @@ def test_a_credit_counter_that_fell_behind_is_raised_by_the_reconciliation(price
     budget_counters_reconcile()  # the periodic task: draws usage, then raises counters
     assert float(store.get(counter)) == 30_000
     assert CreditEntry.objects.get(account=account, kind="usage").amount == Decimal("-0.03")
+
+
+def test_a_request_draws_from_its_keys_own_balance_before_its_users(priced):
+    user_account = fund(priced, "1.00")
+    key_account = credits.credit_account_get(organization=priced.org, key=priced.key)
+    credits.credit_topup(actor=priced.ctx, account=key_account, amount="0.01", reason="the key's own")
+
+    def refused():  # the key's own balance (0.01) applies once every process has reloaded the key
+        try:
+            call(priced.client())
+            return False
+        except openai.APIStatusError as error:
+            return error.status_code == 402
+
+    assert wait_for(refused)
+    drain_usage()
+    charged = set(UsageEvent.objects.filter(organization=priced.org).exclude(credit_account_id=None).values_list("credit_account_id", flat=True))
+    assert charged <= {key_account.pk, user_account.pk} and key_account.pk in charged
+    credits.credit_usage_draw()
+    assert credits.credit_balance(account=key_account) == 0

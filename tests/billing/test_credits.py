@@ -308,3 +308,16 @@ def test_a_code_redeemed_by_20_concurrent_requests_credits_once():
     assert outcomes.count("ok") == 1 and outcomes.count("used_code") == 19, outcomes
     assert CreditEntry.objects.filter(organization=org, kind="redemption").count() == 1
     assert sum(credits.credit_balances(account_ids=CreditAccount.objects.filter(organization=org).values_list("pk", flat=True)).values()) == Decimal("7")
+
+
+@pytest.mark.django_db
+def test_the_balance_counts_usage_recorded_but_not_drawn_yet():
+    org = OrganizationFactory()
+    owner = ctx_for(org)
+    account = account_of(org, owner.user)
+    credits.credit_topup(actor=owner, account=account, amount="5", reason="start")
+    UsageEventFactory(organization=org, credit_account_id=account.pk, cost_display=Decimal("1.25"))
+    assert credits.credit_balance(account=account) == Decimal("3.75")  # before the draw
+    assert credits.credit_usage_draw() == 1
+    assert credits.credit_balance(account=account) == Decimal("3.75")  # after it: the same, now as an entry
+    assert CreditEntry.objects.get(account=account, kind="usage").amount == Decimal("-1.25")
