@@ -57,8 +57,11 @@ class CreditAccount(models.Model):
         ]
 
     def __str__(self):
-        holder = self.user if self.scope == self.Scope.USER else self.team if self.scope == self.Scope.TEAM else self.key
-        return f"{self.get_scope_display()} {holder}"
+        return f"{self.get_scope_display()} {self.holder}"
+
+    @property
+    def holder(self) -> str:
+        return str(self.user if self.scope == self.Scope.USER else self.team if self.scope == self.Scope.TEAM else self.key)
 
 
 class CreditEntry(models.Model):

@@ -31,7 +31,7 @@ class CreditEntrySerializer(serializers.ModelSerializer):
 
 class CreditAccountSerializer(serializers.ModelSerializer):
     balance = MoneyField()
-    holder = serializers.CharField(source="holder_label", read_only=True)
+    holder = serializers.CharField(read_only=True)
 
     class Meta:
         model = CreditAccount
@@ -62,7 +62,6 @@ def with_balances(accounts: list[CreditAccount]) -> list[CreditAccount]:
     balances = credit_selectors.credit_balances(account_ids=[a.pk for a in accounts])
     for account in accounts:
         account.balance = balances[account.pk]
-        account.holder_label = str(account).split(" ", 1)[1]
     return accounts
 
 

@@ -10,7 +10,7 @@ from django.db.models import Sum
 
 from billing import credits
 from billing import services as billing_services
-from billing.credit_models import CreditEntry
+from billing.credit_models import CreditAccount, CreditEntry
 from billing.models import UsageEvent
 from tests.gateway import drain_usage, wait_for
 
@@ -208,3 +208,39 @@ def test_a_request_draws_from_its_keys_own_balance_before_its_users(priced):
     assert charged <= {key_account.pk, user_account.pk} and key_account.pk in charged
     credits.credit_usage_draw()
     assert credits.credit_balance(account=key_account) == 0
+
+
+def relay_saw_the_change(relay_server) -> bool:
+    """The relay's snapshot cache has taken the current configuration version (it then reloads keys)."""
+    from keys.invalidation import REDIS_KEY, local_version_path
+
+    if settings.REDIS_URL:
+        import redis
+
+        store = redis.Redis.from_url(settings.REDIS_URL)
+        current = store.get(REDIS_KEY)
+        store.close()
+    else:
+        current = local_version_path().stat().st_mtime_ns
+    return relay_server.relay.runtime.cache._version == current
+
+
+def test_a_deduction_leaves_what_a_process_has_leased_spendable_and_that_becomes_debt(priced, relay_server):
+    account = fund(priced, "1.00")
+    client = priced.client()
+    call(client)  # this process leases 1/20 of the balance (0.05) and spends 0.01 of it
+    credits.credit_deduct(actor=priced.ctx, account=account, amount="0.99", reason="all of it")
+    wait_for(lambda: relay_saw_the_change(relay_server))
+    admitted = 0
+    for _ in range(8):
+        try:
+            call(client)
+            admitted += 1
+        except openai.APIStatusError as error:
+            assert error.status_code == 402
+    assert 1 <= admitted <= 4  # what was left of the lease, never more
+    assert wait_for(lambda: ledger_total(priced.org) == PER_REQUEST * (1 + admitted))
+    credits.credit_usage_draw()
+    balance = credits.credit_balance(account=account)
+    assert balance == -PER_REQUEST * admitted and balance >= Decimal("-0.05")
+    assert CreditAccount.objects.get(pk=account.pk).debt == -balance
