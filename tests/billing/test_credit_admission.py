@@ -12,6 +12,7 @@ from billing import credits
 from billing import services as billing_services
 from billing.credit_models import CreditAccount, CreditEntry
 from billing.models import UsageEvent
+from billing.periods import credit_counter
 from tests.gateway import drain_usage, wait_for
 
 # Output at 1000 USD per 1M tokens: the mock's 10-word answer costs exactly 0.01, as does max_tokens=10.
@@ -160,7 +161,7 @@ def test_credit_counters_lost_in_redis_are_rebuilt_from_the_ledger(priced):
         call(client)
     assert wait_for(lambda: ledger_total(priced.org) == Decimal("0.03"))
     store = redis.Redis.from_url(settings.REDIS_URL)
-    store.delete(f"tg:c:{account.pk}")
+    store.delete(credit_counter(account.pk))
     admitted = 0
     for _ in range(4):
         try:
@@ -183,7 +184,7 @@ def test_a_credit_counter_that_fell_behind_is_raised_by_the_reconciliation(price
         call(client)
     assert wait_for(lambda: ledger_total(priced.org) == Decimal("0.03"))
     store = redis.Redis.from_url(settings.REDIS_URL)
-    counter = f"tg:c:{account.pk}"
+    counter = credit_counter(account.pk)
     store.set(counter, 0, keepttl=True)  # lost updates
     budget_counters_reconcile()  # the periodic task: draws usage, then raises counters
     assert float(store.get(counter)) == 30_000
