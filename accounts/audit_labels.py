@@ -30,6 +30,8 @@ OBJECTS = {
     "alert_channel": gettext_lazy("Alert channel"),
     "alertchannel": gettext_lazy("Alert channel"),
     "user": gettext_lazy("User"),
+    "creditaccount": gettext_lazy("Credit balance"),
+    "creditpolicy": gettext_lazy("Credit policy"),
 }
 
 VERBS = {
@@ -57,6 +59,12 @@ ACTIONS = {
     "alert_channel.test": gettext_lazy("Test alert sent"),
     "alert_channel.disable": gettext_lazy("Alert channel disabled after failures"),
     "user.verify_email": gettext_lazy("Email address verified"),
+    "credit.grant": gettext_lazy("Credit granted"),
+    "credit.topup": gettext_lazy("Credit topped up"),
+    "credit.deduct": gettext_lazy("Credit deducted"),
+    "credit.redeem": gettext_lazy("Redemption code redeemed"),
+    "credit.codes_generate": gettext_lazy("Redemption codes generated"),
+    "credit.policy": gettext_lazy("Credit policy changed"),
 }
 
 

@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 
 from accounts.crypto import keyed_hash, new_secret, visible_prefix
 from accounts.errors import ApplicationError
+from accounts.extensions import member_joined
 from accounts.models import ApiToken, AuditLog, Invitation, Membership, Organization, Role, Team, User
 from accounts.permissions import ROLE_RANK, Perm, has_perm
 from accounts.tenancy import OrgContext
@@ -312,6 +313,7 @@ def invitation_accept(*, token: str, user: User, ip=None) -> Membership:
     invitation.accepted_by = user
     invitation.save(update_fields=["accepted_at", "accepted_by"])
     audit_record(organization=invitation.organization, actor=user, action="invitation.accept", target=invitation, ip=ip)
+    member_joined(membership=membership, created=created, invitation=invitation)  # e.g. credit grants, in this transaction
     return membership
 
 

@@ -107,6 +107,12 @@ def alert_message(alert: Alert, channel: AlertChannel) -> Message:
         title = _("Requests were priced in a currency without an exchange rate")
         lines = [(_("Currency"), f"{p.get('currency', '')} → {p.get('org_currency', org.currency)}"), ("", str(p.get("message", "")))]
         severity = "warning"
+    elif alert.kind == "credit.low":
+        currency = p.get("currency", org.currency)
+        title = _("The credit balance of %(account)s is low") % {"account": p.get("account", "")}
+        lines = [(_("Balance"), _money(p.get("balance"), currency)), (_("Alert below"), _money(p.get("threshold"), currency)),
+                 ("", _("Redeem a code or top the balance up on the Credits page."))]
+        severity = "warning"
     elif alert.kind == "credential.rejected":
         title = f"The provider rejected the credential “{p.get('credential', '')}”"
         lines = [("Provider", str(p.get("provider", ""))), ("Model", str(p.get("model", ""))),

@@ -53,6 +53,10 @@ class UsageEvent(models.Model):
     downgraded_from = models.CharField(max_length=120, blank=True)
     # What the relay corrected in the upstream's figures (relay.record.Record.usage), e.g. "negative:prompt".
     usage_flags = models.CharField(max_length=100, blank=True)
+    # The credit account the relay held this request against (billing.credit_models), and whether its cost
+    # has been drawn into the credit ledger yet (billing.credits.credit_usage_draw).
+    credit_account_id = models.BigIntegerField(null=True, blank=True)
+    credit_drawn = models.BooleanField(default=False)
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:
@@ -66,6 +70,8 @@ class UsageEvent(models.Model):
             models.Index(fields=["organization", "team_id", "-created_at"], name="usage_org_team_time"),
             models.Index(fields=["organization", "user_id", "-created_at"], name="usage_org_user_time"),
             models.Index(fields=["organization", "-created_at"], condition=models.Q(status_code__gte=400), name="usage_org_errors_time"),
+            # Usage not yet drawn into the credit ledger: a small set, drained every minute.
+            models.Index(fields=["credit_account_id"], condition=models.Q(credit_account_id__isnull=False, credit_drawn=False), name="usage_credit_undrawn"),
         ]
 
     def __str__(self):
@@ -326,3 +332,6 @@ class AlertDelivery(models.Model):
 
     def __str__(self):
         return f"{self.alert} → {self.channel}"
+
+
+from billing.credit_models import CreditAccount, CreditEntry, CreditPolicy, RedemptionCode  # noqa: E402,F401  (one models module per app)

@@ -6,11 +6,7 @@ from contextlib import contextmanager
 from celery import shared_task
 from django.conf import settings
 
-from billing import (
-    ledger,
-    services,
-    tasks_alerts,  # noqa: F401  (registers the alert delivery tasks with the worker)
-)
+from billing import credits, ledger, services, tasks_alerts  # noqa: F401  (tasks_alerts registers the alert delivery tasks)
 from wire import redis_keys
 
 log = logging.getLogger(__name__)
@@ -82,8 +78,15 @@ def usage_retention() -> None:
 
 @shared_task(name="billing.budget_counters_reconcile", ignore_result=True)
 def budget_counters_reconcile() -> int:
-    """Redis only: in the embedded default each web process keeps its own counters."""
+    """Draw recorded usage into the credit ledger, then raise every budget and credit counter that fell
+    behind the ledger. The counters are Redis only: in the embedded default each web process keeps its own."""
+    credits.credit_usage_draw()
     if not settings.REDIS_URL:
         return 0
     with _redis() as client:
-        return services.budget_counters_reconcile(client)
+        return services.budget_counters_reconcile(client) + credits.credit_counters_reconcile(client)
+
+
+@shared_task(name="billing.credits_expire", ignore_result=True)
+def credits_expire() -> int:
+    return credits.credit_expire()

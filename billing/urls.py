@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing import model_report_views, price_views, views
+from billing import credit_views, model_report_views, price_views, views
 
 urlpatterns = [
     path("", views.overview, name="home"),
@@ -21,6 +21,14 @@ urlpatterns = [
     path("alerts/channels/<int:pk>/delete/", views.channel_delete, name="channel_delete"),
     path("alerts/channels/<int:pk>/rotate/", views.channel_rotate, name="channel_rotate"),
     path("alerts/channels/<int:pk>/test/", views.channel_test, name="channel_test"),
+    # Credits: a member's wallet, the admin's page
+    path("wallet/", credit_views.wallet, name="wallet"),
+    path("wallet/redeem/", credit_views.wallet_redeem, name="wallet_redeem"),
+    path("credits/", credit_views.credits_admin, name="credits_admin"),
+    path("credits/policy/", credit_views.credit_policy_save, name="credit_policy_save"),
+    path("credits/adjust/", credit_views.credit_adjust, name="credit_adjust"),
+    path("credits/codes/generate/", credit_views.credit_codes_generate, name="credit_codes_generate"),
+    path("credits/codes/export.csv", credit_views.credit_codes_export, name="credit_codes_export"),
     # Cost estimator and playground
     path("estimator/", views.estimator_page, name="estimator"),
     path("playground/", views.playground, name="playground"),

@@ -60,6 +60,8 @@ app.conf.beat_schedule = {
     "billing-usage-drain": {"task": "billing.usage_drain", "schedule": 30.0, "options": {"expires": 25}},
     "billing-budgets-evaluate-all": {"task": "billing.budgets_evaluate_all", "schedule": 60.0},
     "billing-budget-counters-reconcile": {"task": "billing.budget_counters_reconcile", "schedule": 300.0},
+    # Granted credit past its expiry (README "Credits"); usage is drawn first.
+    "billing-credits-expire": {"task": "billing.credits_expire", "schedule": crontab(minute="*/10"), "options": {"expires": 590}},
     "billing-usage-retention": {"task": "billing.usage_retention", "schedule": crontab(hour=3, minute=17)},
     # Retries of alert deliveries; a run older than its interval is dropped rather than piled up.
     "billing-alert-deliveries-due": {"task": "billing.alert_deliveries_due", "schedule": 30.0, "options": {"expires": 25}},

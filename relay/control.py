@@ -10,7 +10,7 @@ them only on a rare path (a lost counter, a crossed threshold, a rejected creden
 from accounts.crypto import keyed_hash  # a presented key's hash, as keys stores it
 from keys.invalidation import local_version_path  # where the embedded default signals configuration changes
 
-__all__ = ["keyed_hash", "local_version_path", "budget_spent_micros", "enqueue_budget_evaluation",
+__all__ = ["keyed_hash", "local_version_path", "budget_spent_micros", "credit_spent_micros", "enqueue_budget_evaluation",
            "enqueue_credential_rejected", "ledger_ingest"]
 
 
@@ -19,6 +19,13 @@ def budget_spent_micros(*, budget_id: int, at: float) -> int:
     from billing.selectors import budget_spent_micros as spent
 
     return spent(budget_id=budget_id, at=at)
+
+
+def credit_spent_micros(*, account_id: int) -> int:
+    """The credit ledger's spend of an account, drawn or not yet drawn (to rebuild a lost shared counter)."""
+    from billing.credit_selectors import credit_spent_micros as spent
+
+    return spent(account_id=account_id)
 
 
 def enqueue_budget_evaluation(budget_id: int, **options) -> None:

@@ -159,12 +159,17 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
     ceiling = output_ceiling(max_output or rt.output_reserve) if endpoint != "embeddings" else None
     try:
         limit_headers, tpm_counter = await rt.limiter.admit(key, reserved_tokens)
-        held, downgrade, reserved_micros = (), "", 0
-        if key.budgets and not free:  # pricing the worst case is only needed when there is a budget to hold it against
-            hard_budget = next((b for b in key.budgets if b.hard), None)  # an unknown cost must not pass it
+        held, downgrade, reserved_micros, credit = (), "", 0, None
+        if (key.budgets or key.credit) and not free:  # pricing the worst case is only needed when there is something to hold it against
+            hard_budget = next((b for b in key.budgets if b.hard), None) or key.credit  # an unknown cost must not pass it
             servers = [model, *await _fallback_models(rt, model, key)]  # a fallback may answer, at its price
             reserved_micros = worst_case_micros(servers, prompt_estimate, max_output or rt.output_reserve, record.created_at, hard_budget=hard_budget)
-            held, downgrade = await rt.budgets.reserve(key, reserved_micros, record.created_at)
+            credit = await rt.credits.reserve(key, reserved_micros)  # both the balance and every budget must hold it
+            try:
+                held, downgrade = await rt.budgets.reserve(key, reserved_micros, record.created_at)
+            except RelayError:
+                await rt.credits.release(credit, reserved_micros)
+                raise
         if downgrade and downgrade != model.name:
             cheaper = await rt.cache.model(key.organization_id, downgrade)
             if cheaper is not None and cheaper.deployments:
@@ -199,6 +204,7 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
         await rt.limiter.settle(tpm_counter, reserved_tokens, record.prompt_tokens + record.completion_tokens)
         if held:
             await rt.budgets.settle(held, reserved_micros, to_micros(record.cost_display or 0))
+        await rt.credits.settle(credit, reserved_micros, to_micros(record.cost_display or 0))
         rt.sink.emit(record.as_usage())
     return record
 

@@ -45,7 +45,7 @@ def worst_case_micros(models, prompt_tokens: int, output_tokens: int, now: float
 def _unenforceable(model, deployment, budget, currency: str | None) -> BudgetUnenforceable:
     target = deployment.target
     where = f"The model '{model.name}' (deployment {target.deployment_id}, provider {target.provider})"
-    budget_text = f"the hard {budget.scope} budget '{budget.label}'"
+    budget_text = "the credit balance" if hasattr(budget, "funded_micros") else f"the hard {budget.scope} budget '{budget.label}'"
     if currency is None:
         return BudgetUnenforceable(
             f"{where} has no price, so its cost cannot be held against {budget_text}. An admin adds the price "
@@ -204,6 +204,7 @@ class Record:
             currency=self.currency or "", exchange_rate=_text(self.exchange_rate),
             cost_display=_text(self.cost_display), price_id=self.price_id, attempt_trail=self.attempt_trail,
             downgraded_from=self.downgraded_from, usage_flags=self.usage_flags,
+            credit_account_id=key.credit.id if key.credit is not None and self.cost_display else None,
         )
 
 

@@ -15,6 +15,7 @@ from relay.bodies import BodyReader
 from relay.budgets import BudgetGate, threshold_notifier
 from relay.cache import SnapshotCache
 from relay.cooldown import Cooldowns
+from relay.credits import CreditGate
 from relay.idempotency import IdempotencyStore
 from relay.metrics import RelayMetrics
 from relay.observers import AccessLog, ObservedSink, flush_observers, run_observers
@@ -52,6 +53,7 @@ class Runtime:
         self.cache = SnapshotCache(self.redis)
         self.limiter = RateLimiter(LeaseBook(store))
         self.budgets = BudgetGate(LeaseBook(store), store, on_threshold=threshold_notifier())
+        self.credits = CreditGate(LeaseBook(store), store)
         # Reserved for the output of a request that sets no max_tokens (README "Budgets").
         self.output_reserve = settings.TOLLGATE_OUTPUT_RESERVE_TOKENS
         self.cooldowns = Cooldowns(self.redis)

@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.db.models import Prefetch, Q
 from django.utils import timezone
 
+from billing.credit_selectors import credit_account_for_key, credit_funded_micros
 from billing.models import Budget
 from billing.selectors import exchange_rates_for, prices_for
 from keys.models import Deployment, Model, VirtualKey
@@ -31,6 +32,15 @@ class BudgetSnapshot:
 
 
 @dataclass(frozen=True)
+class CreditSnapshot:
+    """The credit balance a key's requests draw from (billing.credit_models.CreditAccount)."""
+
+    id: int
+    scope: str  # "key", "user" or "team"
+    funded_micros: int  # everything credited minus deducted and expired: the counter's limit
+
+
+@dataclass(frozen=True)
 class KeySnapshot:
     id: int
     organization_id: int
@@ -44,6 +54,7 @@ class KeySnapshot:
     currency: str
     time_zone: str
     budgets: tuple[BudgetSnapshot, ...] = ()
+    credit: CreditSnapshot | None = None  # None: no balance applies, only budgets
 
 
 @dataclass(frozen=True)
@@ -115,7 +126,15 @@ def key_snapshot_by_hash(key_hash: str) -> KeySnapshot | None:
         currency=key.organization.currency,
         time_zone=key.organization.time_zone,
         budgets=budgets_in_force(key),
+        credit=credit_in_force(key),
     )
+
+
+def credit_in_force(key: VirtualKey) -> CreditSnapshot | None:
+    account = credit_account_for_key(key=key)
+    if account is None:
+        return None
+    return CreditSnapshot(id=account.pk, scope=account.scope, funded_micros=credit_funded_micros(account_id=account.pk))
 
 
 def budgets_in_force(key: VirtualKey) -> tuple[BudgetSnapshot, ...]:

@@ -198,3 +198,20 @@ CASES += [
         ],
     ),
 ]
+
+
+def _credit_account(org):
+    from billing.credits import credit_account_get
+
+    return credit_account_get(organization=org, user=MembershipFactory(organization=org, role=Role.MEMBER).user)
+
+
+CASES += [
+    Case(
+        name="credit_accounts",
+        make=_credit_account,
+        requests=[
+            ("GET", lambda a: f"/api/credits/accounts/{a.pk}/entries/"),
+        ],
+    ),
+]

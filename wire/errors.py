@@ -60,6 +60,12 @@ class BudgetExceeded(RelayError):
     status, type, code = 429, "insufficient_quota", "budget_exceeded"
 
 
+class CreditExhausted(RelayError):
+    """The credit balance the key draws from cannot hold this request's worst case (relay.credits)."""
+
+    status, type, code = 402, "insufficient_quota", "insufficient_quota"
+
+
 class BudgetUnenforceable(RelayError):
     """A hard budget holds the request but its cost cannot be known (no price, or no exchange rate)."""
 

@@ -46,3 +46,8 @@ def period_start_epoch(period: str, time_zone: str, at_epoch: float) -> int:
 def budget_counter(budget_id: int, period: str, time_zone: str, at_epoch: float) -> str:
     """The shared admission counter of a budget's current period (relay.budgets)."""
     return redis_keys.budget_counter(budget_id, period_start_epoch(period, time_zone, at_epoch))
+
+
+def credit_counter(account_id: int) -> str:
+    """The shared admission counter of a credit account: its spend, with no period (relay.credits)."""
+    return redis_keys.credit_counter(account_id)

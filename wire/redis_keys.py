@@ -16,6 +16,11 @@ def budget_counter(budget_id: int, period_start: int) -> str:
     return f"{PREFIX}b:{budget_id}:{period_start}"
 
 
+def credit_counter(account_id: int) -> str:
+    """Micros spent and reserved against one credit account (no period: a balance, not a budget)."""
+    return f"{PREFIX}c:{account_id}"
+
+
 def rate_counter(key_id: int, kind: str, window: int) -> str:
     """Requests ("r") or tokens ("t") of one key in one minute window."""
     return f"{PREFIX}rl:{key_id}:{kind}:{window}"

@@ -62,6 +62,7 @@ class UsageRecord:
     attempt_trail: list[dict] = field(default_factory=list)
     downgraded_from: str = ""
     usage_flags: str = ""  # corrections to the upstream's figures, e.g. "negative:prompt"
+    credit_account_id: int | None = None  # the credit balance the request was held against
 
     def as_fields(self) -> dict:
         return {name: getattr(self, name) for name in FIELDS}

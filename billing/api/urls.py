@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing.api import model_report, views
+from billing.api import credits, model_report, views
 
 urlpatterns = [
     path("models/<int:pk>/report/", model_report.ModelReportApi.as_view(), name="api-model-report"),
@@ -17,5 +17,11 @@ urlpatterns = [
     path("alert-channels/<int:pk>/", views.AlertChannelDetailApi.as_view(), name="api-alert-channel-detail"),
     path("alert-channels/<int:pk>/rotate-secret/", views.AlertChannelRotateSecretApi.as_view(), name="api-alert-channel-rotate"),
     path("alert-channels/<int:pk>/test/", views.AlertChannelTestApi.as_view(), name="api-alert-channel-test"),
+    path("credits/wallet/", credits.WalletApi.as_view(), name="api-credit-wallet"),
+    path("credits/redeem/", credits.RedeemApi.as_view(), name="api-credit-redeem"),
+    path("credits/policy/", credits.CreditPolicyApi.as_view(), name="api-credit-policy"),
+    path("credits/accounts/", credits.CreditAccountListApi.as_view(), name="api-credit-account-list"),
+    path("credits/accounts/<int:pk>/entries/", credits.CreditEntryListApi.as_view(), name="api-credit-entry-list"),
+    path("credits/codes/", credits.RedemptionCodeListApi.as_view(), name="api-credit-code-list"),
     path("alert-deliveries/", views.AlertDeliveryListApi.as_view(), name="api-alert-delivery-list"),
 ]

@@ -23,6 +23,7 @@ from accounts import services as account_services
 from accounts.crypto import keyed_hash, new_secret
 from accounts.models import ApiToken, AuditLog, Invitation, Membership, Organization, Role, Team
 from accounts.permissions import Perm, has_perm
+from accounts.tenancy import OrgContext
 from billing.models import AlertChannel, Budget, ExchangeRate, Price, UsageEvent
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
 from keys.services import VIRTUAL_KEY_PREFIX
@@ -278,6 +279,25 @@ def _exchange_rate(w, owner=None):
     return ExchangeRate.objects.create(organization=w.org_b, currency="JPY", rate="0.0067", effective_from=timezone.now())
 
 
+def _credit_account(w, owner=None):
+    from billing.credits import credit_account_get
+
+    return credit_account_get(organization=w.org_b, user=owner or w.other_b)
+
+
+def _code_in(org) -> str:
+    """A fresh redemption code of `org`, for a request that redeems it."""
+    from billing.credit_codes import redemption_codes_generate
+
+    admin = Membership.objects.filter(organization=org, role__in=[Role.OWNER, Role.ADMIN]).select_related("user").first()
+    ctx = OrgContext(organization=org, role=Role.OWNER, user=admin.user if admin else None)
+    return redemption_codes_generate(actor=ctx, count=1, amount="1", expires_at=timezone.now() + timedelta(days=1))[1][0][1]
+
+
+def _member_of(org):
+    return Membership.objects.filter(organization=org).order_by("id").values_list("user_id", flat=True).first()
+
+
 def _api_token(w, owner=None):
     return account_services.api_token_create(organization=w.org_b, name=unique(f"token-{w.marker}"), role=Role.VIEWER)[0]
 
@@ -508,6 +528,24 @@ ROUTES: list[Route] = [
     _r("api-alert-channel-rotate", Op(P, Perm.MANAGE_BUDGETS), make=_webhook),
     _r("api-alert-channel-test", Op(P, Perm.MANAGE_BUDGETS), make=_channel),
     _r("api-alert-delivery-list", Op(G, Perm.VIEW_ORG)),
+    # --- Credits ---
+    _r("wallet", Op(G, Perm.VIEW_OWN_USAGE)),
+    _r("wallet_redeem", Op(P, Perm.VIEW_OWN_USAGE, lambda w, o, org: {"code": _code_in(org)})),
+    _r("credits_admin", Op(G, Perm.MANAGE_BUDGETS)),
+    _r("credit_policy_save", Op(P, Perm.MANAGE_BUDGETS, lambda w, o, org: {"policy-signup_amount": "1"})),
+    _r("credit_adjust", Op(P, Perm.MANAGE_BUDGETS, lambda w, o, org: {
+        "adjust-holder": f"user:{_member_of(org)}", "adjust-action": "topup", "adjust-amount": "1", "adjust-reason": unique("reason")})),
+    _r("credit_codes_generate", Op(P, Perm.MANAGE_BUDGETS, lambda w, o, org: {
+        "codes-count": "1", "codes-amount": "1", "codes-expires_at": (timezone.now() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")})),
+    _r("credit_codes_export", Op(G, Perm.MANAGE_BUDGETS)),
+    _r("api-credit-wallet", Op(G, Perm.VIEW_OWN_USAGE)),
+    _r("api-credit-redeem", Op(P, Perm.VIEW_OWN_USAGE, lambda w, o, org: {"code": _code_in(org)})),
+    _r("api-credit-policy", Op(G, Perm.MANAGE_BUDGETS), Op("PUT", Perm.MANAGE_BUDGETS, lambda w, o, org: {"signup_amount": "1"})),
+    _r("api-credit-account-list", Op(G, Perm.MANAGE_BUDGETS), Op(P, Perm.MANAGE_BUDGETS, lambda w, o, org: {
+        "action": "topup", "user": _member_of(org), "amount": "1", "reason": unique("reason")})),
+    _r("api-credit-entry-list", Op(G, Perm.MANAGE_BUDGETS), make=_credit_account),
+    _r("api-credit-code-list", Op(G, Perm.MANAGE_BUDGETS), Op(P, Perm.MANAGE_BUDGETS, lambda w, o, org: {
+        "count": 1, "amount": "1", "expires_at": (timezone.now() + timedelta(days=1)).isoformat()})),
 ]
 
 ROUTES_BY_NAME = {route.name: route for route in ROUTES}

@@ -53,6 +53,12 @@ def counted_io(monkeypatch):
 
 
 def test_no_query_or_round_trip_per_request(gateway, counted_io):
+    from billing import credits
+
+    # A credit balance is held from leases like the budgets below (README "Credits"); set first, so that the
+    # wait for the key's new limits also waits for it.
+    account = credits.credit_account_get(organization=gateway.org, user=gateway.ctx.user)
+    credits.credit_topup(actor=gateway.ctx, account=account, amount="1000", reason="hot path")
     key_services.virtual_key_update(actor=gateway.ctx, key=gateway.key, rpm_limit=100_000, tpm_limit=100_000_000)
     from billing import services as billing_services
 
