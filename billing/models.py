@@ -53,6 +53,8 @@ class UsageEvent(models.Model):
     downgraded_from = models.CharField(max_length=120, blank=True)
     # What the relay corrected in the upstream's figures (relay.record.Record.usage), e.g. "negative:prompt".
     usage_flags = models.CharField(max_length=100, blank=True)
+    # The batch a request was a line of (batches.Batch.public_id); empty for live traffic.
+    batch_id = models.CharField(max_length=40, blank=True)
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:
@@ -66,6 +68,8 @@ class UsageEvent(models.Model):
             models.Index(fields=["organization", "team_id", "-created_at"], name="usage_org_team_time"),
             models.Index(fields=["organization", "user_id", "-created_at"], name="usage_org_user_time"),
             models.Index(fields=["organization", "-created_at"], condition=models.Q(status_code__gte=400), name="usage_org_errors_time"),
+            # Partial: live traffic's rows (no batch) never enter it, so inserts stay cheap.
+            models.Index(fields=["organization", "batch_id"], condition=~models.Q(batch_id=""), name="usage_org_batch"),
         ]
 
     def __str__(self):

@@ -95,14 +95,21 @@ class ModelSnapshot:
         return None
 
 
-def key_snapshot_by_hash(key_hash: str) -> KeySnapshot | None:
-    """The active key with this hash (current secret, or a rotated one still in its grace period)."""
-    now = timezone.now()
-    key = (
+def active_key_by_hash(key_hash: str, *, now=None) -> VirtualKey | None:
+    """The unrevoked key with this hash: its current secret, or a rotated one still in its grace period
+    (expiry is the caller's to check)."""
+    now = now or timezone.now()
+    return (
         VirtualKey.objects.select_related("organization")
         .filter(Q(key_hash=key_hash) | Q(previous_key_hash=key_hash, previous_valid_until__gt=now), revoked_at=None)
         .first()
     )
+
+
+def key_snapshot_by_hash(key_hash: str) -> KeySnapshot | None:
+    """The active key with this hash (current secret, or a rotated one still in its grace period)."""
+    now = timezone.now()
+    key = active_key_by_hash(key_hash, now=now)
     if key is None:
         return None
     expires = key.expires_at

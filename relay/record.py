@@ -112,7 +112,7 @@ class Record:
         "request_id", "key", "model", "model_name", "endpoint", "stream", "started", "created_at", "status_code",
         "error_type", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens", "usage_source", "attempts", "deployment",
         "deployment_id", "provider", "upstream_model", "ttft_ms", "latency_ms", "body", "cost", "currency",
-        "exchange_rate", "cost_display", "price_id", "attempt_trail", "downgraded_from", "usage_flags",
+        "exchange_rate", "cost_display", "price_id", "attempt_trail", "downgraded_from", "usage_flags", "batch_id",
     )
 
     def __init__(self, request_id, key, model, endpoint, stream, body):
@@ -133,6 +133,7 @@ class Record:
         self.ttft_ms = None
         self.latency_ms = 0
         self.body = body  # the request, to count its tokens if the upstream reports none
+        self.batch_id = ""  # set for a batch line (relay.pipeline.InProcessCaller)
 
     def attempt(self, number: int, deployment) -> None:
         target = deployment.target
@@ -212,7 +213,7 @@ class Record:
 
     def as_dict(self) -> dict:
         key = self.key
-        return {
+        row = {
             "request_id": self.request_id, "organization_id": key.organization_id, "team_id": key.team_id,
             "key_id": key.id, "user_id": key.user_id, "model_name": self.model_name, "deployment_id": self.deployment_id,
             "provider": self.provider, "upstream_model": self.upstream_model, "endpoint": self.endpoint,
@@ -224,6 +225,9 @@ class Record:
             "cost_display": _text(self.cost_display), "price_id": self.price_id,
             "attempt_trail": self.attempt_trail, "downgraded_from": self.downgraded_from, "usage_flags": self.usage_flags,
         }
+        if self.batch_id:  # live traffic's records stay as they were
+            row["batch_id"] = self.batch_id
+        return row
 
 
 def _in_range(count: int, name: str, flags: list) -> int:
