@@ -5,7 +5,7 @@ from django.utils.translation import gettext_lazy as _
 
 from keys.models import Model
 
-DEFAULT_TEMPLATE = "Summarise this document in three sentences:\n\n{document}"
+DEFAULT_TEMPLATE = _("Summarise this document in three sentences:\n\n{document}")
 
 
 class BatchUploadForm(forms.Form):

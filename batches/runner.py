@@ -52,6 +52,10 @@ CHUNK = 500
 RESEND_WITHIN_SECONDS = PENDING_SECONDS - 60
 
 
+# The runs in this process, so that a worker's warm shutdown can hand them over (batches.tasks).
+ACTIVE: set["BatchRunner"] = set()
+
+
 def runner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{time.monotonic_ns()}"[:64]
 
@@ -106,15 +110,22 @@ class BatchRunner:
         self.app.runtime = Runtime()
         await self.app.runtime.start()
         beat = asyncio.create_task(self._heartbeat())
+        ACTIVE.add(self)
         try:
             if batch.status == Batch.Status.IN_PROGRESS:
                 await self._dispatch_all()
             if self.in_flight:
                 await asyncio.wait(self.in_flight)
         finally:
+            ACTIVE.discard(self)
             beat.cancel()
             await self.app.runtime.stop()  # flush the lines' usage records to the ledger stream
         return await sync_to_async(self._finish)()
+
+    def hand_over(self) -> None:
+        """Stop dispatching, let the lines in flight finish, and release the lease (a warm shutdown):
+        the sweep resumes the batch on another worker at once."""
+        self.stopping = True
 
     # --- lease and control -------------------------------------------------------------------
 
@@ -152,9 +163,10 @@ class BatchRunner:
                 return "lease_lost"
             open_lines = BatchLine.objects.filter(batch=batch, state__in=[BatchLine.State.PENDING, BatchLine.State.SENT]).exists()
             if batch.status == Batch.Status.IN_PROGRESS and (batch.paused or open_lines):
-                batch.runner, batch.heartbeat_at = "", None  # paused: a resume starts a new run
+                # Paused (a resume starts a new run) or handed over (the sweep starts one at once).
+                batch.runner, batch.heartbeat_at = "", None
                 batch.save(update_fields=["runner", "heartbeat_at"])
-                return "paused"
+                return "paused" if batch.paused else "released"
         batch = batch_finalize(batch_pk=self.batch_pk)
         return batch.status
 

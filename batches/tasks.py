@@ -4,10 +4,11 @@ import asyncio
 import logging
 
 from celery import shared_task
+from celery.signals import worker_shutting_down
 from django.conf import settings
 
 from batches import services
-from batches.runner import BatchRunner
+from batches.runner import ACTIVE, BatchRunner
 
 log = logging.getLogger(__name__)
 
@@ -28,3 +29,11 @@ def batches_sweep() -> int:
     for batch_pk in stalled:
         batch_run.delay(batch_pk)
     return len(stalled)
+
+
+@worker_shutting_down.connect
+def _hand_over_running_batches(**kwargs):
+    """A warm shutdown (SIGTERM) would wait for a whole batch: each run stops dispatching instead, finishes
+    its lines in flight and releases its lease, so another worker takes the batch up where it stopped."""
+    for runner in list(ACTIVE):
+        runner.hand_over()

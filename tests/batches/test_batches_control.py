@@ -104,3 +104,25 @@ def test_bad_requests_get_openai_errors(gateway, batch_worker):
     assert response.status_code == 400 and response.json()["error"]["param"] == "tollgate_cap"
     response = httpx.post(f"{gateway.base_url}/files", headers=headers, files={"file": ("a.jsonl", b"{}")}, data={"purpose": "fine-tune"})
     assert response.status_code == 400 and response.json()["error"]["param"] == "purpose"
+
+
+def test_warm_shutdown_hands_the_batch_over_with_nothing_interrupted(gateway, upstream, batch_worker, tmp_path):
+    from batches.models import Batch
+    from tests.batches.conftest import BATCH_WORKER_ENV
+    from tests.faults.helpers import Worker
+
+    _slow_model(gateway)
+    client = gateway.client(timeout=30)
+    uploaded = client.files.create(file=("docs.jsonl", chat_jsonl(150, model="gpt-slow")), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+    wait_for(lambda: _processed(client.batches.retrieve(batch.id)) >= 20, timeout=60, interval=0.1)
+    batch_worker.stop()  # SIGTERM: the run finishes its lines in flight and lets go, without waiting for the batch
+    assert batch_worker.process.returncode is not None
+    assert Batch.objects.get(public_id=batch.id).runner == "" and _processed(client.batches.retrieve(batch.id)) < 150
+    successor = Worker(tmp_path, env=BATCH_WORKER_ENV, name="successor")
+    try:
+        done = wait_for(lambda: (b := client.batches.retrieve(batch.id)).status == "completed" and b, timeout=120, interval=0.3)
+    finally:
+        successor.kill()
+    assert done.request_counts.completed == 150 and done.error_file_id is None
+    assert len(sent_documents(upstream)) == 150 and len(set(sent_documents(upstream))) == 150
