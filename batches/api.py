@@ -4,8 +4,8 @@ another organization's ids answer 404 as if they did not exist. Errors are OpenA
 
 import orjson
 from django.http import HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
 from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
 
 from accounts.errors import ApplicationError
 from batches import lines as batch_lines

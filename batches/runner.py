@@ -37,12 +37,12 @@ from batches import lines as batch_lines
 from batches.models import Batch, BatchLine
 from batches.services import CAP_REACHED, INTERRUPTED, batch_finalize
 from billing.pricing import MICROS, to_micros
+from relay import tokens
 from relay.app import RelayApp
 from relay.idempotency import PENDING_SECONDS
 from relay.pipeline import IN_PROCESS, InProcessCaller
 from relay.record import worst_case_micros
 from relay.runtime import Runtime
-from relay import tokens
 
 log = logging.getLogger(__name__)
 

@@ -5,13 +5,12 @@ from collections import Counter
 from decimal import Decimal
 
 import httpx
+import orjson
 
 from billing import services as billing_services
 from billing.models import Budget
 from tests.batches.helpers import chat_jsonl, parse_jsonl, sent_documents
 from tests.gateway import wait_for
-
-import orjson
 
 
 def _slow_model(gateway):

@@ -52,11 +52,12 @@ def test_invalid_file_gives_a_failed_batch_with_line_errors(gateway, batch_worke
 
 
 def test_other_organizations_never_see_files_or_batches(gateway, batch_worker):
-    from keys import services as key_services
-    from tests.accounts.factories import OrganizationFactory
+    import openai
+
     from accounts.models import Role
     from accounts.tenancy import OrgContext
-    import openai
+    from keys import services as key_services
+    from tests.accounts.factories import OrganizationFactory
 
     client = gateway.client()
     uploaded = client.files.create(file=("docs.jsonl", chat_jsonl(2)), purpose="batch")

@@ -75,9 +75,9 @@ def test_batch_page_runs_documents_within_the_cap(live_server, gateway, upstream
 
 def test_another_organizations_batch_page_is_a_404(live_server, gateway, batch_worker, new_page):
     from accounts.models import Membership, Role
-    from tests.accounts.factories import OrganizationFactory, UserFactory
     from batches import services
     from batches.models import BatchFile
+    from tests.accounts.factories import OrganizationFactory, UserFactory
 
     source = BatchFile.objects.create(organization=gateway.org, key=gateway.key, purpose="batch", filename="a.jsonl",
                                       content=b"", size=0)
