@@ -125,3 +125,13 @@ def test_warm_shutdown_hands_the_batch_over_with_nothing_interrupted(gateway, up
         successor.kill()
     assert done.request_counts.completed == 150 and done.error_file_id is None
     assert len(sent_documents(upstream)) == 150 and len(set(sent_documents(upstream))) == 150
+
+
+def test_a_cap_on_an_unpriced_model_is_refused(gateway):
+    """No price for the model: its cost cannot be held against a cap (as under a hard budget)."""
+    client = gateway.client()
+    uploaded = client.files.create(file=("docs.jsonl", chat_jsonl(2)), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h",
+                                  extra_body={"tollgate_cap": "1.00"})
+    assert batch.status == "failed" and batch.errors.data[0].code == "cap_unenforceable"
+    assert batch.tollgate["estimate_complete"] is False
