@@ -57,6 +57,8 @@ class UsageEvent(models.Model):
     # has been drawn into the credit ledger yet (billing.credits.credit_usage_draw).
     credit_account_id = models.BigIntegerField(null=True, blank=True)
     credit_drawn = models.BooleanField(default=False)
+    # The batch a request was a line of (batches.Batch.public_id); empty for live traffic.
+    batch_id = models.CharField(max_length=40, blank=True)
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:
@@ -72,6 +74,8 @@ class UsageEvent(models.Model):
             models.Index(fields=["organization", "-created_at"], condition=models.Q(status_code__gte=400), name="usage_org_errors_time"),
             # Usage not yet drawn into the credit ledger: a small set, drained every minute.
             models.Index(fields=["credit_account_id"], condition=models.Q(credit_account_id__isnull=False, credit_drawn=False), name="usage_credit_undrawn"),
+            # Partial: live traffic's rows (no batch) never enter it, so inserts stay cheap.
+            models.Index(fields=["organization", "batch_id"], condition=~models.Q(batch_id=""), name="usage_org_batch"),
         ]
 
     def __str__(self):

@@ -55,6 +55,9 @@ app.steps["worker"].add(UsageConsumerStep)
 
 # Tasks are registered by name so this module needs no imports from the apps.
 app.conf.beat_schedule = {
+    # Batches whose worker died are resumed where they stopped (batches.runner).
+    "batches-sweep": {"task": "batches.sweep", "schedule": float(os.environ.get("TOLLGATE_BATCH_SWEEP_SECONDS", "10")),
+                      "options": {"expires": 30}},
     "accounts-invitations-expire": {"task": "accounts.invitations_expire", "schedule": crontab(minute=0)},
     # A safety net: each worker's consumer thread drains the stream as it fills (UsageConsumerStep above).
     "billing-usage-drain": {"task": "billing.usage_drain", "schedule": 30.0, "options": {"expires": 25}},

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "keys",
     "billing",
     "relay",
+    "batches",
 ]
 
 MIDDLEWARE = [
@@ -264,6 +265,11 @@ METRICS_DIR = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(DATA_DI
 METRICS_DIR.mkdir(parents=True, exist_ok=True)
 TOLLGATE_MAX_BODY_BYTES = env.int("TOLLGATE_MAX_BODY_BYTES", default=8 * 1024 * 1024)
 TOLLGATE_OUTPUT_RESERVE_TOKENS = env.int("TOLLGATE_OUTPUT_RESERVE_TOKENS", default=4096)
+# Batch runs (batches/): lines in flight per batch, and how long a run's lease outlives its last heartbeat
+# before the sweep (every TOLLGATE_BATCH_SWEEP_SECONDS) resumes the batch on another worker.
+TOLLGATE_BATCH_CONCURRENCY = env.int("TOLLGATE_BATCH_CONCURRENCY", default=8)
+TOLLGATE_BATCH_STALE_SECONDS = env.float("TOLLGATE_BATCH_STALE_SECONDS", default=30.0)
+TOLLGATE_BATCH_SWEEP_SECONDS = env.float("TOLLGATE_BATCH_SWEEP_SECONDS", default=10.0)
 TOLLGATE_USAGE_RETENTION_DAYS = env.int("TOLLGATE_USAGE_RETENTION_DAYS", default=400)
 TOLLGATE_USAGE_CLAIM_IDLE_MS = env.int("TOLLGATE_USAGE_CLAIM_IDLE_MS", default=60_000)
 TOLLGATE_INVITATION_DAYS = env.int("TOLLGATE_INVITATION_DAYS", default=7)

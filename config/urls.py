@@ -14,7 +14,9 @@ urlpatterns = [
     path("api/", include("accounts.api.urls")),
     path("api/", include("keys.api.urls")),
     path("api/", include("billing.api.urls")),
+    path("", include("batches.api_urls")),  # /v1/files, /v1/batches (config/asgi.py routes them here)
     path("", include("accounts.urls")),
     path("", include("keys.urls")),
     path("", include("billing.urls")),
+    path("", include("batches.urls")),
 ]

@@ -1,13 +1,25 @@
 """Reads for keys, credentials and models (the relay's snapshots of them are relay.snapshots)."""
 
 import orjson
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
+from django.utils import timezone
 
 from accounts.permissions import Perm
 from keys import encryption
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
 from wire.adapters.base import Target
 from wire.presets import PRESETS
+
+
+def active_key_by_hash(key_hash: str, *, now=None) -> VirtualKey | None:
+    """The unrevoked key with this hash: its current secret, or a rotated one still in its grace period
+    (expiry is the caller's to check)."""
+    now = now or timezone.now()
+    return (
+        VirtualKey.objects.select_related("organization")
+        .filter(Q(key_hash=key_hash) | Q(previous_key_hash=key_hash, previous_valid_until__gt=now), revoked_at=None)
+        .first()
+    )
 
 
 def target_for(deployment: Deployment) -> Target:

@@ -49,6 +49,19 @@ PARSE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError)
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings"}
 JSON = [(b"content-type", b"application/json")]
 KEY_HEADERS = (b"authorization", b"api-key", b"x-api-key")
+# The ASGI scope entry of an in-process caller (batches.runner): an InProcessCaller. An HTTP server builds
+# the scope from the request line and headers, so no client over the network can set it.
+IN_PROCESS = "tollgate.in_process"
+
+
+class InProcessCaller:
+    """A request made inside this process on a key's behalf (a batch line): it authenticates by the key's
+    stored hash, tags its ledger row with `batch_id`, and reads back its finished usage record."""
+
+    __slots__ = ("key_hash", "batch_id", "record")
+
+    def __init__(self, key_hash: str, batch_id: str):
+        self.key_hash, self.batch_id, self.record = key_hash, batch_id, None
 
 
 class ClientGone(Exception):
@@ -89,6 +102,12 @@ async def handle(rt, conn) -> None:
 
 
 async def _authenticate(rt, conn):
+    caller = conn.scope.get(IN_PROCESS)
+    if caller is not None:
+        key = await rt.cache.key(caller.key_hash)
+        if key is None or (key.expires_at is not None and key.expires_at <= time.time()):
+            raise InvalidApiKey("Incorrect, expired or revoked API key.")
+        return key
     secret = None
     for name in KEY_HEADERS:
         value = conn.header(name)
@@ -154,7 +173,7 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
     # Counting tokens is free: it takes a request from RPM, but no tokens and no budget.
     free = endpoint == "count_tokens"
     reserved_tokens = 0 if free else prompt_estimate + max_output
-    record = Record(conn.request_id, key, model, endpoint, stream, body)
+    record = _new_record(conn, key, model, endpoint, stream, body)
     # The most output this request may be delivered and billed (README "Budgets and limits").
     ceiling = output_ceiling(max_output or rt.output_reserve) if endpoint != "embeddings" else None
     try:
@@ -209,11 +228,19 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
     return record
 
 
+def _new_record(conn, key, model, endpoint: str, stream: bool, body) -> Record:
+    record = Record(conn.request_id, key, model, endpoint, stream, body)
+    caller = conn.scope.get(IN_PROCESS)
+    if caller is not None:
+        record.batch_id, caller.record = caller.batch_id, record
+    return record
+
+
 def _refused(rt, conn, key, endpoint: str, body: dict | None, error: RelayError) -> RelayError:
     """A known key's request refused before admission still gets its ledger row (no deployment, no
     cost), so the key's owner finds the 400s, 403s and 404s in the request log. Unknown keys get none:
     they belong to no organization, and their flood is throttled instead."""
-    record = Record(conn.request_id, key, None, endpoint, isinstance(body, dict) and body.get("stream") is True, body)
+    record = _new_record(conn, key, None, endpoint, isinstance(body, dict) and body.get("stream") is True, body)
     record.fail(error)
     record.finish()
     rt.sink.emit(record.as_usage())

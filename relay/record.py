@@ -93,7 +93,7 @@ class Record:
         "request_id", "key", "model", "model_name", "endpoint", "stream", "started", "created_at", "status_code",
         "error_type", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens", "usage_source", "attempts", "deployment",
         "deployment_id", "provider", "upstream_model", "ttft_ms", "latency_ms", "body", "cost", "currency",
-        "exchange_rate", "cost_display", "price_id", "attempt_trail", "downgraded_from", "usage_flags",
+        "exchange_rate", "cost_display", "price_id", "attempt_trail", "downgraded_from", "usage_flags", "batch_id",
     )
 
     def __init__(self, request_id, key, model, endpoint, stream, body):
@@ -114,6 +114,7 @@ class Record:
         self.ttft_ms = None
         self.latency_ms = 0
         self.body = body  # the request, to count its tokens if the upstream reports none
+        self.batch_id = ""  # set for a batch line (relay.pipeline.InProcessCaller)
 
     def attempt(self, number: int, deployment) -> None:
         target = deployment.target
@@ -205,6 +206,7 @@ class Record:
             cost_display=_text(self.cost_display), price_id=self.price_id, attempt_trail=self.attempt_trail,
             downgraded_from=self.downgraded_from, usage_flags=self.usage_flags,
             credit_account_id=key.credit.id if key.credit is not None and self.cost_display else None,
+            batch_id=self.batch_id,
         )
 
 

@@ -14,7 +14,7 @@ from billing.credit_selectors import credit_account_for_key, credit_funded_micro
 from billing.models import Budget
 from billing.selectors import exchange_rates_for, prices_for
 from keys.models import Deployment, Model, VirtualKey
-from keys.selectors import target_for
+from keys.selectors import active_key_by_hash, target_for
 from wire.adapters.base import Target
 from wire.pricing import PriceSnapshot, rate_at, to_micros
 
@@ -103,11 +103,7 @@ class ModelSnapshot:
 def key_snapshot_by_hash(key_hash: str) -> KeySnapshot | None:
     """The active key with this hash (current secret, or a rotated one still in its grace period)."""
     now = timezone.now()
-    key = (
-        VirtualKey.objects.select_related("organization")
-        .filter(Q(key_hash=key_hash) | Q(previous_key_hash=key_hash, previous_valid_until__gt=now), revoked_at=None)
-        .first()
-    )
+    key = active_key_by_hash(key_hash, now=now)
     if key is None:
         return None
     expires = key.expires_at

@@ -63,6 +63,7 @@ class UsageRecord:
     downgraded_from: str = ""
     usage_flags: str = ""  # corrections to the upstream's figures, e.g. "negative:prompt"
     credit_account_id: int | None = None  # the credit balance the request was held against
+    batch_id: str = ""  # the batch the request was a line of; empty for live traffic
 
     def as_fields(self) -> dict:
         return {name: getattr(self, name) for name in FIELDS}
