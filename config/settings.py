@@ -258,6 +258,9 @@ TOLLGATE_METRICS = env.bool("TOLLGATE_METRICS", default=True)
 TOLLGATE_ACCESS_LOG = env.bool("TOLLGATE_ACCESS_LOG", default=False)
 # /metrics (Prometheus): a bearer token; without one it answers only loopback clients, and only with DEBUG on.
 TOLLGATE_METRICS_TOKEN = env("TOLLGATE_METRICS_TOKEN", default="")
+# OpenTelemetry traces of /v1 requests (relay/tracing.py), off by default: an OTLP/HTTP collector's base URL
+# (http://collector:4318). The standard OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variables turn them on too.
+TOLLGATE_OTLP_ENDPOINT = env("TOLLGATE_OTLP_ENDPOINT", default="")
 # prometheus-client picks multiprocess mode from this variable when it is first imported, so it is set here,
 # before anything imports it; every web and worker process writes its own files there (README "Metrics").
 METRICS_DIR = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(DATA_DIR / "metrics")))
