@@ -3,6 +3,7 @@
 Django's own variables take the DJANGO_ prefix; Tollgate's take TOLLGATE_. See README "Configuration".
 """
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -329,3 +330,6 @@ LOGGING = {
         "hpack": {"level": "INFO"},
     },
 }
+# Python warnings (a library's UserWarning) become `py.warnings` log lines in the configured format, as
+# Celery does for the worker: in JSON mode a bare warning line would be the one line a collector cannot read.
+logging.captureWarnings(True)
