@@ -2,8 +2,8 @@
 probe succeeds (or its cooldown ends), before any client request meets the failure.
 
 The relay shares its cooldowns through one Redis hash {deployment id: cooled-until epoch} that every
-relay process polls in the background (relay/cooldown.py reads COOLDOWN_HASH from here: keys sits
-below relay). A probe's cooldown lasts until the next scheduled probe (PROBE_INTERVAL_SECONDS) or the
+relay process polls in the background (relay/cooldown.py's HASH: the same name, tested; the control
+plane never imports the relay). A probe's cooldown lasts until the next scheduled probe (PROBE_INTERVAL_SECONDS) or the
 model's own cooldown, whichever is longer; the probes' own hash remembers which cooldowns a probe set,
 so a later successful probe lifts those and never one the relay set from real traffic. Without
 Redis (the embedded default) there is nothing to share and probes only record their history.

@@ -14,10 +14,10 @@ import time
 from collections import deque
 
 from config.logs import utc_time
-from keys.health import COOLDOWN_HASH as HASH  # the scheduled probes write it too (keys/health.py)
 
 log = logging.getLogger(__name__)
 
+HASH = "tollgate:cooldowns"
 POLL_SECONDS = 0.5
 
 
