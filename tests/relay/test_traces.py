@@ -175,3 +175,28 @@ def test_opentelemetry_is_loaded_only_when_an_endpoint_is_set(tmp_path, endpoint
     run = subprocess.run([sys.executable, "-c", RUNTIME_CHECK], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split("\n")[-2] == expected
+
+
+RECORD = {
+    "request_id": "req_sampled", "organization_id": 1, "key_id": 2, "model_name": "gpt-test", "deployment_id": 3, "provider": "custom",
+    "upstream_model": "echo", "endpoint": "chat", "stream": False, "status_code": 200, "error_type": "", "prompt_tokens": 5,
+    "cached_tokens": 0, "completion_tokens": 7, "usage_source": "provider", "attempts": 1, "latency_ms": 12, "ttft_ms": None,
+    "created_at": 1_767_225_600.0, "cost": None, "currency": "", "attempt_trail": [{"deployment": 3, "status": 200, "error": "", "ms": 9, "at": 2}],
+}
+
+
+@pytest.mark.parametrize("sampler, traced", [(None, True), ("always_off", False), ("traceidratio", False)])
+def test_the_standard_sampler_variables_thin_the_traces(monkeypatch, receiver, sampler, traced):
+    """Tracing every request costs CPU in the tracing thread (README "Traces"): OTEL_TRACES_SAMPLER keeps a share."""
+    if sampler:
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER", sampler)
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    tracer = RequestTracer(traces_endpoint(receiver.url))
+    tracer.observe(RECORD)
+    tracer.close()
+    assert bool(receiver.spans) is traced
+    if traced:
+        root, children = receiver.trace_of("req_sampled")
+        assert root["start"] == 1_767_225_600 * 10**9 and root["end"] - root["start"] == 12 * 10**6
+        assert sorted((c["name"], c["start"] - root["start"], c["end"] - c["start"]) for c in children) == [
+            ("admission", 0, 2 * 10**6), ("chat echo", 2 * 10**6, 9 * 10**6)]
