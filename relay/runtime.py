@@ -85,8 +85,11 @@ class Runtime:
         await cancel_until_done(self._tasks)
         await self.sink.flush()
         flush_observers(self.observers)
-        if self.tracer is not None:
-            await asyncio.to_thread(self.tracer.close)  # exports the last spans
+        if self.tracer is not None:  # exports the last spans; a collector that is away must not hold shutdown
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.tracer.close), timeout=5)
+            except TimeoutError:
+                log.warning("the last traces were not exported: the OTLP collector did not answer")
         self.bodies.close()
         if self.session is not None:
             await self.session.close()

@@ -200,3 +200,32 @@ def test_the_standard_sampler_variables_thin_the_traces(monkeypatch, receiver, s
         assert root["start"] == 1_767_225_600 * 10**9 and root["end"] - root["start"] == 12 * 10**6
         assert sorted((c["name"], c["start"] - root["start"], c["end"] - c["start"]) for c in children) == [
             ("admission", 0, 2 * 10**6), ("chat echo", 2 * 10**6, 9 * 10**6)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_shutdown_exports_the_last_spans_and_is_not_held_by_a_collector_away(settings, receiver):
+    """Runtime.stop hands the last records to the collector; one that does not answer costs at most 5 s."""
+    import asyncio
+    import socket
+
+    from relay.runtime import Runtime
+
+    async def lifecycle(endpoint: str) -> Runtime:
+        settings.TOLLGATE_OTLP_ENDPOINT = endpoint
+        rt = Runtime()
+        await rt.start()
+        rt.sink.emit(dict(RECORD))  # as the pipeline does: the sink hands it to the observers
+        await rt.stop()
+        return rt
+
+    asyncio.run(lifecycle(receiver.url))
+    assert receiver.trace_of("req_sampled")[0]["name"] == "chat gpt-test"
+
+    silent = socket.socket()  # accepts connections (the kernel's backlog) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        rt = asyncio.run(lifecycle(f"http://127.0.0.1:{silent.getsockname()[1]}"))
+        assert rt.serving is False  # stopped although the export never completed
+    finally:
+        silent.close()
