@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CHROMIUM ?= /usr/bin/chromium
+PROMETHEUS ?= /usr/bin/prometheus
 export DJANGO_SETTINGS_MODULE := config.settings
 
-.PHONY: run prod test deps messages chromium bench bench-smoke
+.PHONY: run prod test deps messages chromium prometheus bench bench-smoke
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,10 +46,15 @@ chromium:
 	@test -x $(CHROMIUM) || (command -v apt-get >/dev/null && (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null))) || echo "warning: no $(CHROMIUM); browser tests will fail"
 	@fc-list :lang=zh 2>/dev/null | grep -q . || (command -v apt-get >/dev/null && (apt-get install -y -q $(CJK_FONT_PACKAGE) >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q $(CJK_FONT_PACKAGE) >/dev/null))) || echo "warning: no CJK font; Chinese screenshots will show boxes"
 
+# Debian's Prometheus server, which scrapes /metrics in tests/relay/test_prometheus_scrape.py (without it that
+# test reads the scrapes with prometheus-client's parser instead). apt-get does not start the service here.
+prometheus:
+	@test -x $(PROMETHEUS) || (command -v apt-get >/dev/null && (apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends prometheus >/dev/null))) || echo "warning: no $(PROMETHEUS); the scrape test parses /metrics itself"
+
 # The architecture contracts (.importlinter), parallel workers, then the few tests that disturb shared
 # services (marked serial) on their own.
 TEST_WORKERS ?= 2
-test: deps chromium
+test: deps chromium prometheus
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not serial" $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]

@@ -5,7 +5,9 @@ A, B, A, B… so a noisy machine weighs on both alike. Prints one line per cell 
     python benchmarks/ab.py --variants coalesce --drain load,idle --concurrency 1
 
 Variants: `httptools` (uvicorn's own protocol), `coalesce` (relay.coalesce, what the Procfile runs),
-`nometrics` (coalesce with the Prometheus metrics off: `--variants coalesce,nometrics` prices them).
+`nometrics` (coalesce with the Prometheus metrics off: `--variants coalesce,nometrics` prices them),
+`traces` (coalesce exporting OpenTelemetry traces to a local OTLP sink that discards them:
+`--variants coalesce,traces` prices tracing).
 `--drain`: where the Celery worker that drains usage runs: `idle` (core 0 at idle priority, as run.py
 does), `load` (core 0 at the load tools' priority) or `none` (no worker; usage waits in the stream).
 Uses run.py's machinery with its own ports, database (`tollgate_bench_ab`) and Redis database (9).
@@ -29,7 +31,28 @@ UVICORN = [run.PY, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.
            "--no-access-log", "--no-server-header", "--no-proxy-headers"]
 VARIANTS = {"httptools": ["--http", "httptools"], "coalesce": ["--http", "relay.coalesce:HttpToolsProtocol"]}
 VARIANTS["nometrics"] = VARIANTS["coalesce"]  # the Procfile's process with TOLLGATE_METRICS=false
+VARIANTS["traces"] = VARIANTS["coalesce"]  # with TOLLGATE_OTLP_ENDPOINT set (relay/tracing.py)
 VARIANT_ENV = {"nometrics": {"TOLLGATE_METRICS": "false"}}
+
+
+def otlp_sink() -> str:
+    """An OTLP/HTTP endpoint on loopback that accepts every export and keeps nothing (for `traces`)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def measure(load: run.Load, routes: dict, opts, pid: int) -> dict:
@@ -59,6 +82,8 @@ def main() -> None:
     notes: list[str] = []
     tools = run.ensure_tools(notes)
     cases = [(variant, drain) for variant in opts.variants.split(",") for drain in opts.drain.split(",")]
+    if any(variant == "traces" for variant, _ in cases):
+        VARIANT_ENV["traces"] = {"TOLLGATE_OTLP_ENDPOINT": otlp_sink()}
     try:
         run.start_mocks(tools, notes)
         gateway = run.Tollgate(notes, celery=False)

@@ -40,7 +40,7 @@ class UsageEvent(models.Model):
     completion_tokens = models.PositiveIntegerField(default=0)
     usage_source = models.CharField(max_length=16, choices=UsageSource.choices, default=UsageSource.MISSING)
     attempts = models.PositiveSmallIntegerField(default=1)
-    attempt_trail = models.JSONField(default=list, blank=True)  # [{"deployment", "status", "error", "ms"}] per attempt
+    attempt_trail = models.JSONField(default=list, blank=True)  # [{"deployment", "status", "error", "ms", "at"}] per attempt
     latency_ms = models.PositiveIntegerField(default=0)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     # Cost in the price's currency, and converted to the org's display currency at `exchange_rate`.

@@ -3,6 +3,7 @@
 Django's own variables take the DJANGO_ prefix; Tollgate's take TOLLGATE_. See README "Configuration".
 """
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -259,6 +260,9 @@ TOLLGATE_METRICS = env.bool("TOLLGATE_METRICS", default=True)
 TOLLGATE_ACCESS_LOG = env.bool("TOLLGATE_ACCESS_LOG", default=False)
 # /metrics (Prometheus): a bearer token; without one it answers only loopback clients, and only with DEBUG on.
 TOLLGATE_METRICS_TOKEN = env("TOLLGATE_METRICS_TOKEN", default="")
+# OpenTelemetry traces of /v1 requests (relay/tracing.py), off by default: an OTLP/HTTP collector's base URL
+# (http://collector:4318). The standard OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variables turn them on too.
+TOLLGATE_OTLP_ENDPOINT = env("TOLLGATE_OTLP_ENDPOINT", default="")
 # prometheus-client picks multiprocess mode from this variable when it is first imported, so it is set here,
 # before anything imports it; every web and worker process writes its own files there (README "Metrics").
 METRICS_DIR = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(DATA_DIR / "metrics")))
@@ -294,7 +298,7 @@ TOLLGATE_EGRESS_ALLOW_HTTP = env.bool("TOLLGATE_EGRESS_ALLOW_HTTP", default=DEBU
 # The relay's own upstream connections: how long a checked DNS answer is reused (relay/egress.py).
 TOLLGATE_EGRESS_DNS_TTL = env.int("TOLLGATE_EGRESS_DNS_TTL", default=60)
 # Reverse proxies whose X-Forwarded-For is believed (CIDRs), for the relay's bad-key throttle and the
-# login throttle (accounts/proxies.py). Empty: the connection's own address is the client's.
+# login throttle (wire/proxies.py). Empty: the connection's own address is the client's.
 TOLLGATE_TRUSTED_PROXIES = [str(n) for n in parse_networks(tuple(env.list("TOLLGATE_TRUSTED_PROXIES", default=[])))]
 # Request bodies outside /v1 (dashboard, REST API): refused with 413 past this size before they are
 # read (config/body_limit.py); a view may declare a larger limit (the cost estimator's upload).
@@ -332,3 +336,6 @@ LOGGING = {
         "hpack": {"level": "INFO"},
     },
 }
+# Python warnings (a library's UserWarning) become `py.warnings` log lines in the configured format, as
+# Celery does for the worker: in JSON mode a bare warning line would be the one line a collector cannot read.
+logging.captureWarnings(True)

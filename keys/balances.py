@@ -1,8 +1,14 @@
-"""Account balance polling where the provider exposes it (DeepSeek, Moonshot/Kimi).
+"""Account balance polling where the provider exposes it (DeepSeek, Moonshot/Kimi, SiliconFlow, OpenRouter).
 
 DeepSeek: `GET https://api.deepseek.com/user/balance` (the base URL without its /v1) answers
 `balance_infos[].total_balance` per currency. Moonshot: `GET {base}/users/me/balance` answers
-`data.available_balance`, in CNY on api.moonshot.cn and USD on api.moonshot.ai. Amounts are parsed
+`data.available_balance`, in CNY on api.moonshot.cn and USD on api.moonshot.ai. SiliconFlow:
+`GET {base}/user/info` answers `data.totalBalance` (a string; gift `balance` plus paid
+`chargeBalance`), CNY on api.siliconflow.cn and USD on api.siliconflow.com (reported retired on the
+China site in August 2026: a refusal there is recorded as the check's error). OpenRouter:
+`GET {base}/credits` answers `data.total_credits` and `data.total_usage` in USD; what is left is
+their difference (OpenRouter asks for a management key there; an inference key's refusal is shown
+as the error). Amounts are parsed
 as Decimal straight from the JSON text. The periodic run and the low-balance alert live in billing
 (billing.tasks), which may import keys; this module writes only the credential's balance fields.
 """
@@ -60,11 +66,39 @@ def _moonshot_parse(currency: str):
     return parse
 
 
+def _siliconflow_url(base: str) -> str:
+    return base + "/user/info"
+
+
+def _siliconflow_parse(currency: str):
+    def parse(data) -> tuple[Decimal, str]:
+        inner = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(inner, dict):
+            raise ValueError("no data")
+        return _amount(inner.get("totalBalance")), currency
+
+    return parse
+
+
+def _openrouter_url(base: str) -> str:
+    return base + "/credits"
+
+
+def _openrouter_parse(data) -> tuple[Decimal, str]:
+    inner = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(inner, dict):
+        raise ValueError("no data")
+    return _amount(inner.get("total_credits")) - _amount(inner.get("total_usage")), "USD"
+
+
 # provider slug -> (balance URL from the base URL, parser of the JSON answer)
 READERS = {
     "deepseek": (_deepseek_url, _deepseek_parse),
     "moonshot-cn": (_moonshot_url, _moonshot_parse("CNY")),
     "moonshot-ai": (_moonshot_url, _moonshot_parse("USD")),
+    "siliconflow-cn": (_siliconflow_url, _siliconflow_parse("CNY")),
+    "siliconflow-com": (_siliconflow_url, _siliconflow_parse("USD")),
+    "openrouter": (_openrouter_url, _openrouter_parse),
 }
 
 

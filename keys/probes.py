@@ -2,7 +2,8 @@
 
 Kinds: "models" reads the provider's model list (free; the deployment's model must be listed) and
 "chat" sends the one-token test call of keys.testing (a paid call). The history is kept for
-HISTORY_DAYS and shown on the deployment's page; a probe never changes routing by itself.
+HISTORY_DAYS and shown on the deployment's page as a chart and a table. A failed probe cools the
+deployment in the relay until a later probe succeeds (keys/health.py; with Redis).
 """
 
 import logging
@@ -14,6 +15,7 @@ from django.utils.translation import gettext as _
 
 from accounts.errors import ApplicationError
 from keys.discovery import credential_models
+from keys.health import probe_cooldown_apply
 from keys.models import Deployment, DeploymentProbe
 from keys.testing import run_test
 
@@ -42,16 +44,18 @@ def deployment_probe(*, deployment: Deployment) -> DeploymentProbe:
         ok, message, latency = run_test(deployment.credential, deployment.upstream_model)
     else:
         ok, message, latency = _probe_models(deployment)
-    return DeploymentProbe.objects.create(
+    probe = DeploymentProbe.objects.create(
         organization_id=deployment.organization_id, deployment=deployment, kind=kind, ok=ok, latency_ms=max(0, latency),
         message=str(message)[:300],
     )
+    probe_cooldown_apply(deployment_id=deployment.pk, ok=ok, cooldown_seconds=deployment.model.cooldown_seconds)
+    return probe
 
 
 def deployment_probes_run() -> int:
     """Probe every active deployment whose probe is on, then drop history older than HISTORY_DAYS."""
     count = 0
-    deployments = Deployment.objects.filter(is_active=True).exclude(probe=Deployment.Probe.OFF).select_related("credential")
+    deployments = Deployment.objects.filter(is_active=True).exclude(probe=Deployment.Probe.OFF).select_related("credential", "model")
     for deployment in deployments.iterator():
         try:
             deployment_probe(deployment=deployment)
@@ -64,3 +68,16 @@ def deployment_probes_run() -> int:
 
 def deployment_probe_history(*, deployment: Deployment) -> list[DeploymentProbe]:
     return list(deployment.probes.all()[:HISTORY_SHOWN])
+
+
+def deployment_health_chart(*, deployment: Deployment) -> dict:
+    """The kept history for the page's chart (static/js/charts.js): latency per probe, oldest first,
+    times in the current (the organization's) time zone, and whether each probe passed."""
+    rows = deployment.probes.filter(checked_at__gte=timezone.now() - timedelta(days=HISTORY_DAYS)).order_by("checked_at")
+    labels, latency, ok = [], [], []
+    for checked_at, latency_ms, passed in rows.values_list("checked_at", "latency_ms", "ok"):
+        labels.append(timezone.localtime(checked_at).strftime("%m-%d %H:%M"))
+        latency.append(latency_ms)
+        ok.append(passed)
+    return {"labels": labels, "latency": latency, "ok": ok, "empty": not labels,
+            "latency_label": _("Latency (ms)"), "failed_label": _("failed"), "passed_label": _("OK")}

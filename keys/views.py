@@ -10,6 +10,7 @@ Cache-Control: no-store. It is never put in the session, a message or a redirect
 """
 
 import json
+from datetime import datetime, timezone as dt_timezone
 
 from django.conf import settings
 from django.contrib import messages
@@ -45,7 +46,8 @@ from keys.forms import (
     ModelUpdateForm,
 )
 from keys.models import Deployment, Model, ProviderCredential
-from keys.probes import deployment_probe, deployment_probe_history
+from keys.health import probe_cooled_until
+from keys.probes import deployment_health_chart, deployment_probe, deployment_probe_history
 from keys.testing import credential_test as run_credential_test, credential_test_all as run_credential_test_all
 from wire.presets import PRESETS
 
@@ -588,6 +590,7 @@ def deployment_create(request, pk):
 
 @require_http_methods(["GET", "POST"])
 @permission_required(Perm.MANAGE_PROVIDERS)
+@in_org_time_zone
 def deployment_edit(request, pk):
     ctx = request.org_context
     deployment = get_scoped_or_404(Deployment.objects.select_related("model", "credential"), ctx.organization, pk=pk)
@@ -601,7 +604,12 @@ def deployment_edit(request, pk):
         else:
             messages.success(request, _("Deployment of %(name)s saved.") % {"name": deployment.model.name})
             return redirect("models")
-    context = {"nav_section": "models", "deployment": deployment, "form": form, "probes": deployment_probe_history(deployment=deployment)}
+    cooled_until = probe_cooled_until(deployment.pk)
+    context = {
+        "nav_section": "models", "deployment": deployment, "form": form, "probes": deployment_probe_history(deployment=deployment),
+        "health_chart": deployment_health_chart(deployment=deployment),
+        "cooled_until": datetime.fromtimestamp(cooled_until, tz=dt_timezone.utc) if cooled_until else None,
+    }
     return render(request, "keys/deployment_edit.html", context, status=form_status(form) if form.errors else 200)
 
 

@@ -1,4 +1,4 @@
-"""What watches finished requests besides the ledger: the metrics and the access log.
+"""What watches finished requests besides the ledger: the metrics, the access log and the traces.
 
 The usage sink hands each record to the observers as well (`ObservedSink`); a request pays a list
 append per observer, and `run_observers` folds what gathered into metrics and log lines once a
@@ -7,6 +7,7 @@ second, outside every request.
 
 import asyncio
 import logging
+import os
 
 FLUSH_SECONDS = 1.0
 
@@ -69,3 +70,17 @@ class AccessLog:
                 fields["endpoint"], fields["status_code"], fields["latency_ms"] or 0, fields["prompt_tokens"],
                 fields["completion_tokens"], fields["cost"] or "-", fields["currency"] or "", extra=fields,
             )
+
+
+def traces_endpoint(configured: str) -> str | None:
+    """Where spans go: TOLLGATE_OTLP_ENDPOINT (a collector's base URL, /v1/traces added like
+    OTEL_EXPORTER_OTLP_ENDPOINT), else what the OpenTelemetry variables say; None when tracing is off."""
+    if configured:
+        return configured.rstrip("/") + "/v1/traces"
+    if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true" or os.environ.get("OTEL_TRACES_EXPORTER", "") == "none":
+        return None
+    signal = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if signal:
+        return signal
+    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    return base.rstrip("/") + "/v1/traces" if base else None

@@ -122,9 +122,10 @@ class Record:
         self.provider, self.upstream_model = target.provider, target.upstream_model
 
     def trail(self, deployment, status: int, error: str, started: float) -> None:
+        # "at": when the attempt began, in ms from the request's arrival (the traces place it with it).
         self.attempt_trail.append({
             "deployment": deployment.target.deployment_id, "status": status, "error": error,
-            "ms": int((time.perf_counter() - started) * 1000),
+            "ms": int((time.perf_counter() - started) * 1000), "at": int((started - self.started) * 1000),
         })
 
     async def usage(self, usage, source: str, answer_text=str) -> None:

@@ -18,7 +18,7 @@ from relay.cooldown import Cooldowns
 from relay.credits import CreditGate
 from relay.idempotency import IdempotencyStore
 from relay.metrics import RelayMetrics
-from relay.observers import AccessLog, ObservedSink, flush_observers, run_observers
+from relay.observers import AccessLog, ObservedSink, flush_observers, run_observers, traces_endpoint
 from relay.leases import FailoverLeaseStore, LeaseBook, LocalLeaseStore, RedisLeaseStore
 from relay.limits import RateLimiter
 from relay.notices import credential_rejected_notifier
@@ -48,6 +48,9 @@ class Runtime:
         self.observers = [self.metrics] if settings.TOLLGATE_METRICS else []
         if settings.TOLLGATE_ACCESS_LOG:
             self.observers.append(AccessLog())
+        self.tracer = _request_tracer()
+        if self.tracer is not None:
+            self.observers.append(self.tracer)
         if self.observers:
             self.sink = ObservedSink(self.sink, self.observers)
         self.cache = SnapshotCache(self.redis)
@@ -84,11 +87,27 @@ class Runtime:
         await cancel_until_done(self._tasks)
         await self.sink.flush()
         flush_observers(self.observers)
+        if self.tracer is not None:  # exports the last spans; a collector that is away must not hold shutdown
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.tracer.close), timeout=5)
+            except TimeoutError:
+                log.warning("the last traces were not exported: the OTLP collector did not answer")
         self.bodies.close()
         if self.session is not None:
             await self.session.close()
         if self.redis is not None:
             await self.redis.aclose()
+
+
+def _request_tracer():
+    """The traces observer when an OTLP endpoint is configured; OpenTelemetry is imported only then."""
+    endpoint = traces_endpoint(settings.TOLLGATE_OTLP_ENDPOINT)
+    if endpoint is None:
+        return None
+    from relay.tracing import RequestTracer
+
+    log.info("tracing /v1 requests over OTLP")  # not the URL: it may carry credentials
+    return RequestTracer(endpoint)
 
 
 async def cancel_until_done(tasks: list[asyncio.Task], *, rounds: int = 20, wait: float = 0.25) -> None:

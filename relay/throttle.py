@@ -6,7 +6,7 @@ office behind one NAT, everyone behind a load balancer) is served. What the thro
 address is a gate: keys this process does not hold in its snapshot cache are looked up one at a time,
 so a flood of random keys costs at most one database query at a time per address, while known keys
 go straight through. The client's address is the connection's, or the X-Forwarded-For hop a trusted
-proxy saw (TOLLGATE_TRUSTED_PROXIES; accounts/proxies.py); it is only worked out once an address has
+proxy saw (TOLLGATE_TRUSTED_PROXIES; wire/proxies.py); it is only worked out once an address has
 failed recently, so the hot path does not pay for it.
 """
 

@@ -135,3 +135,60 @@ def test_an_unknown_log_format_is_refused(tmp_path):
         capture_output=True, text=True,
     )
     assert run.returncode != 0 and "TOLLGATE_LOG_FORMAT must be text or json" in run.stderr
+
+
+def test_production_web_process_logs_only_json_lines_with_the_access_log(gateway, tmp_path):
+    """DJANGO_DEBUG=false with TOLLGATE_LOG_FORMAT=json, as a log collector would read it: every line a web
+    process writes (start-up, /v1 access lines, warnings, shutdown) is one JSON object, the access lines
+    carry the request id the client got, and neither the virtual key nor the provider key appears."""
+    import httpx
+    from django.conf import settings
+    from django.db import connection
+
+    from tests.faults.helpers import secrets_env
+    from tests.gateway import server_database_url
+
+    if connection.vendor != "postgresql" or not settings.REDIS_URL:
+        pytest.skip("production mode needs PostgreSQL and Redis")
+    port = _free_port()
+    env = _environment(tmp_path, **secrets_env(), DJANGO_DEBUG="false", DJANGO_ALLOWED_HOSTS="127.0.0.1", TOLLGATE_LOG_FORMAT="json",
+                       TOLLGATE_ACCESS_LOG="true", DATABASE_URL=server_database_url(), REDIS_URL=settings.REDIS_URL,
+                       TOLLGATE_ACCEPT_VOLATILE_REDIS="true", TOLLGATE_EGRESS_ALLOW_HOSTS="127.0.0.1", TOLLGATE_EGRESS_ALLOW_HTTP="true")
+    process = subprocess.Popen(
+        [str(ROOT / ".venv/bin/uvicorn"), "config.asgi:application", "--port", str(port), "--no-access-log"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.time() < deadline and process.poll() is None, "the production web process did not start"
+            time.sleep(0.2)
+        headers = {"Authorization": f"Bearer {gateway.secret}"}
+        ok = httpx.post(base + "/v1/chat/completions", headers=headers, json={"model": "gpt-test", "messages": [{"role": "user", "content": "Hi"}]}, timeout=30)
+        missing = httpx.post(base + "/v1/chat/completions", headers=headers, json={"model": "nope", "messages": [{"role": "user", "content": "Hi"}]}, timeout=30)
+        assert (ok.status_code, missing.status_code) == (200, 404)
+        time.sleep(2)  # the access log is written once a second, off the request path
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=30)
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert [line for line in lines if not _is_json_object(line)] == []  # every line is one JSON object
+    entries = [json.loads(line) for line in lines]
+    assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in entries)
+    access = {entry["request_id"]: entry for entry in entries if entry["logger"] == "tollgate.access"}
+    assert access[ok.headers["x-request-id"]]["status_code"] == 200 and access[ok.headers["x-request-id"]]["model_name"] == "gpt-test"
+    assert access[missing.headers["x-request-id"]]["error_type"] == "model_not_found"
+    assert gateway.secret not in out and "test-key" not in out
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False

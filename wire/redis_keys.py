@@ -9,6 +9,7 @@ DRAIN_LOCK = PREFIX + "drain-lock"
 DEAD_LETTER_ALERT = PREFIX + "usage-dead-letter-alert"  # at most one operator email an hour
 CONFIG_VERSION = PREFIX + "config:version"  # bumped on every configuration change the relay snapshots
 COOLDOWNS = PREFIX + "cooldowns"  # hash: deployment id -> cooled until (epoch)
+PROBE_COOLDOWNS = PREFIX + "probe-cooldowns"  # the cooldowns a failed probe set (keys.health), which a passing probe lifts
 
 
 def budget_counter(budget_id: int, period_start: int) -> str:

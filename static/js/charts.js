@@ -1,4 +1,4 @@
-// Chart.js charts of the billing pages. Loaded with `defer` after chart.umd.js; the CSP forbids inline
+// Chart.js charts of the billing pages and of a deployment's health history. Loaded with `defer` after chart.umd.js; the CSP forbids inline
 // scripts, so each <canvas data-chart="ID"> names a json_script element holding its data:
 // {"labels": [...], "datasets": [{"label", "data"}], "currency": "USD"} — one stacked bar per label.
 (function () {
@@ -64,5 +64,45 @@
     canvas.setAttribute("data-chart-ready", "true");
   }
 
+  // A deployment's probe history (keys/probes.py deployment_health_chart): latency per probe, oldest
+  // first, failed probes as red points: {"labels", "latency", "ok", "latency_label", "failed_label", "passed_label"}.
+  function drawHealth(canvas) {
+    var source = document.getElementById(canvas.getAttribute("data-health-chart"));
+    if (!source || !window.Chart) {
+      return;
+    }
+    var data = JSON.parse(source.textContent);
+    var colours = data.ok.map(function (ok) { return ok ? "#1e9e6a" : "#c62828"; });
+    new window.Chart(canvas, {
+      type: "line",
+      data: {
+        labels: data.labels,
+        datasets: [{
+          label: data.latency_label, data: data.latency, borderColor: "#2856d6", borderWidth: 1.5, tension: 0.2,
+          pointBackgroundColor: colours, pointBorderColor: colours, pointRadius: data.ok.map(function (ok) { return ok ? 2 : 4; })
+        }]
+      },
+      options: {
+        responsive: true,
+        maintainAspectRatio: false,
+        animation: window.matchMedia("(prefers-reduced-motion: reduce)").matches ? false : { duration: 300 },
+        scales: { x: { grid: { display: false }, ticks: { maxTicksLimit: 8 } }, y: { beginAtZero: true } },
+        plugins: {
+          legend: { display: false },
+          tooltip: {
+            callbacks: {
+              label: function (item) {
+                var state = data.ok[item.dataIndex] ? data.passed_label : data.failed_label;
+                return data.latency_label + ": " + item.parsed.y + " (" + state + ")";
+              }
+            }
+          }
+        }
+      }
+    });
+    canvas.setAttribute("data-chart-ready", "true");
+  }
+
   document.querySelectorAll("canvas[data-chart]").forEach(draw);
+  document.querySelectorAll("canvas[data-health-chart]").forEach(drawHealth);
 })();

@@ -76,3 +76,57 @@ def test_fetch_models_and_balance(live_server, upstream, new_page, console_error
     expect(row).to_contain_text(text["low"])
     screenshot(page, f"providers-balance{suffix}")
     assert console_errors == []
+
+
+HEALTH_TEXT = {
+    "en": {"probe": "Probe now", "title": "Health history", "failed": "failed"},
+    "zh-hans": {"probe": "立即探测", "title": "健康记录", "failed": "失败"},
+}
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_deployment_health_history_chart(live_server, upstream, new_page, console_errors, screenshot, language):
+    """The probe history as a chart and a table; a probe run from the page adds a failed point (the
+    deployment's model is missing from the provider's list)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from keys.models import DeploymentProbe
+    from tests.keys.factories import DeploymentFactory, ModelFactory
+
+    text, suffix = HEALTH_TEXT[language], "-zh" if language == "zh-hans" else ""
+    org = Organization.objects.create(name="Acme AI", slug=f"acme-health-{language}", language=language)
+    email = f"health-{language}@example.com"
+    user = User.objects.create_user(email=email, password=PASSWORD, name="Olivia Owner")
+    Membership.objects.create(organization=org, user=user, role=Role.OWNER)
+    credential = ProviderCredentialFactory(organization=org, name="Mock", provider="openai", base_url=f"{upstream.url}/v1", api_key=EXPECTED_KEY)
+    deployment = DeploymentFactory(organization=org, model=ModelFactory(organization=org), credential=credential,
+                                   upstream_model="gpt-unknown", probe="models")
+    now = timezone.now()
+    for minutes, ok, latency in ((30, True, 120), (25, True, 180), (20, False, 900), (15, True, 150)):
+        DeploymentProbe.objects.create(organization=org, deployment=deployment, kind="models", ok=ok, latency_ms=latency,
+                                       checked_at=now - timedelta(minutes=minutes), message="history")
+
+    page = new_page()
+    page.context.add_cookies([{"name": django_settings.LANGUAGE_COOKIE_NAME, "value": language, "url": live_server.url}])
+    page.goto(f"{live_server.url}/login/")
+    page.locator("input[name=email], input[type=email]").first.fill(email)
+    page.locator("input[type=password]").fill(PASSWORD)
+    page.locator("input[type=password]").press("Enter")
+    expect(page.locator("h1")).to_have_text("Acme AI")
+
+    page.goto(f"{live_server.url}/deployments/{deployment.pk}/edit/")
+    history = page.locator("#probe-history")
+    expect(history.locator("h2")).to_have_text(text["title"])
+    expect(history.locator("canvas[data-health-chart]")).to_have_attribute("data-chart-ready", "true")
+    expect(history.locator("tr[data-probe]")).to_have_count(4)
+    history.get_by_role("button", name=text["probe"]).click()
+    expect(history.locator("tr[data-probe]")).to_have_count(5)
+    expect(history.locator("tr[data-probe]").first).to_contain_text(text["failed"])
+    expect(history.locator("canvas[data-health-chart]")).to_have_attribute("data-chart-ready", "true")
+    points = page.evaluate("() => Chart.getChart('health-chart').data.datasets[0].data")
+    assert points[:4] == [120, 180, 900, 150] and len(points) == 5
+    assert_labelled(page)
+    screenshot(page, f"deployment-health{suffix}")
+    assert console_errors == []

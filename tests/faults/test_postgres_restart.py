@@ -17,7 +17,7 @@ from django.db import connection
 
 from billing import services as billing_services
 from keys import services as key_services
-from tests.faults.helpers import burst, chat, price_echo
+from tests.faults.helpers import WebProcess, burst, chat, price_echo
 from tests.gateway import wait_for
 from tests.reconcile import reconcile
 
@@ -62,19 +62,30 @@ def test_postgresql_restart(gateway, upstream, relay_server):
 
     wait_for(cached_now, timeout=10, interval=0.6)
     assert {o.status for o in served} == {200}
+    cold = WebProcess()  # a web process that has served no key yet: nothing to serve from without PostgreSQL
+    cold_ready = cold.url.removesuffix("/v1") + "/readyz"
+    assert httpx.get(cold_ready, timeout=10).json()["status"] == "ready"
 
     connection.close()
-    pg(version, "stop")  # a restart, with the probes below while the server is down
     try:
-        probes = burst([
-            (url, cached, chat()), (url, cached, chat(stream=True)),  # snapshot, leases and the stream: no SQL
-            (url, uncached, chat()), (url, "tg-" + secrets.token_urlsafe(32), chat()),  # cannot be checked now
-        ], concurrency=1)
-        readiness_during = httpx.get(relay_server.url + "/readyz", timeout=10)
+        pg(version, "stop")  # a restart, with the probes below while the server is down
+        try:
+            probes = burst([
+                (url, cached, chat()), (url, cached, chat(stream=True)),  # snapshot, leases and the stream: no SQL
+                (url, uncached, chat()), (url, "tg-" + secrets.token_urlsafe(32), chat()),  # cannot be checked now
+            ], concurrency=1)
+            readiness_during = httpx.get(relay_server.url + "/readyz", timeout=10)
+            cold_during = httpx.get(cold_ready, timeout=10)
+        finally:
+            pg(version, "start")
+        wait_for(lambda: pg_ready(port), timeout=30)
+        connection.close()
+        # The cold process is taken out of the balancer while the database is away, and back in after.
+        assert cold_during.status_code == 503, cold_during.text
+        assert cold_during.json()["status"] == "unready" and cold_during.json()["checks"]["postgresql"]["status"] == "down"
+        assert wait_for(lambda: httpx.get(cold_ready, timeout=10).status_code == 200, timeout=15)
     finally:
-        pg(version, "start")
-    wait_for(lambda: pg_ready(port), timeout=30)
-    connection.close()
+        cold.stop()
 
     # Still ready (it serves its cached keys), degraded, naming the database (README: fail-open table).
     assert readiness_during.status_code == 200, readiness_during.text

@@ -68,6 +68,8 @@ def test_redis_paused_under_traffic(gateway, upstream, settings):
         paused_at = time.time()
         redis.pause(PAUSE_SECONDS * 1000)
         wait_for(web.spooled, timeout=5)  # usage that cannot reach the stream is kept on disk
+        # Readiness answers although Redis hangs (each check has its timeout) and stays ready (fail-open), naming Redis.
+        readiness_during = httpx.get(web.url.removesuffix("/v1") + "/readyz", timeout=10)
         during = burst([(web.url, fresh, chat())])[0]  # a key never seen: loaded from PostgreSQL, no Redis needed
         # Idempotency needs the shared store: refused with 503 + Retry-After (a retry is safe), never a 500
         idempotent = burst([(web.url, limited, chat(), {"Idempotency-Key": "stalled-1"})])[0]
@@ -76,6 +78,10 @@ def test_redis_paused_under_traffic(gateway, upstream, settings):
         outcomes = traffic.stop()
         replayed = burst([(web.url, limited, chat(), {"Idempotency-Key": "stalled-1"})] * 2, concurrency=1)
 
+        assert readiness_during.status_code == 200 and readiness_during.json()["status"] == "degraded", readiness_during.text
+        redis_check = readiness_during.json()["checks"]["redis"]
+        assert redis_check["status"] == "down" and redis_check["error"] in ("timeout", "TimeoutError"), redis_check  # a hang, cut short
+        assert httpx.get(web.url.removesuffix("/v1") + "/readyz", timeout=10).json()["status"] == "ready"  # Redis back
         assert during.status == 200 and during.elapsed < LATENCY_BOUND, during
         assert idempotent.status == 503 and "retry-after" in idempotent.headers and idempotent.elapsed < LATENCY_BOUND, idempotent
         assert [o.status for o in replayed] == [200, 200] and replayed[1].headers.get("idempotent-replayed") == "true"

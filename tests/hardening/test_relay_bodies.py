@@ -1,5 +1,5 @@
 """/v1 bodies: no field anywhere may choose a destination, credentials or headers (whatever its case or
-separators), and the work spent on one body is bounded (relay/validation.py, relay/tokens.py)."""
+separators), and the work spent on one body is bounded (relay/validation.py, wire/tokens.py)."""
 
 import time
 

@@ -1,4 +1,4 @@
-"""The relay's own upstream connections reach only checked addresses (relay/egress.py, keys/addresses.py).
+"""The relay's own upstream connections reach only checked addresses (relay/egress.py, wire/addresses.py).
 
 A base URL is checked when it is saved; these tests then change what the host means (DNS rebinding is
 simulated by taking the name off the allow list: `localhost` resolves to loopback like a rebound name)

@@ -224,6 +224,27 @@ def test_moonshot_balance_is_decimal(org, upstream, provider, currency):
     assert upstream.requests[-1]["path"] == "/v1/users/me/balance"
 
 
+@pytest.mark.parametrize("provider, currency", [("siliconflow-cn", "CNY"), ("siliconflow-com", "USD")])
+def test_siliconflow_balance_is_the_total(org, upstream, provider, currency):
+    credential = balances.balance_check(credential=cred(org, upstream, provider=provider))
+    credential.refresh_from_db()
+    assert credential.balance == Decimal("88.88") and credential.balance_currency == currency and credential.balance_error == ""
+    assert upstream.requests[-1]["path"] == "/v1/user/info"
+
+
+def test_openrouter_balance_is_credits_left(org, upstream):
+    credential = balances.balance_check(credential=cred(org, upstream, provider="openrouter"))
+    credential.refresh_from_db()
+    assert credential.balance == Decimal("74.75") and credential.balance_currency == "USD"  # 100.5 bought - 25.75 used, exactly
+    assert upstream.requests[-1]["path"] == "/v1/credits"
+    # An inference key where OpenRouter wants a management key: the refusal is the check's error, the amount stays.
+    upstream.balance_answers["/v1/credits"] = (403, {"error": {"message": "Only management keys can perform this operation", "code": 403}})
+    credential = balances.balance_check(credential=credential)
+    assert credential.balance == Decimal("74.75") and "HTTP 403" in credential.balance_error and "management keys" in credential.balance_error
+    upstream.balance_answers["/v1/credits"] = (200, {"data": {"total_credits": "lots"}})
+    assert "not understood" in balances.balance_check(credential=credential).balance_error
+
+
 def test_balance_failure_keeps_last_amount_and_hides_key(org, upstream):
     credential = balances.balance_check(credential=cred(org, upstream, provider="deepseek"))
     upstream.balance_answers["/user/balance"] = (500, {"error": {"message": f"broken for {EXPECTED_KEY}"}})
@@ -239,10 +260,13 @@ def test_poll_task_alerts_once_a_day_below_threshold(org, upstream):
     low = cred(org, upstream, provider="deepseek", low_balance_threshold=Decimal("200"))
     cred(org, upstream, provider="moonshot-cn", low_balance_threshold=Decimal("10"))  # 49.58: not low
     cred(org, upstream, provider="openai")  # no balance endpoint: not polled
-    assert credential_balances_poll() == 2
-    assert credential_balances_poll() == 2
-    alerts = list(Alert.objects.filter(organization=org, kind="credential.low_balance"))
-    assert len(alerts) == 1 and alerts[0].payload["credential"] == low.name and alerts[0].payload["balance"] == "110.0000"
+    credits = cred(org, upstream, provider="openrouter", low_balance_threshold=Decimal("100"))  # 74.75 left: low
+    cred(org, upstream, provider="siliconflow-com", low_balance_threshold=Decimal("50"))  # 88.88: not low
+    assert credential_balances_poll() == 4
+    assert credential_balances_poll() == 4
+    alerts = sorted(Alert.objects.filter(organization=org, kind="credential.low_balance"), key=lambda a: a.payload["credential"])
+    assert [a.payload["credential"] for a in alerts] == sorted([low.name, credits.name])
+    assert {a.payload["credential"]: a.payload["balance"] for a in alerts}[low.name] == "110.0000"
     assert "/v1/models" not in [r["path"] for r in upstream.requests]
 
 

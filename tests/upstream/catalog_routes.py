@@ -3,7 +3,8 @@
 GET /v1/models answers in Anthropic's format when the request carries x-api-key (paged through
 has_more/last_id) and in OpenAI's otherwise; GET /v1beta/models is Gemini's (paged through
 nextPageToken, with one model that cannot generate content). Pages hold two models so paging is
-exercised. GET /user/balance is DeepSeek's and GET /v1/users/me/balance Moonshot's; the answers can
+exercised. GET /user/balance is DeepSeek's, GET /v1/users/me/balance Moonshot's, GET /v1/user/info
+SiliconFlow's and GET /v1/credits OpenRouter's; the answers can
 be replaced through `upstream.balance_answers[path] = (status, json)`.
 """
 
@@ -17,6 +18,10 @@ GEMINI_MODELS = [("gemini-2.5-pro", ["generateContent", "countTokens"]), ("gemin
 PAGE = 2
 DEEPSEEK_BALANCE = {"is_available": True, "balance_infos": [
     {"currency": "CNY", "total_balance": "110.00", "granted_balance": "10.00", "topped_up_balance": "100.00"}]}
+SILICONFLOW_USER_INFO = {"code": 20000, "message": "OK", "status": True, "data": {
+    "id": "userid", "name": "", "email": "", "isAdmin": False, "balance": "0.88", "status": "normal", "chargeBalance": "88.00",
+    "totalBalance": "88.88"}}
+OPENROUTER_CREDITS = {"data": {"total_credits": 100.5, "total_usage": 25.75}}
 MOONSHOT_BALANCE = {"code": 0, "data": {"available_balance": 49.58, "voucher_balance": 46.58, "cash_balance": 3.0}, "status": True}
 
 
@@ -64,3 +69,5 @@ def add_routes(app: web.Application, upstream) -> None:
     app.router.add_get("/v1beta/models", gemini_models)
     app.router.add_get("/user/balance", balance(DEEPSEEK_BALANCE))
     app.router.add_get("/v1/users/me/balance", balance(MOONSHOT_BALANCE))
+    app.router.add_get("/v1/user/info", balance(SILICONFLOW_USER_INFO))
+    app.router.add_get("/v1/credits", balance(OPENROUTER_CREDITS))
