@@ -61,6 +61,7 @@ app.conf.beat_schedule = {
     "billing-budgets-evaluate-all": {"task": "billing.budgets_evaluate_all", "schedule": 60.0},
     "billing-budget-counters-reconcile": {"task": "billing.budget_counters_reconcile", "schedule": 300.0},
     "billing-usage-retention": {"task": "billing.usage_retention", "schedule": crontab(hour=3, minute=17)},
+    "response-store-responses-expire": {"task": "response_store.responses_expire", "schedule": crontab(minute=41)},
     # Retries of alert deliveries; a run older than its interval is dropped rather than piled up.
     "billing-alert-deliveries-due": {"task": "billing.alert_deliveries_due", "schedule": 30.0, "options": {"expires": 25}},
     # Provider account balances (DeepSeek, Moonshot) and the low-balance alert.

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "accounts",
     "keys",
     "billing",
+    "response_store",
     "relay",
 ]
 
@@ -265,6 +266,8 @@ METRICS_DIR.mkdir(parents=True, exist_ok=True)
 TOLLGATE_MAX_BODY_BYTES = env.int("TOLLGATE_MAX_BODY_BYTES", default=8 * 1024 * 1024)
 TOLLGATE_OUTPUT_RESERVE_TOKENS = env.int("TOLLGATE_OUTPUT_RESERVE_TOKENS", default=4096)
 TOLLGATE_USAGE_RETENTION_DAYS = env.int("TOLLGATE_USAGE_RETENTION_DAYS", default=400)
+# How long a response kept with `store: true` on /v1/responses can be continued, fetched or deleted.
+TOLLGATE_RESPONSES_RETENTION_DAYS = env.int("TOLLGATE_RESPONSES_RETENTION_DAYS", default=30)
 TOLLGATE_USAGE_CLAIM_IDLE_MS = env.int("TOLLGATE_USAGE_CLAIM_IDLE_MS", default=60_000)
 TOLLGATE_INVITATION_DAYS = env.int("TOLLGATE_INVITATION_DAYS", default=7)
 # Who may create an account (accounts/signup.py): "open" (anyone, after verifying their email), "invite" (only
