@@ -3,6 +3,7 @@
 "OpenAI Responses")."""
 
 import json
+import time
 
 import httpx
 import openai
@@ -14,7 +15,8 @@ from keys import services as key_services
 from response_store.models import StoredResponse
 from tests.accounts.factories import MembershipFactory, OrganizationFactory, UserFactory
 from tests.gateway import drain_usage, wait_for
-from tests.upstream.server import REPLY_WORDS
+from tests.relay.test_hot_path import counted_io  # noqa: F401 (a fixture)
+from tests.upstream.server import REPLY_WORDS, Canned
 
 TOOLS = [{"type": "function", "name": "get_weather", "description": "Weather in a city",
           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
@@ -243,3 +245,145 @@ def test_errors_and_methods(models, gateway):
     response = httpx.put(str(models.base_url.join("responses/resp_x")), headers={"authorization": f"Bearer {models.api_key}"})
     assert response.status_code == 405
     assert httpx.get(str(models.base_url.join("responses/resp_x"))).status_code == 401
+
+
+def _chunk(delta, finish=None, usage=None):
+    chunk = {"id": "chatcmpl-canned", "object": "chat.completion.chunk", "created": 1, "model": "canned",
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    if usage:
+        chunk = {**chunk, "choices": [], "usage": usage}
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+def _events(response) -> list[dict]:
+    return [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+
+
+def _post(models, body, **kwargs):
+    return httpx.post(str(models.base_url.join("responses")), json=body, headers={"authorization": f"Bearer {models.api_key}"}, timeout=20, **kwargs)
+
+
+def test_streamed_reasoning_then_text_then_parallel_calls_from_an_openai_format_upstream(models, gateway, upstream):
+    gateway.add_model("gpt-canned", "canned")
+    upstream.can("canned", Canned(chunks=(
+        _chunk({"role": "assistant", "reasoning_content": "Let me "}), _chunk({"reasoning_content": "think."}),
+        _chunk({"content": "Checking both."}),
+        _chunk({"tool_calls": [{"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": "Paris"}'}}]}),
+        _chunk({"tool_calls": [{"index": 1, "id": "call_b", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": '}}]}),
+        _chunk({"tool_calls": [{"index": 1, "function": {"arguments": '"Rome"}'}}]}),
+        _chunk({}, "tool_calls"),
+        _chunk({}, usage={"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42, "prompt_tokens_details": {"cached_tokens": 8},
+                          "completion_tokens_details": {"reasoning_tokens": 4}}),
+        b"data: [DONE]\n\n",
+    )))
+    with models.responses.stream(model="gpt-canned", input="Weather in Paris and Rome?", tools=TOOLS) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert [item.type for item in final.output] == ["reasoning", "message", "function_call", "function_call"]
+    assert final.output[0].content[0].text == "Let me think." and final.output_text == "Checking both."
+    assert [(item.call_id, json.loads(item.arguments)) for item in final.output[2:]] == [("call_a", {"city": "Paris"}), ("call_b", {"city": "Rome"})]
+    assert kinds.count("response.reasoning_text.delta") == 2 and kinds.count("response.function_call_arguments.done") == 2
+    assert kinds.index("response.reasoning_text.done") < kinds.index("response.content_part.added")
+    usage = final.usage
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == (30, 12, 42)
+    assert (usage.input_tokens_details.cached_tokens, usage.output_tokens_details.reasoning_tokens) == (8, 4)
+    event = wait_for(lambda: (drain_usage(), UsageEvent.objects.filter(model_name="gpt-canned").first())[1])
+    assert (event.prompt_tokens, event.cached_tokens, event.completion_tokens, event.usage_source) == (30, 8, 12, "provider")
+
+
+def test_an_upstream_error_mid_stream_ends_with_error_and_response_failed(models, gateway, upstream):
+    gateway.add_model("gpt-canned", "canned")
+    upstream.can("canned", Canned(chunks=(_chunk({"role": "assistant", "content": "Partial answer"}),
+                                          b'data: {"error": {"message": "The model is overloaded.", "type": "server_error"}}\n\n')))
+    response = _post(models, {"model": "gpt-canned", "input": "Hi", "stream": True})
+    events = _events(response)
+    assert [event["type"] for event in events[-2:]] == ["error", "response.failed"]
+    assert events[-2]["message"] == "The model is overloaded."
+    failed = events[-1]["response"]
+    assert failed["status"] == "failed" and failed["error"]["message"] == "The model is overloaded."
+    assert [event["sequence_number"] for event in events] == list(range(len(events)))
+    event = ledger_row(response.headers["x-request-id"])
+    assert event.endpoint == "responses" and event.status_code == 502 and event.usage_source == "estimated" and event.completion_tokens > 0
+
+
+def test_a_stream_past_its_output_ceiling_is_cut(models, gateway, upstream):
+    gateway.add_model("gpt-flood", "flood")
+    upstream.can("flood", Canned(chunks=(_chunk({"role": "assistant", "content": "Go"}),), endless=_chunk({"content": " more words" * 20}),
+                                 interval=0.001))
+    response = _post(models, {"model": "gpt-flood", "input": "Hi", "stream": True, "max_output_tokens": 10})
+    events = _events(response)
+    assert [event["type"] for event in events[-2:]] == ["error", "response.failed"] and events[-2]["code"] == "output_limit_exceeded"
+    event = ledger_row(response.headers["x-request-id"])
+    assert event.error_type == "output_limit_exceeded" and event.completion_tokens <= 10 + 10 // 4 + 16
+
+
+def test_an_upstream_without_usage_is_billed_from_an_estimate(models, gateway):
+    gateway.add_model("gpt-nousage", "nousage")
+    raw = models.responses.with_raw_response.create(model="gpt-nousage", input="Hi")
+    assert raw.parse().output_text == REPLY
+    event = ledger_row(raw.headers["x-request-id"])
+    assert event.usage_source == "estimated" and event.completion_tokens >= len(REPLY_WORDS) and event.prompt_tokens > 0
+    with models.responses.with_streaming_response.create(model="gpt-nousage", input="Hi", stream=True) as streamed:
+        request_id = streamed.headers["x-request-id"]
+        events = [event for event in streamed.parse()]
+    assert events[-1].type == "response.completed" and events[-1].response.usage is None
+    event = ledger_row(request_id)
+    assert event.usage_source == "estimated" and event.completion_tokens >= len(REPLY_WORDS)
+
+
+def test_an_incomplete_answer_says_why(models):
+    response = models.responses.create(model="claude", input="Hi", max_output_tokens=3)
+    assert response.status == "incomplete" and response.incomplete_details.reason == "max_output_tokens"
+    assert response.output_text == " ".join(REPLY_WORDS[:3])
+
+
+def test_idempotent_retry_returns_the_same_response(models, upstream):
+    headers = {"Idempotency-Key": "resp-once"}
+    first = models.responses.create(model="gpt-test", input="Hi", extra_headers=headers)
+    again = models.responses.create(model="gpt-test", input="Hi", extra_headers=headers)
+    assert first.id == again.id and len([r for r in upstream.requests if r["path"] == "/v1/chat/completions"]) == 1
+
+
+def test_expired_responses_are_gone(models, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from response_store.services import responses_expire
+
+    stored = models.responses.create(model="gpt-test", input="Hi", store=True)
+    row = wait_for(lambda: StoredResponse.objects.filter(id=stored.id).first())
+    assert timezone.now() + timedelta(days=29) < row.expires_at <= timezone.now() + timedelta(days=30)  # TOLLGATE_RESPONSES_RETENTION_DAYS
+    StoredResponse.objects.filter(id=stored.id).update(expires_at=timezone.now() - timedelta(seconds=1))
+    with pytest.raises(openai.NotFoundError):
+        models.responses.retrieve(stored.id)  # past its retention, invisible at once
+    assert responses_expire() == 1 and not StoredResponse.objects.filter(id=stored.id).exists()
+
+
+def test_no_query_or_round_trip_per_stateless_request(models, gateway, counted_io):
+    """The hot path's promise (tests/relay/test_hot_path.py) holds on /v1/responses too, when nothing is stored."""
+    from django.conf import settings
+
+    key_services.virtual_key_update(actor=gateway.ctx, key=gateway.key, rpm_limit=100_000, tpm_limit=100_000_000)
+    billing_services.price_create(actor=gateway.ctx, provider="custom", upstream_model="echo", currency="USD", input_per_m="1", output_per_m="2")
+    billing_services.budget_create(actor=gateway.ctx, scope="org", amount="1000")
+    wait_for(lambda: models.responses.with_raw_response.create(model="gpt-test", input="Hi").headers.get("x-ratelimit-limit-requests"))
+    time.sleep(1.2)  # every configuration change reaches the relay
+    for _ in range(5):
+        models.responses.create(model="gpt-test", input="Hi")
+    sql, redis_trips = counted_io
+    sql.count = redis_trips.count = 0
+    requests = 200
+    started = time.monotonic()
+    for index in range(requests):
+        if index % 2:
+            models.responses.create(model="gpt-test", input="Hi")
+        else:
+            for _ in models.responses.create(model="gpt-test", input="Hi", stream=True):
+                pass
+    elapsed = time.monotonic() - started
+    background = int(elapsed / 0.5 + 1) * 2 + int(elapsed / 0.2 + 1) + 10
+    assert redis_trips.count <= background, (redis_trips.count, background)  # one trip per request would pass it by 200
+    if settings.REDIS_URL:
+        assert sql.count == 0, sql.seen
