@@ -12,13 +12,22 @@ import logging
 
 import orjson
 
-from wire.adapters.base import Target, UpstreamRequest, Usage
-from wire.errors import InvalidRequest, MalformedUsage, MethodNotAllowed, NotFound, UpstreamError
-from wire.inbound import responses as wire_responses
-from wire.inbound.responses import HISTORY, Envelope, EventStream, delta_text, from_chat, to_chat, usage_dict, usage_of
-from wire.sse import SSEEvent
 from relay.streaming import OutputMeter
 from relay.validation import check_no_destination
+from wire.adapters.base import Target, UpstreamRequest, Usage
+from wire.errors import MalformedUsage, MethodNotAllowed, NotFound, UpstreamError
+from wire.inbound import responses as wire_responses
+from wire.inbound.responses import (
+    HISTORY,
+    Envelope,
+    EventStream,
+    delta_text,
+    from_chat,
+    to_chat,
+    usage_dict,
+    usage_of,
+)
+from wire.sse import SSEEvent
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +198,10 @@ class Writer:
             await run_db(response_save, organization_id=organization_id, key_id=key_id, response=response, items=items)
         except Exception:
             log.exception("storing response %s failed", response.get("id"))
+
+    async def drain(self) -> None:
+        if self.pending:
+            await asyncio.gather(*self.pending.values(), return_exceptions=True)
 
     async def settled(self, response_id: str) -> None:
         task = self.pending.get(response_id)

@@ -115,9 +115,8 @@ def _check_input(items) -> None:
         elif kind == "function_call":
             if not all(isinstance(item.get(name), str) for name in ("call_id", "name", "arguments")):
                 raise InvalidRequest(f"'{where}': a function_call needs call_id, name and arguments (strings).", param=where)
-        elif kind == "function_call_output":
-            if not isinstance(item.get("call_id"), str) or not isinstance(item.get("output"), (str, list)):
-                raise InvalidRequest(f"'{where}': a function_call_output needs call_id and output.", param=where)
+        elif kind == "function_call_output" and (not isinstance(item.get("call_id"), str) or not isinstance(item.get("output"), (str, list))):
+            raise InvalidRequest(f"'{where}': a function_call_output needs call_id and output.", param=where)
 
 
 # -- request ----------------------------------------------------------------------------------------
