@@ -54,6 +54,8 @@ def test_plain_response_through_every_wire_format_is_metered(models, upstream, m
     assert (event.endpoint, event.status_code, event.usage_source, event.stream) == ("responses", 200, "provider", False)
     assert (event.prompt_tokens, event.completion_tokens) == (served.prompt_tokens, len(REPLY_WORDS))
     assert event.cached_tokens == response.usage.input_tokens_details.cached_tokens
+    if model == "gpt-test":
+        assert "metadata" not in upstream.requests[-1]["json"]  # echoed in the Response, not sent upstream
 
 
 def test_the_request_becomes_chat_for_an_openai_format_upstream(models, upstream):
@@ -215,6 +217,7 @@ def test_a_hard_budget_refuses_before_forwarding(models, gateway, upstream):
     ({"model": "gpt-test", "input": []}, "input"),
     ({"model": "gpt-test", "input": "Hi", "max_output_tokens": 0}, "max_output_tokens"),
     ({"model": "gpt-test", "input": "Hi", "tools": [{"type": "web_search"}]}, "tools[0]"),
+    ({"model": "gpt-test", "input": "Hi", "tools": [{"type": "custom", "name": "apply_patch"}]}, "tools[0]"),
     ({"model": "gpt-test", "input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
     ({"model": "gpt-test", "input": [{"role": "robot", "content": "Hi"}]}, "input[0].role"),
     ({"model": "gpt-test", "input": "Hi", "bogus": 1}, "bogus"),
@@ -336,6 +339,41 @@ def test_an_incomplete_answer_says_why(models):
     response = models.responses.create(model="claude", input="Hi", max_output_tokens=3)
     assert response.status == "incomplete" and response.incomplete_details.reason == "max_output_tokens"
     assert response.output_text == " ".join(REPLY_WORDS[:3])
+    events = list(models.responses.create(model="claude", input="Hi", max_output_tokens=3, stream=True))
+    assert events[-1].type == "response.incomplete" and events[-1].response.incomplete_details.reason == "max_output_tokens"
+
+
+def test_a_failing_deployment_falls_back_to_another_wire_format(models, gateway, upstream):
+    anthropic_credential = key_services.credential_create(actor=gateway.ctx, name="fallback-anthropic", provider="anthropic",
+                                                          base_url=upstream.url, api_key="test-key")
+    model = key_services.model_create(actor=gateway.ctx, name="mixed")
+    primary = key_services.deployment_create(actor=gateway.ctx, model=model, credential=gateway.credential, upstream_model="fail-500", weight=1, order=0)
+    fallback = key_services.deployment_create(actor=gateway.ctx, model=model, credential=anthropic_credential, upstream_model="echo", weight=0, order=1)
+    raw = models.responses.with_raw_response.create(model="mixed", input="Hi")
+    assert raw.parse().output_text == REPLY and int(raw.headers["x-tollgate-deployment"]) == fallback.pk
+    event = ledger_row(raw.headers["x-request-id"])
+    assert [a["deployment"] for a in event.attempt_trail][0] == primary.pk and event.provider == "anthropic"
+    assert (event.endpoint, event.status_code, event.completion_tokens) == ("responses", 200, len(REPLY_WORDS))
+
+
+def test_a_codex_shaped_turn_streams(models, upstream):
+    """The shape of a Codex CLI turn: developer and user messages of input_text parts, a function tool, reasoning
+    with a summary, encrypted reasoning asked for, nothing stored, a prompt cache key, streaming."""
+    shell = {"type": "function", "name": "shell", "description": "Runs a shell command and returns its output.", "strict": False,
+             "parameters": {"type": "object", "properties": {"command": {"type": "array", "items": {"type": "string"}},
+                                                             "workdir": {"type": "string"}}, "required": ["command"]}}
+    body = {"model": "gpt-test", "instructions": "You are Codex, a coding agent.", "stream": True, "store": False,
+            "input": [{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "<permissions>sandboxed</permissions>"}]},
+                      {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "<environment_context>cwd</environment_context>"}]},
+                      {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "list the files"}]}],
+            "tools": [shell], "tool_choice": "auto", "parallel_tool_calls": False, "reasoning": {"effort": "medium", "summary": "auto"},
+            "include": ["reasoning.encrypted_content"], "prompt_cache_key": "0199-session"}
+    response = _post(models, body)
+    assert response.status_code == 200 and _events(response)[-1]["type"] == "response.completed"
+    sent = upstream.requests[-1]["json"]
+    assert [m["role"] for m in sent["messages"]] == ["system", "system", "user", "user"]
+    assert sent["messages"][3]["content"] == "list the files" and sent["tools"][0]["function"]["name"] == "shell"
+    assert (sent["reasoning_effort"], sent["prompt_cache_key"], sent["parallel_tool_calls"]) == ("medium", "0199-session", False)
 
 
 def test_idempotent_retry_returns_the_same_response(models, upstream):
