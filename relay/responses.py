@@ -22,6 +22,7 @@ from wire.inbound.responses import (
     Envelope,
     EventStream,
     delta_text,
+    encode_event,
     from_chat,
     to_chat,
     usage_dict,
@@ -161,6 +162,17 @@ class TranslatedStream:
 
     def encode_error(self, error, stream_id: str | None = None) -> bytes:
         return self.events.fail(getattr(error, "code", "server_error"), getattr(error, "message", "The upstream stream failed."))
+
+
+def replay_error(delivered: list[bytes]):
+    """Encodes the `error` event that ends a stream replayed for an Idempotency-Key after its client left,
+    numbered after the events delivered (each ends with a blank line; JSON data never holds one)."""
+    sequence = sum(chunk.count(b"\n\n") for chunk in delivered)
+
+    def encode(error, stream_id: str | None = None) -> bytes:
+        return encode_event({"type": "error", "sequence_number": sequence, "code": error.code, "message": error.message, "param": None})
+
+    return encode
 
 
 def adapters(key, body: dict):

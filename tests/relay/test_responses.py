@@ -425,3 +425,31 @@ def test_no_query_or_round_trip_per_stateless_request(models, gateway, counted_i
     assert redis_trips.count <= background, (redis_trips.count, background)  # one trip per request would pass it by 200
     if settings.REDIS_URL:
         assert sql.count == 0, sql.seen
+
+
+def test_a_client_disconnect_mid_stream_is_billed_and_replayed_for_its_idempotency_key(models, gateway, upstream):
+    upstream.chunk_delay = 0.3
+    body = {"model": "gpt-test", "input": "Hi", "stream": True}
+    headers = {"authorization": f"Bearer {gateway.secret}", "idempotency-key": "responses-drop"}
+    url = str(models.base_url.join("responses"))
+    try:
+        seen = []
+        with httpx.stream("POST", url, json=body, headers=headers, timeout=20) as response:
+            request_id = response.headers["x-request-id"]
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    seen.append(json.loads(line[6:]))
+                    if seen[-1]["type"] == "response.output_text.delta":
+                        break  # the client goes away after the first words
+        dropped = ledger_row(request_id)
+        assert (dropped.endpoint, dropped.status_code, dropped.error_type) == ("responses", 499, "client_disconnected")
+        assert dropped.completion_tokens > 0 and dropped.usage_source == "estimated"
+        calls = len(upstream.ledger)
+        with httpx.stream("POST", url, json=body, headers=headers, timeout=20) as retry:
+            events = [json.loads(line[6:]) for line in retry.iter_lines() if line.startswith("data: ")]
+        assert retry.headers["idempotent-replayed"] == "true" and events[:len(seen)] == seen
+        assert events[-1]["type"] == "error" and events[-1]["code"] == "idempotency_replay_incomplete"
+        assert [event["sequence_number"] for event in events] == list(range(len(events)))
+        assert len(upstream.ledger) == calls  # no second upstream call
+    finally:
+        upstream.chunk_delay = 0.0
