@@ -453,3 +453,13 @@ def test_a_client_disconnect_mid_stream_is_billed_and_replayed_for_its_idempoten
         assert len(upstream.ledger) == calls  # no second upstream call
     finally:
         upstream.chunk_delay = 0.0
+
+
+def test_a_large_body_is_checked_off_the_event_loop_the_same_way(models, upstream):
+    """Bodies above relay.bodies.OFFLOAD_BYTES are parsed and checked in a worker process."""
+    text = "word " * 20_000  # 100 KB
+    response = _post(models, {"model": "gpt-test", "input": text, "max_output_tokens": 5})
+    assert response.status_code == 200 and response.json()["status"] in ("completed", "incomplete")
+    assert upstream.requests[-1]["json"]["messages"] == [{"role": "user", "content": text}]
+    refused = _post(models, {"model": "gpt-test", "input": [{"role": "robot", "content": text}]})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "input[0].role"
