@@ -463,3 +463,11 @@ def test_a_large_body_is_checked_off_the_event_loop_the_same_way(models, upstrea
     assert upstream.requests[-1]["json"]["messages"] == [{"role": "user", "content": text}]
     refused = _post(models, {"model": "gpt-test", "input": [{"role": "robot", "content": text}]})
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "input[0].role"
+
+
+@pytest.mark.parametrize("model, path", [("claude", "/v1/messages"), ("gemini", "/v1beta/models/echo:generateContent")])
+def test_reasoning_effort_is_dropped_by_the_anthropic_and_gemini_translations(models, upstream, model, path):
+    response = models.responses.create(model=model, input="Hi", reasoning={"effort": "high"})
+    assert response.status == "completed" and response.reasoning.effort == "high"  # echoed
+    sent = upstream.requests[-1]
+    assert sent["path"] == path and "effort" not in json.dumps(sent["json"])
