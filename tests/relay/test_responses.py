@@ -352,7 +352,7 @@ def test_a_failing_deployment_falls_back_to_another_wire_format(models, gateway,
     raw = models.responses.with_raw_response.create(model="mixed", input="Hi")
     assert raw.parse().output_text == REPLY and int(raw.headers["x-tollgate-deployment"]) == fallback.pk
     event = ledger_row(raw.headers["x-request-id"])
-    assert [a["deployment"] for a in event.attempt_trail][0] == primary.pk and event.provider == "anthropic"
+    assert event.attempt_trail[0]["deployment"] == primary.pk and event.provider == "anthropic"
     assert (event.endpoint, event.status_code, event.completion_tokens) == ("responses", 200, len(REPLY_WORDS))
 
 
@@ -399,7 +399,7 @@ def test_expired_responses_are_gone(models, settings):
     assert responses_expire() == 1 and not StoredResponse.objects.filter(id=stored.id).exists()
 
 
-def test_no_query_or_round_trip_per_stateless_request(models, gateway, counted_io):
+def test_no_query_or_round_trip_per_stateless_request(models, gateway, counted_io):  # noqa: F811 (the fixture)
     """The hot path's promise (tests/relay/test_hot_path.py) holds on /v1/responses too, when nothing is stored."""
     from django.conf import settings
 
