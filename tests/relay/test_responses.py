@@ -36,7 +36,7 @@ def models(gateway, upstream):
 
 
 def ledger_row(request_id):
-    return wait_for(lambda: (drain_usage(), UsageEvent.objects.filter(request_id=request_id).first())[1])
+    return wait_for(lambda: (drain_usage(), UsageEvent.objects.filter(request_id=request_id).first())[1], timeout=30)  # a loaded machine
 
 
 @pytest.mark.parametrize("model", ["gpt-test", "claude", "gemini"])
@@ -291,7 +291,7 @@ def test_streamed_reasoning_then_text_then_parallel_calls_from_an_openai_format_
     usage = final.usage
     assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == (30, 12, 42)
     assert (usage.input_tokens_details.cached_tokens, usage.output_tokens_details.reasoning_tokens) == (8, 4)
-    event = wait_for(lambda: (drain_usage(), UsageEvent.objects.filter(model_name="gpt-canned").first())[1])
+    event = wait_for(lambda: (drain_usage(), UsageEvent.objects.filter(model_name="gpt-canned").first())[1], timeout=30)
     assert (event.prompt_tokens, event.cached_tokens, event.completion_tokens, event.usage_source) == (30, 8, 12, "provider")
 
 
