@@ -66,6 +66,7 @@ app.conf.beat_schedule = {
     # Granted credit past its expiry (README "Credits"); usage is drawn first.
     "billing-credits-expire": {"task": "billing.credits_expire", "schedule": crontab(minute="*/10"), "options": {"expires": 590}},
     "billing-usage-retention": {"task": "billing.usage_retention", "schedule": crontab(hour=3, minute=17)},
+    "response-store-responses-expire": {"task": "response_store.responses_expire", "schedule": crontab(minute=41)},
     # Retries of alert deliveries; a run older than its interval is dropped rather than piled up.
     "billing-alert-deliveries-due": {"task": "billing.alert_deliveries_due", "schedule": 30.0, "options": {"expires": 25}},
     # Provider account balances (DeepSeek, Moonshot) and the low-balance alert.

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "accounts",
     "keys",
     "billing",
+    "response_store",
     "relay",
     "batches",
 ]
@@ -275,6 +276,8 @@ TOLLGATE_BATCH_CONCURRENCY = env.int("TOLLGATE_BATCH_CONCURRENCY", default=8)
 TOLLGATE_BATCH_STALE_SECONDS = env.float("TOLLGATE_BATCH_STALE_SECONDS", default=30.0)
 TOLLGATE_BATCH_SWEEP_SECONDS = env.float("TOLLGATE_BATCH_SWEEP_SECONDS", default=10.0)
 TOLLGATE_USAGE_RETENTION_DAYS = env.int("TOLLGATE_USAGE_RETENTION_DAYS", default=400)
+# How long a response kept with `store: true` on /v1/responses can be continued, fetched or deleted.
+TOLLGATE_RESPONSES_RETENTION_DAYS = env.int("TOLLGATE_RESPONSES_RETENTION_DAYS", default=30)
 TOLLGATE_USAGE_CLAIM_IDLE_MS = env.int("TOLLGATE_USAGE_CLAIM_IDLE_MS", default=60_000)
 TOLLGATE_INVITATION_DAYS = env.int("TOLLGATE_INVITATION_DAYS", default=7)
 # Who may create an account (accounts/signup.py): "open" (anyone, after verifying their email), "invite" (only

@@ -16,7 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import orjson
 
-from relay import messages
+from relay import messages, responses
 from relay.validation import check_body, check_raw
 from wire.errors import InvalidRequest, RelayError
 
@@ -33,7 +33,8 @@ def parse_checked(raw: bytes, endpoint: str) -> dict:
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON ({exc.msg}).") from exc
     try:
-        (messages.check_body if endpoint in messages.ENDPOINTS else check_body)(endpoint, body)
+        checks = messages.check_body if endpoint in messages.ENDPOINTS else responses.check_body if endpoint == responses.ENDPOINT else check_body
+        checks(endpoint, body)
     except InvalidRequest as error:
         error.body_seen = body  # the refused request's ledger row names the model asked for
         raise

@@ -11,7 +11,7 @@ from accounts.crypto import keyed_hash  # a presented key's hash, as keys stores
 from keys.invalidation import local_version_path  # where the embedded default signals configuration changes
 
 __all__ = ["keyed_hash", "local_version_path", "budget_spent_micros", "credit_spent_micros", "enqueue_budget_evaluation",
-           "enqueue_credential_rejected", "ledger_ingest"]
+           "enqueue_credential_rejected", "ledger_ingest", "response_save", "response_get", "response_delete"]
 
 
 def budget_spent_micros(*, budget_id: int, at: float) -> int:
@@ -40,6 +40,26 @@ def enqueue_credential_rejected(deployment_id: int, status: int | None, **option
     from billing.tasks_alerts import credential_rejected
 
     credential_rejected.apply_async((deployment_id, status), **options)
+
+
+def response_save(**fields) -> None:
+    """Keep a Response sent with `store: true` for its organization (run after it was sent)."""
+    from response_store.services import response_save as save
+
+    save(**fields)
+
+
+def response_get(*, organization_id: int, response_id: str):
+    """A stored Response of this organization, or None (for previous_response_id and GET /v1/responses/{id})."""
+    from response_store.services import response_get as get
+
+    return get(organization_id=organization_id, response_id=response_id)
+
+
+def response_delete(*, organization_id: int, response_id: str) -> bool:
+    from response_store.services import response_delete as delete
+
+    return delete(organization_id=organization_id, response_id=response_id)
 
 
 def ledger_ingest(records: list) -> int:

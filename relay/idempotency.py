@@ -141,7 +141,7 @@ async def run_once(store: IdempotencyStore, conn, claim: Claim, forward) -> None
         headers = [(k.encode(), v.encode()) for k, v in stored["headers"]] + [(b"idempotent-replayed", b"true")]
         conn.request_id = stored["request_id"]  # the answer is the original request's
         return await conn.respond(stored["status"], stored["body"].encode(), headers)
-    from relay import messages
+    from relay import messages, responses
     from relay.pipeline import ClientGone  # the pipeline imports this module
     from wire.adapters.openai import chunk_id
     from wire.sse import encode_error
@@ -156,6 +156,8 @@ async def run_once(store: IdempotencyStore, conn, claim: Claim, forward) -> None
             status, headers, *chunks = conn.captured
             first = next((c for c in chunks if c.startswith(b"data: {")), b"")
             encode = messages.encode_error if conn.scope["path"] in messages.PATHS else encode_error  # the stream's own format
+            if conn.scope["path"] == responses.PATH:
+                encode = responses.replay_error(chunks)
             chunks.append(encode(ReplayIncomplete(
                 "The original request's stream was interrupted by the client; this is what it delivered and "
                 "was charged for. Send a new Idempotency-Key for a new answer."), chunk_id(first[6:].strip()) or conn.request_id))

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import orjson
 
-from relay import control, idempotency, messages
+from relay import control, idempotency, messages, responses
 from relay.record import Record, completion_text, stream_text, worst_case_micros
 from relay.routing import backoff_delay
 from relay.streaming import OutputLimitExceeded, OutputMeter, output_ceiling
@@ -80,6 +80,12 @@ async def handle(rt, conn) -> None:
             if method != "POST":
                 raise MethodNotAllowed(f"Use POST for {path}.")
             await _relay(rt, conn, messages.PATHS[path])
+        elif path == responses.PATH:
+            if method != "POST":
+                raise MethodNotAllowed(f"Use POST for {path}.")
+            await _relay(rt, conn, responses.ENDPOINT)
+        elif path.startswith(responses.STORED_PREFIX):  # a stored response: GET or DELETE
+            await responses.handle_stored(conn, await _authenticate(rt, conn), path[len(responses.STORED_PREFIX) :])
         elif path == "/v1/models" or path.startswith("/v1/models/"):
             if method != "GET":
                 raise MethodNotAllowed(f"Use GET for {path}.")
@@ -150,6 +156,8 @@ async def _relay(rt, conn, endpoint: str) -> None:
         if not raw:
             raise InvalidRequest("The request body is empty; send a JSON object.")
         body = await rt.bodies.read(raw, endpoint)  # large bodies off the event loop (relay/bodies.py)
+        if endpoint == responses.ENDPOINT:
+            body = await responses.prepare(key, body)  # previous_response_id: its turns, read only when given
         claim = await idempotency.claim(rt.idempotency, key.id, conn.header(b"idempotency-key"), body)
     except RelayError as error:
         raise _refused(rt, conn, key, endpoint, body if body is not None else getattr(error, "body_seen", None), error)
@@ -169,7 +177,7 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
 
     stream = bool(body.get("stream")) and endpoint != "embeddings"
     prompt_estimate = tokens.bound_prompt(endpoint, body)
-    max_output = 0 if endpoint == "embeddings" else int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
+    max_output = 0 if endpoint == "embeddings" else int(body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens") or 0)
     # Counting tokens is free: it takes a request from RPM, but no tokens and no budget.
     free = endpoint == "count_tokens"
     reserved_tokens = 0 if free else prompt_estimate + max_output
@@ -251,6 +259,8 @@ async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers, 
     """Try deployments in plan order until one answers; retries and fallbacks only before the first byte."""
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     adapter_for = messages.adapters(conn) if endpoint in messages.ENDPOINTS else get_adapter
+    if endpoint == responses.ENDPOINT:
+        adapter_for = responses.adapters(key, body)
     policy = model.policy
     deadline = time.monotonic() + policy.deadline_seconds
     last_error: RelayError | None = None
@@ -392,7 +402,7 @@ async def _whole(conn, adapter, endpoint, response, target, model, record, heade
             await record.usage(usage, "provider", lambda: _answer_text(raw))
         else:
             parsed = orjson.loads(raw) if isinstance(answer, bytes) else answer
-            await record.estimate(completion_text(parsed) or messages.answer_text(parsed))
+            await record.estimate(completion_text(parsed) or messages.answer_text(parsed) or responses.answer_text(parsed))
     except (MalformedUsage, *PARSE_ERRORS) as exc:
         # A reply that cannot be read is a 502; the answer it carried, if readable, is billed as an estimate.
         error = exc if isinstance(exc, MalformedUsage) else MalformedUsage("The upstream sent an answer that could not be read.")

@@ -11,6 +11,7 @@ import logging
 from django.conf import settings
 
 from config.env import DATA_DIR
+from relay import responses
 from relay.bodies import BodyReader
 from relay.budgets import BudgetGate, threshold_notifier
 from relay.cache import SnapshotCache
@@ -85,6 +86,7 @@ class Runtime:
         """Graceful shutdown: stop the background loops, then flush every pending usage record."""
         self.serving = False
         await cancel_until_done(self._tasks)
+        await responses.writer.drain()  # stored responses still being written
         await self.sink.flush()
         flush_observers(self.observers)
         if self.tracer is not None:  # exports the last spans; a collector that is away must not hold shutdown

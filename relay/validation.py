@@ -46,7 +46,8 @@ FORBIDDEN_NORMALISED = frozenset(map(normalised_name, FORBIDDEN))
 # keywords whose object maps names (property names, definition names) to subschemas: those names
 # are the caller's own vocabulary (a tool may well take an `api_key` argument), not request fields.
 SCHEMA_ROOTS = {("tools", "function", "parameters"), ("tools", "parameters"), ("functions", "parameters"),
-                ("response_format", "json_schema", "schema"), ("tools", "input_schema"), ("output_config", "format", "schema"), ("output_format", "schema")}  # the last three: Anthropic's
+                ("response_format", "json_schema", "schema"), ("tools", "input_schema"), ("output_config", "format", "schema"), ("output_format", "schema"),  # these three: Anthropic's
+                ("text", "format", "schema")}  # the last: OpenAI Responses'
 NAME_MAPS = {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
 
 # Work bounds: a body within the size limit can still hold millions of tiny nodes, and walking

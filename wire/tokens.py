@@ -82,6 +82,10 @@ def estimate_prompt(endpoint: str, body: dict, count=count_text) -> int:
         return total
     if endpoint in ("messages", "count_tokens"):
         return _messages_prompt(body, count)
+    if endpoint == "responses":  # counted as the chat request it becomes (wire.inbound.responses)
+        from wire.inbound.responses import to_chat
+
+        return estimate_prompt("chat", to_chat(body), count)
     field = body.get("prompt") if endpoint == "completions" else body.get("input")
     if isinstance(field, str):
         return count(field)
