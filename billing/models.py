@@ -53,6 +53,13 @@ class UsageEvent(models.Model):
     downgraded_from = models.CharField(max_length=120, blank=True)
     # What the relay corrected in the upstream's figures (relay.record.Record.usage), e.g. "negative:prompt".
     usage_flags = models.CharField(max_length=100, blank=True)
+    # Answered from the response cache (README "Response cache") or by a sandbox key's demo model
+    # (README "Sandbox keys"): cost is 0 and `would_have_cost` holds what the request would have cost
+    # relayed, in the display currency (the original answer's cost, for a hit). Also set on a downgrade:
+    # the same usage at the downgraded-from model's price.
+    cache_hit = models.BooleanField(default=False)
+    sandbox = models.BooleanField(default=False)
+    would_have_cost = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:

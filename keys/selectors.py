@@ -45,6 +45,10 @@ class KeySnapshot:
     currency: str
     time_zone: str
     budgets: tuple[BudgetSnapshot, ...] = ()
+    sandbox: bool = False  # README "Sandbox keys"
+    response_cache: bool = False  # README "Response cache", with the two below
+    cache_any_temperature: bool = False
+    cache_tool_calls: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,9 @@ class ModelSnapshot:
     # the rate in force now and any scheduled after it, so a scheduled rate applies without a reload.
     exchange_rates: tuple[tuple[str, Decimal, float], ...] = ()
     policy: RoutingPolicy = RoutingPolicy()
+    response_cache: bool = False  # README "Response cache", with the two below
+    cache_any_temperature: bool = False
+    cache_tool_calls: bool = False
 
     def exchange_rate(self, currency: str, at: float) -> Decimal | None:
         if currency == self.currency:
@@ -121,6 +128,10 @@ def key_snapshot_by_hash(key_hash: str) -> KeySnapshot | None:
         currency=key.organization.currency,
         time_zone=key.organization.time_zone,
         budgets=budgets_in_force(key),
+        sandbox=key.sandbox,
+        response_cache=key.response_cache,
+        cache_any_temperature=key.cache_any_temperature,
+        cache_tool_calls=key.cache_tool_calls,
     )
 
 
@@ -218,6 +229,9 @@ def model_snapshot(*, organization_id: int, name: str) -> ModelSnapshot | None:
             cooldown_window_seconds=model.cooldown_window_seconds, cooldown_seconds=model.cooldown_seconds,
             fallback_max_price_ratio=model.fallback_max_price_ratio, context_fallback=model.context_fallback,
         ),
+        response_cache=model.response_cache,
+        cache_any_temperature=model.cache_any_temperature,
+        cache_tool_calls=model.cache_tool_calls,
     )
 
 

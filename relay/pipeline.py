@@ -17,6 +17,7 @@ import orjson
 from accounts.crypto import keyed_hash
 from billing.pricing import price_at, to_micros
 from relay import idempotency, messages
+from relay.sandbox import sandboxed
 from wire.errors import (
     InvalidApiKey, InvalidRequest, MalformedUsage, MethodNotAllowed, ModelNotAllowed, ModelNotFound, NotFound, RelayError,
     UpstreamCredentialRejected, UpstreamError, UpstreamRejected, UpstreamTimeout, redact_secrets, target_secrets,
@@ -136,6 +137,15 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
     model = await rt.cache.model(key.organization_id, name)
     if model is None or not model.deployments:
         raise _refused(rt, conn, key, endpoint, body, ModelNotFound(f"The model '{name}' does not exist or has no deployment.", param="model"))
+    # --- Sandbox keys and the response cache (relay/sandbox.py, relay/response_cache.py) ---
+    if key.sandbox:
+        model = sandboxed(model)
+    lookup = rt.response_cache.plan(conn, key, model, endpoint, body)
+    if lookup is not None:
+        hit = await rt.response_cache.serve(conn, key, model, endpoint, body, lookup, rt.sink)
+        if hit is not None:
+            return hit
+    # ---
 
     stream = bool(body.get("stream")) and endpoint != "embeddings"
     prompt_estimate = tokens.bound_prompt(endpoint, body)
@@ -144,12 +154,14 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
     free = endpoint == "count_tokens"
     reserved_tokens = 0 if free else prompt_estimate + max_output
     record = Record(conn.request_id, key, model, endpoint, stream, body)
+    record.cache = lookup
     # The most output this request may be delivered and billed (README "Budgets and limits").
     ceiling = output_ceiling(max_output or rt.output_reserve) if endpoint != "embeddings" else None
     try:
         limit_headers, tpm_counter = await rt.limiter.admit(key, reserved_tokens)
         held, downgrade, reserved_micros = (), "", 0
-        if key.budgets and not free:  # pricing the worst case is only needed when there is a budget to hold it against
+        # Pricing the worst case is only needed when there is a budget to hold it against; a sandbox key draws none.
+        if key.budgets and not free and not key.sandbox:
             hard_budget = next((b for b in key.budgets if b.hard), None)  # an unknown cost must not pass it
             servers = [model, *await _fallback_models(rt, model, key)]  # a fallback may answer, at its price
             reserved_micros = worst_case_micros(servers, prompt_estimate, max_output or rt.output_reserve, record.created_at, hard_budget=hard_budget)
@@ -189,6 +201,8 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
         if held:
             await rt.budgets.settle(held, reserved_micros, to_micros(record.cost_display or 0))
         rt.sink.emit(record.as_usage())
+        if lookup is not None:
+            rt.response_cache.keep(record)
     return record
 
 
@@ -261,6 +275,7 @@ async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers, 
                 (b"x-tollgate-model", model.name.encode()),
                 (b"x-tollgate-deployment", str(target.deployment_id).encode()),
                 (b"x-tollgate-attempts", str(record.attempts).encode()),
+                *(record.cache.headers if record.cache is not None else ()),
             ]
             if record.stream:
                 await _stream(conn, adapter, response, target, model, record, headers, include_usage, ceiling)
@@ -355,6 +370,8 @@ async def _whole(conn, adapter, endpoint, response, target, model, record, heade
         raise error from None
     payload = answer if isinstance(answer, bytes) else orjson.dumps(answer)
     record.status_code = 200
+    if record.cache is not None:
+        record.cache.payload = payload
     await conn.respond(200, payload, [(b"content-type", b"application/json"), *headers])
 
 
@@ -409,6 +426,8 @@ async def _stream(conn, adapter, response, target, model, record, headers, inclu
             if error is not None:
                 raise error
         await _settle_stream_usage(record, translator, delivered)
+        if record.cache is not None:
+            record.cache.chunks = delivered  # complete: the response cache may keep it
         if include_usage and not getattr(translator, "usage_forwarded", False):
             await conn.write(encode_chunk(_usage_chunk(_stream_id(translator, conn), model.name, record)))
         done = getattr(translator, "done", DONE)  # Anthropic's streams have no [DONE]

@@ -94,6 +94,7 @@ class Record:
         "error_type", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens", "usage_source", "attempts", "deployment",
         "deployment_id", "provider", "upstream_model", "ttft_ms", "latency_ms", "body", "cost", "currency",
         "exchange_rate", "cost_display", "price_id", "attempt_trail", "downgraded_from", "usage_flags",
+        "cache", "cache_hit", "sandbox", "would_have_cost",
     )
 
     def __init__(self, request_id, key, model, endpoint, stream, body):
@@ -114,6 +115,10 @@ class Record:
         self.ttft_ms = None
         self.latency_ms = 0
         self.body = body  # the request, to count its tokens if the upstream reports none
+        self.cache = None  # relay.response_cache.Lookup, for a request that opted in to the response cache
+        self.cache_hit = False
+        self.sandbox = getattr(key, "sandbox", False)  # README "Sandbox keys": priced as the model named, charged nothing
+        self.would_have_cost = None
 
     def attempt(self, number: int, deployment) -> None:
         target = deployment.target
@@ -133,6 +138,9 @@ class Record:
         that needed a correction are not trusted at all: the request is billed from the offline
         estimate of the request and of `answer_text()` (what was delivered), so a broken upstream never
         yields a free (or absurd) request."""
+        if self.sandbox:  # the demo model's own figures are not the named model's: count with the tokenizer
+            await self.estimate(answer_text())
+            return
         flags = []
         prompt = _in_range(usage_number(usage.prompt_tokens), "prompt", flags)
         completion = _in_range(usage_number(usage.completion_tokens), "completion", flags)
@@ -172,6 +180,15 @@ class Record:
         self._price()
 
     def _price(self) -> None:
+        if self.cache_hit:  # answered from the response cache: free, `would_have_cost` is the original's
+            self.cost = self.cost_display = Decimal(0)
+            self.currency = self.model.currency
+            return
+        self._price_usage()
+        if self.sandbox and self.deployment is not None:  # what the named model would have cost; charged nothing
+            self.would_have_cost, self.cost, self.cost_display = self.cost_display, Decimal(0), Decimal(0)
+
+    def _price_usage(self) -> None:
         """Exact cost of what was used, at the price in force when the request started."""
         if self.deployment is None or not (self.prompt_tokens or self.completion_tokens):
             if self.endpoint == "count_tokens" and self.deployment is not None and self.status_code == 200:
@@ -203,7 +220,8 @@ class Record:
             latency_ms=self.latency_ms, ttft_ms=self.ttft_ms, created_at=self.created_at, cost=_text(self.cost),
             currency=self.currency or "", exchange_rate=_text(self.exchange_rate),
             cost_display=_text(self.cost_display), price_id=self.price_id, attempt_trail=self.attempt_trail,
-            downgraded_from=self.downgraded_from, usage_flags=self.usage_flags,
+            downgraded_from=self.downgraded_from, usage_flags=self.usage_flags, cache_hit=self.cache_hit,
+            sandbox=self.sandbox, would_have_cost=_text(self.would_have_cost),
         )
 
 

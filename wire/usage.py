@@ -62,6 +62,9 @@ class UsageRecord:
     attempt_trail: list[dict] = field(default_factory=list)
     downgraded_from: str = ""
     usage_flags: str = ""  # corrections to the upstream's figures, e.g. "negative:prompt"
+    cache_hit: bool = False  # answered from the response cache: cost 0
+    sandbox: bool = False  # answered by a sandbox key's demo model: cost 0
+    would_have_cost: str | None = None  # what it would have cost relayed, in the organization's currency
 
     def as_fields(self) -> dict:
         return {name: getattr(self, name) for name in FIELDS}
