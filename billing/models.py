@@ -73,6 +73,11 @@ class UsageEvent(models.Model):
             models.Index(fields=["organization", "team_id", "-created_at"], name="usage_org_team_time"),
             models.Index(fields=["organization", "user_id", "-created_at"], name="usage_org_user_time"),
             models.Index(fields=["organization", "-created_at"], condition=models.Q(status_code__gte=400), name="usage_org_errors_time"),
+            # The overview's savings (billing.savings): cache hits, sandbox runs and downgrades only.
+            models.Index(
+                fields=["organization", "-created_at"], name="usage_org_savings_time",
+                condition=models.Q(cache_hit=True) | models.Q(sandbox=True) | ~models.Q(downgraded_from=""),
+            ),
         ]
 
     def __str__(self):

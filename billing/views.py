@@ -43,6 +43,7 @@ from billing.forms import (
     UsageFilterForm,
 )
 from billing.models import AlertChannel, AlertDelivery, Budget, UsageEvent
+from billing.savings import period_savings
 from config.body_limit import accepts_body
 from keys.models import Deployment, Model, VirtualKey
 
@@ -70,6 +71,7 @@ def overview(request):
         context = {
             "full": True,
             "data": data,
+            "data_key_ids": None,
             "budgets": dashboard.budget_statuses(budgets, organization=org, now=now, month_groups=data.groups),
         }
     elif ctx.can(Perm.VIEW_OWN_USAGE) and ctx.user is not None:
@@ -83,10 +85,16 @@ def overview(request):
             "full": False,
             "keys": keys,
             "data": dashboard.overview(organization=org, now=now, key_ids=key_ids),
+            "data_key_ids": key_ids,
             "budgets": dashboard.budget_statuses(budgets, organization=org, now=now),
         }
     else:
         return _forbidden(request)
+    data = context["data"]
+    context["savings"] = period_savings(
+        organization=org, start=data.period_start, end=data.period_end, key_ids=None if context["full"] else context["data_key_ids"])
+    context["savings_money"] = {name: Money(getattr(context["savings"], name).amount, org.currency) for name in ("cache", "sandbox", "downgrades")}
+    context["savings_total"] = Money(context["savings"].total, org.currency)
     context.update(nav_section="overview", now=now)
     return render(request, "billing/overview.html", context)
 

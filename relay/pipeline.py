@@ -169,6 +169,7 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
         if downgrade and downgrade != model.name:
             cheaper = await rt.cache.model(key.organization_id, downgrade)
             if cheaper is not None and cheaper.deployments:
+                record.downgraded_model = model  # priced too, for the savings (relay.record)
                 record.downgraded_from, record.model, record.model_name, model = model.name, cheaper, cheaper.name, cheaper
     except RelayError as error:
         record.fail(error)

@@ -94,7 +94,7 @@ class Record:
         "error_type", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens", "usage_source", "attempts", "deployment",
         "deployment_id", "provider", "upstream_model", "ttft_ms", "latency_ms", "body", "cost", "currency",
         "exchange_rate", "cost_display", "price_id", "attempt_trail", "downgraded_from", "usage_flags",
-        "cache", "cache_hit", "sandbox", "would_have_cost",
+        "cache", "cache_hit", "sandbox", "would_have_cost", "downgraded_model",
     )
 
     def __init__(self, request_id, key, model, endpoint, stream, body):
@@ -119,6 +119,7 @@ class Record:
         self.cache_hit = False
         self.sandbox = getattr(key, "sandbox", False)  # README "Sandbox keys": priced as the model named, charged nothing
         self.would_have_cost = None
+        self.downgraded_model = None  # the model a budget downgraded this request from
 
     def attempt(self, number: int, deployment) -> None:
         target = deployment.target
@@ -187,6 +188,19 @@ class Record:
         self._price_usage()
         if self.sandbox and self.deployment is not None:  # what the named model would have cost; charged nothing
             self.would_have_cost, self.cost, self.cost_display = self.cost_display, Decimal(0), Decimal(0)
+        elif self.downgraded_model is not None and self.cost_display is not None:
+            self.would_have_cost = self._cost_as(self.downgraded_model)
+
+    def _cost_as(self, model) -> Decimal | None:
+        """The same usage at `model`'s first priced deployment, in the display currency (None: unknown)."""
+        for deployment in model.deployments:
+            price = price_at(deployment.prices, self.created_at)
+            if price is not None:
+                rate = model.exchange_rate(price.currency, self.created_at)
+                cost = price.cost(prompt_tokens=self.prompt_tokens, cached_tokens=self.cached_tokens, completion_tokens=self.completion_tokens,
+                                  at=self.created_at, cache_write_tokens=self.cache_write_tokens)
+                return cost * rate if rate is not None else None
+        return None
 
     def _price_usage(self) -> None:
         """Exact cost of what was used, at the price in force when the request started."""

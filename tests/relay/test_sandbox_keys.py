@@ -79,3 +79,16 @@ def test_a_sandbox_key_never_uses_the_response_cache(gateway, upstream, priced):
     # ... and a normal key of the same organization is not answered with the sandbox's demo answer.
     real = gateway.client().chat.completions.with_raw_response.create(model="gpt-test", messages=ASK, temperature=0)
     assert real.headers["x-tollgate-cache"] == "miss" and real.parse().choices[0].message.content.startswith("Hello from the mock")
+
+
+def test_a_downgrade_records_what_the_model_asked_for_would_have_cost(gateway, upstream, priced):
+    billing_services.price_create(actor=gateway.ctx, provider="custom", upstream_model="echo-cheap", currency="USD", input_per_m="1", output_per_m="2")
+    gateway.add_model("cheap", "echo-cheap")
+    billing_services.budget_create(actor=gateway.ctx, scope="org", amount="0.01", hard=False, downgrade_model="cheap")
+    client = gateway.client()
+    for _ in range(30):
+        if client.chat.completions.with_raw_response.create(model="gpt-test", messages=ASK, max_tokens=10).headers["x-tollgate-model"] == "cheap":
+            break
+    row = wait_for(lambda: (drain_usage(), UsageEvent.objects.filter(downgraded_from="gpt-test").first())[1])
+    expected = (Decimal(row.prompt_tokens - row.cached_tokens) * 1000 + Decimal(row.cached_tokens) * 1000 + Decimal(row.completion_tokens) * 2000) / 1_000_000
+    assert row.model_name == "cheap" and row.would_have_cost == expected > row.cost_display > 0
