@@ -212,3 +212,49 @@ def test_keys_and_models_that_did_not_opt_in_make_no_lookup(gateway, upstream):
     answers = [client.chat.completions.with_raw_response.create(model="gpt-test", messages=HELLO, temperature=0) for _ in range(2)]
     assert all("x-tollgate-cache" not in a.headers for a in answers)
     assert upstream_calls(upstream) == 2
+
+
+def test_no_cache_stores_the_fresh_answer_and_no_store_neither_reads_nor_writes(gateway, upstream):
+    cache_on(gateway)
+    client = gateway.client()
+    client.chat.completions.create(model="gpt-test", messages=HELLO, temperature=0)
+    wait_for(lambda: client.chat.completions.with_raw_response.create(model="gpt-test", messages=HELLO, temperature=0).headers["x-tollgate-cache"] == "hit")
+    fresh = client.chat.completions.create(model="gpt-test", messages=HELLO, temperature=0, extra_headers={"Cache-Control": "no-cache"})
+    # The mock upstream numbers its answers: the entry now holds the fresh one.
+    wait_for(lambda: client.chat.completions.create(model="gpt-test", messages=HELLO, temperature=0).id == fresh.id)
+    other = [{"role": "user", "content": "never stored"}]
+    unstored = client.chat.completions.with_raw_response.create(model="gpt-test", messages=other, temperature=0, extra_headers={"Cache-Control": "no-store"})
+    assert "x-tollgate-cache" not in unstored.headers
+    calls = upstream_calls(upstream)
+    assert client.chat.completions.with_raw_response.create(model="gpt-test", messages=other, temperature=0).headers["x-tollgate-cache"] == "miss"
+    assert upstream_calls(upstream) == calls + 1
+
+
+def test_completions_are_cached_too_and_replayed_as_a_stream(gateway, upstream):
+    cache_on(gateway)
+    client = gateway.client()
+    whole = client.completions.create(model="gpt-test", prompt="Say hi", temperature=0)
+    calls = upstream_calls(upstream)
+
+    def replayed():
+        with client.completions.with_streaming_response.create(model="gpt-test", prompt="Say hi", temperature=0, stream=True) as response:
+            return list(response.parse()) if response.headers["x-tollgate-cache"] == "hit" else None
+
+    chunks = wait_for(replayed)
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == whole.choices[0].text
+    assert upstream_calls(upstream) == calls
+
+
+def test_entries_expire_after_the_configured_time(gateway, upstream, settings):
+    cache_on(gateway)
+    gateway.client().chat.completions.create(model="gpt-test", messages=HELLO, temperature=0)
+    if not settings.REDIS_URL:
+        pytest.skip("the in-process store's expiry is tested in tests/relay/test_response_cache_stores.py")
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        names = wait_for(lambda: client.keys(f"tollgate:rc:{gateway.org.pk}:*"))
+        assert len(names) == 1 and 0 < client.ttl(names[0]) <= settings.TOLLGATE_RESPONSE_CACHE_SECONDS == 3600
+    finally:
+        client.close()
