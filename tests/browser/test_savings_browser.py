@@ -60,6 +60,9 @@ def test_savings_on_the_overview_key_page_and_usage_log(live_server, new_page, c
     assert_labelled(page)
     screenshot(page, "savings-overview")
 
+    page.goto(f"{url}/keys/")
+    expect(page.locator("tr", has_text="Dry run").locator(".chip", has_text="sandbox")).to_be_visible()
+    expect(page.locator("tr", has_text="Cached").locator(".chip", has_text="sandbox")).to_have_count(0)
     page.goto(f"{url}/keys/{sandbox.pk}/")
     expect(page.locator("#key-sandbox")).to_contain_text("Sandbox key")
     expect(page.get_by_label("Sandbox key")).to_be_checked()

@@ -1,6 +1,8 @@
 """README "Response cache": the official openai SDK against the relay, the loopback mock upstream counting
 the calls that reach it, and the real store (Redis when REDIS_URL is set, the in-process one without)."""
 
+import time
+
 import openai
 import pytest
 
@@ -11,6 +13,7 @@ from billing.models import UsageEvent
 from keys import services as key_services
 from tests.accounts.factories import MembershipFactory, OrganizationFactory, UserFactory
 from tests.gateway import drain_usage, wait_for
+from tests.relay.test_hot_path import counted_io  # noqa: F401 (a fixture)
 
 HELLO = [{"role": "user", "content": "Hello cache"}]
 
@@ -258,3 +261,24 @@ def test_entries_expire_after_the_configured_time(gateway, upstream, settings):
         assert len(names) == 1 and 0 < client.ttl(names[0]) <= settings.TOLLGATE_RESPONSE_CACHE_SECONDS == 3600
     finally:
         client.close()
+
+
+def test_a_hit_costs_one_redis_round_trip_and_no_query(gateway, counted_io, settings):
+    if not settings.REDIS_URL:
+        pytest.skip("without Redis the cache is in process: no round trip at all")
+    assert settings.TOLLGATE_RESPONSE_CACHE_MAX_ENTRY_BYTES == 1024 * 1024 and settings.TOLLGATE_RESPONSE_CACHE_LOCAL_BYTES == 64 * 1024 * 1024
+    cache_on(gateway)
+    client = gateway.client()
+    client.chat.completions.create(model="gpt-test", messages=HELLO, temperature=0)
+    wait_for(lambda: client.chat.completions.with_raw_response.create(model="gpt-test", messages=HELLO, temperature=0).headers["x-tollgate-cache"] == "hit")
+    time.sleep(1.2)  # every configuration change has reached the relay
+    sql, redis_trips = counted_io
+    sql.count = redis_trips.count = 0
+    requests = 100
+    started = time.monotonic()
+    for _ in range(requests):
+        assert client.chat.completions.with_raw_response.create(model="gpt-test", messages=HELLO, temperature=0).headers["x-tollgate-cache"] == "hit"
+    elapsed = time.monotonic() - started
+    background = int(elapsed / 0.5 + 1) * 2 + int(elapsed / 0.2 + 1) + 10  # polls and usage flushes (test_hot_path)
+    assert requests <= redis_trips.count <= requests + background, (redis_trips.count, background)
+    assert sql.count == 0
