@@ -73,11 +73,6 @@ class UsageEvent(models.Model):
             models.Index(fields=["organization", "team_id", "-created_at"], name="usage_org_team_time"),
             models.Index(fields=["organization", "user_id", "-created_at"], name="usage_org_user_time"),
             models.Index(fields=["organization", "-created_at"], condition=models.Q(status_code__gte=400), name="usage_org_errors_time"),
-            # The overview's savings (billing.savings): cache hits, sandbox runs and downgrades only.
-            models.Index(
-                fields=["organization", "-created_at"], name="usage_org_savings_time",
-                condition=models.Q(cache_hit=True) | models.Q(sandbox=True) | ~models.Q(downgraded_from=""),
-            ),
         ]
 
     def __str__(self):
@@ -182,6 +177,14 @@ class UsageRollup(models.Model):
     cost = models.DecimalField(max_digits=24, decimal_places=10, default=0)  # in the org's display currency
     unpriced = models.PositiveIntegerField(default=0)
     latency_ms_sum = models.BigIntegerField(default=0)
+    # The overview's savings (billing.savings): cache hits and what their original answers cost, sandbox
+    # runs and what they would have cost, downgrades and the difference to the model asked for.
+    cache_hits = models.PositiveIntegerField(default=0)
+    cache_saved = models.DecimalField(max_digits=24, decimal_places=10, default=0)
+    sandbox_requests = models.PositiveIntegerField(default=0)
+    sandbox_saved = models.DecimalField(max_digits=24, decimal_places=10, default=0)
+    downgrades = models.PositiveIntegerField(default=0)
+    downgrade_saved = models.DecimalField(max_digits=24, decimal_places=10, default=0)
 
     class Meta:
         constraints = [

@@ -1,19 +1,18 @@
 """What the response cache, sandbox keys and budget downgrades saved in a period (the overview's
-"Savings" card), read from the ledger's rows that carry `would_have_cost`.
-
-A partial index (UsageEvent.Meta: usage_org_savings_time) holds only those rows, so the query reads the
-period's hits, sandbox runs and downgrades, never the rest of the ledger.
-"""
+"Savings" card), from the rollups like the rest of the overview (billing.rollups adds each ledger row's
+saving to its buckets): the overview never reads the ledger."""
 
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Sum
 
-from billing.models import UsageEvent
+from billing.dashboard import rollups
+from billing.models import UsageRollup
+from billing.selectors import rollup_range_q
 
-SAVING_ROWS = Q(cache_hit=True) | Q(sandbox=True) | ~Q(downgraded_from="")
+COLUMNS = ("cache_hits", "cache_saved", "sandbox_requests", "sandbox_saved", "downgrades", "downgrade_saved")
 
 
 @dataclass(frozen=True)
@@ -39,18 +38,16 @@ class Savings:
 
 def period_savings(*, organization, start: datetime, end: datetime, key_ids: list[int] | None = None) -> Savings:
     """Cache hits save what the original answer cost; sandbox runs what they would have cost; a downgrade
-    the difference between the downgraded-from model's price and what was paid (unknown prices count 0)."""
-    rows = UsageEvent.objects.filter(SAVING_ROWS, organization=organization, created_at__gte=start, created_at__lt=end)
-    if key_ids is not None:
-        rows = rows.filter(key_id__in=key_ids)
-    totals = rows.aggregate(
-        cache_n=Count("id", filter=Q(cache_hit=True)), cache_saved=Sum("would_have_cost", filter=Q(cache_hit=True)),
-        sandbox_n=Count("id", filter=Q(sandbox=True)), sandbox_saved=Sum("would_have_cost", filter=Q(sandbox=True)),
-        down_n=Count("id", filter=Q(cache_hit=False, sandbox=False) & ~Q(downgraded_from="")),
-        down_saved=Sum(F("would_have_cost") - F("cost_display"), filter=Q(cache_hit=False, sandbox=False, would_have_cost__isnull=False, cost_display__isnull=False) & ~Q(downgraded_from="")),
-    )
+    the same usage at the downgraded-from model's price less what was paid (an unknown price counts 0).
+    The organization's from the daily-by-model grain, a member's (`key_ids`) from their keys' rows."""
+    if key_ids is None:
+        rows = rollups(organization=organization).filter(rollup_range_q(start, end, day_grain=UsageRollup.Grain.DAY_BY_MODEL))
+    else:
+        rows = rollups(organization=organization, key_ids=key_ids).filter(rollup_range_q(start, end))
+    totals = rows.aggregate(**{f"total_{name}": Sum(name) for name in COLUMNS})
+    value = lambda name, zero=0: totals[f"total_{name}"] or zero  # noqa: E731
     return Savings(
-        cache=Saving(totals["cache_n"], totals["cache_saved"] or Decimal(0)),
-        sandbox=Saving(totals["sandbox_n"], totals["sandbox_saved"] or Decimal(0)),
-        downgrades=Saving(totals["down_n"], max(totals["down_saved"] or Decimal(0), Decimal(0))),
+        cache=Saving(value("cache_hits"), value("cache_saved", Decimal(0))),
+        sandbox=Saving(value("sandbox_requests"), value("sandbox_saved", Decimal(0))),
+        downgrades=Saving(value("downgrades"), value("downgrade_saved", Decimal(0))),
     )

@@ -270,7 +270,8 @@ async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers, 
                     await asyncio.sleep(pause)
                 continue
             record.trail(deployment, response.status, "", started)
-            await rt.cooldowns.success(target.deployment_id)
+            if not key.sandbox:  # the demo model answered a sandbox key: nothing learnt of the deployment's health
+                await rt.cooldowns.success(target.deployment_id)
             headers = [
                 *limit_headers,
                 (b"x-tollgate-model", model.name.encode()),

@@ -92,3 +92,18 @@ def test_a_downgrade_records_what_the_model_asked_for_would_have_cost(gateway, u
     row = wait_for(lambda: (drain_usage(), UsageEvent.objects.filter(downgraded_from="gpt-test").first())[1])
     expected = (Decimal(row.prompt_tokens - row.cached_tokens) * 1000 + Decimal(row.cached_tokens) * 1000 + Decimal(row.completion_tokens) * 2000) / 1_000_000
     assert row.model_name == "cheap" and row.would_have_cost == expected > row.cost_display > 0
+
+
+def test_a_sandbox_answer_does_not_end_a_real_deployments_cooldown(gateway, upstream, relay_server):
+    import openai
+
+    model = gateway.add_model("flaky", "fail-500")
+    key_services.model_update(actor=gateway.ctx, model=model, cooldown_failures=1, max_attempts=1, cooldown_seconds=300)
+    deployment = model.deployments.get()
+    with pytest.raises(openai.InternalServerError):
+        gateway.client().chat.completions.create(model="flaky", messages=ASK)
+    cooldowns = relay_server.relay.runtime.cooldowns
+    assert deployment.pk in cooldowns._until
+    _key, secret = sandbox_key(gateway)
+    assert gateway.client(secret).chat.completions.create(model="flaky", messages=ASK).choices[0].message.content.startswith("This is")
+    assert deployment.pk in cooldowns._until  # still cooling for everyone else
