@@ -45,7 +45,10 @@ def period_savings(*, organization, start: datetime, end: datetime, key_ids: lis
     else:
         rows = rollups(organization=organization, key_ids=key_ids).filter(rollup_range_q(start, end))
     totals = rows.aggregate(**{f"total_{name}": Sum(name) for name in COLUMNS})
-    value = lambda name, zero=0: totals[f"total_{name}"] or zero  # noqa: E731
+
+    def value(name, zero=0):
+        return totals[f"total_{name}"] or zero
+
     return Savings(
         cache=Saving(value("cache_hits"), value("cache_saved", Decimal(0))),
         sandbox=Saving(value("sandbox_requests"), value("sandbox_saved", Decimal(0))),

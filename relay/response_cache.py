@@ -18,7 +18,14 @@ from django.conf import settings
 
 from relay.record import Record
 from wire import redis_keys
-from wire.replay import CACHEABLE_ENDPOINTS, answer_from_stream, calls_tools, deterministic, fingerprint, stream_of
+from wire.replay import (
+    CACHEABLE_ENDPOINTS,
+    answer_from_stream,
+    calls_tools,
+    deterministic,
+    fingerprint,
+    stream_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +33,10 @@ HEADER = b"x-tollgate-cache"
 
 
 class Lookup:
-    """One opted-in request's cache state; `answer` is filled by the pipeline when the upstream's answer
-    was delivered whole (the payload) or as a complete stream (the chunks)."""
+    """One opted-in request's cache state; the pipeline fills `payload` when the upstream's answer was
+    delivered whole, `chunks` when it was delivered as a complete stream."""
 
-    __slots__ = ("name", "read", "allow_tools", "payload", "chunks")
+    __slots__ = ("allow_tools", "chunks", "name", "payload", "read")
 
     def __init__(self, name: str, read: bool, allow_tools: bool):
         self.name, self.read, self.allow_tools = name, read, allow_tools

@@ -34,6 +34,10 @@ def cache_on(gateway, **flags):
     key_services.virtual_key_update(actor=gateway.ctx, key=gateway.key, response_cache=True, **flags)
 
 
+def a_hit(response):
+    return response if response.headers["x-tollgate-cache"] == "hit" else None
+
+
 def price(gateway):
     billing_services.price_create(actor=gateway.ctx, provider="custom", upstream_model="echo", currency="USD", input_per_m="1000", output_per_m="2000")
 
@@ -75,7 +79,11 @@ def test_a_stream_is_replayed_as_a_stream_the_sdk_parses(gateway, upstream):
         ) as response:
             return response.headers["x-tollgate-cache"], list(response.parse())
 
-    state, chunks = wait_for(lambda: (lambda r: r if r[0] == "hit" else None)(replayed()))  # the write lands after the response
+    def hit():
+        state, chunks = replayed()
+        return chunks if state == "hit" else None
+
+    chunks = wait_for(hit)  # the write lands after the response
     assert upstream_calls(upstream) == calls
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "".join(c.choices[0].delta.content or "" for c in first if c.choices)
@@ -165,8 +173,7 @@ def test_a_model_can_opt_in_for_every_key(gateway, upstream):
     client = gateway.client()
     client.embeddings.create(model="gpt-test", input=["a b", "c"])  # embeddings: always repeatable
     calls = upstream_calls(upstream)
-    hit = wait_for(lambda: (lambda r: r if r.headers["x-tollgate-cache"] == "hit" else None)(
-        client.embeddings.with_raw_response.create(model="gpt-test", input=["a b", "c"])))
+    hit = wait_for(lambda: a_hit(client.embeddings.with_raw_response.create(model="gpt-test", input=["a b", "c"])))
     assert len(hit.parse().data) == 2 and upstream_calls(upstream) == calls
 
 
@@ -181,8 +188,7 @@ def test_tool_calls_are_cached_only_when_allowed(gateway, upstream):
     assert upstream_calls(upstream) == 2
     key_services.virtual_key_update(actor=gateway.ctx, key=gateway.key, cache_tool_calls=True)
     client.chat.completions.create(model="gpt-test", messages=ask, tools=tools, temperature=0)
-    hit = wait_for(lambda: (lambda r: r if r.headers["x-tollgate-cache"] == "hit" else None)(
-        client.chat.completions.with_raw_response.create(model="gpt-test", messages=ask, tools=tools, temperature=0)))
+    hit = wait_for(lambda: a_hit(client.chat.completions.with_raw_response.create(model="gpt-test", messages=ask, tools=tools, temperature=0)))
     assert hit.parse().choices[0].message.tool_calls[0].function.name == "weather"
 
 
@@ -263,7 +269,7 @@ def test_entries_expire_after_the_configured_time(gateway, upstream, settings):
         client.close()
 
 
-def test_a_hit_costs_one_redis_round_trip_and_no_query(gateway, counted_io, settings):
+def test_a_hit_costs_one_redis_round_trip_and_no_query(gateway, counted_io, settings):  # noqa: F811 (the fixture)
     if not settings.REDIS_URL:
         pytest.skip("without Redis the cache is in process: no round trip at all")
     assert settings.TOLLGATE_RESPONSE_CACHE_MAX_ENTRY_BYTES == 1024 * 1024 and settings.TOLLGATE_RESPONSE_CACHE_LOCAL_BYTES == 64 * 1024 * 1024
