@@ -7,7 +7,10 @@ A, B, A, B… so a noisy machine weighs on both alike. Prints one line per cell 
 Variants: `httptools` (uvicorn's own protocol), `coalesce` (relay.coalesce, what the Procfile runs),
 `nometrics` (coalesce with the Prometheus metrics off: `--variants coalesce,nometrics` prices them),
 `traces` (coalesce exporting OpenTelemetry traces to a local OTLP sink that discards them:
-`--variants coalesce,traces` prices tracing).
+`--variants coalesce,traces` prices tracing),
+`cached` (coalesce with the key's response cache on at any temperature: after the warm-up's first
+request every request is a cache hit, so `--variants coalesce,cached` compares the hit path with the
+relayed one; README "Response cache").
 `--drain`: where the Celery worker that drains usage runs: `idle` (core 0 at idle priority, as run.py
 does), `load` (core 0 at the load tools' priority) or `none` (no worker; usage waits in the stream).
 Uses run.py's machinery with its own ports, database (`tollgate_bench_ab`) and Redis database (9).
@@ -33,6 +36,16 @@ VARIANTS = {"httptools": ["--http", "httptools"], "coalesce": ["--http", "relay.
 VARIANTS["nometrics"] = VARIANTS["coalesce"]  # the Procfile's process with TOLLGATE_METRICS=false
 VARIANTS["traces"] = VARIANTS["coalesce"]  # with TOLLGATE_OTLP_ENDPOINT set (relay/tracing.py)
 VARIANT_ENV = {"nometrics": {"TOLLGATE_METRICS": "false"}}
+VARIANTS["cached"] = VARIANTS["coalesce"]  # the Procfile's process, the key's response cache on
+
+
+def set_key_cache(gateway, on: bool) -> None:
+    """Turn the benchmark key's response cache on or off (read by the web process at its start)."""
+    code = (f"from keys.models import VirtualKey; VirtualKey.objects.filter(pk={gateway.setup['key_id']})"
+            f".update(response_cache={on}, cache_any_temperature={on})")
+    result = run.run_cmd([run.PY, "manage.py", "shell", "-c", code], timeout=120, env=gateway.env)
+    if result.returncode:
+        raise RuntimeError(result.stdout + result.stderr)
 
 
 def otlp_sink() -> str:
@@ -73,9 +86,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--shared", action="store_true", help="a machine others use: no real-time priority, no nice boost")
     opts = parser.parse_args()
-    run.RT = os.geteuid() == 0 and run.PIN
-    run.NICE = -10 if os.geteuid() == 0 else 0
+    run.RT = os.geteuid() == 0 and run.PIN and not opts.shared
+    run.NICE = -10 if os.geteuid() == 0 and not opts.shared else 0
     if run.PIN:
         os.sched_setaffinity(0, {int(run.LOAD_CPU)})
     run.WORK.mkdir(parents=True, exist_ok=True)
@@ -98,6 +112,7 @@ def main() -> None:
                     argv = [run.PY, "-m", "celery", "-A", "config", "worker", "--concurrency", "1", "--beat",
                             "-s", str(run.WORK / "celerybeat-schedule"), "--loglevel", "WARNING", "-n", "ab@%h"]
                     worker = run.PROCS.start("ab-celery", argv, cpu=run.LOAD_CPU, env=gateway.env, idle=drain == "idle")
+                set_key_cache(gateway, variant == "cached")
                 argv = [*UVICORN, "--port", str(run.PORTS["tollgate"]), *VARIANTS[variant]]
                 env = {**gateway.env, **VARIANT_ENV.get(variant, {})}
                 web = run.PROCS.start(f"ab-{variant}", argv, cpu=run.GATEWAY_CPU, env=env, rt=True)

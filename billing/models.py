@@ -59,6 +59,13 @@ class UsageEvent(models.Model):
     credit_drawn = models.BooleanField(default=False)
     # The batch a request was a line of (batches.Batch.public_id); empty for live traffic.
     batch_id = models.CharField(max_length=40, blank=True)
+    # Answered from the response cache (README "Response cache") or by a sandbox key's demo model
+    # (README "Sandbox keys"): cost is 0 and `would_have_cost` holds what the request would have cost
+    # relayed, in the display currency (the original answer's cost, for a hit). Also set on a downgrade:
+    # the same usage at the downgraded-from model's price.
+    cache_hit = models.BooleanField(default=False)
+    sandbox = models.BooleanField(default=False)
+    would_have_cost = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:
@@ -180,6 +187,14 @@ class UsageRollup(models.Model):
     cost = models.DecimalField(max_digits=24, decimal_places=10, default=0)  # in the org's display currency
     unpriced = models.PositiveIntegerField(default=0)
     latency_ms_sum = models.BigIntegerField(default=0)
+    # The overview's savings (billing.savings): cache hits and what their original answers cost, sandbox
+    # runs and what they would have cost, downgrades and the difference to the model asked for.
+    cache_hits = models.PositiveIntegerField(default=0)
+    cache_saved = models.DecimalField(max_digits=24, decimal_places=10, default=0)
+    sandbox_requests = models.PositiveIntegerField(default=0)
+    sandbox_saved = models.DecimalField(max_digits=24, decimal_places=10, default=0)
+    downgrades = models.PositiveIntegerField(default=0)
+    downgrade_saved = models.DecimalField(max_digits=24, decimal_places=10, default=0)
 
     class Meta:
         constraints = [

@@ -13,7 +13,9 @@ from django.db import connection
 
 from billing.models import UsageRollup
 
-SUMS = ("requests", "errors", "prompt_tokens", "cached_tokens", "completion_tokens", "cost", "unpriced", "latency_ms_sum")
+SUMS = ("requests", "errors", "prompt_tokens", "cached_tokens", "completion_tokens", "cost", "unpriced", "latency_ms_sum",
+        "cache_hits", "cache_saved", "sandbox_requests", "sandbox_saved", "downgrades", "downgrade_saved")
+_TEN_PLACES = Decimal("1e-10")  # the rollups' decimal places
 KEYS = ("organization_id", "grain", "bucket", "team_id", "key_id", "user_id", "model_name", "deployment_id")
 _HOUR, _DAY = UsageRollup.Grain.HOUR.value, UsageRollup.Grain.DAY.value
 _DAY_BY_MODEL, _DAY_BY_KEY = UsageRollup.Grain.DAY_BY_MODEL.value, UsageRollup.Grain.DAY_BY_KEY.value
@@ -44,6 +46,8 @@ def rollup_add(rows: list[dict]) -> None:
         elif not failed:
             sums[6] += 1  # unpriced success: counted, never as zero cost
         sums[7] += row["latency_ms"]
+        if row["cache_hit"] or row["sandbox"] or row["downgraded_from"]:
+            _add_saving(sums, row)
     days, by_model, by_key = defaultdict(_zero), defaultdict(_zero), defaultdict(_zero)
     for (hour, org_id, team_id, key_id, user_id, model_name, deployment_id), sums in hours.items():
         day = hour.replace(hour=0)  # UTC days; org-time-zone views aggregate hourly rows
@@ -61,8 +65,24 @@ def rollup_add(rows: list[dict]) -> None:
     _upsert(buckets)
 
 
+def _add_saving(sums: list, row: dict) -> None:
+    """README "Response cache", "Sandbox keys": what a hit, a sandbox run or a downgrade saved."""
+    would = row["would_have_cost"]
+    would = Decimal(would).quantize(_TEN_PLACES) if would is not None else None
+    if row["cache_hit"]:
+        sums[8] += 1
+        sums[9] += would or 0
+    elif row["sandbox"]:
+        sums[10] += 1
+        sums[11] += would or 0
+    else:
+        sums[12] += 1
+        if would is not None and row["cost_display"] is not None:
+            sums[13] += max(would - row["cost_display"], Decimal(0))
+
+
 def _zero() -> list:
-    return [0, 0, 0, 0, 0, Decimal(0), 0, 0]  # SUMS; cost stays Decimal
+    return [0, 0, 0, 0, 0, Decimal(0), 0, 0, 0, Decimal(0), 0, Decimal(0), 0, Decimal(0)]  # SUMS; money stays Decimal
 
 
 def _upsert(buckets: list[tuple]) -> None:

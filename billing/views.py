@@ -43,6 +43,7 @@ from billing.forms import (
     UsageFilterForm,
 )
 from billing.models import AlertChannel, AlertDelivery, Budget, UsageEvent
+from billing.savings import period_savings
 from config.body_limit import accepts_body
 from keys.models import Deployment, Model, VirtualKey
 
@@ -70,6 +71,7 @@ def overview(request):
         context = {
             "full": True,
             "data": data,
+            "data_key_ids": None,
             "budgets": dashboard.budget_statuses(budgets, organization=org, now=now, month_groups=data.groups),
         }
     elif ctx.can(Perm.VIEW_OWN_USAGE) and ctx.user is not None:
@@ -83,10 +85,16 @@ def overview(request):
             "full": False,
             "keys": keys,
             "data": dashboard.overview(organization=org, now=now, key_ids=key_ids),
+            "data_key_ids": key_ids,
             "budgets": dashboard.budget_statuses(budgets, organization=org, now=now),
         }
     else:
         return _forbidden(request)
+    data = context["data"]
+    context["savings"] = period_savings(
+        organization=org, start=data.period_start, end=data.period_end, key_ids=None if context["full"] else context["data_key_ids"])
+    context["savings_money"] = {name: Money(getattr(context["savings"], name).amount, org.currency) for name in ("cache", "sandbox", "downgrades")}
+    context["savings_total"] = Money(context["savings"].total, org.currency)
     context.update(nav_section="overview", now=now)
     return render(request, "billing/overview.html", context)
 
@@ -116,7 +124,9 @@ def usage(request):
         after=request.GET.get("after"), before=request.GET.get("before"),
     )
     names = dashboard.names_for(organization=org, key_ids=[e.key_id for e in page.rows])
-    rows = [{"event": e, "key_name": names["keys"].get(e.key_id), "cost": Money(e.cost_display, org.currency)} for e in page.rows]
+    rows = [{"event": e, "key_name": names["keys"].get(e.key_id), "cost": Money(e.cost_display, org.currency),
+             "would_have_cost": Money(e.would_have_cost, org.currency) if e.would_have_cost is not None and (e.cache_hit or e.sandbox) else None}
+            for e in page.rows]
     query = request.GET.copy()
     for name in ("page", "after", "before"):
         query.pop(name, None)
@@ -162,6 +172,7 @@ def usage_event(request, pk):
         "trail": [{**step, "deployment_name": deployments.get(step.get("deployment"))} for step in trail],
         "cost": Money(event.cost, event.currency) if event.cost is not None else None,
         "cost_display": Money(event.cost_display, org.currency),
+        "would_have_cost": Money(event.would_have_cost, org.currency),
         "exchange_rate": money_text(event.exchange_rate),
         "currency": org.currency,
     }
@@ -172,6 +183,7 @@ CSV_HEADER = [
     "time", "request_id", "model", "provider", "upstream_model", "key_id", "key", "team_id", "team", "user_id", "user",
     "status", "error_type", "stream", "prompt_tokens", "cached_tokens", "completion_tokens", "usage_source", "cost",
     "cost_currency", "exchange_rate", "cost_display", "display_currency", "attempts", "latency_ms", "ttft_ms", "downgraded_from",
+    "cache_hit", "sandbox", "would_have_cost",
 ]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # Excel reads a CSV without a byte order mark in the legacy code page, which garbles Chinese names.
@@ -198,6 +210,7 @@ def _csv_line(writer, event: UsageEvent, names: dict, tz, currency: str) -> str:
         event.cached_tokens, event.completion_tokens, event.usage_source, money_text(event.cost) or "", event.currency,
         money_text(event.exchange_rate) or "", money_text(event.cost_display) or "", currency, event.attempts,
         event.latency_ms, "" if event.ttft_ms is None else event.ttft_ms, _cell(event.downgraded_from),
+        "true" if event.cache_hit else "false", "true" if event.sandbox else "false", money_text(event.would_have_cost) or "",
     ])
 
 

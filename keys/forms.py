@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Team, User
 from accounts.permissions import Perm
 from keys.models import Deployment, Model, ProviderCredential, provider_choices
+from keys.services import CACHE_FLAGS, KEY_FLAGS
 from wire.presets import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, PRESETS
 
 MAX_LIMIT = 2_147_483_647  # PositiveIntegerField's ceiling on every database
@@ -94,6 +95,17 @@ class _KeyFieldsForm(forms.Form):
     tpm_limit = forms.IntegerField(
         label=_("Tokens per minute"), required=False, min_value=1, max_value=MAX_LIMIT, help_text=_("Empty: no limit."),
     )
+    # README "Sandbox keys" and "Response cache"
+    sandbox = forms.BooleanField(
+        label=_("Sandbox key"), required=False,
+        help_text=_("Every request is answered by the local demo model at no cost; the usage log shows what it would have cost."),
+    )
+    response_cache = forms.BooleanField(
+        label=_("Response cache"), required=False,
+        help_text=_("Repeated identical requests at temperature 0 (and embeddings) are answered from the cache, at no cost."),
+    )
+    cache_any_temperature = forms.BooleanField(label=_("Cache at any temperature"), required=False, help_text=_("Also cache requests whose temperature is above 0 or not given."))
+    cache_tool_calls = forms.BooleanField(label=_("Cache tool calls"), required=False, help_text=_("Also cache answers that call tools."))
 
     def __init__(self, *args, org_context, **kwargs):
         super().__init__(*args, **kwargs)
@@ -121,7 +133,7 @@ class KeyCreateForm(_KeyFieldsForm):
         label=_("User"), queryset=User.objects.none(), required=False, empty_label=_("Nobody (a service key)"),
         help_text=_("Whose key this is: their usage and budgets count it."),
     )
-    field_order = ["name", "team", "user", "allowed_models", "expires_at", "rpm_limit", "tpm_limit"]
+    field_order = ["name", "team", "user", "allowed_models", "expires_at", "rpm_limit", "tpm_limit", "sandbox", "response_cache", "cache_any_temperature", "cache_tool_calls"]
 
     def __init__(self, *args, org_context, **kwargs):
         super().__init__(*args, org_context=org_context, **kwargs)
@@ -147,6 +159,7 @@ class KeyUpdateForm(_KeyFieldsForm):
         initial = {
             "name": key.name, "allowed_models": list(key.allowed_models or []), "expires_at": key.expires_at,
             "rpm_limit": key.rpm_limit, "tpm_limit": key.tpm_limit,
+            **{flag: getattr(key, flag) for flag in KEY_FLAGS},
         }
         return cls(data, initial=initial, org_context=org_context, prefix="edit")
 
@@ -410,6 +423,12 @@ class ModelUpdateForm(forms.Form):
         label=_("Fall back on context-window errors"), required=False,
         help_text=_("When a prompt is too long, try a deployment with a larger context window."),
     )
+    response_cache = forms.BooleanField(
+        label=_("Response cache"), required=False,
+        help_text=_("For every key: repeated identical requests at temperature 0 (and embeddings) are answered from the cache, at no cost."),
+    )
+    cache_any_temperature = forms.BooleanField(label=_("Cache at any temperature"), required=False, help_text=_("Also cache requests whose temperature is above 0 or not given."))
+    cache_tool_calls = forms.BooleanField(label=_("Cache tool calls"), required=False, help_text=_("Also cache answers that call tools."))
 
     def __init__(self, *args, model: Model, **kwargs):
         super().__init__(*args, **kwargs)
@@ -420,7 +439,7 @@ class ModelUpdateForm(forms.Form):
 
     @classmethod
     def for_model(cls, model, data=None):
-        initial = {field: getattr(model, field) for field in ["description", "is_active", *cls.POLICY_FIELDS]}
+        initial = {field: getattr(model, field) for field in ["description", "is_active", *cls.POLICY_FIELDS, *CACHE_FLAGS]}
         initial["fallback_models"] = ", ".join(model.fallback_models or [])
         initial["retry_statuses"] = ", ".join(str(code) for code in model.retry_statuses or [])
         return cls(data, initial=initial, model=model)
@@ -430,6 +449,9 @@ class ModelUpdateForm(forms.Form):
 
     def policy_fields(self):
         return [self[name] for name in self.POLICY_FIELDS]
+
+    def cache_fields(self):
+        return [self[name] for name in CACHE_FLAGS]
 
     def clean_fallback_models(self):
         return _comma_list(self.cleaned_data["fallback_models"])

@@ -32,6 +32,12 @@ class VirtualKey(models.Model):
     rpm_limit = models.PositiveIntegerField(_("requests per minute"), null=True, blank=True)
     tpm_limit = models.PositiveIntegerField(_("tokens per minute"), null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # README "Sandbox keys": the demo model answers every request, priced as the model named would cost.
+    sandbox = models.BooleanField(_("sandbox"), default=False, help_text=_("Answered by the local demo model at no cost; the ledger shows what it would have cost."))
+    # README "Response cache": opt-in per key (or per model, below).
+    response_cache = models.BooleanField(_("response cache"), default=False, help_text=_("Answer repeated identical requests from the cache, at no cost."))
+    cache_any_temperature = models.BooleanField(_("cache at any temperature"), default=False, help_text=_("Also cache requests whose temperature is above 0 (or not given)."))
+    cache_tool_calls = models.BooleanField(_("cache tool calls"), default=False, help_text=_("Also cache answers that call tools."))
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -107,6 +113,10 @@ class Model(models.Model):
         help_text=_("Skip fallbacks dearer than this many times the primary's price."),
     )
     context_fallback = models.BooleanField(_("fall back on context-window errors"), default=True, help_text=_("Try a deployment with a larger context window."))
+    # README "Response cache": opt-in per model (or per key, above).
+    response_cache = models.BooleanField(_("response cache"), default=False, help_text=_("Answer repeated identical requests from the cache, at no cost."))
+    cache_any_temperature = models.BooleanField(_("cache at any temperature"), default=False, help_text=_("Also cache requests whose temperature is above 0 (or not given)."))
+    cache_tool_calls = models.BooleanField(_("cache tool calls"), default=False, help_text=_("Also cache answers that call tools."))
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -67,9 +67,12 @@ def _check_limit(value, field: str):
 @transaction.atomic
 def virtual_key_create(
     *, actor: OrgContext, name: str, user: User | None = None, team: Team | None = None, allowed_models=None,
-    expires_at=None, rpm_limit=None, tpm_limit=None, metadata=None, ip=None,
+    expires_at=None, rpm_limit=None, tpm_limit=None, metadata=None, ip=None, **flags,
 ) -> tuple[VirtualKey, str]:
-    """Create a key; returns (key, secret). The secret is shown once and only its keyed hash is kept."""
+    """Create a key; returns (key, secret). The secret is shown once and only its keyed hash is kept.
+    `flags`: any of KEY_FLAGS."""
+    if set(flags) - set(KEY_FLAGS):
+        raise TypeError(f"unknown key fields: {sorted(set(flags) - set(KEY_FLAGS))}")
     org = actor.organization
     if has_perm(actor.role, Perm.MANAGE_KEYS):
         owner = user
@@ -93,7 +96,7 @@ def virtual_key_create(
         organization=org, team=team, user=owner, name=name.strip(), prefix=visible_prefix(secret),
         key_hash=keyed_hash(secret), allowed_models=_check_models(org, allowed_models), expires_at=expires_at,
         rpm_limit=_check_limit(rpm_limit, "rpm_limit"), tpm_limit=_check_limit(tpm_limit, "tpm_limit"),
-        metadata=metadata or {}, created_by=actor.user,
+        metadata=metadata or {}, created_by=actor.user, **_key_flags(flags),
     )
     audit_record(organization=org, actor=actor.user, action="key.create", target=key, ip=ip)
     _changed()
@@ -120,10 +123,27 @@ def virtual_key_update(*, actor: OrgContext, key: VirtualKey, ip=None, **changes
         key.expires_at = changes["expires_at"]
     if "metadata" in changes:
         key.metadata = changes["metadata"] or {}
+    for field, value in _key_flags(changes).items():
+        setattr(key, field, value)
     key.save()
     audit_record(organization=key.organization, actor=actor.user, action="key.update", target=key, data={"fields": sorted(changes)}, ip=ip)
     _changed()
     return key
+
+
+# README "Sandbox keys" and "Response cache": yes/no switches of a key (and, the last three, of a model).
+KEY_FLAGS = ("sandbox", "response_cache", "cache_any_temperature", "cache_tool_calls")
+CACHE_FLAGS = KEY_FLAGS[1:]
+
+
+def _key_flags(values: dict, names=KEY_FLAGS) -> dict:
+    flags = {}
+    for name in names:
+        if name in values and values[name] is not None:
+            if not isinstance(values[name], bool):
+                raise ApplicationError(_("Use true or false."), field=name)
+            flags[name] = values[name]
+    return flags
 
 
 @transaction.atomic
@@ -347,6 +367,8 @@ def _apply_policy(model: Model, changes: dict) -> None:
         model.fallback_max_price_ratio = ratio or None
     if "context_fallback" in changes and changes["context_fallback"] is not None:
         model.context_fallback = bool(changes["context_fallback"])
+    for field, value in _key_flags(changes, CACHE_FLAGS).items():
+        setattr(model, field, value)
     if "fallback_models" in changes:
         model.fallback_models = _check_fallbacks(model, changes["fallback_models"] or [])
 

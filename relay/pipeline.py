@@ -15,6 +15,7 @@ from decimal import Decimal
 import orjson
 
 from relay import control, idempotency, messages, responses
+from relay.sandbox import sandboxed
 from relay.record import Record, completion_text, stream_text, worst_case_micros
 from relay.routing import backoff_delay
 from relay.streaming import OutputLimitExceeded, OutputMeter, output_ceiling
@@ -174,6 +175,15 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
     model = await rt.cache.model(key.organization_id, name)
     if model is None or not model.deployments:
         raise _refused(rt, conn, key, endpoint, body, ModelNotFound(f"The model '{name}' does not exist or has no deployment.", param="model"))
+    # --- Sandbox keys and the response cache (relay/sandbox.py, relay/response_cache.py) ---
+    if key.sandbox:
+        model = sandboxed(model)
+    lookup = rt.response_cache.plan(conn, key, model, endpoint, body)
+    if lookup is not None:
+        hit = await rt.response_cache.serve(conn, key, model, endpoint, body, lookup, rt.sink)
+        if hit is not None:
+            return hit
+    # ---
 
     stream = bool(body.get("stream")) and endpoint != "embeddings"
     prompt_estimate = tokens.bound_prompt(endpoint, body)
@@ -182,12 +192,14 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
     free = endpoint == "count_tokens"
     reserved_tokens = 0 if free else prompt_estimate + max_output
     record = _new_record(conn, key, model, endpoint, stream, body)
+    record.cache = lookup
     # The most output this request may be delivered and billed (README "Budgets and limits").
     ceiling = output_ceiling(max_output or rt.output_reserve) if endpoint != "embeddings" else None
     try:
         limit_headers, tpm_counter = await rt.limiter.admit(key, reserved_tokens)
         held, downgrade, reserved_micros, credit = (), "", 0, None
-        if (key.budgets or key.credit) and not free:  # pricing the worst case is only needed when there is something to hold it against
+        # Pricing the worst case is only needed when there is something to hold it against; a sandbox key draws none.
+        if (key.budgets or key.credit) and not free and not key.sandbox:
             hard_budget = next((b for b in key.budgets if b.hard), None) or key.credit  # an unknown cost must not pass it
             servers = [model, *await _fallback_models(rt, model, key)]  # a fallback may answer, at its price
             reserved_micros = worst_case_micros(servers, prompt_estimate, max_output or rt.output_reserve, record.created_at, hard_budget=hard_budget)
@@ -200,6 +212,7 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
         if downgrade and downgrade != model.name:
             cheaper = await rt.cache.model(key.organization_id, downgrade)
             if cheaper is not None and cheaper.deployments:
+                record.downgraded_model = model  # priced too, for the savings (relay.record)
                 record.downgraded_from, record.model, record.model_name, model = model.name, cheaper, cheaper.name, cheaper
     except RelayError as error:
         record.fail(error)
@@ -233,6 +246,8 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
             await rt.budgets.settle(held, reserved_micros, to_micros(record.cost_display or 0))
         await rt.credits.settle(credit, reserved_micros, to_micros(record.cost_display or 0))
         rt.sink.emit(record.as_usage())
+        if lookup is not None:
+            rt.response_cache.keep(record)
     return record
 
 
@@ -309,13 +324,15 @@ async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers, 
                     await asyncio.sleep(pause)
                 continue
             record.trail(deployment, response.status, "", started)
-            await rt.cooldowns.success(target.deployment_id)
+            if not key.sandbox:  # the demo model answered a sandbox key: nothing learnt of the deployment's health
+                await rt.cooldowns.success(target.deployment_id)
             headers = [
                 *limit_headers,
                 (b"x-tollgate-model", model.name.encode()),
                 (b"x-tollgate-deployment", str(target.deployment_id).encode()),
                 (b"x-tollgate-attempts", str(record.attempts).encode()),
                 *getattr(adapter, "response_headers", ()),  # e.g. a token count that is an estimate (relay.messages)
+                *(record.cache.headers if record.cache is not None else ()),
             ]
             if record.stream:
                 await _stream(conn, adapter, response, target, model, record, headers, include_usage, ceiling)
@@ -410,6 +427,8 @@ async def _whole(conn, adapter, endpoint, response, target, model, record, heade
         raise error from None
     payload = answer if isinstance(answer, bytes) else orjson.dumps(answer)
     record.status_code = 200
+    if record.cache is not None:
+        record.cache.payload = payload
     await conn.respond(200, payload, [(b"content-type", b"application/json"), *headers])
 
 
@@ -464,6 +483,8 @@ async def _stream(conn, adapter, response, target, model, record, headers, inclu
             if error is not None:
                 raise error
         await _settle_stream_usage(record, translator, delivered)
+        if record.cache is not None:
+            record.cache.chunks = delivered  # complete: the response cache may keep it
         if include_usage and not getattr(translator, "usage_forwarded", False):
             await conn.write(encode_chunk(_usage_chunk(_stream_id(translator, conn), model.name, record)))
         done = getattr(translator, "done", DONE)  # Anthropic's streams have no [DONE]

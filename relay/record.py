@@ -94,6 +94,7 @@ class Record:
         "error_type", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens", "usage_source", "attempts", "deployment",
         "deployment_id", "provider", "upstream_model", "ttft_ms", "latency_ms", "body", "cost", "currency",
         "exchange_rate", "cost_display", "price_id", "attempt_trail", "downgraded_from", "usage_flags", "batch_id",
+        "cache", "cache_hit", "sandbox", "would_have_cost", "downgraded_model",
     )
 
     def __init__(self, request_id, key, model, endpoint, stream, body):
@@ -115,6 +116,11 @@ class Record:
         self.latency_ms = 0
         self.body = body  # the request, to count its tokens if the upstream reports none
         self.batch_id = ""  # set for a batch line (relay.pipeline.InProcessCaller)
+        self.cache = None  # relay.response_cache.Lookup, for a request that opted in to the response cache
+        self.cache_hit = False
+        self.sandbox = getattr(key, "sandbox", False)  # README "Sandbox keys": priced as the model named, charged nothing
+        self.would_have_cost = None
+        self.downgraded_model = None  # the model a budget downgraded this request from
 
     def attempt(self, number: int, deployment) -> None:
         target = deployment.target
@@ -135,6 +141,9 @@ class Record:
         that needed a correction are not trusted at all: the request is billed from the offline
         estimate of the request and of `answer_text()` (what was delivered), so a broken upstream never
         yields a free (or absurd) request."""
+        if self.sandbox:  # the demo model's own figures are not the named model's: count with the tokenizer
+            await self.estimate(answer_text())
+            return
         flags = []
         prompt = _in_range(usage_number(usage.prompt_tokens), "prompt", flags)
         completion = _in_range(usage_number(usage.completion_tokens), "completion", flags)
@@ -174,6 +183,28 @@ class Record:
         self._price()
 
     def _price(self) -> None:
+        if self.cache_hit:  # answered from the response cache: free, `would_have_cost` is the original's
+            self.cost = self.cost_display = Decimal(0)
+            self.currency = self.model.currency
+            return
+        self._price_usage()
+        if self.sandbox and self.deployment is not None:  # what the named model would have cost; charged nothing
+            self.would_have_cost, self.cost, self.cost_display = self.cost_display, Decimal(0), Decimal(0)
+        elif self.downgraded_model is not None and self.cost_display is not None:
+            self.would_have_cost = self._cost_as(self.downgraded_model)
+
+    def _cost_as(self, model) -> Decimal | None:
+        """The same usage at `model`'s first priced deployment, in the display currency (None: unknown)."""
+        for deployment in model.deployments:
+            price = price_at(deployment.prices, self.created_at)
+            if price is not None:
+                rate = model.exchange_rate(price.currency, self.created_at)
+                cost = price.cost(prompt_tokens=self.prompt_tokens, cached_tokens=self.cached_tokens, completion_tokens=self.completion_tokens,
+                                  at=self.created_at, cache_write_tokens=self.cache_write_tokens)
+                return cost * rate if rate is not None else None
+        return None
+
+    def _price_usage(self) -> None:
         """Exact cost of what was used, at the price in force when the request started."""
         if self.deployment is None or not (self.prompt_tokens or self.completion_tokens):
             if self.endpoint == "count_tokens" and self.deployment is not None and self.status_code == 200:
@@ -207,7 +238,8 @@ class Record:
             cost_display=_text(self.cost_display), price_id=self.price_id, attempt_trail=self.attempt_trail,
             downgraded_from=self.downgraded_from, usage_flags=self.usage_flags,
             credit_account_id=key.credit.id if key.credit is not None and self.cost_display else None,
-            batch_id=self.batch_id,
+            batch_id=self.batch_id, cache_hit=self.cache_hit,
+            sandbox=self.sandbox, would_have_cost=_text(self.would_have_cost),
         )
 
 

@@ -23,6 +23,7 @@ from relay.observers import AccessLog, ObservedSink, flush_observers, run_observ
 from relay.leases import FailoverLeaseStore, LeaseBook, LocalLeaseStore, RedisLeaseStore
 from relay.limits import RateLimiter
 from relay.notices import credential_rejected_notifier
+from relay.response_cache import LocalAnswerStore, RedisAnswerStore, ResponseCache
 from relay.routing import Router
 from relay.throttle import FailedKeyThrottle
 from relay.upstream import new_session
@@ -64,6 +65,8 @@ class Runtime:
         # callable(deployment_id, status): tells the organization's admins, once per credential and day.
         self.notify_credential_rejected = credential_rejected_notifier()
         self.idempotency = IdempotencyStore(self.redis)
+        self.response_cache = ResponseCache(
+            RedisAnswerStore(self.redis) if self.redis is not None else LocalAnswerStore(settings.TOLLGATE_RESPONSE_CACHE_LOCAL_BYTES))
         self.key_throttle = FailedKeyThrottle()
         self.router = Router(self.cooldowns)
         self.session = None

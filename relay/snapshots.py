@@ -55,6 +55,10 @@ class KeySnapshot:
     time_zone: str
     budgets: tuple[BudgetSnapshot, ...] = ()
     credit: CreditSnapshot | None = None  # None: no balance applies, only budgets
+    sandbox: bool = False  # README "Sandbox keys"
+    response_cache: bool = False  # README "Response cache", with the two below
+    cache_any_temperature: bool = False
+    cache_tool_calls: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,9 @@ class ModelSnapshot:
     # the rate in force now and any scheduled after it, so a scheduled rate applies without a reload.
     exchange_rates: tuple[tuple[str, Decimal, float], ...] = ()
     policy: RoutingPolicy = RoutingPolicy()
+    response_cache: bool = False  # README "Response cache", with the two below
+    cache_any_temperature: bool = False
+    cache_tool_calls: bool = False
 
     def exchange_rate(self, currency: str, at: float) -> Decimal | None:
         return rate_at(self.exchange_rates, self.currency, currency, at)
@@ -123,6 +130,10 @@ def key_snapshot_by_hash(key_hash: str) -> KeySnapshot | None:
         time_zone=key.organization.time_zone,
         budgets=budgets_in_force(key),
         credit=credit_in_force(key),
+        sandbox=key.sandbox,
+        response_cache=key.response_cache,
+        cache_any_temperature=key.cache_any_temperature,
+        cache_tool_calls=key.cache_tool_calls,
     )
 
 
@@ -181,6 +192,9 @@ def model_snapshot(*, organization_id: int, name: str) -> ModelSnapshot | None:
             cooldown_window_seconds=model.cooldown_window_seconds, cooldown_seconds=model.cooldown_seconds,
             fallback_max_price_ratio=model.fallback_max_price_ratio, context_fallback=model.context_fallback,
         ),
+        response_cache=model.response_cache,
+        cache_any_temperature=model.cache_any_temperature,
+        cache_tool_calls=model.cache_tool_calls,
     )
 
 

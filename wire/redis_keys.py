@@ -33,3 +33,9 @@ def failure_counter(deployment_id: int, window: int) -> str:
 
 def idempotency(key_id: int, header: str) -> str:
     return f"{PREFIX}idem:{key_id}:{header}"
+
+
+def response_cache(organization_id: int, fingerprint: str) -> str:
+    """One cached answer (README "Response cache"): the organization's id is part of the name, so an
+    entry is never shared across organizations."""
+    return f"{PREFIX}rc:{organization_id}:{fingerprint}"

@@ -64,6 +64,9 @@ class UsageRecord:
     usage_flags: str = ""  # corrections to the upstream's figures, e.g. "negative:prompt"
     credit_account_id: int | None = None  # the credit balance the request was held against
     batch_id: str = ""  # the batch the request was a line of; empty for live traffic
+    cache_hit: bool = False  # answered from the response cache: cost 0
+    sandbox: bool = False  # answered by a sandbox key's demo model: cost 0
+    would_have_cost: str | None = None  # what it would have cost relayed, in the organization's currency
 
     def as_fields(self) -> dict:
         return {name: getattr(self, name) for name in FIELDS}

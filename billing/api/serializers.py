@@ -174,6 +174,9 @@ class UsageEventSerializer(serializers.Serializer):
     cost_display = MoneyField(allow_null=True, help_text="In the organization's currency; null: unpriced or no rate.")
     price_id = serializers.IntegerField(read_only=True, allow_null=True)
     downgraded_from = serializers.CharField(read_only=True)
+    cache_hit = serializers.BooleanField(read_only=True, help_text="Answered from the response cache: cost 0.")
+    sandbox = serializers.BooleanField(read_only=True, help_text="Answered by the demo model for a sandbox key: cost 0.")
+    would_have_cost = MoneyField(allow_null=True, help_text="For a cache hit or a sandbox run: what it would have cost, in the organization's currency.")
 
     class Meta:
         ref_name = "UsageEvent"

@@ -31,6 +31,10 @@ class VirtualKeySerializer(serializers.Serializer):
     )
     is_active = serializers.BooleanField(read_only=True)
     metadata = serializers.DictField(read_only=True)
+    sandbox = serializers.BooleanField(read_only=True, help_text="Answered by the local demo model at no cost, priced as the model named would cost.")
+    response_cache = serializers.BooleanField(read_only=True, help_text="Repeated identical requests are answered from the cache.")
+    cache_any_temperature = serializers.BooleanField(read_only=True)
+    cache_tool_calls = serializers.BooleanField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
 
@@ -145,6 +149,9 @@ class RoutingPolicyFields(serializers.Serializer):
     cooldown_seconds = serializers.IntegerField(min_value=1, max_value=86400, required=False)
     fallback_max_price_ratio = serializers.DecimalField(max_digits=8, decimal_places=2, required=False, allow_null=True)
     context_fallback = serializers.BooleanField(required=False)
+    response_cache = serializers.BooleanField(required=False, help_text="Repeated identical requests, for every key, are answered from the cache.")
+    cache_any_temperature = serializers.BooleanField(required=False, help_text="Also cache requests whose temperature is above 0 or not given.")
+    cache_tool_calls = serializers.BooleanField(required=False, help_text="Also cache answers that call tools.")
 
 
 class ModelSerializer(RoutingPolicyFields):

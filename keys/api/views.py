@@ -72,6 +72,10 @@ class _KeyFields(serializers.Serializer):
     tpm_limit = serializers.IntegerField(required=False, allow_null=True, min_value=1, help_text="Tokens per minute; null: no limit.")
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     metadata = serializers.DictField(required=False, help_text="Free-form labels, returned as given.")
+    sandbox = serializers.BooleanField(required=False, help_text="Every request is answered by the local demo model at no cost.")
+    response_cache = serializers.BooleanField(required=False, help_text="Answer repeated identical requests from the cache.")
+    cache_any_temperature = serializers.BooleanField(required=False, help_text="Also cache requests whose temperature is above 0 or not given.")
+    cache_tool_calls = serializers.BooleanField(required=False, help_text="Also cache answers that call tools.")
 
 
 class VirtualKeyListApi(OrgAPIView):
