@@ -30,6 +30,8 @@ OBJECTS = {
     "alert_channel": gettext_lazy("Alert channel"),
     "alertchannel": gettext_lazy("Alert channel"),
     "user": gettext_lazy("User"),
+    "sso": gettext_lazy("Single sign-on"),
+    "ssoconnection": gettext_lazy("Single sign-on"),
 }
 
 VERBS = {
@@ -57,6 +59,10 @@ ACTIONS = {
     "alert_channel.test": gettext_lazy("Test alert sent"),
     "alert_channel.disable": gettext_lazy("Alert channel disabled after failures"),
     "user.verify_email": gettext_lazy("Email address verified"),
+    "user.create_sso": gettext_lazy("Account created by single sign-on"),
+    "member.join_sso": gettext_lazy("Member joined by single sign-on"),
+    "sso.login": gettext_lazy("Signed in by single sign-on"),
+    "sso.login_refused": gettext_lazy("Single sign-on refused"),
 }
 
 

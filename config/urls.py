@@ -14,6 +14,8 @@ urlpatterns = [
     path("api/", include("accounts.api.urls")),
     path("api/", include("keys.api.urls")),
     path("api/", include("billing.api.urls")),
+    path("api/", include("sso.api.urls")),
+    path("", include("sso.urls")),  # before accounts.urls: it serves "login/"
     path("", include("accounts.urls")),
     path("", include("keys.urls")),
     path("", include("billing.urls")),
