@@ -5,6 +5,7 @@ listing every tenant's identity provider on a public page would tell anyone who 
 """
 
 from allauth.socialaccount.adapter import get_adapter
+from allauth.socialaccount.providers.oauth2.client import OAuth2Error
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.http import Http404
@@ -13,6 +14,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
+from requests import RequestException
 
 from accounts.decorators import client_ip, permission_required
 from accounts.errors import ApplicationError
@@ -21,7 +23,7 @@ from accounts.models import AuditLog
 from accounts.permissions import Perm
 from accounts.tenancy import scoped
 from sso import kinds, selectors, services
-from sso.adapter import SSO_ORG_SESSION_KEY
+from sso.adapter import SSO_ORG_SESSION_KEY, refusal_page
 from sso.forms import SsoAwareLoginForm, SsoConnectionForm
 
 AUDIT_ENTRIES = 20
@@ -64,7 +66,12 @@ def sso_start(request, slug):
     if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         next_url = None
     provider = get_adapter(request).get_provider(request, connection.provider_id)
-    return provider.redirect(request, process="login", next_url=next_url or reverse("home"))
+    try:
+        return provider.redirect(request, process="login", next_url=next_url or reverse("home"))
+    except (OAuth2Error, RequestException):  # discovery unreachable, refused by the egress rules, or inconsistent
+        services.sso_refusal_record(connection=connection, email="", reason="provider_unreachable", ip=client_ip(request))
+        message = _("%(provider)s cannot be reached or answered something Tollgate cannot use. Ask your administrator to check the single sign-on settings.") % {"provider": connection.button_name}
+        return refusal_page(request, message, connection=connection, status=400)
 
 
 def callback_url(request, connection) -> str:
