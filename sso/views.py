@@ -11,6 +11,7 @@ from django.contrib.auth import views as auth_views
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
@@ -67,11 +68,18 @@ def sso_start(request, slug):
         next_url = None
     provider = get_adapter(request).get_provider(request, connection.provider_id)
     try:
-        return provider.redirect(request, process="login", next_url=next_url or reverse("home"))
+        response = provider.redirect(request, process="login", next_url=next_url or reverse("home"))
     except (OAuth2Error, RequestException):  # discovery unreachable, refused by the egress rules, or inconsistent
         services.sso_refusal_record(connection=connection, email="", reason="provider_unreachable", ip=client_ip(request))
         message = _("%(provider)s cannot be reached or answered something Tollgate cannot use. Ask your administrator to check the single sign-on settings.") % {"provider": connection.button_name}
         return refusal_page(request, message, connection=connection, status=400)
+    if response.status_code != 302:
+        return response
+    # Not a 302: the CSP's form-action 'self' covers a form's redirects too, so the browser would block the
+    # hop to the provider. A page that moves on by itself (meta refresh, a link without script) is outside it.
+    response = render(request, "sso/redirect.html", {"connection": connection, "url": response["Location"]})
+    add_never_cache_headers(response)
+    return response
 
 
 def callback_url(request, connection) -> str:

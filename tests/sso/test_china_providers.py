@@ -7,7 +7,7 @@ from accounts.tenancy import OrgContext
 from allauth.socialaccount.models import SocialAccount
 from sso import services
 from tests.sso import china_mock as m
-from tests.sso.conftest import sign_in
+from tests.sso.conftest import sign_in, start
 
 pytestmark = pytest.mark.django_db
 
@@ -89,6 +89,6 @@ def test_a_profile_without_email_is_refused_with_the_reason(client, org, owner, 
 def test_feishu_and_lark_use_their_own_hosts(settings, org, owner, mock, client):
     settings.TOLLGATE_SSO_LARK_URL = "https://open.larksuite.com"
     connect(org, owner, "lark")
-    response = client.post(f"/sso/{org.slug}/start/")
-    assert response["Location"].startswith("https://open.larksuite.com/open-apis/authen/v1/index?")
-    assert f"app_id={m.APP_ID}" in response["Location"]
+    url = start(client, org)
+    assert url.startswith("https://open.larksuite.com/open-apis/authen/v1/index?")
+    assert f"app_id={m.APP_ID}" in url
