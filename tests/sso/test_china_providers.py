@@ -21,6 +21,7 @@ def mock(settings, loopback_egress):
     server.stop()
 
 
+AUTHORIZE_PATHS = {"/open-apis/authen/v1/index", "/oauth2/auth", "/wwlogin/sso/login"}
 CONNECTIONS = {
     "feishu": {"client_id": m.APP_ID, "client_secret": m.APP_SECRET},
     "lark": {"client_id": m.APP_ID, "client_secret": m.APP_SECRET},
@@ -51,6 +52,10 @@ def test_sign_in_joins_the_organization(client, org, owner, mock, kind):
     assert Membership.objects.get(organization=org, user=user).role == Role.VIEWER
     assert SocialAccount.objects.get(user=user).uid == uid
     assert AuditLog.objects.filter(organization=org, action="sso.login", actor=user).exists()
+    # The redirect URI to register at the provider (Lark shares Feishu's).
+    slug = {"lark": "feishu"}.get(kind, kind)
+    authorize = next(data for method, path, data in mock.calls if method == "GET" and path in AUTHORIZE_PATHS)
+    assert authorize["redirect_uri"] == f"http://testserver/accounts/{slug}/login/callback/"
     # The documented endpoints were the ones called.
     paths = {path for _method, path, _data in mock.calls}
     assert {

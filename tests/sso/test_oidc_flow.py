@@ -136,6 +136,23 @@ def test_without_auto_join_a_newcomer_is_refused(client, oidc_org, idp):
     assert not User.objects.filter(email="ada@acme.test").exists()
 
 
+def test_without_auto_join_existing_members_still_sign_in(client, oidc_org, idp):
+    connection = oidc_org.sso_connection
+    connection.auto_join = False
+    connection.save()
+    MembershipFactory(organization=oidc_org, user=UserFactory(email="ada@acme.test"), role=Role.MEMBER)
+    assert sign_in(client, oidc_org).status_code == 302
+
+
+def test_empty_allowed_domains_accept_any_address_the_provider_vouches_for(client, oidc_org, idp):
+    connection = oidc_org.sso_connection
+    connection.allowed_domains = []
+    connection.save()
+    idp.next_user = {"sub": "u-3", "email": "grace@anywhere.test", "name": "Grace", "email_verified": True}
+    assert sign_in(client, oidc_org).status_code == 302
+    assert Membership.objects.filter(organization=oidc_org, user__email="grace@anywhere.test").exists()
+
+
 def test_a_disabled_connection_cannot_start(client, oidc_org):
     connection = oidc_org.sso_connection
     connection.enabled = False
