@@ -22,7 +22,6 @@ SSO_ORG_SESSION_KEY = "tollgate_sso_org_id"
 
 def social_app(connection) -> SocialApp:
     """An unsaved SocialApp for allauth, built from the connection (the secret decrypted only here)."""
-    app_settings = {}
     urls = kinds.base_urls(connection.kind)
     if connection.kind == kinds.OIDC:
         app_settings = {"server_url": connection.issuer_url, "oauth_pkce_enabled": True, "fetch_userinfo": True}

@@ -172,3 +172,14 @@ def sso_refusal_record(*, connection: SsoConnection, email: str, reason: str, ip
 
 def sso_login_record(*, connection: SsoConnection, user: User, ip=None) -> None:
     audit_record(organization=connection.organization, actor=user, action="sso.login", target=connection, data={"provider": connection.kind}, ip=ip)
+
+
+@transaction.atomic
+def sso_secrets_reencrypt() -> int:
+    """Re-encrypt every stored client secret under the primary key (tollgate_rotate_credentials)."""
+    count = 0
+    for connection in SsoConnection.objects.select_for_update().iterator():
+        connection.client_secret_encrypted = encryption.rotate(connection.client_secret_encrypted)
+        connection.save(update_fields=["client_secret_encrypted"])
+        count += 1
+    return count

@@ -115,3 +115,18 @@ def test_the_dashboard_form_saves_and_keeps_the_secret(client, owner, org):
     assert connection.display_name == "Acme Okta" and connection.client_secret_hint == SECRET[-4:]
     bad = client.post("/settings/sso/", {**form, "allowed_domains": "acme..example"})
     assert bad.status_code == 400 and "is not a domain name" in bad.content.decode()
+
+
+def test_the_rotate_command_re_encrypts_the_client_secret(admin_user, org, settings, capsys):
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    from keys import encryption
+
+    old, new = settings.TOLLGATE_ENCRYPTION_KEYS[0], Fernet.generate_key().decode()
+    api(admin_user).put("/api/sso/", VALID, format="json")
+    settings.TOLLGATE_ENCRYPTION_KEYS = [new, old]
+    call_command("tollgate_rotate_credentials")
+    assert "1 single sign-on secret(s)" in capsys.readouterr().out
+    settings.TOLLGATE_ENCRYPTION_KEYS = [new]
+    assert encryption.decrypt(SsoConnection.objects.get(organization=org).client_secret_encrypted) == SECRET
