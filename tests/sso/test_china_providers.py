@@ -97,3 +97,9 @@ def test_feishu_and_lark_use_their_own_hosts(settings, org, owner, mock, client)
     url = start(client, org)
     assert url.startswith("https://open.larksuite.com/open-apis/authen/v1/index?")
     assert f"app_id={m.APP_ID}" in url
+
+
+@pytest.mark.parametrize("provider", ["feishu", "dingtalk", "wecom"])
+def test_provider_urls_without_a_started_sign_in_are_not_found(client, provider):
+    assert client.get(f"/accounts/{provider}/login/").status_code == 404
+    assert client.get(f"/accounts/{provider}/login/callback/?code=x&state=y").status_code == 404

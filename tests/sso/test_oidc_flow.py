@@ -194,3 +194,8 @@ def test_require_sso_turns_password_login_off_except_for_owners(client, oidc_org
 def test_without_require_sso_passwords_still_work(client, oidc_org, member_user):
     response = client.post("/login/", {"username": member_user.email, "password": PASSWORD})
     assert response.status_code == 302
+
+
+def test_oidc_urls_of_an_organization_without_sso_are_not_found(client, org):
+    assert client.get(f"/accounts/oidc/org-{org.slug}/login/").status_code == 404
+    assert client.get(f"/accounts/oidc/org-{org.slug}/login/callback/?code=x&state=y").status_code == 404
