@@ -32,6 +32,8 @@ OBJECTS = {
     "user": gettext_lazy("User"),
     "creditaccount": gettext_lazy("Credit balance"),
     "creditpolicy": gettext_lazy("Credit policy"),
+    "sso": gettext_lazy("Single sign-on"),
+    "ssoconnection": gettext_lazy("Single sign-on"),
 }
 
 VERBS = {
@@ -65,6 +67,10 @@ ACTIONS = {
     "credit.redeem": gettext_lazy("Redemption code redeemed"),
     "credit.codes_generate": gettext_lazy("Redemption codes generated"),
     "credit.policy": gettext_lazy("Credit policy changed"),
+    "user.create_sso": gettext_lazy("Account created by single sign-on"),
+    "member.join_sso": gettext_lazy("Member joined by single sign-on"),
+    "sso.login": gettext_lazy("Signed in by single sign-on"),
+    "sso.login_refused": gettext_lazy("Single sign-on refused"),
 }
 
 

@@ -66,6 +66,11 @@ INSTALLED_APPS = [
     "response_store",
     "relay",
     "batches",
+    # Single sign-on: allauth runs only the social flows; our own pages keep login and sign-up (sso/).
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "sso",
 ]
 
 MIDDLEWARE = [
@@ -80,6 +85,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "accounts.middleware.CurrentOrganizationMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -303,6 +309,26 @@ TOLLGATE_LOGIN_FAILURE_WINDOW = env.int("TOLLGATE_LOGIN_FAILURE_WINDOW", default
 # Hosts that server-side fetches may reach although they resolve to private addresses (tests, intranets).
 TOLLGATE_EGRESS_ALLOW_HOSTS = env.list("TOLLGATE_EGRESS_ALLOW_HOSTS", default=[])
 TOLLGATE_EGRESS_ALLOW_HTTP = env.bool("TOLLGATE_EGRESS_ALLOW_HTTP", default=DEBUG)
+
+# Single sign-on (sso/): each organization's provider comes from the database through sso.adapter, never from
+# settings; allauth's own account pages are not mounted (accounts/ keeps login, sign-up and password reset).
+SOCIALACCOUNT_ADAPTER = "sso.adapter.SsoSocialAccountAdapter"
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # linking by email is decided per organization in sso.services
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_LOGIN_ON_GET = False  # a sign-in starts with a POST (CSRF-checked) from our own button
+SOCIALACCOUNT_REQUESTS_TIMEOUT = 15
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"  # the identity provider vouches for the address
+# The providers' endpoints (sso/kinds.py); tests point them at loopback mocks.
+TOLLGATE_SSO_FEISHU_URL = env.str("TOLLGATE_SSO_FEISHU_URL", default="https://open.feishu.cn")
+TOLLGATE_SSO_LARK_URL = env.str("TOLLGATE_SSO_LARK_URL", default="https://open.larksuite.com")
+TOLLGATE_SSO_DINGTALK_API_URL = env.str("TOLLGATE_SSO_DINGTALK_API_URL", default="https://api.dingtalk.com")
+TOLLGATE_SSO_DINGTALK_LOGIN_URL = env.str("TOLLGATE_SSO_DINGTALK_LOGIN_URL", default="https://login.dingtalk.com")
+TOLLGATE_SSO_WECOM_API_URL = env.str("TOLLGATE_SSO_WECOM_API_URL", default="https://qyapi.weixin.qq.com")
+TOLLGATE_SSO_WECOM_LOGIN_URL = env.str("TOLLGATE_SSO_WECOM_LOGIN_URL", default="https://login.work.weixin.qq.com")
 # The relay's own upstream connections: how long a checked DNS answer is reused (relay/egress.py).
 TOLLGATE_EGRESS_DNS_TTL = env.int("TOLLGATE_EGRESS_DNS_TTL", default=60)
 # Reverse proxies whose X-Forwarded-For is believed (CIDRs), for the relay's bad-key throttle and the

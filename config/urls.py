@@ -15,6 +15,8 @@ urlpatterns = [
     path("api/", include("keys.api.urls")),
     path("api/", include("billing.api.urls")),
     path("", include("batches.api_urls")),  # /v1/files, /v1/batches (config/asgi.py routes them here)
+    path("api/", include("sso.api.urls")),
+    path("", include("sso.urls")),  # before accounts.urls: it serves "login/"
     path("", include("accounts.urls")),
     path("", include("keys.urls")),
     path("", include("billing.urls")),

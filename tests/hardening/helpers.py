@@ -371,6 +371,8 @@ def _r(name, *ops, **kwargs) -> Route:
 
 
 G, P = "GET", "POST"
+_SSO_BODY = {"kind": "oidc", "client_id": "tollgate", "client_secret": "idp-secret", "issuer_url": "https://idp.example.com",
+             "allowed_domains": ["example.com"], "default_role": "member"}
 ANY = None
 
 ROUTES: list[Route] = [
@@ -383,6 +385,9 @@ ROUTES: list[Route] = [
        Op(P, Perm.MANAGE_ORG, lambda w, o, org: {"name": unique("Renamed org"), "time_zone": "UTC", "currency": "USD"})),
     _r("audit_log", Op(G, Perm.VIEW_AUDIT)),
     _r("api_tokens", Op(G, Perm.MANAGE_ORG)),
+    _r("sso_settings", Op(G, Perm.MANAGE_ORG),
+       Op(P, Perm.MANAGE_ORG, lambda w, o, org: {**_SSO_BODY, "allowed_domains": "example.com", "enabled": "on"})),
+    _r("sso_delete", Op(P, Perm.MANAGE_ORG)),
     _r("api_token_create", Op(P, Perm.MANAGE_ORG, lambda w, o, org: {"token-name": unique("token"), "token-role": Role.VIEWER})),
     _r("api_token_revoke", Op(P, Perm.MANAGE_ORG), make=_api_token),
     _r("members", Op(G, Perm.VIEW_ORG)),
@@ -486,6 +491,9 @@ ROUTES: list[Route] = [
     _r("api-token-list", Op(G, Perm.MANAGE_ORG), Op(P, Perm.MANAGE_ORG, lambda w, o, org: {"name": unique("token"), "role": Role.VIEWER})),
     _r("api-token-detail", Op(G, Perm.MANAGE_ORG), Op("DELETE", Perm.MANAGE_ORG), make=_api_token),
     _r("api-audit-list", Op(G, Perm.VIEW_AUDIT)),
+    # --- Single sign-on (sso/): one connection per organization, no pk; GET answers 404 while there is none ---
+    _r("api-sso", Op(G, Perm.MANAGE_ORG), Op("PUT", Perm.MANAGE_ORG, lambda w, o, org: _SSO_BODY), Op("DELETE", Perm.MANAGE_ORG),
+       ok_status=frozenset({200, 204, 404})),
     # --- REST API: keys ---
     _r("api-key-list", Op(G, Perm.MANAGE_OWN_KEYS), Op(P, Perm.MANAGE_OWN_KEYS, lambda w, o, org: {"name": unique("key")}), own_list=True),
     _r("api-key-detail", Op(G, Perm.MANAGE_OWN_KEYS),
@@ -569,6 +577,10 @@ SKIPPED_NAMES = {
     "password_change_done": "authentication page",
     "invitation_accept": "capability link: the emailed single-use token is the authorization (tests/accounts cover wrong user, "
                          "expired, used and revoked tokens)",
+    "sso_login": "public login page with an organization's sign-in button (tests/sso/test_oidc_flow.py)",
+    "sso_start": "starts a sign-in at the organization's identity provider (tests/sso)",
+    **{f"{provider}_{step}": "allauth's sign-in endpoints: the state stashed in the session is the authorization (tests/sso)"
+       for provider in ("openid_connect", "feishu", "dingtalk", "wecom") for step in ("login", "callback")},
     "api-invitation-accept": "capability: the token in the body is the authorization, for the signed-in invitee; "
                              "anonymous and virtual-key calls are checked in test_authz_routes",
 }

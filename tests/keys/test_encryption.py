@@ -101,7 +101,7 @@ def test_rotate_command_prints_the_count(credential, settings, keys_ab, capsys):
     )
     settings.TOLLGATE_ENCRYPTION_KEYS = [key_b, key_a]
     call_command("tollgate_rotate_credentials")
-    assert "Re-encrypted 2 credential(s) and 0 alert channel(s)." in capsys.readouterr().out
+    assert "Re-encrypted 2 credential(s), 0 alert channel(s) and 0 single sign-on secret(s)." in capsys.readouterr().out
     settings.TOLLGATE_ENCRYPTION_KEYS = [key_b]
     assert encryption.decrypt(ProviderCredential.objects.get(name="prod").api_key_encrypted) == API_KEY
 
@@ -117,7 +117,7 @@ def test_rotate_command_re_encrypts_alert_channel_urls_and_secrets(credential, s
     )
     settings.TOLLGATE_ENCRYPTION_KEYS = [key_b, key_a]
     call_command("tollgate_rotate_credentials")
-    assert "and 1 alert channel(s)." in capsys.readouterr().out
+    assert "1 alert channel(s)" in capsys.readouterr().out
     settings.TOLLGATE_ENCRYPTION_KEYS = [key_b]
     channel.refresh_from_db()
     assert channel.url() == url and encryption.decrypt(channel.secret_encrypted) == "SECbot-secret"
