@@ -53,6 +53,7 @@ class UsageEvent(models.Model):
     downgraded_from = models.CharField(max_length=120, blank=True)
     # What the relay corrected in the upstream's figures (relay.record.Record.usage), e.g. "negative:prompt".
     usage_flags = models.CharField(max_length=100, blank=True)
+    search_units = models.PositiveIntegerField(default=0)  # rerank: search units billed (wire.adapters.rerank)
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:
@@ -110,6 +111,8 @@ class Price(models.Model):
     # Writing a prompt to the provider's cache (Anthropic: 1.25x input for the 5-minute cache); null: the input price.
     cache_write_per_m = models.DecimalField(_("cache write per 1M"), max_digits=20, decimal_places=10, null=True, blank=True)
     output_per_m = models.DecimalField(_("output per 1M"), max_digits=20, decimal_places=10)
+    # Rerank priced per search unit (Cohere: a query with up to 100 documents), on top of any token price; null: none.
+    per_search_unit = models.DecimalField(_("per search unit"), max_digits=20, decimal_places=10, null=True, blank=True)
     tiers = models.JSONField(default=list, blank=True)
     windows = models.JSONField(default=list, blank=True)
     time_zone = models.CharField(max_length=64, default="UTC")

@@ -62,6 +62,7 @@ class UsageRecord:
     attempt_trail: list[dict] = field(default_factory=list)
     downgraded_from: str = ""
     usage_flags: str = ""  # corrections to the upstream's figures, e.g. "negative:prompt"
+    search_units: int = 0  # rerank: search units billed (wire.adapters.rerank)
 
     def as_fields(self) -> dict:
         return {name: getattr(self, name) for name in FIELDS}

@@ -187,6 +187,9 @@ class PriceListApi(OrgAPIView):
             required=False, allow_null=True, help_text="Per 1M prompt tokens written to the provider's cache (Anthropic); null: the input price.",
         )
         output_per_m = DecimalStringField(help_text="Per 1M output tokens.")
+        per_search_unit = DecimalStringField(
+            required=False, allow_null=True, help_text="Per rerank search unit (Cohere: a query with up to 100 documents); null: none.",
+        )
         tiers = PriceTierSerializer(
             many=True, required=False, help_text="Prices for larger prompts; the highest tier exceeded prices the whole request."
         )
