@@ -165,6 +165,9 @@ class UsageRollup(models.Model):
     user_id = models.BigIntegerField(default=0)
     model_name = models.CharField(max_length=120)
     deployment_id = models.BigIntegerField(default=0)
+    # chat, completions, embeddings, rerank, messages, …; "" in the by-key grain, and in buckets from before
+    # endpoints were rolled up whose ledger rows were no longer all there to split (migration 0014).
+    endpoint = models.CharField(max_length=32, default="", blank=True)
     requests = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)
@@ -177,7 +180,7 @@ class UsageRollup(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["organization", "grain", "bucket", "team_id", "key_id", "user_id", "model_name", "deployment_id"],
+                fields=["organization", "grain", "bucket", "team_id", "key_id", "user_id", "model_name", "deployment_id", "endpoint"],
                 name="rollup_unique_bucket",
             )
         ]
