@@ -1,6 +1,7 @@
 """/v1/rerank through the real relay (httpx: the openai SDK has no rerank) to the loopback mock upstream's rerank
 routes, one per wire format, governed like chat (README "Rerank")."""
 
+import time
 from decimal import Decimal
 
 import httpx
@@ -181,3 +182,13 @@ def test_the_demo_provider_reranks_locally_and_deterministically(gateway):
     assert [r["index"] for r in results][0] == 1 and len(results) == 3 and results[0]["document"]["text"] == DOCUMENTS[1]
     event = ledger_row(first.headers["x-request-id"])
     assert (event.endpoint, event.usage_source, event.provider) == ("rerank", "provider", "mock") and event.prompt_tokens > 0
+
+
+def test_the_key_rate_limit_and_the_body_cap_apply(rerankers, gateway, settings):
+    too_big = {"model": "rr-jina", "query": "q", "documents": ["x" * 1024 * 1024] * 9}  # past the 8 MiB default
+    response = rerank(gateway, too_big)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
+    key_services.virtual_key_update(actor=gateway.ctx, key=gateway.key, rpm_limit=1)
+    time.sleep(1.2)  # the change reaches the relay
+    statuses = [rerank(gateway, {"model": "rr-jina", "query": QUERY, "documents": DOCUMENTS}).status_code for _ in range(3)]
+    assert statuses[0] == 200 and 429 in statuses
