@@ -17,7 +17,7 @@ from functools import wraps
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet, Sum, Value
 from django.utils import formats, timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, gettext_lazy
 
 from accounts.models import Team, User
 from accounts.permissions import Perm
@@ -320,6 +320,7 @@ class Overview:
     top_models: list[Ranked] = field(default_factory=list)
     top_keys: list[Ranked] = field(default_factory=list)
     top_teams: list[Ranked] = field(default_factory=list)
+    by_endpoint: list[Ranked] = field(default_factory=list)
     chart: dict = field(default_factory=dict)
     groups: list[dict] = field(default_factory=list)  # the organization's month by key, team and user (budget_statuses)
 
@@ -334,6 +335,24 @@ def model_label(name: str) -> str:
     return name or "—"
 
 
+# The relay's endpoints (relay.pipeline.ENDPOINTS, relay.messages.PATHS) as the dashboard names them.
+ENDPOINT_LABELS = {
+    "chat": gettext_lazy("Chat completions"), "completions": gettext_lazy("Completions"), "embeddings": gettext_lazy("Embeddings"),
+    "rerank": gettext_lazy("Rerank"), "messages": gettext_lazy("Anthropic Messages"), "count_tokens": gettext_lazy("Token counting"),
+    "responses": gettext_lazy("Responses"),
+}
+
+
+def endpoint_label(endpoint: str) -> str:
+    """"" is usage rolled up before endpoints were (migration billing 0014) whose ledger rows were pruned."""
+    return str(ENDPOINT_LABELS.get(endpoint, endpoint)) if endpoint else str(_("Not recorded"))
+
+
+def by_endpoint(groups: list[dict], total: Decimal, currency: str) -> list[Ranked]:
+    """Spend and requests per endpoint, dearest first, from groups that carry an `endpoint`."""
+    return _ranked(_top(groups, "endpoint", limit=None), total, currency, "endpoint", endpoint_label)
+
+
 def _ranked(rows, total: Decimal, currency: str, column: str, label_of) -> list[Ranked]:
     result = []
     for row in rows:
@@ -344,14 +363,14 @@ def _ranked(rows, total: Decimal, currency: str, column: str, label_of) -> list[
     return result
 
 
-def _top(groups: list[dict], column: str) -> list[dict]:
+def _top(groups: list[dict], column: str, limit: int | None = TOP) -> list[dict]:
     """The TOP values of `column` by cost, then requests, then the value itself."""
     by_value: dict = {}
     for group in groups:
         row = by_value.setdefault(group[column], {column: group[column], "cost": Decimal(0), "requests": 0})
         row["cost"] += group["cost"] or 0
         row["requests"] += group["requests"] or 0
-    return sorted(by_value.values(), key=lambda row: (-row["cost"], -row["requests"], row[column]))[:TOP]
+    return sorted(by_value.values(), key=lambda row: (-row["cost"], -row["requests"], row[column]))[:limit]
 
 
 def forecast(spent: Decimal, *, start: datetime, end: datetime, now: datetime) -> Decimal | None:
@@ -374,10 +393,11 @@ def overview(*, organization, now: datetime, key_ids: list[int] | None = None) -
     start, end = period_bounds("month", organization.time_zone, now)
     if key_ids is None:
         rows = rollups(organization=organization)
-        by_model = _grouped(rows.filter(rollup_range_q(start, end, day_grain=UsageRollup.Grain.DAY_BY_MODEL)), "model_name")
+        by_model = _grouped(rows.filter(rollup_range_q(start, end, day_grain=UsageRollup.Grain.DAY_BY_MODEL)), "model_name", "endpoint")
         groups = _grouped(rows.filter(rollup_range_q(start, end, day_grain=UsageRollup.Grain.DAY_BY_KEY)), "key_id", "team_id", "user_id")
     else:
-        by_model, groups = _grouped(rollups(organization=organization, key_ids=key_ids).filter(rollup_range_q(start, end)), "model_name"), []
+        by_model = _grouped(rollups(organization=organization, key_ids=key_ids).filter(rollup_range_q(start, end)), "model_name", "endpoint")
+        groups = []
     totals = _totals(by_model)
     spent = totals["cost"]
     projected = forecast(spent, start=start, end=end, now=now)
@@ -386,6 +406,7 @@ def overview(*, organization, now: datetime, key_ids: list[int] | None = None) -
         forecast=Money(projected, currency) if projected is not None else None, groups=groups,
     )
     result.top_models = _ranked(_top(by_model, "model_name"), spent, currency, "model_name", model_label)
+    result.by_endpoint = by_endpoint(by_model, spent, currency)
     if key_ids is None:  # a member's view is theirs alone: no ranking of keys and teams
         key_rows = _top([group for group in groups if group["key_id"] != 0], "key_id")
         team_rows = _top(groups, "team_id")
@@ -439,7 +460,7 @@ def daily_chart(*, organization, now: datetime, key_ids: list[int] | None = None
 
 
 def _rollup_filters(rows: QuerySet[UsageRollup], filters: dict) -> QuerySet[UsageRollup]:
-    for name in ("team_id", "key_id", "user_id", "model_name"):
+    for name in ("team_id", "key_id", "user_id", "model_name", "endpoint"):
         if filters.get(name) not in (None, ""):
             rows = rows.filter(**{name: filters[name]})
     return rows
@@ -458,7 +479,7 @@ def usage_summary(*, organization, since: datetime, until: datetime, filters: di
         # A range up to now takes today's daily row rather than its hourly ones (the same events: none are later
         # than now), which halves the rows a 7-day range reads.
         rows = rows.filter(rollup_range_q(since, None if end > timezone.now() else end))
-    grouped = _grouped(rows, "bucket", "model_name")  # one scan: the chart's points, and the totals added up from them
+    grouped = _grouped(rows, "bucket", "model_name", "endpoint")  # one scan: the chart's points, the totals and the endpoints
     totals = _totals(grouped)
     points: dict[tuple, Decimal] = {}
     for row in grouped:
@@ -479,7 +500,8 @@ def usage_summary(*, organization, since: datetime, until: datetime, filters: di
             return day.strftime("%m-%d")
     chart = _stack(points, buckets, label, currency=organization.currency)
     chart["hourly"] = hourly
-    return {"totals": totals, "cost": Money(totals["cost"], organization.currency), "chart": chart, "hourly": hourly}
+    return {"totals": totals, "cost": Money(totals["cost"], organization.currency), "chart": chart, "hourly": hourly,
+            "by_endpoint": by_endpoint(grouped, totals["cost"], organization.currency)}
 
 
 STATUS_FILTERS = {

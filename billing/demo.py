@@ -56,12 +56,14 @@ MODELS = (
         (("demo-fast", "", 1),), {"demo-fast": ("0.15", "0.075", "0.60")}, fallback_models=("demo",),
     ),
     DemoModel("demo-embed", "Demo: embeddings (generated usage).", (("demo-embed", "", 1),), {"demo-embed": ("0.02", None, "0")}),
+    # /v1/rerank answered locally (deterministic scores: wire/adapters/mock.py), priced per token.
+    DemoModel("demo-rerank", "Demo: rerank, answers locally (deterministic scores).", (("demo-rerank", "", 1),), {"demo-rerank": ("0.05", None, "0")}),
 )
 TEAMS = ("Platform", "Research", "Support")
 # Key name -> (team, share of the traffic, the models it calls with their shares).
 KEYS = {
     "Support bot (demo)": ("Support", 45, {"demo-fast": 70, "demo-large": 30}),
-    "Research notebooks (demo)": ("Research", 20, {"demo-large": 70, "demo-embed": 30}),
+    "Research notebooks (demo)": ("Research", 20, {"demo-large": 60, "demo-embed": 25, "demo-rerank": 15}),
     "CI pipeline (demo)": ("Platform", 15, {"demo-fast": 60, "demo": 40}),
     "Demo key": (None, 20, {"demo": 60, "demo-large": 40}),
 }
@@ -205,11 +207,11 @@ def _day(org, day: datetime, keys, snapshots, *, growth: float) -> list[dict]:
 
 
 def _request(rng: random.Random, request_id: str, at: datetime, key: VirtualKey, model, snapshots) -> dict:
-    endpoint = "embeddings" if model.name == "demo-embed" else "chat/completions"
+    endpoint = ENDPOINTS.get(model.name, "chat")  # as the relay records them (relay.pipeline.ENDPOINTS)
     record = {
         "request_id": request_id, "organization_id": key.organization_id, "team_id": key.team_id, "key_id": key.pk,
         "user_id": key.user_id, "model_name": model.name, "endpoint": endpoint, "created_at": at.timestamp(),
-        "stream": endpoint != "embeddings" and rng.random() < 0.6, "status_code": 200, "error_type": "", "attempts": 1,
+        "stream": endpoint == "chat" and rng.random() < 0.6, "status_code": 200, "error_type": "", "attempts": 1,
         "attempt_trail": [], "usage_source": "provider",
     }
     roll = rng.random()
@@ -246,7 +248,9 @@ PROFILES = {
     "demo-fast": ((150, 1500), (40, 400), (150, 400), 7),
     "tollgate-demo": ((20, 400), (10, 60), (200, 450), 30),
     "demo-embed": ((50, 600), (0, 0), (60, 160), 0),
+    "demo-rerank": ((300, 4000), (0, 0), (40, 140), 0),
 }
+ENDPOINTS = {"demo-embed": "embeddings", "demo-rerank": "rerank"}  # model -> endpoint; the others are chat
 
 
 def _usage(rng: random.Random, upstream: str, stream: bool) -> dict:

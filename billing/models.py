@@ -66,6 +66,7 @@ class UsageEvent(models.Model):
     cache_hit = models.BooleanField(default=False)
     sandbox = models.BooleanField(default=False)
     would_have_cost = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
+    search_units = models.PositiveIntegerField(default=0)  # rerank: search units billed (wire.adapters.rerank)
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:
@@ -127,6 +128,8 @@ class Price(models.Model):
     # Writing a prompt to the provider's cache (Anthropic: 1.25x input for the 5-minute cache); null: the input price.
     cache_write_per_m = models.DecimalField(_("cache write per 1M"), max_digits=20, decimal_places=10, null=True, blank=True)
     output_per_m = models.DecimalField(_("output per 1M"), max_digits=20, decimal_places=10)
+    # Rerank priced per search unit (Cohere: a query with up to 100 documents), on top of any token price; null: none.
+    per_search_unit = models.DecimalField(_("per search unit"), max_digits=20, decimal_places=10, null=True, blank=True)
     tiers = models.JSONField(default=list, blank=True)
     windows = models.JSONField(default=list, blank=True)
     time_zone = models.CharField(max_length=64, default="UTC")
@@ -179,6 +182,9 @@ class UsageRollup(models.Model):
     user_id = models.BigIntegerField(default=0)
     model_name = models.CharField(max_length=120)
     deployment_id = models.BigIntegerField(default=0)
+    # chat, completions, embeddings, rerank, messages, …; "" in the by-key grain, and in buckets from before
+    # endpoints were rolled up whose ledger rows were no longer all there to split (migration 0014).
+    endpoint = models.CharField(max_length=32, default="", blank=True)
     requests = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)
@@ -199,7 +205,7 @@ class UsageRollup(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["organization", "grain", "bucket", "team_id", "key_id", "user_id", "model_name", "deployment_id"],
+                fields=["organization", "grain", "bucket", "team_id", "key_id", "user_id", "model_name", "deployment_id", "endpoint"],
                 name="rollup_unique_bucket",
             )
         ]

@@ -59,6 +59,11 @@ class PriceForm(_EffectiveFromMixin, forms.Form):
     input_per_m = _per_million(_("Input per 1M tokens"))
     cached_input_per_m = _per_million(_("Cached input per 1M tokens"), required=False)
     output_per_m = _per_million(_("Output per 1M tokens"))
+    per_search_unit = forms.DecimalField(
+        label=_("Per rerank search unit"), required=False, min_value=Decimal(0), max_digits=20, decimal_places=10,
+        widget=forms.NumberInput(attrs={"step": "any", "inputmode": "decimal"}),
+        help_text=_("Optional, for rerank models billed per search (Cohere: a query with up to 100 documents)."),
+    )
     tiers = forms.CharField(
         label=_("Tiers by prompt size (JSON)"), required=False, max_length=5000,
         widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false", "placeholder": TIERS_EXAMPLE}),
@@ -86,6 +91,7 @@ class PriceForm(_EffectiveFromMixin, forms.Form):
             "provider": price.provider, "upstream_model": price.upstream_model, "currency": price.currency,
             "input_per_m": price.input_per_m.normalize(), "output_per_m": price.output_per_m.normalize(),
             "cached_input_per_m": price.cached_input_per_m.normalize() if price.cached_input_per_m is not None else None,
+            "per_search_unit": price.per_search_unit.normalize() if price.per_search_unit is not None else None,
             "tiers": json.dumps(price.tiers) if price.tiers else "", "windows": json.dumps(price.windows) if price.windows else "",
             "time_zone": price.time_zone, "source": price.source,
         }

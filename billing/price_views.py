@@ -59,6 +59,7 @@ def _entry(price: Price) -> dict:
         "input": money_text(price.input_per_m),
         "cached_input": money_text(price.cached_input_per_m),
         "output": money_text(price.output_per_m),
+        "per_search_unit": money_text(price.per_search_unit) if price.per_search_unit is not None else None,
         "tiers": [tier_text(t) for t in price.tiers or []],
         "windows": [window_text(w, price.time_zone) for w in price.windows or []],
         "own": price.organization_id is not None,

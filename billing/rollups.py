@@ -1,6 +1,6 @@
 """Hourly and daily rollups, maintained incrementally as ledger batches commit.
 
-Each batch's new events are summed per (hour and day) × dimensions bucket in Python, then written
+Each batch's new events are summed per (hour and day) × dimensions bucket (the endpoint among them) in Python, then written
 with multi-row upserts that increment in SQL (INSERT … ON CONFLICT DO UPDATE SET n = n + new), so
 concurrent batches add up rather than overwrite. The ledger insert and the rollup increment share a
 transaction, and only events that were actually new are added.
@@ -16,7 +16,7 @@ from billing.models import UsageRollup
 SUMS = ("requests", "errors", "prompt_tokens", "cached_tokens", "completion_tokens", "cost", "unpriced", "latency_ms_sum",
         "cache_hits", "cache_saved", "sandbox_requests", "sandbox_saved", "downgrades", "downgrade_saved")
 _TEN_PLACES = Decimal("1e-10")  # the rollups' decimal places
-KEYS = ("organization_id", "grain", "bucket", "team_id", "key_id", "user_id", "model_name", "deployment_id")
+KEYS = ("organization_id", "grain", "bucket", "team_id", "key_id", "user_id", "model_name", "deployment_id", "endpoint")
 _HOUR, _DAY = UsageRollup.Grain.HOUR.value, UsageRollup.Grain.DAY.value
 _DAY_BY_MODEL, _DAY_BY_KEY = UsageRollup.Grain.DAY_BY_MODEL.value, UsageRollup.Grain.DAY_BY_KEY.value
 CHUNK = 500  # buckets per statement: 8,000 parameters, within SQLite's limit of 32,766
@@ -34,7 +34,7 @@ def rollup_add(rows: list[dict]) -> None:
         cost = row["cost_display"]
         sums = hours[(
             row["created_at"].replace(minute=0, second=0, microsecond=0), row["organization_id"], row["team_id"] or 0,
-            row["key_id"] or 0, row["user_id"] or 0, row["model_name"], row["deployment_id"] or 0,
+            row["key_id"] or 0, row["user_id"] or 0, row["model_name"], row["deployment_id"] or 0, row["endpoint"],
         )]
         sums[0] += 1
         sums[1] += failed
@@ -49,12 +49,12 @@ def rollup_add(rows: list[dict]) -> None:
         if row["cache_hit"] or row["sandbox"] or row["downgraded_from"]:
             _add_saving(sums, row)
     days, by_model, by_key = defaultdict(_zero), defaultdict(_zero), defaultdict(_zero)
-    for (hour, org_id, team_id, key_id, user_id, model_name, deployment_id), sums in hours.items():
+    for (hour, org_id, team_id, key_id, user_id, model_name, deployment_id, endpoint), sums in hours.items():
         day = hour.replace(hour=0)  # UTC days; org-time-zone views aggregate hourly rows
         for target in (
-            days[(day, org_id, team_id, key_id, user_id, model_name, deployment_id)],
-            by_model[(day, org_id, 0, 0, 0, model_name, 0)],
-            by_key[(day, org_id, team_id, key_id, user_id, "", 0)],
+            days[(day, org_id, team_id, key_id, user_id, model_name, deployment_id, endpoint)],
+            by_model[(day, org_id, 0, 0, 0, model_name, 0, endpoint)],  # a model serves one endpoint or two: hardly more rows
+            by_key[(day, org_id, team_id, key_id, user_id, "", 0, "")],
         ):
             for index, value in enumerate(sums):
                 target[index] += value
@@ -101,8 +101,8 @@ def _upsert(buckets: list[tuple]) -> None:
             chunk = buckets[start : start + CHUNK]
             params = [
                 value
-                for grain, (bucket, org_id, team_id, key_id, user_id, model_name, deployment_id), sums in chunk
-                for value in (org_id, grain, adapt(bucket), team_id, key_id, user_id, model_name, deployment_id, *sums)
+                for grain, (bucket, org_id, team_id, key_id, user_id, model_name, deployment_id, endpoint), sums in chunk
+                for value in (org_id, grain, adapt(bucket), team_id, key_id, user_id, model_name, deployment_id, endpoint, *sums)
             ]
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(chunk))} "

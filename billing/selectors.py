@@ -115,7 +115,7 @@ def usage_events(*, organization, filters: dict | None = None) -> QuerySet[Usage
     """The request log, filtered by the usage explorer's fields."""
     events = UsageEvent.objects.filter(organization=organization)
     filters = filters or {}
-    for field in ("team_id", "key_id", "user_id", "model_name", "deployment_id", "status_code"):
+    for field in ("team_id", "key_id", "user_id", "model_name", "deployment_id", "endpoint", "status_code"):
         if filters.get(field) not in (None, ""):
             events = events.filter(**{field: filters[field]})
     if filters.get("since"):
@@ -127,7 +127,8 @@ def usage_events(*, organization, filters: dict | None = None) -> QuerySet[Usage
     return events.order_by("-created_at", "-id")
 
 
-GROUPS = {"day": "bucket", "model": "model_name", "key": "key_id", "team": "team_id", "user": "user_id", "deployment": "deployment_id"}
+GROUPS = {"day": "bucket", "model": "model_name", "key": "key_id", "team": "team_id", "user": "user_id", "deployment": "deployment_id",
+          "endpoint": "endpoint"}
 
 
 def usage_summary(*, organization, since: datetime, until: datetime, group_by: str = "day", filters: dict | None = None) -> list[dict]:
@@ -136,7 +137,7 @@ def usage_summary(*, organization, since: datetime, until: datetime, group_by: s
     to two days, else by UTC day."""
     hourly = (until - since).total_seconds() <= 2 * 86400
     column = GROUPS[group_by]
-    filters = {f: (filters or {}).get(f) for f in ("team_id", "key_id", "user_id", "model_name", "deployment_id")}
+    filters = {f: (filters or {}).get(f) for f in ("team_id", "key_id", "user_id", "model_name", "deployment_id", "endpoint")}
     filters = {f: v for f, v in filters.items() if v not in (None, "")}
     inner_start, inner_end = ceil_hour(since), floor_hour(until)
     summed: dict = {}
@@ -176,7 +177,7 @@ SUMMARY_SUMS = ("requests", "errors", "prompt_tokens", "cached_tokens", "complet
 def _group_value(value, group_by: str, hourly: bool):
     if group_by == "day":
         return floor_hour(value) if hourly else floor_day(value)
-    if group_by == "model":
+    if group_by in ("model", "endpoint"):
         return value
     return value or 0  # the rollups' 0 for "none"
 

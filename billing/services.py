@@ -94,7 +94,7 @@ def _check_windows(windows) -> list:
 def price_create(
     *, actor: OrgContext | None, provider: str, upstream_model: str, currency: str, input_per_m, output_per_m,
     cached_input_per_m=None, tiers=None, windows=None, time_zone: str = "UTC", effective_from: datetime | None = None,
-    source: str = "", ip=None, cache_write_per_m=None, history: bool = False,
+    source: str = "", ip=None, cache_write_per_m=None, history: bool = False, per_search_unit=None,
 ) -> Price:
     """A new price book entry for the org (or the global book when actor is None, for seeding).
 
@@ -115,6 +115,7 @@ def price_create(
         currency=currency, input_per_m=_money(input_per_m, "input_per_m"), output_per_m=_money(output_per_m, "output_per_m"),
         cached_input_per_m=_money(cached_input_per_m, "cached_input_per_m", allow_none=True), tiers=_check_tiers(tiers),
         cache_write_per_m=_money(cache_write_per_m, "cache_write_per_m", allow_none=True),
+        per_search_unit=_money(per_search_unit, "per_search_unit", allow_none=True),
         windows=_check_windows(windows), time_zone=time_zone, effective_from=effective_from or timezone.now(), source=source,
     )
     price.full_clean(exclude=["organization"])

@@ -44,9 +44,13 @@ def _target(credential: ProviderCredential, upstream_model: str) -> Target:
     )
 
 
-async def _local_call(adapter, request) -> tuple[int, bytes, dict]:
-    response = await adapter.local_call(request, "chat")
+async def _local_call(adapter, request, endpoint: str) -> tuple[int, bytes, dict]:
+    response = await adapter.local_call(request, endpoint)
     return response.status, await response.read(), dict(response.headers)
+
+
+def _chat_test(upstream_model: str) -> tuple[str, dict]:
+    return "chat", {"model": upstream_model, "messages": [{"role": "user", "content": TEST_PROMPT}], "max_tokens": 1}
 
 
 def _redact(message, target: Target):
@@ -76,8 +80,9 @@ def run_test(credential: ProviderCredential, upstream_model: str) -> tuple[bool,
     except ValueError:
         return False, _("The stored key cannot be decrypted with the configured encryption keys."), 0
     adapter = get_adapter(preset.wire)
-    body = {"model": upstream_model, "messages": [{"role": "user", "content": TEST_PROMPT}], "max_tokens": 1}
-    request = adapter.build_request(endpoint="chat", body=body, target=target, stream=False)
+    # The cheapest call the wire format has: a one-token chat, or (rerank-only providers) one document ranked.
+    endpoint, body = getattr(adapter, "test_call", _chat_test)(upstream_model)
+    request = adapter.build_request(endpoint=endpoint, body=body, target=target, stream=False)
 
     started = time.perf_counter()
 
@@ -85,7 +90,7 @@ def run_test(credential: ProviderCredential, upstream_model: str) -> tuple[bool,
         return round((time.perf_counter() - started) * 1000)
 
     if adapter.local:
-        status, content, headers = async_to_sync(_local_call)(adapter, request)
+        status, content, headers = async_to_sync(_local_call)(adapter, request, endpoint)
     else:
         # The egress client checks the destination again at connect time and pins the checked address.
         try:
@@ -102,7 +107,7 @@ def run_test(credential: ProviderCredential, upstream_model: str) -> tuple[bool,
     latency = elapsed()
     if 200 <= status < 300:
         try:
-            adapter.parse_response(endpoint="chat", body=content, target=target, model=upstream_model)
+            adapter.parse_response(endpoint=endpoint, body=content, target=target, model=upstream_model)
         except RelayError as exc:
             return False, _redact(exc.message, target), latency
         return True, _("The provider answered in %(ms)d ms.") % {"ms": latency}, latency

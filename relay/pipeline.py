@@ -15,14 +15,15 @@ from decimal import Decimal
 import orjson
 
 from relay import control, idempotency, messages, responses
+from relay.record import Record, completion_text, rerank_units, stream_text, worst_case_micros
 from relay.sandbox import sandboxed
-from relay.record import Record, completion_text, stream_text, worst_case_micros
 from relay.routing import backoff_delay
 from relay.streaming import OutputLimitExceeded, OutputMeter, output_ceiling
 from relay.upstream import iter_body, read_body, send
 from wire import tokens
 from wire.adapters import get_adapter
 from wire.adapters.base import Usage
+from wire.adapters.rerank import attach_documents
 from wire.errors import (
     InvalidApiKey,
     InvalidRequest,
@@ -47,7 +48,8 @@ log = logging.getLogger(__name__)
 # the answer is malformed, never a 500 (README "Budgets and limits").
 PARSE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError)
 
-ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings"}
+ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings", "/v1/rerank": "rerank"}
+NO_OUTPUT = frozenset({"embeddings", "rerank"})  # endpoints that generate no tokens: nothing to reserve or meter
 JSON = [(b"content-type", b"application/json")]
 KEY_HEADERS = (b"authorization", b"api-key", b"x-api-key")
 # The ASGI scope entry of an in-process caller (batches.runner): an InProcessCaller. An HTTP server builds
@@ -185,16 +187,16 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
             return hit
     # ---
 
-    stream = bool(body.get("stream")) and endpoint != "embeddings"
+    stream = bool(body.get("stream")) and endpoint not in NO_OUTPUT
     prompt_estimate = tokens.bound_prompt(endpoint, body)
-    max_output = 0 if endpoint == "embeddings" else int(body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens") or 0)
+    max_output = 0 if endpoint in NO_OUTPUT else int(body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens") or 0)
     # Counting tokens is free: it takes a request from RPM, but no tokens and no budget.
     free = endpoint == "count_tokens"
     reserved_tokens = 0 if free else prompt_estimate + max_output
     record = _new_record(conn, key, model, endpoint, stream, body)
     record.cache = lookup
     # The most output this request may be delivered and billed (README "Budgets and limits").
-    ceiling = output_ceiling(max_output or rt.output_reserve) if endpoint != "embeddings" else None
+    ceiling = output_ceiling(max_output or rt.output_reserve) if endpoint not in NO_OUTPUT else None
     try:
         limit_headers, tpm_counter = await rt.limiter.admit(key, reserved_tokens)
         held, downgrade, reserved_micros, credit = (), "", 0, None
@@ -202,7 +204,9 @@ async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record
         if (key.budgets or key.credit) and not free and not key.sandbox:
             hard_budget = next((b for b in key.budgets if b.hard), None) or key.credit  # an unknown cost must not pass it
             servers = [model, *await _fallback_models(rt, model, key)]  # a fallback may answer, at its price
-            reserved_micros = worst_case_micros(servers, prompt_estimate, max_output or rt.output_reserve, record.created_at, hard_budget=hard_budget)
+            output = 0 if endpoint in NO_OUTPUT else max_output or rt.output_reserve
+            units = rerank_units(body, tokens.count_bound) if endpoint == "rerank" else 0  # priced per search unit, maybe
+            reserved_micros = worst_case_micros(servers, prompt_estimate, output, record.created_at, hard_budget=hard_budget, search_units=units)
             credit = await rt.credits.reserve(key, reserved_micros)  # both the balance and every budget must hold it
             try:
                 held, downgrade = await rt.budgets.reserve(key, reserved_micros, record.created_at)
@@ -415,6 +419,8 @@ async def _whole(conn, adapter, endpoint, response, target, model, record, heade
         raise UpstreamTimeout(f"The upstream's answer passed its deadline of {model.policy.stream_deadline_seconds} s.") from None
     try:
         answer, usage = adapter.parse_response(endpoint=endpoint, body=raw, target=target, model=model.name)
+        if endpoint == "rerank":
+            answer = attach_documents(answer, body, record.request_id)
         if usage is not None:
             await record.usage(usage, "provider", lambda: _answer_text(raw))
         else:

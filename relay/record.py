@@ -7,13 +7,14 @@ from decimal import Decimal
 import orjson
 
 from wire import tokens
+from wire.adapters.rerank import document_texts, search_units
 from wire.errors import BudgetUnenforceable, RelayError
 from wire.pricing import price_at, to_micros
 from wire.usage import MAX_USAGE_TOKENS, UsageRecord, usage_number
 
 INLINE_COUNT_CHARS = 8192
 MODEL_NAME_LENGTH = 120  # the ledger's model_name column
-def worst_case_micros(models, prompt_tokens: int, output_tokens: int, now: float, *, hard_budget=None) -> int:
+def worst_case_micros(models, prompt_tokens: int, output_tokens: int, now: float, *, hard_budget=None, search_units: int = 0) -> int:
     """The dearest deployment's price for this request size, in the org currency, over every model that
     may serve it (the model asked for and its fallback models).
 
@@ -30,7 +31,7 @@ def worst_case_micros(models, prompt_tokens: int, output_tokens: int, now: float
                 if hard_budget is not None:
                     raise _unenforceable(model, deployment, hard_budget, None)
                 continue
-            cost = price.worst_case(prompt_tokens=prompt_tokens, completion_tokens=output_tokens)
+            cost = price.worst_case(prompt_tokens=prompt_tokens, completion_tokens=output_tokens, search_units=search_units)
             if not cost:
                 continue  # free
             rate = model.exchange_rate(price.currency, now)
@@ -94,7 +95,7 @@ class Record:
         "error_type", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens", "usage_source", "attempts", "deployment",
         "deployment_id", "provider", "upstream_model", "ttft_ms", "latency_ms", "body", "cost", "currency",
         "exchange_rate", "cost_display", "price_id", "attempt_trail", "downgraded_from", "usage_flags", "batch_id",
-        "cache", "cache_hit", "sandbox", "would_have_cost", "downgraded_model",
+        "cache", "cache_hit", "sandbox", "would_have_cost", "downgraded_model", "search_units",
     )
 
     def __init__(self, request_id, key, model, endpoint, stream, body):
@@ -108,7 +109,7 @@ class Record:
         self.started = time.perf_counter()
         self.created_at = time.time()
         self.status_code, self.error_type = 0, ""
-        self.prompt_tokens = self.cached_tokens = self.cache_write_tokens = self.completion_tokens = 0
+        self.prompt_tokens = self.cached_tokens = self.cache_write_tokens = self.completion_tokens = self.search_units = 0
         self.usage_source = "missing"
         self.usage_flags = ""  # what Record.usage corrected in the upstream's figures, e.g. "negative:prompt"
         self.attempts, self.deployment_id, self.provider, self.upstream_model = 0, None, "", ""
@@ -149,6 +150,7 @@ class Record:
         completion = _in_range(usage_number(usage.completion_tokens), "completion", flags)
         cached = _in_range(usage_number(usage.cached_tokens), "cached", flags)
         cache_write = _in_range(usage_number(usage.cache_write_tokens), "cache_write", flags)
+        units = _in_range(usage_number(usage.search_units), "search_units", flags)
         if cached > prompt:
             cached = prompt
             flags.append("cached>prompt")
@@ -159,6 +161,7 @@ class Record:
             return
         self.prompt_tokens, self.completion_tokens, self.cached_tokens = prompt, completion, cached
         self.cache_write_tokens = cache_write
+        self.search_units = units  # only what the provider reports: one that bills per token reports none
         self.usage_source = source
 
     async def estimate(self, completion_text: str) -> None:
@@ -171,6 +174,8 @@ class Record:
     def _count(self, completion_text: str) -> None:
         self.prompt_tokens = tokens.estimate_prompt(self.endpoint, self.body)
         self.completion_tokens = tokens.count_text(completion_text)
+        if self.endpoint == "rerank":
+            self.search_units = rerank_units(self.body)
         self.usage_source = "estimated"
 
     def fail(self, error: RelayError) -> None:
@@ -206,7 +211,7 @@ class Record:
 
     def _price_usage(self) -> None:
         """Exact cost of what was used, at the price in force when the request started."""
-        if self.deployment is None or not (self.prompt_tokens or self.completion_tokens):
+        if self.deployment is None or not (self.prompt_tokens or self.completion_tokens or self.search_units):
             if self.endpoint == "count_tokens" and self.deployment is not None and self.status_code == 200:
                 self.cost = self.cost_display = Decimal(0)  # counting is free: a zero row, not an unpriced one
             return
@@ -215,7 +220,7 @@ class Record:
             return  # unpriced: recorded and alerted as such, never as zero
         self.cost = price.cost(
             prompt_tokens=self.prompt_tokens, cached_tokens=self.cached_tokens, completion_tokens=self.completion_tokens,
-            at=self.created_at, cache_write_tokens=self.cache_write_tokens,
+            at=self.created_at, cache_write_tokens=self.cache_write_tokens, search_units=self.search_units,
         )
         self.currency, self.price_id = price.currency, price.id
         self.exchange_rate = self.model.exchange_rate(price.currency, self.created_at)
@@ -239,8 +244,14 @@ class Record:
             downgraded_from=self.downgraded_from, usage_flags=self.usage_flags,
             credit_account_id=key.credit.id if key.credit is not None and self.cost_display else None,
             batch_id=self.batch_id, cache_hit=self.cache_hit,
-            sandbox=self.sandbox, would_have_cost=_text(self.would_have_cost),
+            sandbox=self.sandbox, would_have_cost=_text(self.would_have_cost), search_units=self.search_units,
         )
+
+
+def rerank_units(body, count=tokens.count_text) -> int:
+    """The search units of a checked rerank request (Cohere's rule, wire.adapters.rerank.search_units)."""
+    texts = document_texts(body["documents"])
+    return search_units(count(body["query"]), [count(text) for text in texts])
 
 
 def _in_range(count: int, name: str, flags: list) -> int:

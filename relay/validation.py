@@ -5,6 +5,7 @@ provider extensions listed here. Fields that would choose a destination or crede
 refused anywhere in the body, nested too: a request never picks where its key is sent.
 """
 
+from wire.adapters.rerank import MAX_DOCUMENTS as MAX_RERANK_DOCUMENTS
 from wire.errors import InvalidRequest
 
 COMMON = {"model", "user", "metadata", "stream", "stream_options", "extra_body"}
@@ -21,7 +22,9 @@ COMPLETIONS = COMMON | {
     "logit_bias", "logprobs", "echo", "best_of", "seed", "top_k",
 }
 EMBEDDINGS = {"model", "input", "encoding_format", "dimensions", "user"}
-ALLOWED = {"chat": CHAT, "completions": COMPLETIONS, "embeddings": EMBEDDINGS}
+# The Cohere/Jina rerank request (wire.adapters.rerank); Cohere v1's rank_fields and chunking options are not taken.
+RERANK = {"model", "query", "documents", "top_n", "return_documents", "max_tokens_per_doc"}
+ALLOWED = {"chat": CHAT, "completions": COMPLETIONS, "embeddings": EMBEDDINGS, "rerank": RERANK}
 
 # Names that choose where a request goes or with which credentials (OpenAI SDK client options,
 # LiteLLM-style routing fields, header maps). An upstream that is itself a gateway may honour them,
@@ -89,6 +92,8 @@ def check_body(endpoint: str, body) -> None:
     if endpoint == "chat":
         _check_messages(body.get("messages"))
         _check_type(body, "tools", list)
+    elif endpoint == "rerank":
+        _check_rerank(body)
     elif endpoint == "completions":
         prompt = body.get("prompt")
         if not isinstance(prompt, (str, list)):
@@ -97,7 +102,7 @@ def check_body(endpoint: str, body) -> None:
         value = body.get("input")
         if not isinstance(value, (str, list)) or (isinstance(value, list) and not value):
             raise InvalidRequest("'input' must be a string or a non-empty array.", param="input", code="missing_required_parameter")
-    for name in ("max_tokens", "max_completion_tokens", "n", "seed", "top_logprobs", "dimensions"):
+    for name in ("max_tokens", "max_completion_tokens", "n", "seed", "top_logprobs", "dimensions", "top_n", "max_tokens_per_doc"):
         _check_int(body, name, minimum=0 if name == "seed" else 1)
     _check_number(body, "temperature", 0, 2)
     _check_number(body, "top_p", 0, 1)
@@ -190,6 +195,21 @@ def _check_messages(messages) -> None:
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):
             raise InvalidRequest(f"'messages[{index}].content' must be a string or an array.", param=f"messages[{index}].content")
+
+
+def _check_rerank(body: dict) -> None:
+    query = body.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidRequest("'query' must be a non-empty string.", param="query", code="missing_required_parameter")
+    documents = body.get("documents")
+    if not isinstance(documents, list) or not documents:
+        raise InvalidRequest("'documents' must be a non-empty array.", param="documents", code="missing_required_parameter")
+    if len(documents) > MAX_RERANK_DOCUMENTS:
+        raise InvalidRequest(f"'documents' may hold at most {MAX_RERANK_DOCUMENTS} documents.", param="documents", code="invalid_value")
+    for index, document in enumerate(documents):
+        if not isinstance(document, str) and not (isinstance(document, dict) and isinstance(document.get("text"), str)):
+            raise InvalidRequest(f"'documents[{index}]' must be a string or an object with a string 'text'.", param=f"documents[{index}]")
+    _check_type(body, "return_documents", bool)
 
 
 def _check_type(body: dict, name: str, kind) -> None:

@@ -22,7 +22,7 @@ DEFAULT_READ_TIMEOUT = 60.0
 class Preset:
     slug: str
     label: str  # English; keys.models.provider_choices translates it
-    wire: str  # adapter module under wire/adapters/: openai, anthropic, gemini, azure, mock
+    wire: str  # adapter module under wire/adapters/: openai, anthropic, gemini, azure, rerank, mock
     base_url: str
     # Whether the upstream honours stream_options.include_usage (unconfirmed ones are asked anyway
     # and fall back to an offline token estimate when no usage arrives).
@@ -49,6 +49,11 @@ PRESETS: dict[str, Preset] = {
         Preset("anthropic", _("Anthropic Claude"), "anthropic", "https://api.anthropic.com"),
         Preset("gemini", _("Google Gemini"), "gemini", "https://generativelanguage.googleapis.com/v1beta"),
         Preset("azure", _("Azure OpenAI"), "azure", ""),
+        # Rerank only (wire.adapters.rerank; the slug picks the dialect there).
+        Preset("cohere", _("Cohere (rerank)"), "rerank", "https://api.cohere.com"),
+        Preset("jina", _("Jina AI (rerank)"), "rerank", "https://api.jina.ai/v1"),
+        Preset("siliconflow", _("SiliconFlow (rerank)"), "rerank", "https://api.siliconflow.cn/v1"),
+        Preset("dashscope-rerank", _("Alibaba DashScope text rerank"), "rerank", "https://dashscope.aliyuncs.com/api/v1"),
         Preset("mock", _("Demo (local mock, no internet)"), "mock", "mock://local"),
     ]
 }

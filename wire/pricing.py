@@ -46,6 +46,7 @@ class PriceSnapshot:
     tiers: tuple[tuple[int, Rates], ...]  # (above_prompt_tokens, rates), ascending
     time_zone: str
     windows: tuple[Window, ...]
+    per_search_unit: Decimal | None = None  # rerank (Cohere's search units); None: not priced per search
 
     def rates_for(self, prompt_tokens: int) -> Rates:
         rates = self.base
@@ -63,8 +64,9 @@ class PriceSnapshot:
                 return window.multiplier
         return Decimal(1)
 
-    def cost(self, *, prompt_tokens: int, cached_tokens: int, completion_tokens: int, at: float, cache_write_tokens: int = 0) -> Decimal:
-        """Prompt tokens read from a cache, written to one, and the rest, each at its rate."""
+    def cost(self, *, prompt_tokens: int, cached_tokens: int, completion_tokens: int, at: float, cache_write_tokens: int = 0,
+             search_units: int = 0) -> Decimal:
+        """Prompt tokens read from a cache, written to one, and the rest, each at its rate; search units at theirs."""
         rates = self.rates_for(prompt_tokens)
         cached = min(cached_tokens, prompt_tokens)
         written = min(cache_write_tokens, prompt_tokens - cached)
@@ -74,14 +76,18 @@ class PriceSnapshot:
             (prompt_tokens - cached - written) * rates.input + cached * cached_rate + written * write_rate
             + completion_tokens * rates.output
         )
-        return amount * self.multiplier_at(at) / MILLION
+        return (amount / MILLION + self._searches(search_units)) * self.multiplier_at(at)
 
-    def worst_case(self, *, prompt_tokens: int, completion_tokens: int) -> Decimal:
+    def _searches(self, search_units: int) -> Decimal:
+        return search_units * self.per_search_unit if search_units and self.per_search_unit is not None else Decimal(0)
+
+    def worst_case(self, *, prompt_tokens: int, completion_tokens: int, search_units: int = 0) -> Decimal:
         """The most a request of this size can cost: no cache hits, every prompt token at its dearest
         (a cache write), the dearest window."""
         rates = self.rates_for(prompt_tokens)
         multiplier = max([Decimal(1), *(w.multiplier for w in self.windows)])
-        return (prompt_tokens * rates.dearest_input + completion_tokens * rates.output) * multiplier / MILLION
+        tokens = (prompt_tokens * rates.dearest_input + completion_tokens * rates.output) / MILLION
+        return (tokens + self._searches(search_units)) * multiplier
 
 
 def _decimal(value) -> Decimal | None:
@@ -109,7 +115,7 @@ def snapshot_from_row(row) -> PriceSnapshot:
         Window(frozenset(int(d) for d in w["days"]), _minutes(w["start"]), _minutes(w["end"]), _decimal(w["multiplier"]))
         for w in row.windows or []
     )
-    return PriceSnapshot(row.pk, row.currency, row.effective_from.timestamp(), base, tiers, row.time_zone, windows)
+    return PriceSnapshot(row.pk, row.currency, row.effective_from.timestamp(), base, tiers, row.time_zone, windows, row.per_search_unit)
 
 
 def price_at(prices: tuple[PriceSnapshot, ...], epoch: float) -> PriceSnapshot | None:

@@ -58,6 +58,9 @@ def _bytes_bound(text: str) -> int:
     return -(-size // BYTES_PER_TOKEN_BOUND)
 
 
+count_bound = _bytes_bound  # a text's tokens bounded from its size, without the tokenizer
+
+
 def _content_text(content) -> str:
     if isinstance(content, str):
         return content
@@ -86,6 +89,9 @@ def estimate_prompt(endpoint: str, body: dict, count=count_text) -> int:
         from wire.inbound.responses import to_chat
 
         return estimate_prompt("chat", to_chat(body), count)
+    if endpoint == "rerank":  # the query and every document (strings or {"text"}), as checked by the relay
+        texts = [doc if isinstance(doc, str) else doc.get("text", "") for doc in body.get("documents") or [] if isinstance(doc, (str, dict))]
+        return count(str(body.get("query") or "")) + count("\n".join(t for t in texts if isinstance(t, str)))
     field = body.get("prompt") if endpoint == "completions" else body.get("input")
     if isinstance(field, str):
         return count(field)

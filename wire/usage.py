@@ -67,6 +67,7 @@ class UsageRecord:
     cache_hit: bool = False  # answered from the response cache: cost 0
     sandbox: bool = False  # answered by a sandbox key's demo model: cost 0
     would_have_cost: str | None = None  # what it would have cost relayed, in the organization's currency
+    search_units: int = 0  # rerank: search units billed (wire.adapters.rerank)
 
     def as_fields(self) -> dict:
         return {name: getattr(self, name) for name in FIELDS}

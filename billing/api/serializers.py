@@ -78,6 +78,7 @@ class PriceSerializer(serializers.Serializer):
     cached_input_per_m = MoneyField(allow_null=True, help_text="Per 1M cached input tokens; null: the input price.")
     cache_write_per_m = MoneyField(allow_null=True, help_text="Per 1M prompt tokens written to the provider's cache (Anthropic); null: the input price.")
     output_per_m = MoneyField(help_text="Per 1M output tokens.")
+    per_search_unit = MoneyField(allow_null=True, help_text="Per rerank search unit (Cohere: a query with up to 100 documents); null: none.")
     tiers = PriceTierSerializer(many=True, read_only=True)
     windows = PriceWindowSerializer(many=True, read_only=True)
     time_zone = serializers.CharField(read_only=True, help_text="The time zone of the windows.")

@@ -39,6 +39,7 @@ from billing.api.serializers import (
     PriceWindowSerializer,
     UsageEventSerializer,
 )
+from billing.dashboard import ENDPOINT_LABELS, endpoint_label
 from billing.models import AlertChannel, AlertDelivery, Budget, Price, UsageDeadLetter
 from keys.models import Deployment, VirtualKey
 from wire.presets import PRESETS
@@ -156,6 +157,8 @@ def _group_labels(organization, group_by: str, values: list) -> dict:
         return dict(User.objects.filter(memberships__organization=organization, pk__in=ids).values_list("pk", "email"))
     if group_by == "deployment":
         return {d.pk: str(d) for d in Deployment.objects.filter(organization=organization, pk__in=ids).select_related("credential")}
+    if group_by == "endpoint":
+        return {value: endpoint_label(value) for value in values}
     return {}
 
 
@@ -187,6 +190,9 @@ class PriceListApi(OrgAPIView):
             required=False, allow_null=True, help_text="Per 1M prompt tokens written to the provider's cache (Anthropic); null: the input price.",
         )
         output_per_m = DecimalStringField(help_text="Per 1M output tokens.")
+        per_search_unit = DecimalStringField(
+            required=False, allow_null=True, help_text="Per rerank search unit (Cohere: a query with up to 100 documents); null: none.",
+        )
         tiers = PriceTierSerializer(
             many=True, required=False, help_text="Prices for larger prompts; the highest tier exceeded prices the whole request."
         )
@@ -390,6 +396,9 @@ class _UsageFilters(serializers.Serializer):
     user = serializers.IntegerField(required=False, min_value=1, help_text="A user id.")
     model = serializers.CharField(required=False, allow_blank=True, max_length=120, help_text="A public model name.")
     deployment = serializers.IntegerField(required=False, min_value=1, help_text="A deployment id.")
+    endpoint = serializers.ChoiceField(
+        choices=list(ENDPOINT_LABELS), required=False, help_text="Only this endpoint's requests (chat, embeddings, rerank, messages, …).",
+    )
 
     def validate(self, data):
         if data.get("since") and data.get("until") and data["since"] >= data["until"]:
@@ -400,7 +409,7 @@ class _UsageFilters(serializers.Serializer):
         data = self.validated_data
         return {
             "team_id": data.get("team"), "key_id": data.get("key"), "user_id": data.get("user"),
-            "model_name": data.get("model"), "deployment_id": data.get("deployment"),
+            "model_name": data.get("model"), "deployment_id": data.get("deployment"), "endpoint": data.get("endpoint"),
         }
 
 
@@ -428,13 +437,14 @@ class UsageSummaryApi(OrgAPIView):
     class FilterSerializer(_UsageFilters):
         group_by = serializers.ChoiceField(
             choices=list(selectors.GROUPS), default="day",
-            help_text="day: one row per rollup bucket (hours for ranges up to two days, else UTC days).",
+            help_text="day: one row per rollup bucket (hours for ranges up to two days, else UTC days); endpoint: chat, "
+                      "embeddings, rerank, messages, … (\"\": usage rolled up before endpoints were recorded).",
         )
 
     class OutputSerializer(serializers.Serializer):
         class RowSerializer(_UsageTotals):
             group = serializers.CharField(read_only=True, help_text="The bucket start, the model name, or the id (0: none).")
-            label = serializers.CharField(read_only=True, allow_null=True, help_text="The key, team, user or deployment's name.")
+            label = serializers.CharField(read_only=True, allow_null=True, help_text="The key, team, user, deployment or endpoint's name.")
 
             class Meta:
                 ref_name = "UsageSummaryRow"

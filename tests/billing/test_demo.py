@@ -48,11 +48,11 @@ def test_demo_seeds_a_month_of_labelled_usage_that_every_report_can_show():
     assert events.filter(created_at__gte=now - timedelta(days=1)).exists()  # today's charts too
 
     # Several models, keys and teams, each with traffic.
-    assert {"demo", "demo-large", "demo-fast", "demo-embed"} <= set(events.values_list("model_name", flat=True))
+    assert {"demo", "demo-large", "demo-fast", "demo-embed", "demo-rerank"} <= set(events.values_list("model_name", flat=True))
     assert events.values("key_id").distinct().count() == 4 == VirtualKey.objects.filter(organization=org).count()
     teams = set(Team.objects.filter(organization=org).values_list("pk", flat=True))
     assert len(teams) == 3 and teams <= set(events.values_list("team_id", flat=True))
-    assert events.filter(endpoint="embeddings").exists() and events.filter(stream=True, ttft_ms__gt=0).exists()
+    assert events.filter(endpoint="embeddings").exists() and events.filter(endpoint="rerank").exists() and events.filter(stream=True, ttft_ms__gt=0).exists()
 
     # The A/B split: both variants of demo-large served, about 80/20.
     variants = Counter(events.filter(model_name="demo-large", status_code=200).values_list("upstream_model", flat=True))
@@ -75,7 +75,7 @@ def test_demo_seeds_a_month_of_labelled_usage_that_every_report_can_show():
     count, spent, rolled_requests, rolled_cost = _ledger_and_rollups(org)
     assert rolled_requests == count and rolled_cost == spent and Decimal("5") < spent < Decimal("100")
     assert Budget.objects.filter(organization=org, scope=Budget.Scope.ORGANIZATION).count() == 1
-    assert AuditLog.objects.filter(organization=org, action="model.create").count() == 4
+    assert AuditLog.objects.filter(organization=org, action="model.create").count() == 5
 
 
 def test_demo_is_idempotent_and_later_runs_only_add_what_time_added():

@@ -377,7 +377,7 @@ def test_presets(viewer_client):
     presets = response.json()
     assert [p["slug"] for p in presets] == list(PRESETS)
     assert presets[0] == {"slug": "openai", "label": "OpenAI", "wire": "openai", "base_url": "https://api.openai.com/v1"}
-    assert {p["wire"] for p in presets} == {"openai", "anthropic", "gemini", "azure", "mock"}
+    assert {p["wire"] for p in presets} == {"openai", "anthropic", "gemini", "azure", "rerank", "mock"}
     error_of(APIClient().get("/api/providers/presets/"), 401)
 
 

@@ -260,7 +260,7 @@ def test_stream_error_event_after_200_raises():
             delivered += translator.feed(event)
     assert [c["choices"][0]["delta"] for c in delivered] == [{"role": "assistant", "content": ""}, {"content": "Once upon"}]
     assert caught.value.retryable and "overloaded" in caught.value.message.lower()
-    assert translator.usage.prompt_tokens == 10  # what was known before the failure
+    assert translator.usage is None and translator.prompt_usage.prompt_tokens == 10  # what was known before the failure
 
 
 @pytest.mark.parametrize("kind, error_class, retryable", [

@@ -118,7 +118,7 @@ class MockUpstream:
     def start(self) -> "MockUpstream":
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.middlewares.append(self._log_middleware)
-        for name in ("openai", "anthropic", "gemini", "azure", "catalog"):
+        for name in ("openai", "anthropic", "gemini", "azure", "catalog", "rerank"):
             import_module(f"tests.upstream.{name}_routes").add_routes(app, self)
         started = threading.Event()
 

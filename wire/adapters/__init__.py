@@ -1,6 +1,6 @@
 """The adapter registry: wire format name (wire.presets.Preset.wire) → that module's `adapter`."""
 
-from wire.adapters import anthropic, azure, gemini, mock, openai
+from wire.adapters import anthropic, azure, gemini, mock, openai, rerank
 
 REGISTRY = {
     "openai": openai.adapter,
@@ -8,6 +8,7 @@ REGISTRY = {
     "gemini": gemini.adapter,
     "azure": azure.adapter,
     "mock": mock.adapter,
+    "rerank": rerank.adapter,
 }
 
 

@@ -112,7 +112,11 @@ class AnthropicStream:
 
     def __init__(self, request_id: str, model: str):
         self.request_id, self.model, self.created = request_id, model, int(time.time())
+        # The whole usage arrives with message_delta. message_start's figures only give the input (its
+        # output_tokens is a placeholder): they serve to bill a stream cut short (relay.pipeline._estimate),
+        # whose output is then counted from what was delivered.
         self.usage: Usage | None = None
+        self.prompt_usage: Usage | None = None
         self._raw_usage: dict = {}
         self._tools: dict[int, int] = {}  # Anthropic content block index -> OpenAI tool_calls index
 
@@ -127,7 +131,10 @@ class AnthropicStream:
         data = orjson.loads(event.data) if event.data.strip() else {}
         kind = data.get("type") or event.event
         if kind == "message_start":
-            self._add_usage((data.get("message") or {}).get("usage"))
+            raw = (data.get("message") or {}).get("usage")
+            if isinstance(raw, dict):
+                self._raw_usage.update({k: v for k, v in raw.items() if v is not None})
+                self.prompt_usage = usage_from({**self._raw_usage, "output_tokens": 0})
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "content_block_start":
             block = data.get("content_block") or {}

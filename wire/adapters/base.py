@@ -35,6 +35,7 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0  # part of prompt_tokens read from a cache
     cache_write_tokens: int = 0  # part of prompt_tokens written to a cache (Anthropic's cache_creation_input_tokens)
+    search_units: int = 0  # rerank: Cohere's billed search units (wire.adapters.rerank)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import orjson
 
 from wire import tokens
 from wire.adapters.base import UpstreamRequest
+from wire.adapters import rerank
 from wire.adapters.openai import OpenAIAdapter
 
 REPLY = "This is Tollgate's demo model answering locally. You said: "
@@ -81,9 +82,33 @@ class LocalResponse:
     release = close
 
 
+def rerank_score(query: str, text: str) -> float:
+    """Deterministic: the share of the query's words the document has, with a hash-based tie-break below 0.1."""
+    wanted = set(query.lower().split())
+    shared = len(wanted & set(text.lower().split())) / max(1, len(wanted))
+    jitter = int.from_bytes(hashlib.sha256(f"{query}\n{text}".encode()).digest()[:2], "big") / 65536
+    return round(0.9 * shared + 0.1 * jitter, 6)
+
+
+def _rerank_answer(body: dict) -> dict:
+    query, texts = str(body.get("query") or ""), rerank.document_texts(body.get("documents") or [])
+    ranked = sorted(((rerank_score(query, text), index) for index, text in enumerate(texts)), key=lambda pair: (-pair[0], pair[1]))
+    top_n = body.get("top_n") or len(ranked)
+    results = [{"index": index, "relevance_score": score} for score, index in ranked[:top_n]]
+    prompt = tokens.estimate_prompt("rerank", body)
+    return {"id": f"mock-rerank-{hashlib.sha256(orjson.dumps(body)).hexdigest()[:16]}", "results": results,
+            "usage": {"total_tokens": prompt}}
+
+
 class MockAdapter(OpenAIAdapter):
     name = "mock"
     local = True
+    endpoints = OpenAIAdapter.endpoints | {"rerank"}
+
+    def parse_response(self, *, endpoint: str, body: bytes, target, model: str):
+        if endpoint == "rerank":  # answered in Jina's shape, read as any rerank provider's
+            return rerank.adapter.parse_response(endpoint=endpoint, body=body, target=target, model=model)
+        return super().parse_response(endpoint=endpoint, body=body, target=target, model=model)
 
     def url(self, target, endpoint):
         return f"mock://local/{endpoint}"
@@ -104,6 +129,8 @@ class MockAdapter(OpenAIAdapter):
             prompt = sum(tokens.count_text(str(text)) for text in inputs)
             answer = {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}
             return LocalResponse(200, _once(orjson.dumps(answer)))
+        if endpoint == "rerank":
+            return LocalResponse(200, _once(orjson.dumps(_rerank_answer(body))))
         said = body.get("prompt") if endpoint == "completions" else _last_user_text(body.get("messages"))
         text = REPLY + str(said or "")[:200]
         prompt_tokens = tokens.estimate_prompt(endpoint, body)

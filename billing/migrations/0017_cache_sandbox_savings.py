@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0014_usage_batch_id'),
+        ('billing', '0016_rollup_endpoint'),
     ]
 
     operations = [
