@@ -3,6 +3,7 @@ A, B, A, B… so a noisy machine weighs on both alike. Prints one line per cell 
 
     python benchmarks/ab.py                                  # httptools vs coalesce, chat c=16, 3 rounds
     python benchmarks/ab.py --variants coalesce --drain load,idle --concurrency 1
+    python benchmarks/ab.py --variants coalesce --drain none --scenario chat,messages,messages-translated,responses
 
 Variants: `httptools` (uvicorn's own protocol), `coalesce` (relay.coalesce, what the Procfile runs),
 `nometrics` (coalesce with the Prometheus metrics off: `--variants coalesce,nometrics` prices them),
@@ -13,6 +14,11 @@ request every request is a cache hit, so `--variants coalesce,cached` compares t
 relayed one; README "Response cache").
 `--drain`: where the Celery worker that drains usage runs: `idle` (core 0 at idle priority, as run.py
 does), `load` (core 0 at the load tools' priority) or `none` (no worker; usage waits in the stream).
+`--scenario`: one or several, comma-separated, measured one after the other on the same web process in
+every cell (side by side): run.py's `chat`, `stream`, `embeddings`, `spaced`, and the gateway-only
+`messages` (/v1/messages to an Anthropic-format deployment: passed through), `messages-translated`
+(/v1/messages to an OpenAI-format deployment: translated to chat and back) and `responses` (/v1/responses
+to an OpenAI-format deployment); all with chat's conversation and the same canned answer's text and usage.
 Uses run.py's machinery with its own ports, database (`tollgate_bench_ab`) and Redis database (9).
 """
 
@@ -37,6 +43,7 @@ VARIANTS["nometrics"] = VARIANTS["coalesce"]  # the Procfile's process with TOLL
 VARIANTS["traces"] = VARIANTS["coalesce"]  # with TOLLGATE_OTLP_ENDPOINT set (relay/tracing.py)
 VARIANT_ENV = {"nometrics": {"TOLLGATE_METRICS": "false"}}
 VARIANTS["cached"] = VARIANTS["coalesce"]  # the Procfile's process, the key's response cache on
+SCENARIOS = (*run.SCENARIOS, "spaced", *run.GATEWAY_SCENARIOS)
 
 
 def set_key_cache(gateway, on: bool) -> None:
@@ -68,9 +75,17 @@ def otlp_sink() -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def measure(load: run.Load, routes: dict, opts, pid: int) -> dict:
-    port, path, body = routes[opts.scenario]
-    if opts.scenario == "spaced":
+def check(routes: dict, scenario: str) -> None:
+    """One request before measuring: a scenario the gateway refuses fails the run with its answer."""
+    port, path, body = routes[scenario]
+    status, answer = run.probe(port, path, body, routes["auth"])
+    if status != 200:
+        raise RuntimeError(f"{scenario}: HTTP {status} from {path}: {answer[:300]!r}")
+
+
+def measure(load: run.Load, routes: dict, opts, scenario: str, pid: int) -> dict:
+    port, path, body = routes[scenario]
+    if scenario == "spaced":
         cell = load.client(port, path, body, routes["auth"], opts.concurrency, opts.seconds, pid, stream=True, warmup=1)
         cell["ttft_p50_ms"] = cell["ttft_ms"]["p50"]
         return cell
@@ -82,12 +97,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default="httptools,coalesce")
     parser.add_argument("--drain", default="idle", help="comma-separated: idle, load, none")
-    parser.add_argument("--scenario", default="chat", choices=(*run.SCENARIOS, "spaced"))
+    parser.add_argument("--scenario", default="chat", help="comma-separated: " + ", ".join(SCENARIOS))
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--shared", action="store_true", help="a machine others use: no real-time priority, no nice boost")
     opts = parser.parse_args()
+    scenarios = [s.strip() for s in opts.scenario.split(",") if s.strip()]
+    unknown = sorted(set(scenarios) - set(SCENARIOS))
+    if unknown or not scenarios:
+        parser.error(f"unknown scenario {', '.join(unknown) or '(none)'}; choose from {', '.join(SCENARIOS)}")
     run.RT = os.geteuid() == 0 and run.PIN and not opts.shared
     run.NICE = -10 if os.geteuid() == 0 and not opts.shared else 0
     if run.PIN:
@@ -104,7 +123,7 @@ def main() -> None:
         gateway.prepare()
         routes = run.target_routes("tollgate", f"Bearer {gateway.setup['key']}")
         load = run.Load(tools)
-        seen: dict[tuple, list[dict]] = {case: [] for case in cases}
+        seen: dict[tuple, list[dict]] = {(*case, scenario): [] for case in cases for scenario in scenarios}
         for round_ in range(opts.rounds):
             for variant, drain in cases:
                 worker = None
@@ -118,17 +137,20 @@ def main() -> None:
                 web = run.PROCS.start(f"ab-{variant}", argv, cpu=run.GATEWAY_CPU, env=env, rt=True)
                 if not run.wait_port(run.PORTS["tollgate"], web, 60):
                     raise RuntimeError(run.log_tail(f"ab-{variant}"))
-                cell = measure(load, routes, opts, web.pid)
-                seen[(variant, drain)].append(cell)
-                extra = f" ttft p50 {cell['ttft_p50_ms']:.2f} ms" if "ttft_p50_ms" in cell else ""
-                run.log(f"round {round_ + 1} {variant:9} drain={drain:4} {run._brief(cell)}{extra}")
+                for scenario in scenarios:
+                    if round_ == 0:
+                        check(routes, scenario)
+                    cell = measure(load, routes, opts, scenario, web.pid)
+                    seen[(variant, drain, scenario)].append(cell)
+                    extra = f" ttft p50 {cell['ttft_p50_ms']:.2f} ms" if "ttft_p50_ms" in cell else ""
+                    run.log(f"round {round_ + 1} {variant:9} drain={drain:4} {scenario:19} {run._brief(cell)}{extra}")
                 run.PROCS.stop(web, timeout=30)
                 if worker is not None:
                     run.PROCS.stop(worker, timeout=20)
-        print(f"\nmedians over {opts.rounds} rounds, {opts.scenario} c={opts.concurrency}, {opts.seconds:g} s cells:")
-        for (variant, drain), cells in seen.items():
+        print(f"\nmedians over {opts.rounds} rounds, c={opts.concurrency}, {opts.seconds:g} s cells:")
+        for (variant, drain, scenario), cells in seen.items():
             median = lambda key: statistics.median(c[key] for c in cells if c.get(key) is not None)  # noqa: E731
-            print(f"  {variant:9} drain={drain:4} RPS {median('rps'):,.0f}  CPU {median('cpu_us_per_req'):,.0f} µs/req  "
+            print(f"  {variant:9} drain={drain:4} {scenario:19} RPS {median('rps'):,.0f}  CPU {median('cpu_us_per_req'):,.0f} µs/req  "
                   f"p50 {median('p50_ms'):.2f} ms  p99 {median('p99_ms'):.2f} ms")
     finally:
         run.PROCS.stop_all()

@@ -1,4 +1,4 @@
-"""Canned OpenAI-format requests and upstream answers shared by the mocks and the load generators.
+"""Canned requests and upstream answers (OpenAI format, and Anthropic's for /v1/messages) shared by the mocks and the load generators.
 
 Everything here is deterministic, so every run sends and receives the same bytes.
 """
@@ -6,7 +6,8 @@ Everything here is deterministic, so every run sends and receives the same bytes
 import json
 import random
 
-MODEL = "bench"  # chat and embeddings
+MODEL = "bench"  # chat and embeddings; /v1/messages translated to chat and /v1/responses also use it
+MODEL_MESSAGES = "bench-messages"  # an Anthropic-format deployment: /v1/messages passes through
 MODEL_STREAM = "bench-stream"  # canned SSE body, all events in one write (nginx mock)
 MODEL_SPACED = "bench-spaced"  # SSE with events spaced in time (asyncio mock)
 
@@ -15,19 +16,40 @@ SPACED_TTFT_MS = 50
 SPACED_GAP_MS = 10
 CONTENT_PIECES = ["Toll", " gates", " collect", " a", " small", " fee", " so", " roads", " stay", " open", "."]
 
+SYSTEM_PROMPT = "You are a concise assistant."
+USER_PROMPT = "Write one short sentence about toll gates."
+
 
 def chat_request(model: str = MODEL, *, stream: bool = False) -> bytes:
     body = {
         "model": model,
         "messages": [
-            {"role": "system", "content": "You are a concise assistant."},
-            {"role": "user", "content": "Write one short sentence about toll gates."},
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": USER_PROMPT},
         ],
         "max_tokens": 64,
         "temperature": 0.2,
     }
     if stream:
         body["stream"] = True
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def messages_request(model: str = MODEL_MESSAGES) -> bytes:
+    """chat_request's conversation in Anthropic's Messages shape (the same prompts and limits, ~the same size)."""
+    body = {
+        "model": model,
+        "system": SYSTEM_PROMPT,
+        "messages": [{"role": "user", "content": USER_PROMPT}],
+        "max_tokens": 64,
+        "temperature": 0.2,
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def responses_request(model: str = MODEL) -> bytes:
+    """chat_request's conversation in OpenAI's Responses shape (stateless: no `store`)."""
+    body = {"model": model, "instructions": SYSTEM_PROMPT, "input": USER_PROMPT, "max_output_tokens": 64, "temperature": 0.2}
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -51,6 +73,24 @@ CHAT_RESPONSE = json.dumps(
         ],
         "usage": {"prompt_tokens": 31, "completion_tokens": 11, "total_tokens": 42, "prompt_tokens_details": {"cached_tokens": 0}},
         "system_fingerprint": "fp_bench",
+    },
+    separators=(",", ":"),
+).encode()
+
+
+# An Anthropic Messages answer (what relay.messages.PassThrough parses for its usage): the same text and
+# token counts as CHAT_RESPONSE. input_tokens excludes cache reads and writes, both zero here.
+MESSAGES_RESPONSE = json.dumps(
+    {
+        "id": "msg_bench0001",
+        "type": "message",
+        "role": "assistant",
+        "model": "bench-upstream",
+        "content": [{"type": "text", "text": "".join(CONTENT_PIECES)}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 31, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 11,
+                  "service_tier": "standard"},
     },
     separators=(",", ":"),
 ).encode()

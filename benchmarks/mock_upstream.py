@@ -4,7 +4,8 @@
 
 POST .../chat/completions with "stream": true answers SSE: headers at once, the first event after
 SPACED_TTFT_MS, then one event every SPACED_GAP_MS (canned.STREAM_EVENTS). Without "stream" it
-answers the canned JSON; .../embeddings the canned embedding. HTTP/1.1 keep-alive, chunked streams.
+answers the canned JSON; .../embeddings the canned embedding; .../v1/messages the canned Anthropic answer.
+HTTP/1.1 keep-alive, chunked streams.
 Also the fallback mock for every scenario when nginx is not installed (then `--no-spacing` makes
 /stream/... paths answer the whole SSE body at once, as the nginx mock does).
 """
@@ -54,6 +55,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, arg
             path = path.split("?", 1)[0]
             if method != "POST":
                 writer.write(_head("404 Not Found", b"application/json", len(canned.NOT_FOUND)) + canned.NOT_FOUND)
+            elif path.endswith("/v1/messages"):  # Anthropic's format (the nginx mock's answer on this path)
+                writer.write(_head("200 OK", b"application/json", len(canned.MESSAGES_RESPONSE)) + canned.MESSAGES_RESPONSE)
             elif path.endswith("/embeddings"):
                 writer.write(_head("200 OK", b"application/json", len(canned.EMBEDDINGS_RESPONSE)) + canned.EMBEDDINGS_RESPONSE)
             elif path.endswith("/chat/completions"):

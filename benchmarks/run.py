@@ -38,6 +38,9 @@ PY = sys.executable
 PORTS = {"mock": 18081, "nginx": 18082, "spaced": 18083, "litellm": 18084, "tollgate": 18085}
 TARGETS = ("direct", "nginx", "litellm", "tollgate")
 SCENARIOS = ("chat", "stream", "embeddings")  # wrk; "spaced" (TTFT) is measured with stream_client.py
+# Tollgate only (ab.py --scenario): /v1/messages to an Anthropic-format deployment (passed through) and to an
+# OpenAI-format one (translated to chat and back), /v1/responses to an OpenAI-format one (translated).
+GATEWAY_SCENARIOS = ("messages", "messages-translated", "responses")
 LITELLM_VERSION = "1.108.5"  # 1.108.6 and later ask for litellm-proxy-extras/-enterprise builds PyPI does not have here
 LITELLM_MASTER_KEY = "sk-bench-master-key"
 PYSPY_VERSION = "0.4.3"
@@ -386,6 +389,7 @@ http {{
     server {{
         listen 127.0.0.1:{PORTS['mock']} backlog=4096 reuseport;
         location = /v1/chat/completions {{ default_type application/json; return 200 {nginx_quote(canned.CHAT_RESPONSE)}; }}
+        location = /v1/messages {{ default_type application/json; return 200 {nginx_quote(canned.MESSAGES_RESPONSE)}; }}
         location = /stream/v1/chat/completions {{ default_type text/event-stream; return 200 {nginx_quote(canned.STREAM_BODY)}; }}
         location = /v1/embeddings {{ error_page 405 =200 /embeddings.json; return 405; }}
         location = /embeddings.json {{ internal; root {static}; default_type application/json; etag off; }}
@@ -583,6 +587,9 @@ def target_routes(target: str, auth: str) -> dict:
         "stream": (port, "/v1/chat/completions", canned.chat_request(canned.MODEL_STREAM, stream=True)),
         "embeddings": (port, "/v1/embeddings", canned.embeddings_request(canned.MODEL)),
         "spaced": (port, "/v1/chat/completions", canned.chat_request(canned.MODEL_SPACED, stream=True)),
+        "messages": (port, "/v1/messages", canned.messages_request(canned.MODEL_MESSAGES)),
+        "messages-translated": (port, "/v1/messages", canned.messages_request(canned.MODEL)),
+        "responses": (port, "/v1/responses", canned.responses_request(canned.MODEL)),
     }
 
 

@@ -43,10 +43,10 @@ def _owner_and_org():
     return user, org
 
 
-def _credential(ctx, name: str, base_url: str):
+def _credential(ctx, name: str, base_url: str, provider: str = "custom"):
     credential = ProviderCredential.objects.filter(organization=ctx.organization, name=name).first()
     if credential is None:
-        return key_services.credential_create(actor=ctx, name=name, provider="custom", base_url=base_url, api_key="bench")
+        return key_services.credential_create(actor=ctx, name=name, provider=provider, base_url=base_url, api_key="bench")
     if credential.base_url != base_url.rstrip("/"):
         credential = key_services.credential_update(actor=ctx, credential=credential, base_url=base_url)
     return credential
@@ -82,15 +82,17 @@ def _billing(ctx, key) -> dict:
     if price_create is None:
         notes["price"] = "absent (no billing.services.price_create)"
     else:
-        try:
-            for upstream in ("bench-upstream",):
+        made = []
+        for provider in ("custom", "anthropic"):  # the key's budget is hard: an unpriced model would be refused
+            try:
                 _call_with_supported(
-                    price_create, actor=ctx, organization=ctx.organization, provider="custom", upstream_model=upstream,
+                    price_create, actor=ctx, organization=ctx.organization, provider=provider, upstream_model="bench-upstream",
                     currency="USD", input_per_m=Decimal("0.15"), output_per_m=Decimal("0.60"), cached_input_per_m=Decimal("0.075"),
                 )
-            notes["price"] = "created"
-        except Exception as exc:  # an existing price or a changed signature: the run goes on
-            notes["price"] = f"not created ({exc.__class__.__name__}: {str(exc)[:120]})"
+                made.append(f"{provider}: created")
+            except Exception as exc:  # an existing price or a changed signature: the run goes on
+                made.append(f"{provider}: not created ({exc.__class__.__name__}: {str(exc)[:120]})")
+        notes["price"] = "; ".join(made)
     budget_create = getattr(billing_services, "budget_create", None)
     if budget_create is None:
         notes["budget"] = "absent (no billing.services.budget_create)"
@@ -130,9 +132,12 @@ def main() -> None:
     mock = _credential(ctx, "bench-mock", args.mock.rstrip("/") + "/v1")
     mock_stream = _credential(ctx, "bench-mock-stream", args.mock.rstrip("/") + "/stream/v1")
     spaced = _credential(ctx, "bench-spaced", args.spaced.rstrip("/") + "/v1")
+    # Anthropic's wire format: the relay appends /v1/messages to the base URL, as to api.anthropic.com.
+    mock_anthropic = _credential(ctx, "bench-mock-anthropic", args.mock.rstrip("/"), provider="anthropic")
     _model(ctx, "bench", mock, "bench-upstream")
     _model(ctx, "bench-stream", mock_stream, "bench-upstream")
     _model(ctx, "bench-spaced", spaced, "bench-upstream")
+    _model(ctx, "bench-messages", mock_anthropic, "bench-upstream")
     key, secret = key_services.virtual_key_create(
         actor=ctx, name=f"bench {time.strftime('%Y-%m-%d %H:%M:%S')}", user=user, rpm_limit=RPM_LIMIT, tpm_limit=TPM_LIMIT,
     )
