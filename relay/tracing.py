@@ -63,19 +63,19 @@ class RequestTracer:
             try:
                 self._request_spans(record)
             except Exception:  # noqa: BLE001 - a trace must never cost anything else
-                log.exception("traces: record %s not traced", record.get("request_id"))
+                log.exception("traces: record %s not traced", record.request_id)
 
     def _request_spans(self, record: dict) -> None:
-        start = int(record["created_at"] * 1e9)
-        end = start + record["latency_ms"] * MS
-        operation = OPERATIONS.get(record["endpoint"], record["endpoint"])
-        model = record["model_name"] or "-"
+        start = int(record.created_at * 1e9)
+        end = start + record.latency_ms * MS
+        operation = OPERATIONS.get(record.endpoint, record.endpoint)
+        model = record.model_name or "-"
         root = self._tracer.start_span(f"{operation} {model}", kind=SpanKind.SERVER, start_time=start, attributes=_request_attributes(record, operation))
-        failed = record["status_code"] >= 400
+        failed = record.status_code >= 400
         if failed:
             root.set_status(Status(StatusCode.ERROR))
         context = set_span_in_context(root)
-        trail = record["attempt_trail"]
+        trail = record.attempt_trail
         first_attempt = start + trail[0].get("at", 0) * MS if trail else end
         self._tracer.start_span("admission", context=context, start_time=start).end(end_time=min(first_attempt, end))
         for number, attempt in enumerate(trail, 1):
@@ -84,16 +84,16 @@ class RequestTracer:
             answered = attempt["status"] < 400 and not attempt["error"]
             last = number == len(trail)
             span = self._tracer.start_span(
-                f"{operation} {record['upstream_model'] if last and answered else model}", kind=SpanKind.CLIENT, context=context,
+                f"{operation} {record.upstream_model if last and answered else model}", kind=SpanKind.CLIENT, context=context,
                 start_time=attempt_start, attributes=_attempt_attributes(record, operation, attempt, number, last and answered),
             )
             if not answered:
                 span.set_status(Status(StatusCode.ERROR))
             span.end(end_time=attempt_end)
-            if last and answered and record["stream"]:
+            if last and answered and record.stream:
                 stream = self._tracer.start_span("stream", context=context, start_time=attempt_end)
-                if record["ttft_ms"] is not None:
-                    stream.set_attribute("tollgate.time_to_first_token_ms", record["ttft_ms"])
+                if record.ttft_ms is not None:
+                    stream.set_attribute("tollgate.time_to_first_token_ms", record.ttft_ms)
                 if failed:
                     stream.set_status(Status(StatusCode.ERROR))
                 stream.end(end_time=max(end, attempt_end))
@@ -103,47 +103,47 @@ class RequestTracer:
 def _request_attributes(record: dict, operation: str) -> dict:
     attributes = {
         "gen_ai.operation.name": operation,
-        "gen_ai.request.model": record["model_name"] or "",
-        "gen_ai.usage.input_tokens": record["prompt_tokens"],
-        "gen_ai.usage.output_tokens": record["completion_tokens"],
-        "http.response.status_code": record["status_code"],
-        "tollgate.request_id": record["request_id"],
-        "tollgate.organization_id": record["organization_id"],
-        "tollgate.key_id": record["key_id"],
-        "tollgate.endpoint": record["endpoint"],
-        "tollgate.stream": bool(record["stream"]),
-        "tollgate.attempts": record["attempts"],
-        "tollgate.usage_source": record["usage_source"],
+        "gen_ai.request.model": record.model_name or "",
+        "gen_ai.usage.input_tokens": record.prompt_tokens,
+        "gen_ai.usage.output_tokens": record.completion_tokens,
+        "http.response.status_code": record.status_code,
+        "tollgate.request_id": record.request_id,
+        "tollgate.organization_id": record.organization_id,
+        "tollgate.key_id": record.key_id,
+        "tollgate.endpoint": record.endpoint,
+        "tollgate.stream": bool(record.stream),
+        "tollgate.attempts": record.attempts,
+        "tollgate.usage_source": record.usage_source,
     }
-    if record["provider"]:
-        attributes["gen_ai.provider.name"] = attributes["gen_ai.system"] = record["provider"]
-    if record["upstream_model"] and record["status_code"] < 400:
-        attributes["gen_ai.response.model"] = record["upstream_model"]
-    if record["cached_tokens"]:
-        attributes["gen_ai.usage.cache_read.input_tokens"] = record["cached_tokens"]
-    if record["deployment_id"] is not None:
-        attributes["tollgate.deployment_id"] = record["deployment_id"]
-    if record["error_type"]:
-        attributes["error.type"] = record["error_type"]
-    if record["ttft_ms"] is not None:
-        attributes["tollgate.time_to_first_token_ms"] = record["ttft_ms"]
-    if record["cost"] is not None:
-        attributes["tollgate.cost"], attributes["tollgate.currency"] = record["cost"], record["currency"]
+    if record.provider:
+        attributes["gen_ai.provider.name"] = attributes["gen_ai.system"] = record.provider
+    if record.upstream_model and record.status_code < 400:
+        attributes["gen_ai.response.model"] = record.upstream_model
+    if record.cached_tokens:
+        attributes["gen_ai.usage.cache_read.input_tokens"] = record.cached_tokens
+    if record.deployment_id is not None:
+        attributes["tollgate.deployment_id"] = record.deployment_id
+    if record.error_type:
+        attributes["error.type"] = record.error_type
+    if record.ttft_ms is not None:
+        attributes["tollgate.time_to_first_token_ms"] = record.ttft_ms
+    if record.cost is not None:
+        attributes["tollgate.cost"], attributes["tollgate.currency"] = record.cost, record.currency
     return attributes
 
 
 def _attempt_attributes(record: dict, operation: str, attempt: dict, number: int, answered: bool) -> dict:
     attributes = {
         "gen_ai.operation.name": operation,
-        "gen_ai.request.model": record["upstream_model"] if answered else record["model_name"] or "",
+        "gen_ai.request.model": record.upstream_model if answered else record.model_name or "",
         "tollgate.deployment_id": attempt["deployment"],
         "tollgate.attempt": number,
         "http.response.status_code": attempt["status"],
     }
     if answered:
-        attributes["gen_ai.provider.name"] = attributes["gen_ai.system"] = record["provider"]
-        attributes["gen_ai.usage.input_tokens"] = record["prompt_tokens"]
-        attributes["gen_ai.usage.output_tokens"] = record["completion_tokens"]
+        attributes["gen_ai.provider.name"] = attributes["gen_ai.system"] = record.provider
+        attributes["gen_ai.usage.input_tokens"] = record.prompt_tokens
+        attributes["gen_ai.usage.output_tokens"] = record.completion_tokens
     elif attempt["error"]:
         attributes["error.type"] = attempt["error"]
     return attributes

@@ -67,7 +67,10 @@ def test_seed_prices_every_preset_with_a_source():
     # custom and azure: the model names are the user's own (a base URL's, a deployment's), nothing to seed.
     # The rerank presets' prices are not confirmed yet (PROVIDERS.md §8): admins enter them.
     rerank_only = {slug for slug, preset in PRESETS.items() if preset.wire == "rerank"}
-    assert set(PRESETS) - {"custom", "azure"} - rerank_only <= seeded
+    # SiliconFlow and OpenRouter resell hundreds of other vendors' models at prices of their own that change
+    # often; nothing confirmed to seed yet (their presets came for balance polling): admins enter theirs.
+    marketplaces = {"siliconflow-cn", "siliconflow-com", "openrouter"}
+    assert set(PRESETS) - {"custom", "azure"} - rerank_only - marketplaces <= seeded
     assert all(row["source"].strip() for row in rows)
     assert {row["upstream_model"] for row in rows if row["provider"] == "qiniu"} >= {"minimax/minimax-m2"}
     assert len({(r["provider"], r["upstream_model"], r["effective_from"]) for r in rows}) == len(rows), "no duplicate rows"

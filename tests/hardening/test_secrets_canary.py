@@ -30,6 +30,7 @@ from rest_framework.test import APIClient
 
 from billing import alerts, services as billing_services
 from accounts.models import ApiToken, Invitation, Membership, Team
+from billing.credit_models import CreditAccount
 from billing.models import AlertChannel, AlertDelivery, Budget, ExchangeRate, Price, UsageEvent
 from config.env import DATA_DIR
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
@@ -356,6 +357,7 @@ def _visit_everything(dash, api, org, responses) -> None:
         helpers._channel: AlertChannel, helpers._webhook: AlertChannel, helpers._price: Price, helpers._api_token: ApiToken,
         helpers._exchange_rate: ExchangeRate,
         helpers._membership: Membership, helpers._invitation: Invitation, helpers._team: Team,
+        helpers._credit_account: CreditAccount,
     }
     for route in ROUTES:
         if not any(op.method == "GET" for op in route.ops) or route.by_query:

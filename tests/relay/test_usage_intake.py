@@ -28,7 +28,7 @@ BODY = {"model": "m", "messages": [{"role": "user", "content": "Recite the openi
 
 
 def record() -> Record:
-    key = SimpleNamespace(id=1, organization_id=1, team_id=None, user_id=None)
+    key = SimpleNamespace(id=1, organization_id=1, team_id=None, user_id=None, credit=None)  # a KeySnapshot's fields the record reads
     return Record("req-1", key, None, "chat", False, BODY)
 
 
