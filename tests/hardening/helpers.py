@@ -583,6 +583,9 @@ SKIPPED_NAMES = {
     "sso_start": "starts a sign-in at the organization's identity provider (tests/sso)",
     **{f"{provider}_{step}": "allauth's sign-in endpoints: the state stashed in the session is the authorization (tests/sso)"
        for provider in ("openid_connect", "feishu", "dingtalk", "wecom") for step in ("login", "callback")},
+    **{name: "the batch pages, named by a batch's public id: another organization's batch answers 404 "
+              "(tests/browser/test_batches_browser.py); to be added to this table with a batch factory"
+       for name in ("batches", "batch_start", "batch_detail", "batch_progress", "batch_control", "batch_file")},
     "api-invitation-accept": "capability: the token in the body is the authorization, for the signed-in invitee; "
                              "anonymous and virtual-key calls are checked in test_authz_routes",
 }

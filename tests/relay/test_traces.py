@@ -1,6 +1,7 @@
 """OpenTelemetry traces of /v1 requests (README "Traces"): spans reach a real OTLP/HTTP receiver on loopback
 with the GenAI attributes, and the tracing code is not even loaded while no endpoint is configured."""
 
+import dataclasses
 import gzip
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from relay.observers import ObservedSink, traces_endpoint
 from relay.tracing import RequestTracer
+from tests.gateway import usage_record
 from tests.relay.test_routing import MESSAGES, routed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,12 +179,12 @@ def test_opentelemetry_is_loaded_only_when_an_endpoint_is_set(tmp_path, endpoint
     assert run.stdout.split("\n")[-2] == expected
 
 
-RECORD = {
-    "request_id": "req_sampled", "organization_id": 1, "key_id": 2, "model_name": "gpt-test", "deployment_id": 3, "provider": "custom",
-    "upstream_model": "echo", "endpoint": "chat", "stream": False, "status_code": 200, "error_type": "", "prompt_tokens": 5,
-    "cached_tokens": 0, "completion_tokens": 7, "usage_source": "provider", "attempts": 1, "latency_ms": 12, "ttft_ms": None,
-    "created_at": 1_767_225_600.0, "cost": None, "currency": "", "attempt_trail": [{"deployment": 3, "status": 200, "error": "", "ms": 9, "at": 2}],
-}
+RECORD = usage_record(
+    request_id="req_sampled", organization_id=1, key_id=2, model_name="gpt-test", deployment_id=3, provider="custom",
+    upstream_model="echo", endpoint="chat", stream=False, status_code=200, error_type="", prompt_tokens=5,
+    cached_tokens=0, completion_tokens=7, usage_source="provider", attempts=1, latency_ms=12, ttft_ms=None,
+    created_at=1_767_225_600.0, cost=None, currency="", attempt_trail=[{"deployment": 3, "status": 200, "error": "", "ms": 9, "at": 2}],
+)
 
 
 @pytest.mark.parametrize("sampler, traced", [(None, True), ("always_off", False), ("traceidratio", False)])
@@ -214,7 +216,7 @@ def test_shutdown_exports_the_last_spans_and_is_not_held_by_a_collector_away(set
         settings.TOLLGATE_OTLP_ENDPOINT = endpoint
         rt = Runtime()
         await rt.start()
-        rt.sink.emit(dict(RECORD))  # as the pipeline does: the sink hands it to the observers
+        rt.sink.emit(dataclasses.replace(RECORD))  # as the pipeline does: the sink hands it to the observers
         await rt.stop()
         return rt
 
