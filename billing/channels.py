@@ -21,8 +21,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.mail import get_connection, send_mail
 from django.core.serializers.json import DjangoJSONEncoder
-from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext as _, gettext_lazy as _lazy
 
 from billing import webhooks
 from billing.dashboard import Money

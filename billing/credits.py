@@ -18,13 +18,13 @@ from django.utils.translation import gettext as _
 from accounts.errors import ApplicationError
 from accounts.permissions import Perm, has_perm
 from accounts.services import audit_record
-from billing.credit_models import CreditAccount, CreditEntry, CreditPolicy
-from billing.models import UsageEvent
 from billing.alerts import alert_fire
+from billing.credit_models import CreditAccount, CreditEntry, CreditPolicy
 from billing.credit_selectors import credit_balance, credit_balances, credit_spent_micros  # noqa: F401  (read through here too)
-from wire.redis_keys import credit_counter
+from billing.models import UsageEvent
 from billing.services import RAISE_TO_LEDGER
 from keys.invalidation import config_changed
+from wire.redis_keys import credit_counter
 
 MAX_AMOUNT = Decimal("1e9")
 Kind = CreditEntry.Kind

@@ -15,12 +15,13 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import wraps
 
 from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet, Sum, Value
+from django.db.models import F, Q, QuerySet, Value
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _, gettext_lazy
 
 from accounts.models import Team, User
 from accounts.permissions import Perm
+from billing.exact_sums import ExactSum
 from billing.models import AlertChannel, AlertDelivery, Budget, UsageEvent, UsageRollup
 from billing.selectors import budget_reserved, budget_scope_filter, ceil_hour, floor_day, floor_hour, rollup_range_q, usage_events
 from keys.models import VirtualKey
@@ -132,7 +133,7 @@ def own_key_ids(org_context) -> list[int] | None:
 
 def _grouped(rows: QuerySet[UsageRollup], *columns: str) -> list[dict]:
     """Every sum per distinct value of `columns`: one scan of the rollups, from which totals and rankings are added up."""
-    return list(rows.values(*columns).annotate(**{name: Sum(name) for name in SUMS}).order_by())
+    return list(rows.values(*columns).annotate(**{name: ExactSum(name) for name in SUMS}).order_by())
 
 
 def _totals(groups: list[dict]) -> dict:
@@ -219,7 +220,7 @@ def budget_statuses(budgets: list[Budget], *, organization, now: datetime, month
         rows = rollups(organization=organization).filter(rollup_range_q(start, end))
         for offset in range(0, len(group), BUDGETS_PER_QUERY):
             chunk = group[offset:offset + BUDGETS_PER_QUERY]
-            sums = rows.aggregate(**{f"b{b.pk}": Sum("cost", filter=budget_scope_filter(b) or None) for b in chunk})
+            sums = rows.aggregate(**{f"b{b.pk}": ExactSum("cost", filter=budget_scope_filter(b) or None) for b in chunk})
             spent.update({b.pk: sums[f"b{b.pk}"] or Decimal(0) for b in chunk})
     currency = organization.currency
     reserved = budget_reserved(budgets, spent, time_zone=organization.time_zone, now=now) or {}
@@ -449,7 +450,7 @@ def daily_chart(*, organization, now: datetime, key_ids: list[int] | None = None
     rows = (
         rollups(organization=organization, key_ids=key_ids)
         .filter(grain=grain, bucket__gte=first)
-        .values("bucket", "model_name").annotate(cost=Sum("cost")).order_by()
+        .values("bucket", "model_name").annotate(cost=ExactSum("cost")).order_by()
     )
     points = {(row["bucket"].astimezone(UTC).date(), row["model_name"]): row["cost"] or Decimal(0) for row in rows}
     buckets = [(first + n * DAY).date() for n in range(days)]

@@ -10,7 +10,9 @@ from collections import defaultdict
 from decimal import Decimal
 
 from django.db import connection
+from django.db.models import DecimalField
 
+from billing.exact_sums import add_sql
 from billing.models import UsageRollup
 
 SUMS = ("requests", "errors", "prompt_tokens", "cached_tokens", "completion_tokens", "cost", "unpriced", "latency_ms_sum",
@@ -85,6 +87,11 @@ def _zero() -> list:
     return [0, 0, 0, 0, 0, Decimal(0), 0, 0, 0, Decimal(0), 0, Decimal(0), 0, Decimal(0)]  # SUMS; money stays Decimal
 
 
+def _add(name: str, left: str, right: str) -> str:
+    money = isinstance(UsageRollup._meta.get_field(name), DecimalField)
+    return add_sql(connection, left, right) if money else f"{left} + {right}"
+
+
 def _upsert(buckets: list[tuple]) -> None:
     """INSERT … VALUES (…), (…) ON CONFLICT DO UPDATE: one statement per CHUNK buckets (one per
     batch, usually). A statement per bucket cost ~90 µs each in PostgreSQL even when pipelined."""
@@ -92,7 +99,7 @@ def _upsert(buckets: list[tuple]) -> None:
     table = quote(UsageRollup._meta.db_table)
     columns = ", ".join(quote(name) for name in (*KEYS, *SUMS))
     conflict = ", ".join(quote(name) for name in KEYS)
-    increments = ", ".join(f"{quote(name)} = {table}.{quote(name)} + EXCLUDED.{quote(name)}" for name in SUMS)
+    increments = ", ".join(f"{quote(name)} = {_add(name, f'{table}.{quote(name)}', f'EXCLUDED.{quote(name)}')}" for name in SUMS)
     row = "(" + ", ".join(["%s"] * (len(KEYS) + len(SUMS))) + ")"
     # The bucket adapted as the ORM stores it, so the conflict target matches rows it wrote (SQLite: naive UTC text).
     adapt = connection.ops.adapt_datetimefield_value

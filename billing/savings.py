@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Sum
-
 from billing.dashboard import rollups
+from billing.exact_sums import ExactSum
 from billing.models import UsageRollup
 from billing.selectors import rollup_range_q
 
@@ -44,7 +43,7 @@ def period_savings(*, organization, start: datetime, end: datetime, key_ids: lis
         rows = rollups(organization=organization).filter(rollup_range_q(start, end, day_grain=UsageRollup.Grain.DAY_BY_MODEL))
     else:
         rows = rollups(organization=organization, key_ids=key_ids).filter(rollup_range_q(start, end))
-    totals = rows.aggregate(**{f"total_{name}": Sum(name) for name in COLUMNS})
+    totals = rows.aggregate(**{f"total_{name}": ExactSum(name) for name in COLUMNS})
 
     def value(name, zero=0):
         return totals[f"total_{name}"] or zero

@@ -5,10 +5,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
+from billing.exact_sums import ExactSum
 from billing.models import Budget, ExchangeRate, Price, UsageEvent, UsageRollup
 from wire.periods import period_bounds
 from wire.pricing import PriceSnapshot, snapshot_from_row, to_micros
@@ -63,7 +64,7 @@ def budget_spent(*, budget: Budget, at: datetime) -> tuple[Decimal, datetime, da
     so a month of millions of requests is a few hundred rows; exact for whole-hour time zones."""
     start, end = period_bounds(budget.period, budget.organization.time_zone, at)
     rows = UsageRollup.objects.filter(rollup_range_q(start, end), budget_scope_filter(budget), organization_id=budget.organization_id)
-    total = rows.aggregate(total=Sum("cost"))["total"] or Decimal(0)
+    total = rows.aggregate(total=ExactSum("cost"))["total"] or Decimal(0)
     return total, start, end
 
 
@@ -148,9 +149,9 @@ def usage_summary(*, organization, since: datetime, until: datetime, group_by: s
         )
         rows = UsageRollup.objects.filter(whole, organization=organization, **filters)
         for row in rows.values(column).annotate(
-            requests=Sum("requests"), errors=Sum("errors"), prompt_tokens=Sum("prompt_tokens"),
-            cached_tokens=Sum("cached_tokens"), completion_tokens=Sum("completion_tokens"), cost=Sum("cost"),
-            unpriced=Sum("unpriced"),
+            requests=ExactSum("requests"), errors=ExactSum("errors"), prompt_tokens=ExactSum("prompt_tokens"),
+            cached_tokens=ExactSum("cached_tokens"), completion_tokens=ExactSum("completion_tokens"), cost=ExactSum("cost"),
+            unpriced=ExactSum("unpriced"),
         ).order_by():
             _add(summed, column, _group_value(row[column], group_by, hourly), row)
         edges = [(since, inner_start), (inner_end, until)]
@@ -163,8 +164,8 @@ def usage_summary(*, organization, since: datetime, until: datetime, group_by: s
         if group_by == "day":
             events = events.annotate(bucket=(TruncHour if hourly else TruncDay)("created_at", tzinfo=dt_timezone.utc))
         for row in events.values(column).annotate(
-            requests=Count("id"), errors=Count("id", filter=Q(status_code__gte=400)), prompt_tokens=Sum("prompt_tokens"),
-            cached_tokens=Sum("cached_tokens"), completion_tokens=Sum("completion_tokens"), cost=Sum("cost_display"),
+            requests=Count("id"), errors=Count("id", filter=Q(status_code__gte=400)), prompt_tokens=ExactSum("prompt_tokens"),
+            cached_tokens=ExactSum("cached_tokens"), completion_tokens=ExactSum("completion_tokens"), cost=ExactSum("cost_display"),
             unpriced=Count("id", filter=Q(cost_display__isnull=True, status_code__lt=400)),  # as the rollups count
         ).order_by():
             _add(summed, column, _group_value(row[column], group_by, hourly), row)
@@ -374,7 +375,7 @@ def key_spend(*, organization, key_ids, now: datetime | None = None) -> dict[int
         start, end = period_bounds(period, organization.time_zone, now)
         rows = (
             UsageRollup.objects.filter(rollup_range_q(start, end, day_grain=UsageRollup.Grain.DAY_BY_KEY), organization=organization, key_id__in=ids)
-            .values("key_id").annotate(cost=Sum("cost")).order_by()
+            .values("key_id").annotate(cost=ExactSum("cost")).order_by()
         )
         spent = {row["key_id"]: row["cost"] or Decimal(0) for row in rows}
         for key_id in ids:

@@ -34,14 +34,7 @@ from accounts.tenancy import get_scoped_or_404, scoped
 from billing import alerts, dashboard, estimator, services
 from billing.api.serializers import money_text
 from billing.dashboard import Money
-from billing.forms import (
-    AlertChannelCreateForm,
-    AlertChannelUpdateForm,
-    BudgetCreateForm,
-    BudgetUpdateForm,
-    EstimateForm,
-    UsageFilterForm,
-)
+from billing.forms import AlertChannelCreateForm, AlertChannelUpdateForm, BudgetCreateForm, BudgetUpdateForm, EstimateForm, UsageFilterForm
 from billing.models import AlertChannel, AlertDelivery, Budget, UsageEvent
 from billing.savings import period_savings
 from config.body_limit import accepts_body

@@ -185,6 +185,10 @@ class LeaseBook:
             return limit
         return max(0.0, limit - lease.used + lease.available)
 
+    def clear(self) -> None:
+        """Forget every lease, as a new process starts (units leased and unspent stay counted as used)."""
+        self._leases.clear()
+
 
 class FailoverLeaseStore:
     """Redis first; while Redis fails, this process's own counters (README: fail-open table).

@@ -108,8 +108,15 @@ class Gateway:
 def gateway(transactional_db, relay_server, upstream, settings):
     settings.TOLLGATE_EGRESS_ALLOW_HOSTS = ["127.0.0.1"]
     upstream.reset()
-    if relay_server.relay.runtime is not None:
-        relay_server.relay.runtime.key_throttle.reset()  # every test calls from 127.0.0.1
+    runtime = relay_server.relay.runtime
+    if runtime is not None:
+        runtime.key_throttle.reset()  # every test calls from 127.0.0.1
+        if runtime.redis is None:
+            # Embedded counters live in this process, named by row ids; SQLite hands out again the ids an earlier
+            # test's rolled-back rows took (PostgreSQL sequences never go back), so each test starts afresh.
+            for gate in (runtime.limiter, runtime.budgets, runtime.credits):
+                gate.book.clear()
+            runtime.budgets.store.clear()
     org = OrganizationFactory()
     owner = MembershipFactory(organization=org, role=Role.OWNER, user=UserFactory()).user
     ctx = OrgContext(organization=org, role=Role.OWNER, user=owner)

@@ -104,8 +104,6 @@ def test_concurrent_calls_never_overdraw_beyond_one_request_and_the_credit_ledge
     print(f"credit burst: admitted {admitted} of 200, ledger {total}, balance {balance}")
 
 
-@pytest.mark.skipif(not settings.REDIS_URL, reason="embedded: the module's shared organization's earlier spend is already in the "
-                    "ledger (written directly) and counts against this test's budget; isolation fix pending (closing note)")
 def test_a_request_needs_both_the_budget_and_the_credit(priced):
     fund(priced, "1.00")
     billing_services.budget_create(actor=priced.ctx, scope="org", amount="0.02", period="month")
@@ -193,8 +191,6 @@ def test_a_credit_counter_that_fell_behind_is_raised_by_the_reconciliation(price
     assert CreditEntry.objects.get(account=account, kind="usage").amount == Decimal("-0.03")
 
 
-@pytest.mark.skipif(not settings.REDIS_URL, reason="embedded: the module's shared organization's earlier spend is already in the "
-                    "ledger (written directly) and counts against this test's budget; isolation fix pending (closing note)")
 def test_a_request_draws_from_its_keys_own_balance_before_its_users(priced):
     user_account = fund(priced, "1.00")
     key_account = credits.credit_account_get(organization=priced.org, key=priced.key)

@@ -7,11 +7,11 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import AuditLog, Organization, Team
 from billing.demo import DEMO_ORG, demo_usage_seed
+from billing.exact_sums import ExactSum
 from billing.models import Budget, Price, UsageEvent, UsageRollup
 from keys.models import Deployment, Model, VirtualKey
 
@@ -28,8 +28,8 @@ def _ledger_and_rollups(org):
     events = UsageEvent.objects.filter(organization=org)
     rollups = UsageRollup.objects.filter(organization=org, grain=UsageRollup.Grain.DAY)
     return (
-        events.count(), events.aggregate(total=Sum("cost_display"))["total"],
-        rollups.aggregate(total=Sum("requests"))["total"], rollups.aggregate(total=Sum("cost"))["total"],
+        events.count(), events.aggregate(total=ExactSum("cost_display"))["total"],
+        rollups.aggregate(total=ExactSum("requests"))["total"], rollups.aggregate(total=ExactSum("cost"))["total"],
     )
 
 
