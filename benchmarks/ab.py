@@ -11,7 +11,9 @@ Variants: `httptools` (uvicorn's own protocol), `coalesce` (relay.coalesce, what
 `--variants coalesce,traces` prices tracing),
 `cached` (coalesce with the key's response cache on at any temperature: after the warm-up's first
 request every request is a cache hit, so `--variants coalesce,cached` compares the hit path with the
-relayed one; README "Response cache").
+relayed one; README "Response cache"),
+`granian` (the Granian server instead of uvicorn, one worker on uvloop; installed by hand for the
+comparison: `--variants coalesce,granian`).
 `--drain`: where the Celery worker that drains usage runs: `idle` (core 0 at idle priority, as run.py
 does), `load` (core 0 at the load tools' priority) or `none` (no worker; usage waits in the stream).
 `--scenario`: one or several, comma-separated, measured one after the other on the same web process in
@@ -43,6 +45,18 @@ VARIANTS["nometrics"] = VARIANTS["coalesce"]  # the Procfile's process with TOLL
 VARIANTS["traces"] = VARIANTS["coalesce"]  # with TOLLGATE_OTLP_ENDPOINT set (relay/tracing.py)
 VARIANT_ENV = {"nometrics": {"TOLLGATE_METRICS": "false"}}
 VARIANTS["cached"] = VARIANTS["coalesce"]  # the Procfile's process, the key's response cache on
+# Granian (a Rust HTTP server) in place of uvicorn, one worker on uvloop: not a dependency of Tollgate,
+# install it to compare (`.venv/bin/pip install granian==2.8.7`).
+GRANIAN = [str(Path(run.PY).parent / "granian"), "--interface", "asgi", "config.asgi:application", "--host", "127.0.0.1",
+           "--workers", "1", "--loop", "uvloop", "--runtime-mode", "st", "--no-ws", "--log-level", "warning"]
+
+
+def server_argv(variant: str, port: int) -> list[str]:
+    if variant == "granian":
+        if not Path(GRANIAN[0]).exists():
+            raise SystemExit("the granian variant needs granian: .venv/bin/pip install granian==2.8.7")
+        return [*GRANIAN, "--port", str(port)]
+    return [*UVICORN, "--port", str(port), *VARIANTS[variant]]
 SCENARIOS = (*run.SCENARIOS, "spaced", *run.GATEWAY_SCENARIOS)
 
 
@@ -132,7 +146,7 @@ def main() -> None:
                             "-s", str(run.WORK / "celerybeat-schedule"), "--loglevel", "WARNING", "-n", "ab@%h"]
                     worker = run.PROCS.start("ab-celery", argv, cpu=run.LOAD_CPU, env=gateway.env, idle=drain == "idle")
                 set_key_cache(gateway, variant == "cached")
-                argv = [*UVICORN, "--port", str(run.PORTS["tollgate"]), *VARIANTS[variant]]
+                argv = server_argv(variant, run.PORTS["tollgate"])
                 env = {**gateway.env, **VARIANT_ENV.get(variant, {})}
                 web = run.PROCS.start(f"ab-{variant}", argv, cpu=run.GATEWAY_CPU, env=env, rt=True)
                 if not run.wait_port(run.PORTS["tollgate"], web, 60):
