@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -86,28 +87,57 @@ def _environment(tmp_path, **extra):
     return {**env, "TOLLGATE_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "config.settings", **extra}
 
 
-def _run_worker(tmp_path, seconds, **extra) -> list[str]:
-    """Procfile.dev's worker (with beat) for a few seconds; its log lines (stderr)."""
-    process = subprocess.Popen(
-        [str(ROOT / ".venv/bin/celery"), "-A", "config", "worker", "--beat", "--concurrency", "1"],
-        cwd=ROOT, env=_environment(tmp_path, **extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    time.sleep(seconds)
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=30)
-    return [line for line in err.splitlines() if line.strip()]
+def _run_until(argv, env, seen, *, stop=signal.SIGINT, stderr_only=False, timeout=90) -> list[str]:
+    """Run a process until its log lines satisfy `seen` (bounded, however slow the machine), then stop it;
+    every line it wrote on stderr, and on stdout too unless `stderr_only`."""
+    if stderr_only:
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        out = process.stderr
+    else:
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = process.stdout
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(line.rstrip("\n") for line in out), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None and not seen(list(lines)):
+        time.sleep(0.1)
+    process.send_signal(stop)
+    process.wait(timeout=30)
+    reader.join(timeout=10)
+    return [line for line in lines if line.strip()]
+
+
+def _run_worker(tmp_path, seen, **extra) -> list[str]:
+    """Procfile.dev's worker (with beat) until its log lines satisfy `seen`."""
+    argv = [str(ROOT / ".venv/bin/celery"), "-A", "config", "worker", "--beat", "--concurrency", "1"]
+    return _run_until(argv, _environment(tmp_path, **extra), seen, stop=signal.SIGTERM, stderr_only=True)
+
+
+def _ready_for(seconds):
+    """Seen: the worker said it is ready, `seconds` ago (the routine tasks beat sends meanwhile)."""
+    ready_at = []
+
+    def seen(lines):
+        if not ready_at and any("celery@" in line and "ready" in line for line in lines):
+            ready_at.append(time.monotonic())
+        return bool(ready_at) and time.monotonic() - ready_at[0] >= seconds
+
+    return seen
 
 
 def test_worker_and_beat_are_quiet_at_info_with_a_time_and_level_on_every_line(tmp_path):
-    lines = _run_worker(tmp_path, 7)
+    lines = _run_worker(tmp_path, _ready_for(5))  # the drain's runs meanwhile are what must not show at INFO
     assert any("celery@" in line and "ready" in line for line in lines), lines
     assert [line for line in lines if not TEXT_LINE.match(line)] == []
-    # Beat sent the drain three times in those seconds; none of its runs is on the console at INFO.
     assert [line for line in lines if "usage_drain" in line] == []
 
 
 def test_worker_json_lines_and_drain_runs_at_debug(tmp_path):
-    lines = _run_worker(tmp_path, 7, TOLLGATE_LOG_FORMAT="json", TOLLGATE_LOG_LEVEL="DEBUG")
+    def drained(lines):
+        return any("billing.usage_drain" in line and "succeeded" in line for line in lines) and any('"Beat"' in line for line in lines)
+
+    lines = _run_worker(tmp_path, drained, TOLLGATE_LOG_FORMAT="json", TOLLGATE_LOG_LEVEL="DEBUG")
     entries = [json.loads(line) for line in lines]  # every line is one JSON object
     assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in entries)
     drain = [entry for entry in entries if "billing.usage_drain" in entry["message"]]
@@ -116,16 +146,10 @@ def test_worker_json_lines_and_drain_runs_at_debug(tmp_path):
 
 
 def test_web_process_json_lines(tmp_path):
-    port = _free_port()
-    process = subprocess.Popen(
-        [str(ROOT / ".venv/bin/uvicorn"), "config.asgi:application", "--port", str(port), "--no-access-log"],
-        cwd=ROOT, env=_environment(tmp_path, TOLLGATE_LOG_FORMAT="json"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    time.sleep(4)
-    process.send_signal(signal.SIGINT)
-    out, _ = process.communicate(timeout=30)
-    entries = [json.loads(line) for line in out.splitlines() if line.strip()]
-    assert any(entry["message"].startswith("Started server process") for entry in entries), out
+    argv = [str(ROOT / ".venv/bin/uvicorn"), "config.asgi:application", "--port", str(_free_port()), "--no-access-log"]
+    lines = _run_until(argv, _environment(tmp_path, TOLLGATE_LOG_FORMAT="json"), lambda lines: any("Uvicorn running" in line for line in lines))
+    entries = [json.loads(line) for line in lines]
+    assert any(entry["message"].startswith("Started server process") for entry in entries), lines
     assert all(entry["level"] and entry["time"] for entry in entries)
 
 

@@ -24,7 +24,8 @@ def test_api_docs_render_the_operations_offline(live_server, page, console_error
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "http" not in csp
 
-    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Tollgate API")
+    # The schema is generated on its first request, over every API view: seconds on a busy machine.
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Tollgate API", timeout=30_000)
     operation = page.locator(".opblock-summary-path", has_text="/api/invitations/").first
     expect(operation).to_be_visible()
     page.locator(".opblock-tag", has_text="invitations").first.scroll_into_view_if_needed()
