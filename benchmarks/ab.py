@@ -13,7 +13,9 @@ Variants: `httptools` (uvicorn's own protocol), `coalesce` (relay.coalesce, what
 request every request is a cache hit, so `--variants coalesce,cached` compares the hit path with the
 relayed one; README "Response cache"),
 `granian` (the Granian server instead of uvicorn, one worker on uvloop; installed by hand for the
-comparison: `--variants coalesce,granian`).
+comparison: `--variants coalesce,granian`), `baseline` (the Procfile's process served from another checkout,
+`--baseline-tree`, on the same database: `--variants baseline,coalesce --drain none` compares a change with
+the commit before it; the tree's code must read the current schema).
 `--drain`: where the Celery worker that drains usage runs: `idle` (core 0 at idle priority, as run.py
 does), `load` (core 0 at the load tools' priority) or `none` (no worker; usage waits in the stream).
 `--scenario`: one or several, comma-separated, measured one after the other on the same web process in
@@ -45,6 +47,7 @@ VARIANTS["nometrics"] = VARIANTS["coalesce"]  # the Procfile's process with TOLL
 VARIANTS["traces"] = VARIANTS["coalesce"]  # with TOLLGATE_OTLP_ENDPOINT set (relay/tracing.py)
 VARIANT_ENV = {"nometrics": {"TOLLGATE_METRICS": "false"}}
 VARIANTS["cached"] = VARIANTS["coalesce"]  # the Procfile's process, the key's response cache on
+VARIANTS["baseline"] = VARIANTS["coalesce"]  # the Procfile's process from --baseline-tree (an earlier commit)
 # Granian (a Rust HTTP server) in place of uvicorn, one worker on uvloop: not a dependency of Tollgate,
 # install it to compare (`.venv/bin/pip install granian==2.8.7`).
 GRANIAN = [str(Path(run.PY).parent / "granian"), "--interface", "asgi", "config.asgi:application", "--host", "127.0.0.1",
@@ -116,9 +119,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--shared", action="store_true", help="a machine others use: no real-time priority, no nice boost")
+    parser.add_argument("--baseline-tree", type=Path, help="for the `baseline` variant: a checkout of an earlier commit "
+                        "(git worktree add /tmp/base <commit>), served as the Procfile does, from that tree")
     opts = parser.parse_args()
     scenarios = [s.strip() for s in opts.scenario.split(",") if s.strip()]
     unknown = sorted(set(scenarios) - set(SCENARIOS))
+    if "baseline" in opts.variants.split(",") and not (opts.baseline_tree and (opts.baseline_tree / "manage.py").exists()):
+        parser.error("the baseline variant needs --baseline-tree, a checkout of the commit to compare with")
     if unknown or not scenarios:
         parser.error(f"unknown scenario {', '.join(unknown) or '(none)'}; choose from {', '.join(SCENARIOS)}")
     run.RT = os.geteuid() == 0 and run.PIN and not opts.shared
@@ -148,7 +155,8 @@ def main() -> None:
                 set_key_cache(gateway, variant == "cached")
                 argv = server_argv(variant, run.PORTS["tollgate"])
                 env = {**gateway.env, **VARIANT_ENV.get(variant, {})}
-                web = run.PROCS.start(f"ab-{variant}", argv, cpu=run.GATEWAY_CPU, env=env, rt=True)
+                cwd = opts.baseline_tree if variant == "baseline" else run.ROOT
+                web = run.PROCS.start(f"ab-{variant}", argv, cpu=run.GATEWAY_CPU, env=env, cwd=cwd, rt=True)
                 if not run.wait_port(run.PORTS["tollgate"], web, 60):
                     raise RuntimeError(run.log_tail(f"ab-{variant}"))
                 for scenario in scenarios:

@@ -16,8 +16,8 @@ import orjson
 
 from relay import control, idempotency, messages, responses
 from relay.record import Record, completion_text, rerank_units, stream_text, worst_case_micros
-from relay.sandbox import sandboxed
 from relay.routing import backoff_delay
+from relay.sandbox import sandboxed
 from relay.streaming import OutputLimitExceeded, OutputMeter, output_ceiling
 from relay.upstream import iter_body, read_body, send
 from wire import tokens

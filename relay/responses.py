@@ -19,17 +19,7 @@ from relay.validation import check_no_destination
 from wire.adapters.base import Target, UpstreamRequest, Usage
 from wire.errors import MalformedUsage, MethodNotAllowed, NotFound, UpstreamError
 from wire.inbound import responses as wire_responses
-from wire.inbound.responses import (
-    HISTORY,
-    Envelope,
-    EventStream,
-    delta_text,
-    encode_event,
-    from_chat,
-    to_chat,
-    usage_dict,
-    usage_of,
-)
+from wire.inbound.responses import HISTORY, Envelope, EventStream, delta_text, encode_event, from_chat, to_chat, usage_dict, usage_of
 from wire.sse import SSEEvent
 
 log = logging.getLogger(__name__)
