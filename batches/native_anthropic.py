@@ -7,6 +7,7 @@ The results are read from {base}/v1/messages/batches/{id}/results, never from th
 names: that URL is the provider's word, and following it would send the API key wherever it points."""
 
 import orjson
+from django.utils.translation import gettext as _
 
 from batches.native_http import (
     MAX_RESULT_BYTES,
@@ -51,7 +52,7 @@ def poll(target: Target, upstream_id: str, *, cancel_asked: bool) -> Poll:
     if status in ("in_progress", "canceling"):
         return Poll(done=False)
     if status != "ended":
-        raise NativeError("The provider reported a batch status Tollgate does not know.", transient=True)
+        raise NativeError(_("The provider reported a batch status Tollgate does not know."), transient=True)
     raw = call("GET", _url(target, f"/{checked_id(upstream_id)}/results"), headers=_headers(target), max_body=MAX_RESULT_BYTES,
                timeout=900, transient_statuses=POLL_RETRIES)
     results = [result for item in jsonl_objects(raw) if (result := _result(item)) is not None]
@@ -59,7 +60,7 @@ def poll(target: Target, upstream_id: str, *, cancel_asked: bool) -> Poll:
     if cancel_asked:
         return Poll(done=True, outcome="cancelled", results=results)
     if counts.get("expired") and not counts.get("succeeded") and not counts.get("errored"):
-        return Poll(done=True, outcome="expired", reason="The provider's batch expired before any request ran.", results=results)
+        return Poll(done=True, outcome="expired", reason=_("The provider's batch expired before any request ran."), results=results)
     return Poll(done=True, outcome="completed", results=results)
 
 
@@ -79,6 +80,7 @@ def _result(item: dict) -> Result | None:
         body = {"error": {"message": str(inner.get("message") or "")[:500], "type": kind_text, "param": None, "code": None}}
         return Result(number, status_code=ERROR_STATUS.get(kind_text, 500), body=orjson.dumps(body))
     if kind in ("canceled", "expired"):
-        code = "batch_cancelled" if kind == "canceled" else "batch_expired"
-        return Result(number, error={"code": code, "message": f"The provider {kind.replace('canceled', 'cancelled')} this request before it ran."})
+        if kind == "canceled":
+            return Result(number, error={"code": "batch_cancelled", "message": _("The batch was cancelled before this request ran.")})
+        return Result(number, error={"code": "batch_expired", "message": _("The batch expired before this request ran.")})
     return None

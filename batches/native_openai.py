@@ -5,6 +5,7 @@
 import secrets
 
 import orjson
+from django.utils.translation import gettext as _
 
 from batches.native_http import (
     MAX_RESULT_BYTES,
@@ -67,7 +68,7 @@ def poll(target: Target, upstream_id: str) -> Poll:
     if status in RUNNING:
         return Poll(done=False)
     if status not in ENDED:
-        raise NativeError("The provider reported a batch status Tollgate does not know.", transient=True)
+        raise NativeError(_("The provider reported a batch status Tollgate does not know."), transient=True)
     results = []
     for field in ("output_file_id", "error_file_id"):
         if answer.get(field):
@@ -98,6 +99,6 @@ def _reason(status: str, errors) -> str:
     data = errors.get("data") if isinstance(errors, dict) else None
     if isinstance(data, list) and data and isinstance(data[0], dict):
         detail = str(data[0].get("message") or data[0].get("code") or "")[:300]
-    text = {"failed": "The provider's batch failed", "expired": "The provider's batch expired before every request ran",
-            "cancelled": "The provider's batch was cancelled"}[status]
-    return f"{text}: {detail}" if detail else f"{text}."
+    text = {"failed": _("The provider's batch failed."), "expired": _("The provider's batch expired before every request ran."),
+            "cancelled": _("The provider's batch was cancelled.")}[status]
+    return f"{text} {detail}" if detail else text

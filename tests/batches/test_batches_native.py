@@ -219,3 +219,29 @@ def test_other_organizations_never_see_or_use_a_native_batch(gateway, upstream, 
         stranger.batches.create(input_file_id=theirs.id, endpoint="/v1/chat/completions", completion_window="24h", metadata=NATIVE)
     assert refused.value.code == "native_batch_unavailable"
     assert Batch.objects.get(public_id=batch.id).status == "in_progress"
+
+
+def test_the_batch_page_offers_the_native_run(gateway, upstream, batch_worker, settings, client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+
+    from batches.models import BatchFile
+
+    _provider(gateway, upstream, settings, "openai", {"gpt-native": "echo-b"})
+    client.force_login(gateway.ctx.user)
+
+    def estimate(model):
+        return client.post(reverse("batches"), {"key": gateway.key.pk, "kind": "jsonl", "mode": "native", "max_tokens": "16",
+                                                "file": SimpleUploadedFile("docs.jsonl", _jsonl(3, [model]))})
+
+    refused = estimate("gpt-test")  # a custom OpenAI-compatible credential: no batch API
+    assert refused.status_code == 400 and "has no batch API" in refused.content.decode()
+    page = estimate("gpt-native")
+    assert page.status_code == 200 and 'id="batch-native"' in page.content.decode()
+    source = BatchFile.objects.filter(organization=gateway.org).latest("created_at")
+    started = client.post(reverse("batch_start"), {"key": gateway.key.pk, "file_id": source.public_id, "endpoint": "/v1/chat/completions",
+                                                   "mode": "native"})
+    batch = Batch.objects.get(organization=gateway.org, input_file=source)
+    assert started.status_code == 302 and batch.mode == "native"
+    wait_for(lambda: Batch.objects.get(pk=batch.pk).status == "completed", timeout=60, interval=0.3)
+    assert Batch.objects.get(pk=batch.pk).spent == 3 * LINE_COST
