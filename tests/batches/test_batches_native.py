@@ -126,6 +126,13 @@ def test_native_batch_refused_when_its_worst_case_passes_the_cap(gateway, upstre
         client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h",
                               metadata={**NATIVE, "tollgate_cap": "0.02"})
     assert refused.value.code == "native_cap_exceeded" and "cannot be stopped" in refused.value.message
+    # A cap is not a way around the key's hard budget: the worst case must fit what it has left too.
+    budget = billing_services.budget_create(actor=gateway.ctx, scope="key", key=gateway.key, amount="0.05", name="key budget")
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h",
+                              metadata={**NATIVE, "tollgate_cap": "0.2"})
+    assert refused.value.code == "native_budget_exceeded" and "key budget" in refused.value.message
+    billing_services.budget_delete(actor=gateway.ctx, budget=budget)
     # A cap that holds the worst case is fine (10 lines: 0.053 actual, below 0.1 worst case).
     accepted = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h",
                                      metadata={**NATIVE, "tollgate_cap": "0.2"})
