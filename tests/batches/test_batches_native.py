@@ -252,3 +252,23 @@ def test_the_batch_page_offers_the_native_run(gateway, upstream, batch_worker, s
     assert started.status_code == 302 and batch.mode == "native"
     wait_for(lambda: Batch.objects.get(pk=batch.pk).status == "completed", timeout=60, interval=0.3)
     assert Batch.objects.get(pk=batch.pk).spent == 3 * LINE_COST
+
+
+def test_a_hostile_provider_is_not_believed(gateway, upstream, batch_worker, settings):
+    """Result lines that are not JSON, name no line of ours, repeat a line or name one that does not exist are
+    ignored; usage that cannot be true (a negative count) bills the line's worst case, never nothing."""
+    _provider(gateway, upstream, settings, "openai", {"gpt-native": "echo-b"})
+    upstream.batch_garbage = True
+    upstream.usage_override = {"prompt_tokens": -5, "completion_tokens": 10, "total_tokens": 5}
+    client = gateway.client(timeout=30)
+    uploaded = client.files.create(file=("docs.jsonl", _jsonl(3, ["gpt-native"])), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h", metadata=NATIVE)
+    done = wait_for(lambda: _finished(client, batch.id), timeout=60, interval=0.3)
+    assert done.status == "completed" and done.request_counts.completed == 3 and done.error_file_id is None
+    output = parse_jsonl(client.files.content(done.output_file_id).text)
+    assert [line["custom_id"] for line in output] == ["doc-001-x", "doc-002-x", "doc-003-x"]
+    rows = UsageEvent.objects.filter(batch_id=batch.id)
+    assert rows.count() == 3 and {row.usage_flags for row in rows} == {"batch_usage_missing"} and {row.usage_source for row in rows} == {"estimated"}
+    # Billed at the worst case: the prompt bound and the 16-token ceiling at the batch price, more than the true 0.0053.
+    assert all(row.cost_display > LINE_COST for row in rows) and all(row.completion_tokens == 16 for row in rows)
+    assert Decimal(done.tollgate["spent"]) == sum(row.cost_display for row in rows)

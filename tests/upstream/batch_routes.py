@@ -8,6 +8,10 @@ A batch runs its lines on the first poll after it was created (unless `upstream.
 answered as the live routes answer it (the word-count tokenizer, the 10-word reply; a model `fail-<code>`
 gives that error for that line). A cancelled batch answers its first half and cancels the rest. An OpenAI
 batch naming the model `batch-failed` fails validation, as OpenAI fails a batch.
+
+A hostile provider, for the tests that Tollgate trusts nothing it says: `upstream.usage_override` is reported
+as every OpenAI batch answer's usage; `upstream.batch_garbage` adds lines to the output file that are not
+JSON, name a path as a line, name a line twice or one that does not exist.
 """
 
 import re
@@ -69,6 +73,8 @@ def _openai_answer(upstream, url: str, body: dict) -> tuple[int, dict]:
     upstream.record(LedgerEntry(upstream_id, "openai-batch", model, prompt, len(words), False, True))
     usage = {"prompt_tokens": prompt, "completion_tokens": len(words), "total_tokens": prompt + len(words),
              "prompt_tokens_details": {"cached_tokens": 2 if prompt > 10 else 0}}
+    if upstream.usage_override is not None:
+        usage = upstream.usage_override
     message = {"role": "assistant", "content": " ".join(words)}
     return 200, {"id": upstream_id, "object": "chat.completion", "created": int(time.time()), "model": model,
                  "choices": [{"index": 0, "message": message, "finish_reason": "stop"}], "usage": usage}
@@ -145,6 +151,11 @@ def add_routes(app: web.Application, upstream) -> None:
             item = {"id": upstream.next_id("batch_req_"), "custom_id": line["custom_id"],
                     "response": {"status_code": status, "request_id": upstream.next_id("req_"), "body": answer}, "error": None}
             (output if status == 200 else errors).append(orjson.dumps(item))
+        if getattr(upstream, "batch_garbage", False) and output:
+            first = orjson.loads(output[0])
+            output += [b"not json at all", b'"a string"', orjson.dumps({"custom_id": "../../etc/passwd", "response": first["response"]}),
+                       orjson.dumps({**first, "response": {**first["response"], "body": {"usage": {"completion_tokens": 10**12}}}}),
+                       orjson.dumps({**first, "custom_id": "line-99999"}), orjson.dumps({"custom_id": "line-2", "response": "no"})]
         for field, rows in (("output_file_id", output), ("error_file_id", errors)):
             if rows:
                 file_id = upstream.next_id("file-out")

@@ -83,6 +83,7 @@ class MockUpstream:
     files: dict[str, bytes] = field(default_factory=dict)
     batches: dict[str, dict] = field(default_factory=dict)
     batch_hold: bool = False
+    batch_garbage: bool = False
 
     def can(self, name: str, answer: Canned) -> None:
         self.canned[name] = answer
@@ -163,6 +164,7 @@ class MockUpstream:
             self.files.clear()
             self.batches.clear()
             self.batch_hold = False
+            self.batch_garbage = False
 
     @web.middleware
     async def _log_middleware(self, request, handler):
