@@ -235,6 +235,7 @@ def test_the_batch_page_offers_the_native_run(gateway, upstream, batch_worker, s
     from batches.models import BatchFile
 
     _provider(gateway, upstream, settings, "openai", {"gpt-native": "echo-b"})
+    upstream.batch_hold = True  # in progress until the page was looked at
     client.force_login(gateway.ctx.user)
 
     def estimate(model):
@@ -250,6 +251,10 @@ def test_the_batch_page_offers_the_native_run(gateway, upstream, batch_worker, s
                                                    "mode": "native"})
     batch = Batch.objects.get(organization=gateway.org, input_file=source)
     assert started.status_code == 302 and batch.mode == "native"
+    detail = client.get(reverse("batch_detail", args=[batch.public_id])).content.decode()
+    assert "the provider&#x27;s batch API" in detail.split('id="batch-mode"')[1][:80]
+    assert 'id="batch-cancel"' in detail and 'id="batch-pause"' not in detail  # the provider runs it: cancel, no pause
+    upstream.batch_hold = False
     wait_for(lambda: Batch.objects.get(pk=batch.pk).status == "completed", timeout=60, interval=0.3)
     assert Batch.objects.get(pk=batch.pk).spent == 3 * LINE_COST
 
