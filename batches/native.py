@@ -235,9 +235,9 @@ def _advance(batch: Batch) -> str:
 
 
 def _submit(batch: Batch, kind: str) -> None:
-    """Send the lines, saving each id the provider gives as soon as it is given (a step killed after an upload
-    uploads again, a stray file; the window between the create call and its save is the one a duplicate can
-    come from)."""
+    """Send the lines, saving each id the provider gives as soon as it is given. A step killed after an upload
+    uploads again (a stray file); one killed between OpenAI's create and its save is found again by the batch
+    id in its metadata, not created twice. (Anthropic's batches carry no metadata: that window remains there.)"""
     lines = list(BatchLine.objects.filter(batch=batch).order_by("number"))
     targets = {name: _target(batch, name)[1].target for name in batch.native["deployments"]}
     bodies = [(line.number, upstream_body(kind, line, targets[line.body["model"]])) for line in lines]
@@ -245,7 +245,10 @@ def _submit(batch: Batch, kind: str) -> None:
     if kind == "openai":
         file_id = batch.native.get("upstream_file_id") or native_openai.upload(target, endpoint=batch.endpoint, lines=bodies, batch_id=batch.public_id)
         _save_state(batch, upstream_file_id=file_id)
-        upstream_id = native_openai.create(target, file_id=file_id, endpoint=batch.endpoint, batch_id=batch.public_id)
+        upstream_id = native_openai.find(target, batch_id=batch.public_id) if batch.native.get("create_started") else ""
+        if not upstream_id:
+            _save_state(batch, create_started=True)
+            upstream_id = native_openai.create(target, file_id=file_id, endpoint=batch.endpoint, batch_id=batch.public_id)
     else:
         upstream_id = native_anthropic.create(target, lines=bodies)
     _save_state(batch, upstream_id=upstream_id, poll_failures=0)

@@ -57,6 +57,16 @@ def create(target: Target, *, file_id: str, endpoint: str, batch_id: str) -> str
     return checked_id(answer.get("id"))
 
 
+def find(target: Target, *, batch_id: str) -> str:
+    """The provider's batch created for this Tollgate batch (metadata.tollgate_batch), among its latest 100; ""
+    if none: asked before creating again after a step died between creating and saving the id."""
+    answer = json_object(call("GET", _base(target) + "/batches?limit=100", headers=_headers(target), transient_statuses=(408, 429, 500, 502, 503, 504)))
+    for item in answer.get("data") if isinstance(answer.get("data"), list) else []:
+        if isinstance(item, dict) and isinstance(item.get("metadata"), dict) and item["metadata"].get("tollgate_batch") == batch_id:
+            return checked_id(item.get("id"))
+    return ""
+
+
 def cancel(target: Target, upstream_id: str) -> None:
     call("POST", f"{_base(target)}/batches/{checked_id(upstream_id)}/cancel", headers=_headers(target))
 

@@ -277,3 +277,22 @@ def test_a_hostile_provider_is_not_believed(gateway, upstream, batch_worker, set
     # Billed at the worst case: the prompt bound and the 16-token ceiling at the batch price, more than the true 0.0053.
     assert all(row.cost_display > LINE_COST for row in rows) and all(row.completion_tokens == 16 for row in rows)
     assert Decimal(done.tollgate["spent"]) == sum(row.cost_display for row in rows)
+
+
+def test_a_step_that_died_after_creating_does_not_create_twice(gateway, upstream, batch_worker, settings):
+    """A step killed between OpenAI's create call and saving its id: the next step finds the provider's batch by
+    the Tollgate batch id in its metadata and adopts it."""
+    _provider(gateway, upstream, settings, "openai", {"gpt-native": "echo-b"})
+    upstream.batch_hold = True
+    client = gateway.client(timeout=30)
+    uploaded = client.files.create(file=("docs.jsonl", _jsonl(3, ["gpt-native"])), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h", metadata=NATIVE)
+    stored = wait_for(lambda: (b := Batch.objects.get(public_id=batch.id)).native.get("upstream_id") and b, timeout=30, interval=0.2)
+    upstream_id = stored.native["upstream_id"]
+    Batch.objects.filter(pk=stored.pk).update(native={**stored.native, "upstream_id": ""})  # as if that save never happened
+    upstream.batch_hold = False
+    done = wait_for(lambda: _finished(client, batch.id), timeout=60, interval=0.3)
+    assert done.status == "completed" and done.request_counts.completed == 3
+    assert _upstream_paths(upstream).count("POST /v1/batches") == 1 and "GET /v1/batches" in _upstream_paths(upstream)
+    assert Batch.objects.get(pk=stored.pk).native["upstream_id"] == upstream_id
+    assert UsageEvent.objects.filter(batch_id=batch.id).count() == 3 and Decimal(done.tollgate["spent"]) == 3 * LINE_COST

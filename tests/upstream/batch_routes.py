@@ -1,6 +1,6 @@
 """The providers' own batch APIs for the mock upstream, answering from the uploaded lines.
 
-OpenAI: POST /v1/files (multipart, purpose batch), POST /v1/batches, GET /v1/batches/{id},
+OpenAI: POST /v1/files (multipart, purpose batch), POST and GET /v1/batches, GET /v1/batches/{id},
 POST /v1/batches/{id}/cancel, GET /v1/files/{id}/content. Anthropic: POST /v1/messages/batches,
 GET /v1/messages/batches/{id}, POST .../cancel, GET .../results.
 
@@ -265,7 +265,14 @@ def add_routes(app: web.Application, upstream) -> None:
 
     app.router.add_post("/v1/files", file_upload)
     app.router.add_get("/v1/files/{file_id}/content", file_content)
+    async def batch_list(request):
+        if not openai_authorized(request):
+            return _openai_error(401, "Incorrect API key provided.", "invalid_api_key")
+        found = [openai_object(b) for b in reversed(upstream.batches.values()) if b.get("object") == "batch"]
+        return web.json_response({"object": "list", "data": found[: int(request.query.get("limit", 20))], "has_more": False})
+
     app.router.add_post("/v1/batches", batch_create)
+    app.router.add_get("/v1/batches", batch_list)
     app.router.add_get("/v1/batches/{batch_id}", batch_retrieve)
     app.router.add_post("/v1/batches/{batch_id}/cancel", batch_cancel)
     app.router.add_post("/v1/messages/batches", messages_batch_create)
