@@ -119,7 +119,8 @@ def batches(request, key):
         if not isinstance(body.get(field), str):
             return _error(400, _("%(field)s is required.") % {"field": field}, code="invalid_request_error", param=field)
     batch = services.batch_create(key=key, input_file_id=body["input_file_id"], endpoint=body["endpoint"],
-                                  completion_window=body["completion_window"], metadata=body.get("metadata"), cap=body.get("tollgate_cap"))
+                                  completion_window=body["completion_window"], metadata=body.get("metadata"), cap=body.get("tollgate_cap"),
+                                  mode=body.get("tollgate_mode"))
     return JsonResponse(batch_object(_batch(key, batch.public_id)))
 
 

@@ -24,6 +24,10 @@ class BatchUploadForm(forms.Form):
     max_tokens = forms.IntegerField(label=_("Max output tokens per request"), required=False, min_value=1, max_value=100_000, initial=256)
     cap = forms.DecimalField(label=_("Cost cap"), required=False, min_value=0, max_digits=20, decimal_places=6, help_text=_(
         "The batch never spends more. Empty: the key's remaining budget (no cap if it has none)."))
+    mode = forms.ChoiceField(label=_("Run"), initial="relay", widget=forms.RadioSelect, choices=[
+        ("relay", _("Through the gateway, line by line (any model; pause and resume)")),
+        ("native", _("With the provider's own batch API, at its batch price (OpenAI, Anthropic: 50% off; up to 24 hours, cannot be paused)")),
+    ])
 
     def __init__(self, *args, keys, organization, **kwargs):
         super().__init__(*args, **kwargs)
@@ -48,3 +52,4 @@ class BatchStartForm(forms.Form):
     file_id = forms.CharField(max_length=40, widget=forms.HiddenInput)
     endpoint = forms.CharField(max_length=64, widget=forms.HiddenInput)
     cap = forms.DecimalField(required=False, max_digits=20, decimal_places=6, widget=forms.HiddenInput)
+    mode = forms.ChoiceField(required=False, choices=[("relay", "relay"), ("native", "native")], widget=forms.HiddenInput)

@@ -54,6 +54,10 @@ class Batch(models.Model):
         CANCELLING = "cancelling", _("cancelling")
         CANCELLED = "cancelled", _("cancelled")
 
+    class Mode(models.TextChoices):
+        RELAY = "relay", _("through the relay")
+        NATIVE = "native", _("the provider's batch API")
+
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="batches")
     key = models.ForeignKey(VirtualKey, null=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -65,6 +69,10 @@ class Batch(models.Model):
     error_file = models.ForeignKey(BatchFile, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.VALIDATING)
     paused = models.BooleanField(default=False)
+    # "native": submitted to the provider's own batch API at its batch price (batches.native); `native` holds
+    # the plan (provider, credential, deployment per model) and the upstream's ids and state.
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.RELAY)
+    native = models.JSONField(default=dict, blank=True)
     errors = models.JSONField(default=list, blank=True)  # validation errors: [{"code", "message", "line", "param"}]
     metadata = models.JSONField(default=dict, blank=True)
     # Money in the organization's currency. cap None: no cap (no cap asked for, and no budget on the key).

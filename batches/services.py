@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 
 from accounts.errors import ApplicationError
 from batches import lines as batch_lines
+from batches import native
 from batches.models import Batch, BatchFile, BatchLine
 from billing.estimator import estimate_cost
 from wire.pricing import MICROS
@@ -98,7 +99,7 @@ def _cap(value) -> Decimal:
 
 
 def batch_create(*, key: VirtualKey, input_file_id: str, endpoint: str, completion_window: str = "24h", metadata=None,
-                 cap=None, user=None) -> Batch:
+                 cap=None, user=None, mode=None) -> Batch:
     """A batch over an uploaded file. A file that fails validation gives a `failed` batch listing its errors
     (as OpenAI does); a valid one is estimated, capped (the `tollgate_cap` given, else the key's remaining
     budget) and queued for the workers."""
@@ -109,6 +110,7 @@ def batch_create(*, key: VirtualKey, input_file_id: str, endpoint: str, completi
     metadata = metadata or {}
     if not isinstance(metadata, dict) or len(metadata) > 16 or any(not isinstance(v, str) or len(v) > 512 for v in metadata.values()):
         raise ApplicationError(_("metadata holds at most 16 text values."), field="metadata")
+    mode = native.mode_requested(metadata=metadata, mode=mode)
     source = BatchFile.objects.filter(organization_id=key.organization_id, public_id=input_file_id, purpose=BatchFile.Purpose.BATCH).first()
     if source is None:
         raise ApplicationError(_("No such file: %(id)s.") % {"id": input_file_id}, field="input_file_id", code="not_found", status=404)
@@ -136,6 +138,11 @@ def batch_create(*, key: VirtualKey, input_file_id: str, endpoint: str, completi
             "The cost cap cannot be enforced: no price or deployment for %(models)s.") % {"models": ", ".join(unpriced)}}]
         batch.save()
         return batch
+    if mode == Batch.Mode.NATIVE:
+        # The provider's own batch API at its batch price; refused (400, with why) if not possible or if the
+        # whole file's worst case does not fit the cap, which then holds it until the results are settled.
+        batch.native, batch.held = native.batch_native_plan(key=key, endpoint=endpoint, parsed=parsed, cap=cap_value)
+        batch.mode = mode
     batch.status, batch.in_progress_at, batch.total = Batch.Status.IN_PROGRESS, now, len(parsed)
     with transaction.atomic():
         batch.save()
@@ -166,6 +173,8 @@ def batch_cancel(*, batch: Batch) -> Batch:
 
 def batch_pause(*, batch: Batch) -> Batch:
     """The runner stops dispatching and lets the lines in flight finish; nothing is lost or sent twice."""
+    if batch.mode == Batch.Mode.NATIVE:
+        raise ApplicationError(_("A native batch runs at the provider and cannot be paused; cancel it instead."), code="invalid_state", status=409)
     updated = Batch.objects.filter(pk=batch.pk, status=Batch.Status.IN_PROGRESS).update(paused=True)
     batch.refresh_from_db()
     if not updated:

@@ -44,6 +44,6 @@ def batch_object(batch: Batch) -> dict:
             "currency": batch.currency, "estimate": _money(batch.estimate), "estimate_complete": bool(batch.estimate_detail.get("complete")),
             "estimate_models": batch.estimate_detail.get("models", []),
             "cap": _money(batch.cap), "cap_source": batch.cap_source or None, "spent": _money(batch.spent + batch.held),
-            "paused": batch.paused, "remaining": batch.remaining, "eta_seconds": eta_seconds(batch),
+            "paused": batch.paused, "mode": batch.mode, "native_provider": (batch.native or {}).get("provider"), "remaining": batch.remaining, "eta_seconds": eta_seconds(batch),
         },
     }

@@ -7,8 +7,8 @@ from celery import shared_task
 from celery.signals import worker_shutting_down
 from django.conf import settings
 
-from batches import services
-from batches.runner import ACTIVE, BatchRunner
+from batches import native, services
+from batches.runner import ACTIVE, BatchRunner, runner_id
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,14 @@ log = logging.getLogger(__name__)
 @shared_task(name="batches.run", acks_late=True)
 def batch_run(batch_pk: int) -> str:
     """Run a batch until it is done, paused or cancelled; a second run of the same batch while one holds
-    the lease returns at once, so a duplicate message is harmless."""
+    the lease returns at once, so a duplicate message is harmless. A native batch (the provider's batch API)
+    takes one step instead, and schedules the next poll."""
+    if native.is_native(batch_pk):
+        outcome = native.batch_native_step(batch_pk, me=runner_id())
+        if outcome in ("waiting", "retry"):
+            batch_run.apply_async((batch_pk,), countdown=settings.TOLLGATE_BATCH_NATIVE_POLL_SECONDS)
+        log.info("native batch %s: %s", batch_pk, outcome)
+        return outcome
     outcome = asyncio.run(BatchRunner(batch_pk).run())
     log.info("batch %s: %s", batch_pk, outcome)
     return outcome

@@ -16,7 +16,7 @@ from accounts.errors import ApplicationError
 from accounts.forms import form_status, service_error
 from accounts.permissions import Perm
 from batches import lines as batch_lines
-from batches import services
+from batches import native, services
 from batches.forms import BatchStartForm, BatchUploadForm
 from batches.models import Batch, BatchFile
 from batches.shapes import batch_object
@@ -68,10 +68,16 @@ def _estimate(form):
         endpoint = _first_url(first)
     parsed = batch_lines.parse_jsonl(content, endpoint=endpoint)
     detail = services.file_estimate(organization=key.organization, endpoint=endpoint, parsed=parsed)
-    uploaded = services.file_create(key=key, filename=getattr(data["file"], "name", "input.jsonl"), content=content)
     cap = data["cap"] if data["cap"] is not None else services.key_budget_remaining(key=key)
+    if data["mode"] == Batch.Mode.NATIVE:
+        try:  # refused here with the reason, before the file is kept
+            _plan, detail["native_worst"] = native.batch_native_plan(key=key, endpoint=endpoint, parsed=parsed, cap=cap)
+        except ApplicationError as exc:
+            raise ApplicationError(exc.message, field="mode") from exc
+    uploaded = services.file_create(key=key, filename=getattr(data["file"], "name", "input.jsonl"), content=content)
     detail.update(requests=len(parsed), endpoint=endpoint, cap=cap, cap_from_budget=data["cap"] is None and cap is not None, key=key)
-    start = BatchStartForm(initial={"key": key.pk, "file_id": uploaded.public_id, "endpoint": endpoint, "cap": data["cap"]})
+    start = BatchStartForm(initial={"key": key.pk, "file_id": uploaded.public_id, "endpoint": endpoint, "cap": data["cap"],
+                                    "mode": data["mode"]})
     return detail, start
 
 
@@ -95,7 +101,7 @@ def batch_start(request):
     key = get_object_or_404(_keys(request), pk=form.cleaned_data["key"])
     try:
         batch = services.batch_create(key=key, input_file_id=form.cleaned_data["file_id"], endpoint=form.cleaned_data["endpoint"],
-                                      cap=form.cleaned_data["cap"], user=request.user)
+                                      cap=form.cleaned_data["cap"], user=request.user, mode=form.cleaned_data["mode"] or None)
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return redirect("batches")

@@ -281,6 +281,8 @@ TOLLGATE_OUTPUT_RESERVE_TOKENS = env.int("TOLLGATE_OUTPUT_RESERVE_TOKENS", defau
 TOLLGATE_BATCH_CONCURRENCY = env.int("TOLLGATE_BATCH_CONCURRENCY", default=8)
 TOLLGATE_BATCH_STALE_SECONDS = env.float("TOLLGATE_BATCH_STALE_SECONDS", default=30.0)
 TOLLGATE_BATCH_SWEEP_SECONDS = env.float("TOLLGATE_BATCH_SWEEP_SECONDS", default=10.0)
+# How often a native batch (the provider's own batch API, batches.native) asks the provider how it is doing.
+TOLLGATE_BATCH_NATIVE_POLL_SECONDS = env.float("TOLLGATE_BATCH_NATIVE_POLL_SECONDS", default=60.0)
 # README "Response cache": how long an answer is kept, the largest answer kept, and (without Redis) the
 # bytes the in-process cache may hold.
 TOLLGATE_RESPONSE_CACHE_SECONDS = env.int("TOLLGATE_RESPONSE_CACHE_SECONDS", default=3600)

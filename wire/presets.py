@@ -5,6 +5,7 @@ provider field's choices are a callable).
 """
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 
 def _(label: str) -> str:
@@ -27,12 +28,16 @@ class Preset:
     # Whether the upstream honours stream_options.include_usage (unconfirmed ones are asked anyway
     # and fall back to an offline token estimate when no usage arrives).
     stream_usage: bool = True
+    # The provider's own batch API (batches.native): "openai" (Files + Batches) or "anthropic" (Message
+    # Batches); "" for none. `batch_price` is its price as a fraction of the live one (both: 50%, PROVIDERS.md §7).
+    native_batch: str = ""
+    batch_price: Decimal = Decimal(1)
 
 
 PRESETS: dict[str, Preset] = {
     p.slug: p
     for p in [
-        Preset("openai", _("OpenAI"), "openai", "https://api.openai.com/v1"),
+        Preset("openai", _("OpenAI"), "openai", "https://api.openai.com/v1", native_batch="openai", batch_price=Decimal("0.5")),
         Preset("deepseek", _("DeepSeek"), "openai", "https://api.deepseek.com/v1"),
         Preset("moonshot-cn", _("Moonshot / Kimi (China, CNY)"), "openai", "https://api.moonshot.cn/v1"),
         Preset("moonshot-ai", _("Moonshot / Kimi (global, USD)"), "openai", "https://api.moonshot.ai/v1"),
@@ -46,7 +51,8 @@ PRESETS: dict[str, Preset] = {
         Preset("siliconflow-com", _("SiliconFlow (global, USD)"), "openai", "https://api.siliconflow.com/v1"),
         Preset("openrouter", _("OpenRouter"), "openai", "https://openrouter.ai/api/v1"),
         Preset("custom", _("Custom OpenAI-compatible"), "openai", ""),
-        Preset("anthropic", _("Anthropic Claude"), "anthropic", "https://api.anthropic.com"),
+        Preset("anthropic", _("Anthropic Claude"), "anthropic", "https://api.anthropic.com", native_batch="anthropic",
+               batch_price=Decimal("0.5")),
         Preset("gemini", _("Google Gemini"), "gemini", "https://generativelanguage.googleapis.com/v1beta"),
         Preset("azure", _("Azure OpenAI"), "azure", ""),
         # Rerank only (wire.adapters.rerank; the slug picks the dialect there).

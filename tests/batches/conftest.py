@@ -6,7 +6,9 @@ from django.db import connection
 
 from tests.faults.helpers import Worker, price_echo
 
-BATCH_WORKER_ENV = {"TOLLGATE_BATCH_STALE_SECONDS": "3", "TOLLGATE_BATCH_SWEEP_SECONDS": "1", "TOLLGATE_BATCH_CONCURRENCY": "8"}
+BATCH_WORKER_ENV = {"TOLLGATE_BATCH_STALE_SECONDS": "3", "TOLLGATE_BATCH_SWEEP_SECONDS": "1", "TOLLGATE_BATCH_CONCURRENCY": "8",
+                    # Native batches (the providers' batch APIs, on the loopback mock): poll every second, over plain HTTP.
+                    "TOLLGATE_BATCH_NATIVE_POLL_SECONDS": "1", "TOLLGATE_EGRESS_ALLOW_HTTP": "true"}
 
 
 @pytest.fixture

@@ -79,6 +79,11 @@ class MockUpstream:
     canned: dict[str, Canned] = field(default_factory=dict)
     canned_log: list[dict] = field(default_factory=list)
     balance_answers: dict[str, tuple[int, dict]] = field(default_factory=dict)  # path -> (status, JSON): catalog_routes
+    # batch_routes: uploaded files, the providers' batches, and `batch_hold` (batches stay in progress while set)
+    files: dict[str, bytes] = field(default_factory=dict)
+    batches: dict[str, dict] = field(default_factory=dict)
+    batch_hold: bool = False
+    batch_garbage: bool = False
 
     def can(self, name: str, answer: Canned) -> None:
         self.canned[name] = answer
@@ -118,7 +123,7 @@ class MockUpstream:
     def start(self) -> "MockUpstream":
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.middlewares.append(self._log_middleware)
-        for name in ("openai", "anthropic", "gemini", "azure", "catalog", "rerank"):
+        for name in ("openai", "anthropic", "gemini", "azure", "catalog", "rerank", "batch"):
             import_module(f"tests.upstream.{name}_routes").add_routes(app, self)
         started = threading.Event()
 
@@ -156,6 +161,10 @@ class MockUpstream:
             self.canned.clear()
             self.canned_log.clear()
             self.balance_answers.clear()
+            self.files.clear()
+            self.batches.clear()
+            self.batch_hold = False
+            self.batch_garbage = False
 
     @web.middleware
     async def _log_middleware(self, request, handler):
