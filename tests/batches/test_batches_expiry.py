@@ -78,3 +78,35 @@ def test_the_sweep_expires_a_paused_batch_past_its_window(gateway, upstream, bat
     done = wait_for(lambda: (b := client.batches.retrieve(batch.id)).status == "expired" and b, timeout=60, interval=0.3)
     _check_expired(client, upstream, done, 120)
 
+
+
+def test_a_batch_left_in_flight_by_a_killed_worker_expires_without_sending_again(gateway, upstream, monkeypatch):
+    """A run that finds the batch past its window sends nothing, not even the lines a killed worker left in
+    flight (`sent`): those may have been answered and charged, so they are interrupted with their worst case
+    held, and the pending ones are `batch_expired`."""
+    import asyncio
+
+    from batches import services
+    from batches.models import BatchLine
+    from batches.runner import BatchRunner
+    from tests.faults.helpers import price_echo
+
+    price_echo(gateway)
+    client = gateway.client()
+    uploaded = client.files.create(file=("docs.jsonl", chat_jsonl(4)), purpose="batch")
+    monkeypatch.setattr(services, "_enqueue", lambda batch_pk: None)  # no worker here: this test runs the batch itself
+    batch = services.batch_create(key=gateway.key, input_file_id=uploaded.id, endpoint="/v1/chat/completions")
+    lines = list(batch.lines.order_by("number"))
+    BatchLine.objects.filter(pk=lines[0].pk).update(state=BatchLine.State.DONE, status_code=200, response={"ok": True}, cost=ANSWER_COST)
+    BatchLine.objects.filter(pk=lines[1].pk).update(state=BatchLine.State.SENT, sent_at=timezone.now())  # the killed worker's
+    Batch.objects.filter(pk=batch.pk).update(completed=1, spent=ANSWER_COST, runner="dead:1", heartbeat_at=timezone.now() - timedelta(minutes=5),
+                                             expires_at=timezone.now() - timedelta(seconds=1))
+    assert asyncio.run(BatchRunner(batch.pk).run()) == "expired"
+    done = Batch.objects.get(pk=batch.pk)
+    assert (done.status, done.completed, done.failed) == (Batch.Status.EXPIRED, 1, 3) and done.expired_at is not None
+    codes = {line.custom_id: (line.error or {}).get("code") for line in done.lines.all()}
+    assert codes == {"line-1": None, "line-2": "batch_line_interrupted", "line-3": "batch_expired", "line-4": "batch_expired"}
+    assert upstream.requests == []
+    # Spend settled: the answered line's cost, and the interrupted line's worst case (16 output tokens at 1000 per 1M).
+    assert done.spent == ANSWER_COST and done.held == Decimal("0.016")
+    assert client.batches.retrieve(batch.public_id).tollgate["spent"] == "0.026"
