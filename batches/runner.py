@@ -36,6 +36,7 @@ from django.utils import timezone
 from batches import lines as batch_lines
 from batches.models import Batch, BatchLine
 from batches.services import CAP_REACHED, INTERRUPTED, batch_finalize
+from billing.ledger import usage_ingest
 from relay.app import RelayApp
 from relay.idempotency import PENDING_SECONDS
 from relay.pipeline import IN_PROCESS, InProcessCaller
@@ -295,16 +296,16 @@ class BatchRunner:
             request_id = response_headers.get("x-request-id", "")
             replayed = response_headers.get("idempotent-replayed") == "true"
             if replayed or record is None:
-                cost, held = None, worst  # an earlier run's answer: its cost is in the ledger, not here
+                cost, held, usage = None, worst, None  # an earlier run's answer: its cost is in the ledger, not here
             else:
-                cost, held = record.cost_display, 0
+                cost, held, usage = record.cost_display, 0, record.as_usage().as_fields()
             try:
                 parsed = orjson.loads(answer)
             except orjson.JSONDecodeError:
                 parsed = {"error": {"message": answer.decode("utf-8", "replace")[:1000], "type": "api_error"}}
             state = BatchLine.State.DONE if 200 <= status < 300 else BatchLine.State.FAILED
             await sync_to_async(self._settle)(line, worst, state=state, status_code=status, request_id=request_id, response=parsed,
-                                              cost=cost, held=held)
+                                              cost=cost, held=held, usage=usage)
             self.spent += held + to_micros(cost or 0)
         except Exception:
             log.exception("batch %s line %s failed in the runner", self.batch.public_id, line.custom_id)
@@ -326,8 +327,12 @@ class BatchRunner:
         BatchLine.objects.filter(pk=line.pk).update(state=line.state, sent_at=line.sent_at)
 
     def _settle(self, line: BatchLine, worst: int, *, state: str, status_code=None, request_id="", response=None, error=None,
-                cost: Decimal | None = None, held: int = 0) -> None:
+                cost: Decimal | None = None, held: int = 0, usage: dict | None = None) -> None:
         with transaction.atomic():
+            if usage is not None:
+                # The line's ledger row commits with its answer, so a killed worker loses neither. The relay's
+                # buffered copy of the same record lands later and is ignored (the ledger is keyed by request id).
+                usage_ingest([usage])
             BatchLine.objects.filter(pk=line.pk).update(state=state, status_code=status_code, request_id=request_id, response=response,
                                                         error=error, cost=cost)
             counter = "completed" if state == BatchLine.State.DONE else "failed"
