@@ -3,15 +3,16 @@ are not the hot path). Authenticated by a virtual key; everything is scoped to t
 another organization's ids answer 404 as if they did not exist. Errors are OpenAI's JSON envelope."""
 
 import orjson
+from django.db.models import Q
 from django.http import HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.errors import ApplicationError
-from batches import lines as batch_lines
-from batches import services
+from batches import lines as batch_lines, services
 from batches.auth import request_key
 from batches.models import Batch, BatchFile
+from batches.selectors import batches_with_files, files_listed
 from batches.shapes import batch_object, file_object
 from config.body_limit import accepts_body
 
@@ -53,13 +54,20 @@ def _page(request, queryset, shape) -> JsonResponse:
         limit = min(max(int(request.GET.get("limit", 20)), 1), MAX_LIST)
     except ValueError:
         return _error(400, _("limit must be a whole number."), code="invalid_request_error", param="limit")
+    order = request.GET.get("order", "desc")
+    if order not in ("asc", "desc"):
+        return _error(400, _("order must be asc or desc."), code="invalid_request_error", param="order")
     after = request.GET.get("after")
     if after:
         anchor = queryset.filter(public_id=after).first()
         if anchor is None:
             return _not_found("object", after)
-        queryset = queryset.filter(created_at__lte=anchor.created_at).exclude(pk__gte=anchor.pk)
-    rows = list(queryset.order_by("-created_at", "-pk")[: limit + 1])
+        if order == "desc":
+            queryset = queryset.filter(Q(created_at__lt=anchor.created_at) | Q(created_at=anchor.created_at, pk__lt=anchor.pk))
+        else:
+            queryset = queryset.filter(Q(created_at__gt=anchor.created_at) | Q(created_at=anchor.created_at, pk__gt=anchor.pk))
+    ordering = ("-created_at", "-pk") if order == "desc" else ("created_at", "pk")
+    rows = list(queryset.order_by(*ordering)[: limit + 1])
     data = [shape(row) for row in rows[:limit]]
     return JsonResponse({"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
                          "last_id": data[-1]["id"] if data else None, "has_more": len(rows) > limit})
@@ -69,7 +77,7 @@ def _page(request, queryset, shape) -> JsonResponse:
 @_v1(("GET", "POST"))
 def files(request, key):
     if request.method == "GET":
-        queryset = BatchFile.objects.filter(organization_id=key.organization_id)
+        queryset = files_listed(BatchFile.objects.filter(organization_id=key.organization_id))
         if request.GET.get("purpose"):
             queryset = queryset.filter(purpose=request.GET["purpose"])
         return _page(request, queryset, file_object)
@@ -85,30 +93,41 @@ def files(request, key):
     return JsonResponse(file_object(created))
 
 
-@_v1(("GET",))
+def _file(key, file_id: str) -> BatchFile | None:
+    return BatchFile.objects.filter(organization_id=key.organization_id, public_id=file_id, deleted_at=None).first()
+
+
+def _file_listed(key, file_id: str) -> BatchFile | None:
+    return files_listed(BatchFile.objects.filter(organization_id=key.organization_id, public_id=file_id)).first()
+
+
+@_v1(("GET", "DELETE"))
 def file_detail(request, key, file_id: str):
-    found = BatchFile.objects.filter(organization_id=key.organization_id, public_id=file_id).first()
-    return JsonResponse(file_object(found)) if found else _not_found("file", file_id)
+    found = _file_listed(key, file_id)
+    if found is None:
+        return _not_found("file", file_id)
+    if request.method == "DELETE":
+        services.file_delete(file=found)
+        return JsonResponse({"id": found.public_id, "object": "file", "deleted": True})
+    return JsonResponse(file_object(found))
 
 
 @_v1(("GET",))
 def file_content(request, key, file_id: str):
-    found = BatchFile.objects.filter(organization_id=key.organization_id, public_id=file_id).first()
+    found = _file(key, file_id)
     if found is None:
         return _not_found("file", file_id)
     return HttpResponse(bytes(found.content), content_type="application/octet-stream")
 
 
 def _batch(key, batch_id: str) -> Batch | None:
-    return Batch.objects.select_related("input_file", "output_file", "error_file").filter(
-        organization_id=key.organization_id, public_id=batch_id).first()
+    return batches_with_files(Batch.objects.filter(organization_id=key.organization_id, public_id=batch_id)).first()
 
 
 @_v1(("GET", "POST"))
 def batches(request, key):
     if request.method == "GET":
-        return _page(request, Batch.objects.select_related("input_file", "output_file", "error_file").filter(
-            organization_id=key.organization_id), batch_object)
+        return _page(request, batches_with_files(Batch.objects.filter(organization_id=key.organization_id)), batch_object)
     try:
         body = orjson.loads(request.body)
     except orjson.JSONDecodeError:

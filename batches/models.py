@@ -35,6 +35,8 @@ class BatchFile(models.Model):
     content = models.BinaryField()
     size = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Deleted (DELETE /v1/files/{id}): the content is gone, the row stays so that a batch still names its files.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -97,7 +99,8 @@ class Batch(models.Model):
     failed_at = models.DateTimeField(null=True, blank=True)
     cancelling_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)  # created_at + completion_window: past it, nothing more is sent
+    expired_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -109,6 +112,10 @@ class Batch(models.Model):
     @property
     def remaining(self) -> int:
         return max(self.total - self.completed - self.failed, 0)
+
+    def expired_by(self, now) -> bool:
+        """Past its completion window (OpenAI's `expired`: what was not answered by then is not sent)."""
+        return self.expires_at is not None and self.expires_at <= now
 
     @property
     def finished(self) -> bool:

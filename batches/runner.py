@@ -36,13 +36,14 @@ from django.utils import timezone
 from batches import lines as batch_lines
 from batches.models import Batch, BatchLine
 from batches.services import CAP_REACHED, INTERRUPTED, batch_finalize
-from wire.pricing import MICROS, to_micros
-from wire import tokens
+from billing.ledger import usage_ingest
 from relay.app import RelayApp
 from relay.idempotency import PENDING_SECONDS
 from relay.pipeline import IN_PROCESS, InProcessCaller
 from relay.record import worst_case_micros
 from relay.runtime import Runtime
+from wire import tokens
+from wire.pricing import MICROS, to_micros
 
 log = logging.getLogger(__name__)
 
@@ -106,16 +107,19 @@ class BatchRunner:
         self.batch = batch
         self.cap = to_micros(batch.cap) if batch.cap is not None else None
         self.spent = to_micros(batch.spent + batch.held)
+        self.expires_at = batch.expires_at
         self.key_hash = batch.key.key_hash if batch.key is not None else ""
         self.app.runtime = Runtime()
         await self.app.runtime.start()
         beat = asyncio.create_task(self._heartbeat())
         ACTIVE.add(self)
         try:
-            if batch.status == Batch.Status.IN_PROGRESS:
+            if batch.status == Batch.Status.IN_PROGRESS and not self._expired():
                 await self._dispatch_all()
             if self.in_flight:
                 await asyncio.wait(self.in_flight)
+            if await sync_to_async(self._ending)():
+                await self._close_in_doubt()
         finally:
             ACTIVE.discard(self)
             beat.cancel()
@@ -133,7 +137,9 @@ class BatchRunner:
         stale = timezone.now() - timedelta(seconds=settings.TOLLGATE_BATCH_STALE_SECONDS)
         with transaction.atomic():
             batch = Batch.objects.select_for_update(of=("self",)).select_related("key", "organization").filter(pk=self.batch_pk).first()
-            if batch is None or batch.finished or (batch.paused and batch.status != Batch.Status.CANCELLING):
+            if batch is None or batch.finished:
+                return None
+            if batch.paused and batch.status != Batch.Status.CANCELLING and not batch.expired_by(timezone.now()):
                 return None
             if batch.runner and batch.runner != self.me and batch.heartbeat_at and batch.heartbeat_at > stale:
                 return None  # another worker runs it
@@ -142,10 +148,31 @@ class BatchRunner:
             return batch
 
     def _renew(self) -> bool:
-        """Renew the lease; False when the batch should stop dispatching (paused, cancelling, lease lost)."""
+        """Renew the lease; False when the batch should stop dispatching (paused, cancelling, expired, lease lost)."""
         renewed = Batch.objects.filter(pk=self.batch_pk, runner=self.me).update(heartbeat_at=timezone.now())
-        state = Batch.objects.filter(pk=self.batch_pk).values("status", "paused").first()
-        return bool(renewed) and state is not None and state["status"] == Batch.Status.IN_PROGRESS and not state["paused"]
+        state = Batch.objects.filter(pk=self.batch_pk).values("status", "paused", "expires_at").first()
+        if state is None:
+            return False
+        self.expires_at = state["expires_at"]
+        return bool(renewed) and state["status"] == Batch.Status.IN_PROGRESS and not state["paused"] and not self._expired()
+
+    def _expired(self) -> bool:
+        return self.expires_at is not None and timezone.now() >= self.expires_at
+
+    def _ending(self) -> bool:
+        """Whether this run closes the batch (cancelled, or past its window) rather than pausing or handing it over."""
+        batch = Batch.objects.filter(pk=self.batch_pk, runner=self.me).first()
+        return batch is not None and (batch.status == Batch.Status.CANCELLING
+                                      or (batch.status == Batch.Status.IN_PROGRESS and batch.expired_by(timezone.now())))
+
+    async def _close_in_doubt(self) -> None:
+        """A closing batch sends nothing more: a line a killed worker left in flight is not asked about again
+        (that could send it); it goes to the error file as interrupted, its worst case counted as spent."""
+        while chunk := await sync_to_async(self._lines)(0, [BatchLine.State.SENT]):
+            for line in chunk:
+                worst = await self._worst_case(line)
+                await sync_to_async(self._settle)(line, worst, state=BatchLine.State.FAILED, error=INTERRUPTED, held=worst)
+                self.spent += worst
 
     async def _heartbeat(self) -> None:
         while True:
@@ -162,7 +189,7 @@ class BatchRunner:
             if batch.runner != self.me:
                 return "lease_lost"
             open_lines = BatchLine.objects.filter(batch=batch, state__in=[BatchLine.State.PENDING, BatchLine.State.SENT]).exists()
-            if batch.status == Batch.Status.IN_PROGRESS and (batch.paused or open_lines):
+            if batch.status == Batch.Status.IN_PROGRESS and (batch.paused or open_lines) and not batch.expired_by(timezone.now()):
                 # Paused (a resume starts a new run) or handed over (the sweep starts one at once).
                 batch.runner, batch.heartbeat_at = "", None
                 batch.save(update_fields=["runner", "heartbeat_at"])
@@ -200,9 +227,12 @@ class BatchRunner:
             await asyncio.wait(self.in_flight, return_when=asyncio.FIRST_COMPLETED)
         while len(self.in_flight) >= self.concurrency:
             await asyncio.wait(self.in_flight, return_when=asyncio.FIRST_COMPLETED)
+        if not self.stopping:
+            await self._pace()
+        if self._expired():
+            self.stopping = True  # past the window: this line and the rest go to the error file as expired
         if self.stopping:
             return True
-        await self._pace()
         in_doubt = line.state == BatchLine.State.SENT
         if in_doubt and (self.app.runtime.redis is None or line.sent_at is None
                          or timezone.now() - line.sent_at > timedelta(seconds=RESEND_WITHIN_SECONDS)):
@@ -266,16 +296,16 @@ class BatchRunner:
             request_id = response_headers.get("x-request-id", "")
             replayed = response_headers.get("idempotent-replayed") == "true"
             if replayed or record is None:
-                cost, held = None, worst  # an earlier run's answer: its cost is in the ledger, not here
+                cost, held, usage = None, worst, None  # an earlier run's answer: its cost is in the ledger, not here
             else:
-                cost, held = record.cost_display, 0
+                cost, held, usage = record.cost_display, 0, record.as_usage().as_fields()
             try:
                 parsed = orjson.loads(answer)
             except orjson.JSONDecodeError:
                 parsed = {"error": {"message": answer.decode("utf-8", "replace")[:1000], "type": "api_error"}}
             state = BatchLine.State.DONE if 200 <= status < 300 else BatchLine.State.FAILED
             await sync_to_async(self._settle)(line, worst, state=state, status_code=status, request_id=request_id, response=parsed,
-                                              cost=cost, held=held)
+                                              cost=cost, held=held, usage=usage)
             self.spent += held + to_micros(cost or 0)
         except Exception:
             log.exception("batch %s line %s failed in the runner", self.batch.public_id, line.custom_id)
@@ -297,8 +327,12 @@ class BatchRunner:
         BatchLine.objects.filter(pk=line.pk).update(state=line.state, sent_at=line.sent_at)
 
     def _settle(self, line: BatchLine, worst: int, *, state: str, status_code=None, request_id="", response=None, error=None,
-                cost: Decimal | None = None, held: int = 0) -> None:
+                cost: Decimal | None = None, held: int = 0, usage: dict | None = None) -> None:
         with transaction.atomic():
+            if usage is not None:
+                # The line's ledger row commits with its answer, so a killed worker loses neither. The relay's
+                # buffered copy of the same record lands later and is ignored (the ledger is keyed by request id).
+                usage_ingest([usage])
             BatchLine.objects.filter(pk=line.pk).update(state=state, status_code=status_code, request_id=request_id, response=response,
                                                         error=error, cost=cost)
             counter = "completed" if state == BatchLine.State.DONE else "failed"

@@ -22,11 +22,11 @@ from batches import lines as batch_lines
 from batches import native
 from batches.models import Batch, BatchFile, BatchLine
 from billing.estimator import estimate_cost
-from wire.pricing import MICROS
 from billing.selectors import budget_spent_micros
 from keys.models import VirtualKey
 from relay.snapshots import budgets_in_force
 from wire import tokens
+from wire.pricing import MICROS
 
 CAP_FIELD = "tollgate_cap"
 # A line in flight when its worker died: the upstream may have answered (and charged), so it is never resent.
@@ -34,7 +34,9 @@ INTERRUPTED = {"code": "batch_line_interrupted",
                "message": "The worker stopped while this request was in flight; it was not sent again, so it cannot be charged twice."}
 CAP_REACHED = {"code": "batch_cap_reached",
                "message": "Not sent: the batch's cost cap could not afford this request's worst case."}
-COMPLETION_WINDOWS = ("24h",)
+EXPIRED = {"code": "batch_expired", "message": "Not answered within the batch's completion window; it was not sent."}
+COMPLETION_WINDOWS = {"24h": timedelta(hours=24)}
+FINISHED = (Batch.Status.COMPLETED, Batch.Status.FAILED, Batch.Status.CANCELLED, Batch.Status.EXPIRED)
 
 
 def file_create(*, key: VirtualKey, filename: str, content: bytes, purpose: str = BatchFile.Purpose.BATCH) -> BatchFile:
@@ -45,6 +47,22 @@ def file_create(*, key: VirtualKey, filename: str, content: bytes, purpose: str 
                                code="file_too_large", status=413)
     return BatchFile.objects.create(organization_id=key.organization_id, key=key, purpose=purpose, filename=(filename or "input.jsonl")[:255],
                                     content=content, size=len(content))
+
+
+def file_delete(*, file: BatchFile) -> BatchFile:
+    """Delete a file's content (OpenAI's DELETE /v1/files/{id}); refused while a batch still reads it. The row
+    stays, empty, so that finished batches keep naming their files."""
+    with transaction.atomic():
+        file = BatchFile.objects.select_for_update().defer("content").get(pk=file.pk)
+        if file.deleted_at is not None:
+            raise ApplicationError(_("No such file: %(id)s.") % {"id": file.public_id}, code="not_found", status=404)
+        running = Batch.objects.filter(input_file=file).exclude(status__in=FINISHED).first()
+        if running is not None:
+            raise ApplicationError(_("The file is the input of batch %(batch)s, which has not finished: cancel it or wait for it to end.")
+                                   % {"batch": running.public_id}, code="file_in_use", status=409)
+        file.deleted_at, file.content, file.size = timezone.now(), b"", 0
+        file.save(update_fields=["deleted_at", "content", "size"])
+    return file
 
 
 def file_estimate(*, organization, endpoint: str, parsed: list[batch_lines.Line]) -> dict:
@@ -111,7 +129,8 @@ def batch_create(*, key: VirtualKey, input_file_id: str, endpoint: str, completi
     if not isinstance(metadata, dict) or len(metadata) > 16 or any(not isinstance(v, str) or len(v) > 512 for v in metadata.values()):
         raise ApplicationError(_("metadata holds at most 16 text values."), field="metadata")
     mode = native.mode_requested(metadata=metadata, mode=mode)
-    source = BatchFile.objects.filter(organization_id=key.organization_id, public_id=input_file_id, purpose=BatchFile.Purpose.BATCH).first()
+    source = BatchFile.objects.filter(organization_id=key.organization_id, public_id=input_file_id, purpose=BatchFile.Purpose.BATCH,
+                                      deleted_at=None).first()
     if source is None:
         raise ApplicationError(_("No such file: %(id)s.") % {"id": input_file_id}, field="input_file_id", code="not_found", status=404)
     given = cap if cap is not None else metadata.get(CAP_FIELD)
@@ -121,7 +140,7 @@ def batch_create(*, key: VirtualKey, input_file_id: str, endpoint: str, completi
     now = timezone.now()
     batch = Batch(organization_id=key.organization_id, key=key, created_by=user, endpoint=endpoint, completion_window=completion_window,
                   input_file=source, metadata=metadata, currency=key.organization.currency, cap=cap_value, cap_source=cap_source,
-                  expires_at=now + timedelta(hours=24))
+                  expires_at=now + COMPLETION_WINDOWS[completion_window])
     try:
         parsed = batch_lines.parse_jsonl(bytes(source.content), endpoint=endpoint)
     except batch_lines.InputErrors as problem:
@@ -192,10 +211,13 @@ def batch_resume(*, batch: Batch) -> Batch:
 
 
 def batches_stalled(*, stale_seconds: float) -> list[int]:
-    """Batches that should be running but whose runner has not renewed its lease (a killed worker)."""
-    cutoff = timezone.now() - timedelta(seconds=stale_seconds)
-    return list(Batch.objects.filter(status__in=[Batch.Status.IN_PROGRESS, Batch.Status.CANCELLING], paused=False)
-                .filter(Q(heartbeat_at=None) | Q(heartbeat_at__lt=cutoff)).values_list("pk", flat=True))
+    """Batches that should be running but whose runner has not renewed its lease (a killed worker), and paused
+    ones past their window (a run closes them as expired)."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=stale_seconds)
+    return list(Batch.objects.filter(status__in=[Batch.Status.IN_PROGRESS, Batch.Status.CANCELLING])
+                .filter(Q(heartbeat_at=None) | Q(heartbeat_at__lt=cutoff)).filter(Q(paused=False) | Q(expires_at__lte=now))
+                .values_list("pk", flat=True))
 
 
 # --- the finished batch's files ------------------------------------------------------------------
@@ -212,15 +234,19 @@ def output_line(line: BatchLine) -> bytes:
 
 def batch_finalize(*, batch_pk: int) -> Batch:
     """Write the output and error files and close the batch: `completed` (lines the cap could not afford
-    are in the error file, `batch_cap_reached`), or `cancelled`."""
+    are in the error file, `batch_cap_reached`), `cancelled`, or `expired` (past its window with lines not
+    answered: they are in the error file, `batch_expired`)."""
     with transaction.atomic():
         batch = Batch.objects.select_for_update().get(pk=batch_pk)
         if batch.finished:
             return batch
+        now = timezone.now()
+        open_lines = BatchLine.objects.filter(batch=batch, state__in=[BatchLine.State.PENDING, BatchLine.State.SENT])
         cancelled = batch.status == Batch.Status.CANCELLING
-        if cancelled:
-            BatchLine.objects.filter(batch=batch, state=BatchLine.State.PENDING).update(
-                state=BatchLine.State.FAILED, error={"code": "batch_cancelled", "message": _("The batch was cancelled before this request was sent.")})
+        expired = not cancelled and batch.expired_by(now) and open_lines.exists()
+        if cancelled or expired:
+            reason = {"code": "batch_cancelled", "message": _("The batch was cancelled before this request was sent.")} if cancelled else EXPIRED
+            BatchLine.objects.filter(batch=batch, state=BatchLine.State.PENDING).update(state=BatchLine.State.FAILED, error=reason)
             BatchLine.objects.filter(batch=batch, state=BatchLine.State.SENT).update(state=BatchLine.State.FAILED, error=INTERRUPTED)
         batch.finalizing_at = batch.finalizing_at or timezone.now()
         output, errors = [], []
@@ -237,9 +263,10 @@ def batch_finalize(*, batch_pk: int) -> Batch:
                     organization_id=batch.organization_id, key_id=batch.key_id, purpose=BatchFile.Purpose.BATCH_OUTPUT,
                     filename=f"{stem}_{suffix}.jsonl", content=content, size=len(content)))
         batch.completed, batch.failed = len(output), len(errors)
-        now = timezone.now()
         if cancelled:
             batch.status, batch.cancelled_at = Batch.Status.CANCELLED, now
+        elif expired:
+            batch.status, batch.expired_at = Batch.Status.EXPIRED, now
         else:
             batch.status, batch.completed_at = Batch.Status.COMPLETED, now
         batch.runner, batch.heartbeat_at = "", None

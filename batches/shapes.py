@@ -1,9 +1,10 @@
 """The API's objects as OpenAI shapes them (File, Batch), plus a `tollgate` field on the batch: the estimate,
-the cap, the spend so far, pause state and ETA."""
+the cap, the spend so far, what a sandbox batch would have cost (from the ledger), pause state and ETA."""
 
 from django.utils import timezone
 
 from batches.models import Batch, BatchFile
+from batches.selectors import batch_would_have_cost
 
 
 def _ts(moment) -> int | None:
@@ -37,13 +38,15 @@ def batch_object(batch: Batch) -> dict:
         "error_file_id": batch.error_file.public_id if batch.error_file_id else None,
         "created_at": _ts(batch.created_at), "in_progress_at": _ts(batch.in_progress_at), "expires_at": _ts(batch.expires_at),
         "finalizing_at": _ts(batch.finalizing_at), "completed_at": _ts(batch.completed_at), "failed_at": _ts(batch.failed_at),
-        "expired_at": None, "cancelling_at": _ts(batch.cancelling_at), "cancelled_at": _ts(batch.cancelled_at),
+        "expired_at": _ts(batch.expired_at), "cancelling_at": _ts(batch.cancelling_at), "cancelled_at": _ts(batch.cancelled_at),
         "request_counts": {"total": batch.total, "completed": batch.completed, "failed": batch.failed},
         "metadata": batch.metadata or None,
         "tollgate": {
             "currency": batch.currency, "estimate": _money(batch.estimate), "estimate_complete": bool(batch.estimate_detail.get("complete")),
             "estimate_models": batch.estimate_detail.get("models", []),
             "cap": _money(batch.cap), "cap_source": batch.cap_source or None, "spent": _money(batch.spent + batch.held),
-            "paused": batch.paused, "mode": batch.mode, "native_provider": (batch.native or {}).get("provider"), "remaining": batch.remaining, "eta_seconds": eta_seconds(batch),
+            "would_have_cost": _money(batch_would_have_cost(batch=batch)),
+            "paused": batch.paused, "mode": batch.mode, "native_provider": (batch.native or {}).get("provider"), "remaining": batch.remaining,
+            "eta_seconds": eta_seconds(batch),
         },
     }

@@ -15,10 +15,10 @@ from accounts.decorators import permission_required
 from accounts.errors import ApplicationError
 from accounts.forms import form_status, service_error
 from accounts.permissions import Perm
-from batches import lines as batch_lines
-from batches import native, services
+from batches import lines as batch_lines, native, services
 from batches.forms import BatchStartForm, BatchUploadForm
 from batches.models import Batch, BatchFile
+from batches.selectors import batches_with_files
 from batches.shapes import batch_object
 from config.body_limit import accepts_body
 from keys.selectors import virtual_key_visible_list
@@ -111,14 +111,14 @@ def batch_start(request):
 @require_GET
 @permission_required(Perm.MANAGE_OWN_KEYS)
 def batch_detail(request, public_id: str):
-    batch = get_object_or_404(_visible_batches(request).select_related("input_file", "output_file", "error_file", "key"), public_id=public_id)
+    batch = get_object_or_404(batches_with_files(_visible_batches(request)).select_related("key"), public_id=public_id)
     return render(request, "batches/batch_detail.html", {"nav_section": "batches", "batch": batch, "api": batch_object(batch)})
 
 
 @require_GET
 @permission_required(Perm.MANAGE_OWN_KEYS)
 def batch_progress(request, public_id: str):
-    batch = get_object_or_404(_visible_batches(request).select_related("input_file", "output_file", "error_file"), public_id=public_id)
+    batch = get_object_or_404(batches_with_files(_visible_batches(request)), public_id=public_id)
     return JsonResponse(batch_object(batch))
 
 
@@ -139,10 +139,10 @@ def batch_control(request, public_id: str, action: str):
 @require_GET
 @permission_required(Perm.MANAGE_OWN_KEYS)
 def batch_file(request, public_id: str, file_id: str):
-    batch = get_object_or_404(_visible_batches(request), public_id=public_id)
+    batch = get_object_or_404(batches_with_files(_visible_batches(request)), public_id=public_id)
     if file_id not in (batch.input_file.public_id, getattr(batch.output_file, "public_id", None), getattr(batch.error_file, "public_id", None)):
         return HttpResponse(status=404)
-    found = BatchFile.objects.get(public_id=file_id, organization=batch.organization)
+    found = get_object_or_404(BatchFile, public_id=file_id, organization=batch.organization, deleted_at=None)
     response = HttpResponse(bytes(found.content), content_type="application/jsonl")
     response["Content-Disposition"] = f'attachment; filename="{found.filename}"'
     return response

@@ -23,6 +23,11 @@
     set("batch-failed", counts.failed);
     set("batch-remaining", extra.remaining);
     set("batch-spent", extra.spent);
+    if (extra.would_have_cost !== null && extra.would_have_cost !== undefined) {
+      set("batch-would-have-cost", extra.would_have_cost);
+      document.getElementById("batch-would-label").hidden = false;
+      document.getElementById("batch-would").hidden = false;
+    }
     var status = labels[batch.status] || batch.status;
     set("batch-status", extra.paused ? status + " · " + labels.paused : status);
     eta.textContent = extra.eta_seconds === null ? eta.getAttribute("data-unknown")

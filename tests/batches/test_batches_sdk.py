@@ -30,7 +30,7 @@ def test_sdk_batch_runs_every_line_once_and_keeps_the_ledger(gateway, upstream, 
     assert sorted(line["custom_id"] for line in output) == sorted(f"line-{n}" for n in range(1, 21))
     assert all(line["response"]["status_code"] == 200 and line["response"]["body"]["choices"] for line in output)
     assert sorted(sent_documents(upstream)) == sorted(f"Summarise document {n}" for n in range(1, 21))
-    assert Decimal(done.tollgate["spent"]) == Decimal("0.20")
+    assert Decimal(done.tollgate["spent"]) == Decimal("0.20") and done.tollgate["would_have_cost"] is None  # not a sandbox batch
     # Every line is in the ledger, with the batch id, under the key.
     drain_usage()
     rows = UsageEvent.objects.filter(batch_id=batch.id)
@@ -73,3 +73,23 @@ def test_other_organizations_never_see_files_or_batches(gateway, batch_worker):
     assert stranger.batches.list().data == [] and stranger.files.list().data == []
     with pytest.raises(openai.AuthenticationError):
         gateway.client("sk-not-a-key").batches.list()
+
+
+def test_a_sandbox_batch_shows_what_it_would_have_cost(gateway, upstream, batch_worker):
+    """A sandbox key's batch is charged nothing; its `tollgate.would_have_cost` is the ledger's sum of what its
+    lines would have cost (Decimal, exact), and nothing reached the upstream."""
+    from keys import services as key_services
+
+    _, secret = key_services.virtual_key_create(actor=gateway.ctx, name="sandbox", user=gateway.ctx.user, sandbox=True)
+    client = gateway.client(secret, timeout=30)
+    uploaded = client.files.create(file=("docs.jsonl", chat_jsonl(6)), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert batch.tollgate["would_have_cost"] is None  # nothing ran yet
+    done = wait_for(lambda: _finished(client, batch.id), timeout=90)
+    assert done.status == "completed" and done.request_counts.completed == 6
+    assert Decimal(done.tollgate["spent"]) == 0 and sent_documents(upstream) == []
+    rows = UsageEvent.objects.filter(batch_id=batch.id)
+    wait_for(lambda: (drain_usage(), rows.count() == 6)[1], timeout=30)
+    expected = sum(row.would_have_cost for row in rows)
+    assert all(row.sandbox and row.cost == 0 for row in rows) and expected > 0
+    assert Decimal(client.batches.retrieve(batch.id).tollgate["would_have_cost"]) == expected

@@ -94,3 +94,44 @@ def test_another_organizations_batch_page_is_a_404(live_server, gateway, batch_w
         assert page.request.get(live_server.url + path).status == 404
     assert page.request.post(live_server.url + f"/batches/{batch.public_id}/cancel/").status in (403, 404)  # CSRF or scope
     assert services  # the service layer is what the page calls
+
+
+def test_a_sandbox_batch_page_shows_what_it_would_have_cost(live_server, gateway, upstream, batch_worker, new_page, console_errors,
+                                                            screenshot):
+    from billing.models import UsageEvent
+    from keys import services as key_services
+    from tests.batches.helpers import chat_jsonl
+    from tests.gateway import drain_usage, wait_for
+
+    owner = gateway.ctx.user
+    owner.set_password(PASSWORD)
+    owner.save()
+    _, secret = key_services.virtual_key_create(actor=gateway.ctx, name="sandbox", user=owner, sandbox=True)
+    client = gateway.client(secret, timeout=30)
+    uploaded = client.files.create(file=("docs.jsonl", chat_jsonl(5)), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+    wait_for(lambda: client.batches.retrieve(batch.id).status == "completed", timeout=90, interval=0.3)
+    rows = UsageEvent.objects.filter(batch_id=batch.id)
+    wait_for(lambda: (drain_usage(), rows.count() == 5)[1], timeout=30)
+    expected = sum(row.would_have_cost for row in rows)
+    assert expected > 0
+    page = new_page()
+    _login(page, live_server.url, owner.email)
+    page.goto(f"{live_server.url}/batches/{batch.id}/")
+    expect(page.locator("#batch-would")).to_be_visible()
+    assert Decimal(page.locator("#batch-would-have-cost").inner_text()) == expected
+    assert Decimal(page.locator("#batch-spent").inner_text()) == 0
+    expect(page.locator("#batch-would-label")).to_have_text("Would have cost")
+    screenshot(page, "batch-sandbox-would-have-cost")
+    page.context.add_cookies([{"name": settings.LANGUAGE_COOKIE_NAME, "value": "zh-hans", "url": live_server.url}])
+    page.reload()
+    expect(page.locator("#batch-would-label")).to_have_text("本应花费")
+    expect(page.locator("#batch-would")).to_contain_text("沙盒密钥：未收取任何费用")
+    # A batch that did not run in the sandbox shows no such line.
+    plain = gateway.client(timeout=30)
+    other = plain.batches.create(input_file_id=plain.files.create(file=("d.jsonl", chat_jsonl(1)), purpose="batch").id,
+                                 endpoint="/v1/chat/completions", completion_window="24h")
+    wait_for(lambda: plain.batches.retrieve(other.id).status == "completed", timeout=90, interval=0.3)
+    page.goto(f"{live_server.url}/batches/{other.id}/")
+    expect(page.locator("#batch-would")).to_be_hidden()
+    assert console_errors == []

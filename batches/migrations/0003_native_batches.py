@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('batches', '0001_initial'),
+        ('batches', '0002_file_deleted_batch_expired'),
     ]
 
     operations = [
