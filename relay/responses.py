@@ -9,6 +9,7 @@ writes no SQL on the response path), and `previous_response_id` is read once, on
 
 import asyncio
 import logging
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -18,18 +19,8 @@ from relay.streaming import OutputMeter
 from relay.validation import check_no_destination
 from wire.adapters.base import Target, UpstreamRequest, Usage
 from wire.errors import MalformedUsage, MethodNotAllowed, NotFound, UpstreamError
-from wire.inbound import responses as wire_responses
-from wire.inbound.responses import (
-    HISTORY,
-    Envelope,
-    EventStream,
-    delta_text,
-    encode_event,
-    from_chat,
-    to_chat,
-    usage_dict,
-    usage_of,
-)
+from wire.inbound import response_items, responses as wire_responses
+from wire.inbound.responses import HISTORY, Envelope, EventStream, delta_text, encode_event, from_chat, to_chat, usage_dict, usage_of
 from wire.sse import SSEEvent
 
 log = logging.getLogger(__name__)
@@ -37,6 +28,7 @@ log = logging.getLogger(__name__)
 PATH = "/v1/responses"
 ENDPOINT = "responses"
 STORED_PREFIX = PATH + "/"
+INPUT_ITEMS = "/input_items"
 # Providers whose chat API refuses max_tokens for newer models: the output limit goes as max_completion_tokens.
 COMPLETION_TOKENS_PROVIDERS = frozenset({"openai", "azure"})
 
@@ -83,7 +75,7 @@ class Turn:
 
     def done(self, response: dict) -> None:
         if self.body.get("store") and response.get("status") in ("completed", "incomplete"):
-            items = [*(self.body.get(HISTORY) or ()), *wire_responses.input_items(self.body)]
+            items = response_items.with_ids([*(self.body.get(HISTORY) or ()), *wire_responses.input_items(self.body)])
             writer.save(self.key.organization_id, self.key.id, response, items)
 
 
@@ -243,9 +235,19 @@ async def prepare(key, body: dict) -> dict:
 
 
 async def handle_stored(conn, key, response_id: str) -> None:
-    """GET and DELETE /v1/responses/{id}: the organization's own stored responses only."""
+    """GET and DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items: the organization's own stored
+    responses only."""
     method = conn.scope["method"]
-    if method == "GET":
+    if response_id.endswith(INPUT_ITEMS):
+        if method != "GET":
+            raise MethodNotAllowed(f"Use GET for {STORED_PREFIX}{{id}}{INPUT_ITEMS}.")
+        response_id = response_id[: -len(INPUT_ITEMS)]
+        stored = await _stored(key.organization_id, response_id)
+        if stored is None:
+            raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
+        query = dict(parse_qsl(conn.scope.get("query_string", b"").decode("latin-1")))
+        await conn.respond(200, orjson.dumps(response_items.page(response_items.listed(stored.items, response_id), query)))
+    elif method == "GET":
         stored = await _stored(key.organization_id, response_id)
         if stored is None:
             raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")

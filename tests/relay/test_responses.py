@@ -196,7 +196,37 @@ def test_stored_responses_are_never_visible_to_another_organization(models, gate
         other.responses.create(model="gpt-test", input="tell me", previous_response_id=stored.id)
     with pytest.raises(openai.NotFoundError):
         other.responses.delete(stored.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.input_items.list(stored.id)
     assert models.responses.retrieve(stored.id).output_text == REPLY  # still there for its own organization
+    assert [item.content[0].text for item in models.responses.input_items.list(stored.id)] == ["secret plans"]
+
+
+def test_input_items_of_a_stored_response_are_listed_and_paged_as_openai_does(models, gateway):
+    first = models.responses.create(model="gpt-test", input="My name is Ada.", store=True)
+    second = models.responses.create(model="gpt-test", previous_response_id=first.id, store=True, input=[
+        {"role": "developer", "content": "Answer in one word."}, {"role": "user", "content": [{"type": "input_text", "text": "My name?"}]}])
+    wait_for(lambda: StoredResponse.objects.filter(id=second.id).exists())
+    # Newest first by default: this turn's two items, the answer before it, the first turn's question.
+    page = models.responses.input_items.list(second.id, limit=2)
+    assert [item.type for item in page.data] == ["message", "message"] and page.has_more
+    assert [item.content[0].text for item in page.data] == ["My name?", "Answer in one word."]
+    assert page.first_id == page.data[0].id and page.last_id == page.data[1].id and all(i.id for i in page.data)
+    everything = list(models.responses.input_items.list(second.id, limit=2))  # the SDK follows `after` page by page
+    assert [item.type for item in everything] == ["message", "message", "message", "reasoning", "message"]  # the mock reasons first
+    messages = [item for item in everything if item.type == "message"]
+    assert [item.content[0].text for item in messages] == ["My name?", "Answer in one word.", REPLY, "My name is Ada."]
+    assert [item.role for item in messages] == ["user", "developer", "assistant", "user"]
+    ascending = models.responses.input_items.list(second.id, order="asc", after=everything[-1].id)
+    assert [item.id for item in ascending.data] == [item.id for item in everything[::-1][1:]] and not ascending.has_more
+    again = models.responses.input_items.list(first.id)
+    assert [item.id for item in again.data] == [everything[-1].id]  # an item keeps its id from turn to turn
+    with pytest.raises(openai.BadRequestError):
+        models.responses.input_items.list(second.id, limit=1000)
+    with pytest.raises(openai.BadRequestError):
+        models.responses.input_items.list(second.id, after="msg_unknown")
+    with pytest.raises(openai.NotFoundError):
+        models.responses.input_items.list("resp_missing")
 
 
 def test_a_hard_budget_refuses_before_forwarding(models, gateway, upstream):
