@@ -11,6 +11,7 @@ NOT_IN_FINGERPRINT = frozenset({"stream", "stream_options", "metadata", "user"})
 # Echoed from the request into the Response, but left out of the fingerprint: a hit echoes the new request's.
 ECHOED = ("metadata", "user")
 FINAL_EVENTS = {"completed": "response.completed", "incomplete": "response.incomplete"}
+ENDING_MARKERS = (b"response.completed", b"response.incomplete", b"response.failed", b"event: error")
 
 
 def canonical(body: dict) -> dict:
@@ -34,11 +35,13 @@ def echo(answer: dict, body: dict) -> dict:
 
 
 def answer_from_stream(delivered: list) -> dict | None:
-    """The Response of the response.completed (or .incomplete) event that ended a complete stream, else None."""
-    parser = SSEParser()
+    """The Response of the response.completed (or .incomplete) event that ended a complete stream, else None.
+    Each delivered item holds whole events, so only those that may end the stream are parsed."""
     final = None
     for item in delivered:
-        for event in parser.feed(item):
+        if not any(marker in item for marker in ENDING_MARKERS):
+            continue
+        for event in SSEParser().feed(item):
             data = orjson.loads(event.data) if event.data.strip() else {}
             kind = data.get("type") or event.event
             if kind in ("error", "response.failed"):
