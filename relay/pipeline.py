@@ -435,7 +435,7 @@ async def _whole(conn, adapter, endpoint, response, target, model, record, heade
     record.status_code = 200
     if record.cache is not None:
         record.cache.payload = payload
-    await conn.respond(200, payload, [(b"content-type", b"application/json"), *headers])
+    await conn.respond(200, payload, [(b"content-type", b"application/json"), *headers, *getattr(adapter, "answer_headers", ())])
 
 
 async def _estimate_answer(record, raw: bytes) -> None:

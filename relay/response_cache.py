@@ -1,4 +1,5 @@
-"""The exact response cache (README "Response cache"): opt-in per key or per model.
+"""The exact response cache (README "Response cache"): opt-in per key or per model, for chat, completions,
+embeddings, Anthropic Messages and stateless OpenAI Responses, each replayed in its own protocol (wire.replay).
 
 For a request that opted in, the one added step is a lookup (a Redis GET, or the in-process store
 without Redis); a hit is answered here, whole or replayed as a stream, at no cost, and never reaches
@@ -18,14 +19,8 @@ from django.conf import settings
 
 from relay.record import Record
 from wire import redis_keys
-from wire.replay import (
-    CACHEABLE_ENDPOINTS,
-    answer_from_stream,
-    calls_tools,
-    deterministic,
-    fingerprint,
-    stream_of,
-)
+from wire.replay import answer_from_stream, cacheable, calls_tools, deterministic, fingerprint, stream_of
+from wire.replay_responses import echo
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +51,7 @@ class ResponseCache:
 
     def plan(self, conn, key, model, endpoint: str, body: dict) -> Lookup | None:
         """None unless the key or the model opted in and this request may be cached."""
-        if not (key.response_cache or model.response_cache) or key.sandbox or endpoint not in CACHEABLE_ENDPOINTS:
+        if not (key.response_cache or model.response_cache) or key.sandbox or not cacheable(endpoint, body):
             return None
         if not deterministic(endpoint, body) and not (
             (key.response_cache and key.cache_any_temperature) or (model.response_cache and model.cache_any_temperature)
@@ -66,7 +61,10 @@ class ResponseCache:
         if "no-store" in control:
             return None
         allow_tools = (key.response_cache and key.cache_tool_calls) or (model.response_cache and model.cache_tool_calls)
-        return Lookup(redis_keys.response_cache(key.organization_id, fingerprint(endpoint, body)), "no-cache" not in control, allow_tools)
+        # Anthropic's beta header turns features on for the same body: another answer (relay.messages forwards it).
+        variant = (conn.header(b"anthropic-beta") or "") if endpoint == "messages" else ""
+        name = redis_keys.response_cache(key.organization_id, fingerprint(endpoint, body, variant))
+        return Lookup(name, "no-cache" not in control, allow_tools)
 
     async def serve(self, conn, key, model, endpoint: str, body: dict, lookup: Lookup, sink) -> Record | None:
         """Answer from the cache, or None on a miss."""
@@ -77,10 +75,12 @@ class ResponseCache:
         stream = bool(body.get("stream")) and endpoint != "embeddings"
         record = Record(conn.request_id, key, model, endpoint, stream, body)
         record.cache_hit = True
-        usage = entry["answer"].get("usage") or {}
-        record.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        record.completion_tokens = int(usage.get("completion_tokens") or 0)
-        record.cached_tokens = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        answer = echo(entry["answer"], body) if endpoint == "responses" else entry["answer"]
+        tokens = entry.get("tokens")
+        if tokens is None:  # an entry written before entries kept their tokens: chat's usage
+            usage = answer.get("usage") or {}
+            tokens = [usage.get("prompt_tokens"), usage.get("completion_tokens"), (usage.get("prompt_tokens_details") or {}).get("cached_tokens")]
+        record.prompt_tokens, record.completion_tokens, record.cached_tokens = (int(number or 0) for number in tokens)
         record.usage_source = entry["source"]
         record.would_have_cost = Decimal(entry["cost"]) if entry["cost"] is not None else None
         record.status_code = 200
@@ -88,10 +88,10 @@ class ResponseCache:
         try:
             if stream:
                 include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-                await conn.respond(200, stream_of(endpoint, entry["answer"], include_usage),
+                await conn.respond(200, stream_of(endpoint, answer, include_usage),
                                    [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), *headers])
             else:
-                await conn.respond(200, orjson.dumps(entry["answer"]), [(b"content-type", b"application/json"), *headers])
+                await conn.respond(200, orjson.dumps(answer), [(b"content-type", b"application/json"), *headers])
         finally:
             record.finish()
             sink.emit(record.as_usage())
@@ -109,12 +109,14 @@ class ResponseCache:
                 answer = orjson.loads(lookup.payload)
             else:
                 answer = answer_from_stream(record.endpoint, lookup.chunks, usage)
-        except (ValueError, TypeError, AttributeError):
+        except (ValueError, TypeError, AttributeError, KeyError):
             return
-        if not isinstance(answer, dict) or (not lookup.allow_tools and calls_tools(answer)):
+        if not isinstance(answer, dict) or (not lookup.allow_tools and calls_tools(record.endpoint, answer)):
             return
         cost = record.cost_display if record.cost_display is not None else None
-        entry = orjson.dumps({"answer": answer, "source": record.usage_source, "cost": str(cost) if cost is not None else None})
+        # The tokens billed, whatever the protocol's usage shape (a hit's ledger row repeats them).
+        tokens = [record.prompt_tokens, record.completion_tokens, record.cached_tokens]
+        entry = orjson.dumps({"answer": answer, "tokens": tokens, "source": record.usage_source, "cost": str(cost) if cost is not None else None})
         if len(entry) > self.max_entry:
             return
         task = asyncio.ensure_future(self._put(lookup.name, entry))

@@ -9,6 +9,7 @@ writes no SQL on the response path), and `previous_response_id` is read once, on
 
 import asyncio
 import logging
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -16,9 +17,10 @@ from relay import control
 from relay.db import run_db
 from relay.streaming import OutputMeter
 from relay.validation import check_no_destination
+from wire import tokens
 from wire.adapters.base import Target, UpstreamRequest, Usage
 from wire.errors import MalformedUsage, MethodNotAllowed, NotFound, UpstreamError
-from wire.inbound import responses as wire_responses
+from wire.inbound import response_items, responses as wire_responses
 from wire.inbound.responses import HISTORY, Envelope, EventStream, delta_text, encode_event, from_chat, to_chat, usage_dict, usage_of
 from wire.sse import SSEEvent
 
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 PATH = "/v1/responses"
 ENDPOINT = "responses"
 STORED_PREFIX = PATH + "/"
+INPUT_ITEMS = "/input_items"
 # Providers whose chat API refuses max_tokens for newer models: the output limit goes as max_completion_tokens.
 COMPLETION_TOKENS_PROVIDERS = frozenset({"openai", "azure"})
 
@@ -57,6 +60,21 @@ def responses_usage(usage: Usage | None, raw) -> dict | None:
     return usage_dict(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.cache_write_tokens, reasoning)
 
 
+# Sent with a whole Response whose usage is the gateway's offline estimate (the upstream reported none), as
+# count_tokens marks its estimates (relay.messages); a stream, whose headers left before, says so in `usage`.
+ESTIMATE_HEADERS = ((b"x-tollgate-usage", b"estimate"),)
+
+
+def estimated_usage(body: dict, text: str, prompt_usage: Usage | None = None) -> dict:
+    """The Responses `usage` the ledger bills when the upstream reported none: the same offline count as
+    relay.record.Record.estimate (the input as sent, the generated text), flagged `estimated`. Counted here, on
+    the event loop: only answers from upstreams that report no usage pay it."""
+    prompt = prompt_usage.prompt_tokens if prompt_usage is not None else tokens.estimate_prompt(ENDPOINT, body)
+    cached = prompt_usage.cached_tokens if prompt_usage is not None else 0
+    cache_write = prompt_usage.cache_write_tokens if prompt_usage is not None else 0
+    return {**usage_dict(prompt, tokens.count_text(text), cached, cache_write), "estimated": True}
+
+
 class Turn:
     """One /v1/responses request: the Response's id and echoed settings (the same over every attempt),
     and where the finished Response goes when it is to be stored."""
@@ -73,7 +91,7 @@ class Turn:
 
     def done(self, response: dict) -> None:
         if self.body.get("store") and response.get("status") in ("completed", "incomplete"):
-            items = [*(self.body.get(HISTORY) or ()), *wire_responses.input_items(self.body)]
+            items = response_items.with_ids([*(self.body.get(HISTORY) or ()), *wire_responses.input_items(self.body)])
             writer.save(self.key.organization_id, self.key.id, response, items)
 
 
@@ -85,6 +103,7 @@ class Translated:
         self.inner, self.turn = inner, turn
         self.name, self.local = inner.name, inner.local
         self.endpoints = frozenset({ENDPOINT}) if "chat" in inner.endpoints else frozenset()
+        self.answer_headers = ()  # set by parse_response: the whole answer's own headers
 
     def build_request(self, *, endpoint: str, body: dict, target: Target, stream: bool) -> UpstreamRequest:
         field = "max_completion_tokens" if target.provider in COMPLETION_TOKENS_PROVIDERS else "max_tokens"
@@ -99,6 +118,10 @@ class Translated:
         if not isinstance(chat, dict):
             raise MalformedUsage("The upstream answered with an unexpected body.")
         response = from_chat(chat, self.turn.start(model), responses_usage(usage, chat.get("usage")))
+        self.answer_headers = ()
+        if response["usage"] is None:
+            response["usage"] = estimated_usage(self.turn.body, wire_responses.output_text(response))
+            self.answer_headers = ESTIMATE_HEADERS
         self.turn.done(response)
         return response, usage
 
@@ -148,7 +171,10 @@ class TranslatedStream:
 
     def finish(self) -> list[bytes]:
         out = self._translate(self.inner.finish())
-        out += self.events.finish(responses_usage(self.inner.usage, self.events.raw_usage))
+        usage = responses_usage(self.inner.usage, self.events.raw_usage)
+        if usage is None:
+            usage = estimated_usage(self.turn.body, "".join(self.events.generated), self.prompt_usage)
+        out += self.events.finish(usage)
         self.turn.done(self.events.final)
         return out
 
@@ -233,9 +259,19 @@ async def prepare(key, body: dict) -> dict:
 
 
 async def handle_stored(conn, key, response_id: str) -> None:
-    """GET and DELETE /v1/responses/{id}: the organization's own stored responses only."""
+    """GET and DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items: the organization's own stored
+    responses only."""
     method = conn.scope["method"]
-    if method == "GET":
+    if response_id.endswith(INPUT_ITEMS):
+        if method != "GET":
+            raise MethodNotAllowed(f"Use GET for {STORED_PREFIX}{{id}}{INPUT_ITEMS}.")
+        response_id = response_id[: -len(INPUT_ITEMS)]
+        stored = await _stored(key.organization_id, response_id)
+        if stored is None:
+            raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
+        query = dict(parse_qsl(conn.scope.get("query_string", b"").decode("latin-1")))
+        await conn.respond(200, orjson.dumps(response_items.page(response_items.listed(stored.items, response_id), query)))
+    elif method == "GET":
         stored = await _stored(key.organization_id, response_id)
         if stored is None:
             raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")

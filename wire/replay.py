@@ -1,26 +1,40 @@
 """The exact response cache's wire side (README "Response cache"): the request's fingerprint, and one
-OpenAI answer in both shapes, whole and streamed.
+answer in both shapes, whole and streamed, in the protocol it was asked in (OpenAI chat and completions
+here; Anthropic Messages in wire.replay_messages, OpenAI Responses in wire.replay_responses).
 
-The fingerprint leaves out what does not change the answer (`stream`, `stream_options`, `user`), so a
-streamed request and a whole one share an entry: the entry keeps the whole answer (a stream is assembled
-into one) and a streamed hit is replayed as chunks made from it.
+The fingerprint leaves out what does not change the answer (`stream`, `stream_options`, `user`; each
+protocol's own such fields), so a streamed request and a whole one share an entry: the entry keeps the
+whole answer (a stream is assembled into one) and a streamed hit is replayed as events made from it.
 """
 
 import hashlib
 
 import orjson
 
+from wire import replay_messages, replay_responses
 from wire.sse import DONE, SSEParser, encode_chunk
 
-CACHEABLE_ENDPOINTS = frozenset({"chat", "completions", "embeddings"})
+CACHEABLE_ENDPOINTS = frozenset({"chat", "completions", "embeddings", "messages", "responses"})
 NOT_IN_FINGERPRINT = frozenset({"stream", "stream_options", "user"})
+# Endpoints whose answers have their own protocol: (canonical body, calls tools, whole from stream, stream of whole).
+PROTOCOLS = {"messages": replay_messages, "responses": replay_responses}
 
 
-def fingerprint(endpoint: str, body: dict) -> str:
+def cacheable(endpoint: str, body: dict) -> bool:
+    """Whether this request may use the cache at all (a Responses request only when stateless)."""
+    return endpoint in CACHEABLE_ENDPOINTS and (endpoint != "responses" or replay_responses.cacheable(body))
+
+
+def fingerprint(endpoint: str, body: dict, variant: str = "") -> str:
     """sha256 of the endpoint and the body with its keys sorted (at every depth), minus what does not
-    change the answer."""
-    canonical = {name: value for name, value in body.items() if name not in NOT_IN_FINGERPRINT}
-    return hashlib.sha256(orjson.dumps([endpoint, canonical], option=orjson.OPT_SORT_KEYS)).hexdigest()
+    change the answer; `variant` is what else does (Anthropic's beta header on /v1/messages)."""
+    protocol = PROTOCOLS.get(endpoint)
+    if protocol is not None:
+        canonical = protocol.canonical(body)
+    else:
+        canonical = {name: value for name, value in body.items() if name not in NOT_IN_FINGERPRINT}
+    keyed = [endpoint, canonical, variant] if variant else [endpoint, canonical]
+    return hashlib.sha256(orjson.dumps(keyed, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def deterministic(endpoint: str, body: dict) -> bool:
@@ -32,7 +46,9 @@ def deterministic(endpoint: str, body: dict) -> bool:
     return type(temperature) in (int, float) and temperature == 0
 
 
-def calls_tools(answer: dict) -> bool:
+def calls_tools(endpoint: str, answer: dict) -> bool:
+    if endpoint in PROTOCOLS:
+        return PROTOCOLS[endpoint].calls_tools(answer)
     for choice in answer.get("choices") or ():
         message = choice.get("message") or {}
         if message.get("tool_calls") or message.get("function_call") or choice.get("finish_reason") in ("tool_calls", "function_call"):
@@ -44,6 +60,8 @@ def answer_from_stream(endpoint: str, delivered: list, usage: dict) -> dict | No
     """The whole answer a complete stream delivered (bytes or chunk dicts, as the client got them), or
     None when it cannot be rebuilt exactly: no choices, a choice without its finish_reason (a cut stream),
     an error event."""
+    if endpoint in PROTOCOLS:
+        return PROTOCOLS[endpoint].answer_from_stream(delivered)
     parser = SSEParser()
     chunks = []
     for item in delivered:
@@ -105,7 +123,10 @@ def _merge_call(call: dict, delta: dict) -> None:
 
 def stream_of(endpoint: str, answer: dict, include_usage: bool) -> bytes:
     """A whole answer as the SSE stream OpenAI would have sent: a chunk with each choice's content, a
-    chunk with its finish_reason, the usage chunk when asked, then [DONE]."""
+    chunk with its finish_reason, the usage chunk when asked, then [DONE]. Messages and Responses: their own
+    event streams."""
+    if endpoint in PROTOCOLS:
+        return PROTOCOLS[endpoint].stream_of(answer)
     kind = "text_completion" if endpoint == "completions" else "chat.completion.chunk"
     base = {"id": answer.get("id", ""), "object": kind, "created": answer.get("created", 0), "model": answer.get("model", "")}
     if answer.get("system_fingerprint"):

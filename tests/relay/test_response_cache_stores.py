@@ -62,3 +62,37 @@ def test_a_stream_round_trips_through_the_whole_answer_and_a_cut_one_does_not():
     chunks = [line + b"\n\n" for line in streamed.split(b"\n\n") if line]
     assert answer_from_stream("chat", chunks[:1], usage) is None  # no finish_reason: cut
     assert answer_from_stream("chat", [b'data: ' + orjson.dumps({"error": {"message": "x"}}) + b"\n\n"], usage) is None
+
+
+MESSAGE = {"id": "msg_1", "type": "message", "role": "assistant", "model": "m", "stop_reason": "tool_use", "stop_sequence": None,
+           "usage": {"input_tokens": 7, "output_tokens": 4, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
+           "content": [{"type": "thinking", "thinking": "Let me see", "signature": "sig"}, {"type": "text", "text": "Sure."},
+                       {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"city": "Paris"}}]}
+RESPONSE = {"id": "resp_1", "object": "response", "status": "completed", "model": "m", "metadata": {}, "user": None,
+            "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5},
+            "output": [{"id": "rs_1", "type": "reasoning", "summary": [], "status": "completed", "content": [{"type": "reasoning_text", "text": "hm"}]},
+                       {"id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
+                        "content": [{"type": "output_text", "text": "Hi", "annotations": [], "logprobs": []}]},
+                       {"id": "fc_1", "type": "function_call", "call_id": "c", "name": "f", "arguments": "{}", "status": "completed"}]}
+
+
+def test_messages_and_responses_streams_round_trip_and_cut_ones_do_not():
+    for endpoint, answer, last in (("messages", MESSAGE, b"message_stop"), ("responses", RESPONSE, b"response.completed")):
+        streamed = stream_of(endpoint, answer, include_usage=False)
+        events = [part + b"\n\n" for part in streamed.split(b"\n\n") if part]
+        assert last in events[-1] and b"[DONE]" not in streamed
+        assert answer_from_stream(endpoint, events, {}) == answer
+        assert answer_from_stream(endpoint, events[:-1], {}) is None  # cut before its end
+    numbers = [orjson.loads(e.split(b"data: ", 1)[1])["sequence_number"] for e in stream_of("responses", RESPONSE, False).split(b"\n\n") if e]
+    assert numbers == list(range(len(numbers)))
+
+
+def test_each_protocol_leaves_out_its_own_non_semantic_fields():
+    ask = {"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
+    assert fingerprint("messages", ask) == fingerprint("messages", {**ask, "stream": True, "metadata": {"user_id": "u"}})
+    assert fingerprint("messages", ask) != fingerprint("messages", {**ask, "metadata": {"user_id": "u", "other": 1}})
+    assert fingerprint("messages", ask) != fingerprint("messages", ask, "beta-feature")  # Anthropic's beta header
+    turn = {"model": "m", "input": "hi", "temperature": 0}
+    assert fingerprint("responses", turn) == fingerprint("responses", {**turn, "metadata": {"a": "b"}, "user": "u", "stream": True})
+    assert fingerprint("responses", turn) != fingerprint("responses", {**turn, "instructions": "Be brief."})
+    assert fingerprint("responses", turn) != fingerprint("chat", turn)

@@ -196,7 +196,37 @@ def test_stored_responses_are_never_visible_to_another_organization(models, gate
         other.responses.create(model="gpt-test", input="tell me", previous_response_id=stored.id)
     with pytest.raises(openai.NotFoundError):
         other.responses.delete(stored.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.input_items.list(stored.id)
     assert models.responses.retrieve(stored.id).output_text == REPLY  # still there for its own organization
+    assert [item.content[0].text for item in models.responses.input_items.list(stored.id)] == ["secret plans"]
+
+
+def test_input_items_of_a_stored_response_are_listed_and_paged_as_openai_does(models, gateway):
+    first = models.responses.create(model="gpt-test", input="My name is Ada.", store=True)
+    second = models.responses.create(model="gpt-test", previous_response_id=first.id, store=True, input=[
+        {"role": "developer", "content": "Answer in one word."}, {"role": "user", "content": [{"type": "input_text", "text": "My name?"}]}])
+    wait_for(lambda: StoredResponse.objects.filter(id=second.id).exists())
+    # Newest first by default: this turn's two items, the answer before it, the first turn's question.
+    page = models.responses.input_items.list(second.id, limit=2)
+    assert [item.type for item in page.data] == ["message", "message"] and page.has_more
+    assert [item.content[0].text for item in page.data] == ["My name?", "Answer in one word."]
+    assert page.first_id == page.data[0].id and page.last_id == page.data[1].id and all(i.id for i in page.data)
+    everything = list(models.responses.input_items.list(second.id, limit=2))  # the SDK follows `after` page by page
+    assert [item.type for item in everything] == ["message", "message", "message", "reasoning", "message"]  # the mock reasons first
+    messages = [item for item in everything if item.type == "message"]
+    assert [item.content[0].text for item in messages] == ["My name?", "Answer in one word.", REPLY, "My name is Ada."]
+    assert [item.role for item in messages] == ["user", "developer", "assistant", "user"]
+    ascending = models.responses.input_items.list(second.id, order="asc", after=everything[-1].id)
+    assert [item.id for item in ascending.data] == [item.id for item in everything[::-1][1:]] and not ascending.has_more
+    again = models.responses.input_items.list(first.id)
+    assert [item.id for item in again.data] == [everything[-1].id]  # an item keeps its id from turn to turn
+    with pytest.raises(openai.BadRequestError):
+        models.responses.input_items.list(second.id, limit=1000)
+    with pytest.raises(openai.BadRequestError):
+        models.responses.input_items.list(second.id, after="msg_unknown")
+    with pytest.raises(openai.NotFoundError):
+        models.responses.input_items.list("resp_missing")
 
 
 def test_a_hard_budget_refuses_before_forwarding(models, gateway, upstream):
@@ -327,12 +357,22 @@ def test_an_upstream_without_usage_is_billed_from_an_estimate(models, gateway):
     assert raw.parse().output_text == REPLY
     event = ledger_row(raw.headers["x-request-id"])
     assert event.usage_source == "estimated" and event.completion_tokens >= len(REPLY_WORDS) and event.prompt_tokens > 0
+    # The client is sent the figures it is billed on, and told they are an estimate (as count_tokens does).
+    usage = raw.parse().usage
+    assert raw.headers["x-tollgate-usage"] == "estimate" and usage.model_extra["estimated"] is True
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == (
+        event.prompt_tokens, event.completion_tokens, event.prompt_tokens + event.completion_tokens)
     with models.responses.with_streaming_response.create(model="gpt-nousage", input="Hi", stream=True) as streamed:
         request_id = streamed.headers["x-request-id"]
         events = [event for event in streamed.parse()]
-    assert events[-1].type == "response.completed" and events[-1].response.usage is None
+    usage = events[-1].response.usage
+    assert events[-1].type == "response.completed" and usage.model_extra["estimated"] is True
     event = ledger_row(request_id)
     assert event.usage_source == "estimated" and event.completion_tokens >= len(REPLY_WORDS)
+    assert (usage.input_tokens, usage.output_tokens) == (event.prompt_tokens, event.completion_tokens)
+    # An upstream that reports usage: no flag, no header.
+    exact = models.responses.with_raw_response.create(model="gpt-test", input="Hi")
+    assert "x-tollgate-usage" not in exact.headers and "estimated" not in (exact.parse().usage.model_extra or {})
 
 
 def test_an_incomplete_answer_says_why(models):
@@ -473,8 +513,17 @@ def test_a_large_body_is_checked_off_the_event_loop_the_same_way(models, upstrea
 
 
 @pytest.mark.parametrize("model, path", [("claude", "/v1/messages"), ("gemini", "/v1beta/models/echo:generateContent")])
-def test_reasoning_effort_is_dropped_by_the_anthropic_and_gemini_translations(models, upstream, model, path):
-    response = models.responses.create(model=model, input="Hi", reasoning={"effort": "high"})
+def test_reasoning_effort_becomes_the_anthropic_thinking_budget_and_the_gemini_thinking_level(models, upstream, model, path):
+    response = models.responses.create(model=model, input="Hi", reasoning={"effort": "high"}, max_output_tokens=30000, temperature=0.5)
     assert response.status == "completed" and response.reasoning.effort == "high"  # echoed
     sent = upstream.requests[-1]
     assert sent["path"] == path and "effort" not in json.dumps(sent["json"])
+    if model == "claude":
+        assert sent["json"]["thinking"] == {"type": "enabled", "budget_tokens": 24576}
+        assert "temperature" not in sent["json"]  # Anthropic refuses a temperature with thinking on
+        models.responses.create(model=model, input="Hi", reasoning={"effort": "medium"}, max_output_tokens=2000)
+        assert upstream.requests[-1]["json"]["thinking"] == {"type": "enabled", "budget_tokens": 1999}  # below max_tokens
+        models.responses.create(model=model, input="Hi", reasoning={"effort": "low"}, max_output_tokens=500, temperature=0.5)
+        assert "thinking" not in upstream.requests[-1]["json"] and upstream.requests[-1]["json"]["temperature"] == 0.5  # no room
+    else:
+        assert sent["json"]["generationConfig"]["thinkingConfig"] == {"thinkingLevel": "high"}

@@ -9,6 +9,7 @@ import orjson
 
 from wire.adapters.base import Target, UpstreamRequest, Usage
 from wire.adapters.openai import chat_chunk, retry_after_seconds
+from wire.adapters.reasoning import anthropic_thinking
 from wire.adapters.translation import (
     apply_params,
     choice,
@@ -179,6 +180,7 @@ class AnthropicAdapter:
         if system:
             payload["system"] = system
         build_tools(body, payload)
+        anthropic_thinking(body, payload, target.upstream_model)
         response_format = body.get("response_format") or {}
         if response_format.get("type") == "json_schema":
             schema = (response_format.get("json_schema") or {}).get("schema") or {}

@@ -13,6 +13,7 @@ import orjson
 
 from wire.adapters.base import Target, UpstreamRequest, Usage
 from wire.adapters.openai import chat_chunk
+from wire.adapters.reasoning import gemini_thinking
 from wire.adapters.translation import (
     apply_params,
     choice,
@@ -233,6 +234,7 @@ class GeminiAdapter:
         if system:
             payload["systemInstruction"] = {"parts": [{"text": system}]}
         build_tools(body, payload)
+        gemini_thinking(body, payload, target.upstream_model)
         response_format = body.get("response_format") or {}
         if response_format.get("type") in ("json_object", "json_schema"):
             payload.setdefault("generationConfig", {})["responseMimeType"] = "application/json"

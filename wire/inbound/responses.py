@@ -335,6 +335,7 @@ class EventStream:
         self.started = False
         self.finish_reason = None
         self.raw_usage: dict | None = None
+        self.generated: list[str] = []  # every delta sent, in order: what an estimate counts (as delta_text would)
         self._open: dict | None = None  # the open reasoning or message item: {"item", "index", "kind", "text"}
         self._calls: dict[int, dict] = {}  # chat tool_call index -> open function call
 
@@ -398,6 +399,7 @@ class EventStream:
             current["kind"] = kind
             out.append(self._part_added(current, kind))
         current["text"] += text
+        self.generated.append(text)
         fields = {"item_id": current["item"]["id"], "output_index": current["index"], "content_index": len(current["parts"]) - 1 if kind != "reasoning" else 0}
         if kind == "reasoning":
             out.append(self._event("response.reasoning_text.delta", delta=text, **fields))
@@ -454,6 +456,7 @@ class EventStream:
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
             state["item"]["arguments"] += arguments
+            self.generated.append(arguments)
             out.append(self._event("response.function_call_arguments.delta", item_id=state["item"]["id"], output_index=state["index"],
                                    delta=arguments))
         return out
