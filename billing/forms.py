@@ -14,8 +14,8 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Team, User
 from accounts.permissions import Perm
 from billing import estimator
-from billing.dashboard import STATUS_FILTERS
 from billing.models import AlertChannel, Budget
+from billing.selectors import STATUS_FILTERS
 from keys.forms import ReenterSecretsMixin, WriteOnlyInput
 from keys.models import Model, VirtualKey
 
