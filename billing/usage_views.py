@@ -18,7 +18,6 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET
 
 from accounts.decorators import in_org_time_zone, permission_required
-from accounts.models import Team, User
 from accounts.permissions import Perm
 from accounts.tenancy import get_scoped_or_404, scoped
 from billing import selectors
@@ -26,7 +25,6 @@ from billing.api.serializers import money_text
 from billing.forms import UsageFilterForm
 from billing.models import UsageEvent
 from billing.money import Money
-from keys.models import Deployment, VirtualKey
 
 EXPORT_CHUNK = 2000
 
@@ -73,9 +71,7 @@ def usage(request):
 
 
 def _visible_events(request):
-    key_ids = selectors.own_key_ids(request.org_context)
-    events = UsageEvent.objects.all()
-    return events if key_ids is None else events.filter(key_id__in=key_ids)
+    return selectors.events_visible_to(request.org_context)
 
 
 @require_GET
@@ -87,9 +83,7 @@ def usage_event(request, pk):
     event = get_scoped_or_404(_visible_events(request), org, pk=pk)
     trail = [step for step in (event.attempt_trail or []) if isinstance(step, dict)]
     deployment_ids = {event.deployment_id, *(step.get("deployment") for step in trail)} - {None}
-    deployments = {
-        d.pk: str(d) for d in Deployment.objects.filter(organization=org, pk__in=[i for i in deployment_ids if isinstance(i, int)]).select_related("credential")
-    }
+    deployments = selectors.deployment_names(organization=org, ids=[i for i in deployment_ids if isinstance(i, int)])
     names = selectors.names_for(organization=org, key_ids=[event.key_id], team_ids=[event.team_id], user_ids=[event.user_id])
     context = {
         "nav_section": "usage",
@@ -158,15 +152,6 @@ async def _csv_lines_async(events, names, tz, currency):
         yield _csv_line(writer, event, names, tz, currency)
 
 
-def _export_names(org) -> dict:
-    """Every key, team and member name of the organization, read once before streaming."""
-    return {
-        "keys": dict(VirtualKey.objects.filter(organization=org).values_list("pk", "name")),
-        "teams": dict(Team.objects.filter(organization=org).values_list("pk", "name")),
-        "users": dict(User.objects.filter(memberships__organization=org).values_list("pk", "email")),
-    }
-
-
 @require_GET
 @permission_required(Perm.VIEW_OWN_USAGE)
 def usage_export(request):
@@ -178,7 +163,7 @@ def usage_export(request):
     org = request.org_context.organization
     _form, filters, key_ids = _usage_filters(request)
     events = selectors.request_log(organization=org, filters=filters, key_ids=key_ids)
-    names, tz = _export_names(org), zoneinfo.ZoneInfo(org.time_zone)
+    names, tz = selectors.names_all(organization=org), zoneinfo.ZoneInfo(org.time_zone)
     lines = (_csv_lines_async if isinstance(request, ASGIRequest) else _csv_lines)(events, names, tz, org.currency)
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     stamp = timezone.now().astimezone(tz).strftime("%Y%m%d-%H%M")

@@ -9,7 +9,8 @@ from django.db.models import Q, QuerySet
 from accounts.models import Team, User
 from billing.models import UsageEvent
 from billing.selectors.ranges import UTC
-from keys.models import VirtualKey
+from billing.selectors.usage import own_key_ids
+from keys.models import Deployment, VirtualKey
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -36,6 +37,14 @@ def usage_events(*, organization, filters: dict | None = None) -> QuerySet[Usage
     if filters.get("errors_only"):
         events = events.filter(status_code__gte=400)
     return events.order_by("-created_at", "-id")
+
+
+def events_visible_to(org_context) -> QuerySet[UsageEvent]:
+    """Every organization's requests for view_usage, else only those of the caller's own keys (scope it to one
+    organization with accounts.tenancy before use)."""
+    key_ids = own_key_ids(org_context)
+    events = UsageEvent.objects.all()
+    return events if key_ids is None else events.filter(key_id__in=key_ids)
 
 
 def request_log(*, organization, filters: dict, key_ids: list[int] | None) -> QuerySet[UsageEvent]:
@@ -128,3 +137,16 @@ def names_for(*, organization, key_ids=(), team_ids=(), user_ids=()) -> dict:
             User.objects.filter(memberships__organization=organization, pk__in=user_ids).values_list("pk", "email")
         ) if user_ids else {},
     }
+
+
+def names_all(*, organization) -> dict:
+    """Every key, team and member name of the organization (the CSV export reads them once before streaming)."""
+    return {
+        "keys": dict(VirtualKey.objects.filter(organization=organization).values_list("pk", "name")),
+        "teams": dict(Team.objects.filter(organization=organization).values_list("pk", "name")),
+        "users": dict(User.objects.filter(memberships__organization=organization).values_list("pk", "email")),
+    }
+
+
+def deployment_names(*, organization, ids) -> dict[int, str]:
+    return {d.pk: str(d) for d in Deployment.objects.filter(organization=organization, pk__in=list(ids)).select_related("credential")}
