@@ -32,7 +32,8 @@ class _UsageFilters(serializers.Serializer):
     model = serializers.CharField(required=False, allow_blank=True, max_length=120, help_text="A public model name.")
     deployment = serializers.IntegerField(required=False, min_value=1, help_text="A deployment id.")
     endpoint = serializers.ChoiceField(
-        choices=list(selectors.ENDPOINT_LABELS), required=False, help_text="Only this endpoint's requests (chat, embeddings, rerank, messages, …).",
+        choices=list(selectors.ENDPOINT_LABELS), required=False,
+        help_text="Only this endpoint's requests (chat, embeddings, rerank, messages, …).",
     )
 
     def validate(self, data):
