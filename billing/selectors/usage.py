@@ -7,8 +7,10 @@ either edge (at most two hours of raw rows), so a range starting at midnight in 
 from that instant. Buckets ("bucket") are UTC hours for ranges up to two days, else UTC days.
 """
 
+import operator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import reduce
 
 from django.db.models import Count, Q
 from django.db.models.functions import TruncDay, TruncHour
@@ -111,15 +113,18 @@ def usage_grouped(*, organization, since: datetime, until: datetime, columns: tu
     parts: list[tuple[int, list[dict]]] = []
     if inner_start < inner_end:
         rows = UsageRollup.objects.filter(organization=organization, **filters)
-        for sign, q in _rollup_pieces(inner_start, inner_end, hourly=hourly, day_grain=day_grain):
-            parts.append((sign, grouped_sums(rows.filter(q), *columns)))
+        pieces = _rollup_pieces(inner_start, inner_end, hourly=hourly, day_grain=day_grain)
+        for sign in (1, -1):  # the pieces are disjoint: one query per sign
+            wanted = [q for piece_sign, q in pieces if piece_sign == sign]
+            if wanted:
+                parts.append((sign, grouped_sums(rows.filter(reduce(operator.or_, wanted)), *columns)))
         edges = [(since, inner_start), (inner_end, until)]
     else:
         edges = [(since, until)]  # inside one hour: the ledger alone
-    for start, end in edges:
-        if start < end:
-            events = UsageEvent.objects.filter(organization=organization, created_at__gte=start, created_at__lt=end, **filters)
-            parts.append((1, _events_grouped(events, columns, hourly)))
+    edges = [Q(created_at__gte=start, created_at__lt=end) for start, end in edges if start < end]
+    if edges:
+        events = UsageEvent.objects.filter(reduce(operator.or_, edges), organization=organization, **filters)
+        parts.append((1, _events_grouped(events, columns, hourly)))
     summed: dict[tuple, dict] = {}
     for sign, groups in parts:
         for row in groups:

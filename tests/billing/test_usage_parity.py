@@ -99,3 +99,23 @@ def test_hourly_buckets_are_the_same_on_the_page_and_in_the_api(client, org, own
         assert chart[int((hour - first_hour) / timedelta(hours=1))] == pytest.approx(float(row["cost"]), abs=1e-9), row["group"]
     assert page["totals"]["requests"] == body["totals"]["requests"] == _ledger_truth(org, since, since + timedelta(days=1))["requests"]
     assert sum(chart) == pytest.approx(float(body["totals"]["cost"]), abs=1e-9)
+
+
+@pytest.mark.parametrize("query", [{}, {"model": "alpha"}, {"key": "own"}])
+def test_a_range_from_the_middle_of_a_utc_day_is_exact(client, org, owner, traffic, query):
+    """A first UTC day mostly inside the range is read as its daily row less the hours before the range: the
+    request at midnight UTC, before the range, is not counted (by model grain, filtered, and by key alike)."""
+    client.force_login(owner)
+    since, until = datetime(2026, 3, 10, 3, 0, tzinfo=UTC), datetime(2026, 3, 14, tzinfo=UTC)
+    if query.get("key") == "own":
+        query = {"key": UsageEvent.objects.filter(organization=org).exclude(key_id=None).values_list("key_id", flat=True).first()}
+    body = client.get("/api/usage/", {"since": since.isoformat(), "until": until.isoformat(), "group_by": "model", **query}).json()
+    events = UsageEvent.objects.filter(organization=org, created_at__gte=since, created_at__lt=until)
+    if "model" in query:
+        events = events.filter(model_name=query["model"])
+    truth = _ledger_truth(org, since, until) if not query else None
+    expected = {row["model_name"]: (row["n"], Decimal(str(row["cost"])))
+                for row in events.values("model_name").annotate(n=Count("id"), cost=ExactSum("cost_display")).order_by()}
+    assert {r["group"]: (r["requests"], Decimal(r["cost"])) for r in body["results"]} == expected
+    if truth is not None:
+        assert body["totals"]["requests"] == truth["requests"]
