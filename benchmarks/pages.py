@@ -11,7 +11,7 @@ database `tollgate_bench_pages`):
     python benchmarks/pages.py rollups               the rollups built again from the ledger
     python benchmarks/pages.py measure --url http://127.0.0.1:18086 [--requests 50 --warmup 5]
         logs in through the login form and times each page (sequential requests, one connection)
-    python benchmarks/pages.py queries [--page overview]   in-process: each SQL query a page runs, with EXPLAIN ANALYZE
+    python benchmarks/pages.py queries [--page overview|usage|usage-page2|usage-errors|…]   in-process: each SQL query a page runs, with EXPLAIN ANALYZE
 
 Each prints one JSON line prefixed with its command name (SETUP, GENERATE, MEASURE); `queries` prints text.
 """
@@ -170,7 +170,8 @@ EVENT_SQL = """
 INSERT INTO billing_usageevent (
     request_id, organization_id, team_id, key_id, user_id, model_name, deployment_id, provider, upstream_model, endpoint,
     stream, status_code, error_type, prompt_tokens, cached_tokens, completion_tokens, usage_source, attempts, attempt_trail,
-    latency_ms, ttft_ms, cost, currency, exchange_rate, cost_display, price_id, downgraded_from, created_at)
+    latency_ms, ttft_ms, cost, currency, exchange_rate, cost_display, price_id, downgraded_from, created_at,
+    usage_flags, cache_write_tokens, credit_drawn, batch_id, search_units, cache_hit, sandbox)
 SELECT
     md5(%(org)s::text || '-' || g), %(org)s, (%(team_ids)s::bigint[])[k], (%(key_ids)s::bigint[])[k], (%(user_ids)s::bigint[])[k],
     (%(names)s::text[])[m], CASE WHEN status = 429 THEN NULL ELSE dep END, (%(providers)s::text[])[m], (%(upstreams)s::text[])[m],
@@ -184,7 +185,7 @@ SELECT
         jsonb_build_object('deployment', dep, 'status', status, 'error', '', 'ms', latency)) ELSE '[]'::jsonb END,
     latency, CASE WHEN stream AND status = 200 THEN 80 + (r_lat * 900)::int END,
     cost, CASE WHEN cost IS NULL THEN '' ELSE 'USD' END, CASE WHEN cost IS NULL THEN NULL ELSE 1 END, cost, NULL, '',
-    created_at
+    created_at, '', 0, false, '', 0, false, false
 FROM (
     SELECT *,
         round(((prompt - cached) * (%(input)s::numeric[])[m] + cached * (%(cached_input)s::numeric[])[m]
@@ -217,18 +218,21 @@ FROM (
 ) AS priced
 """
 
-_ROLLUP_COLUMNS = """organization_id, grain, bucket, team_id, key_id, user_id, model_name, deployment_id, requests, errors,
+_ROLLUP_COLUMNS = """organization_id, grain, bucket, team_id, key_id, user_id, model_name, deployment_id, endpoint, requests, errors,
     prompt_tokens, cached_tokens, completion_tokens, cost, unpriced, latency_ms_sum"""
+# No cache hits, sandbox runs or downgrades in the generated ledger: their rollup sums are zero.
+_SAVINGS_COLUMNS = "cache_hits, cache_saved, sandbox_requests, sandbox_saved, downgrades, downgrade_saved"
+_NO_SAVINGS = "0, 0, 0, 0, 0, 0"
 
 ROLLUP_HOUR_SQL = f"""
 CREATE UNLOGGED TABLE pages_bench_hours AS
 SELECT organization_id, 'hour'::varchar(4) AS grain, date_trunc('hour', created_at, 'UTC') AS bucket, coalesce(team_id, 0) AS team_id,
-    coalesce(key_id, 0) AS key_id, coalesce(user_id, 0) AS user_id, model_name, coalesce(deployment_id, 0) AS deployment_id,
+    coalesce(key_id, 0) AS key_id, coalesce(user_id, 0) AS user_id, model_name, coalesce(deployment_id, 0) AS deployment_id, endpoint,
     count(*) AS requests, count(*) FILTER (WHERE status_code >= 400) AS errors, sum(prompt_tokens) AS prompt_tokens,
     sum(cached_tokens) AS cached_tokens, sum(completion_tokens) AS completion_tokens, coalesce(sum(cost_display), 0) AS cost,
     count(*) FILTER (WHERE cost_display IS NULL AND status_code < 400) AS unpriced, sum(latency_ms) AS latency_ms_sum
 FROM billing_usageevent
-GROUP BY 1, 3, 4, 5, 6, 7, 8
+GROUP BY 1, 3, 4, 5, 6, 7, 8, 9
 """
 
 # The daily rows are the sums of the hourly ones (UTC days), as billing.rollups.rollup_add builds both from the same events.
@@ -236,14 +240,14 @@ GROUP BY 1, 3, 4, 5, 6, 7, 8
 # grains together batch by batch: a month of daily rows is read from ~3,700 heap pages rather than ~2,700 when
 # stored apart (measured; how far apart they lie in a long-running database depends on its updates and vacuums).
 ROLLUP_SQL = f"""
-INSERT INTO billing_usagerollup ({_ROLLUP_COLUMNS})
-SELECT {_ROLLUP_COLUMNS} FROM (
+INSERT INTO billing_usagerollup ({_ROLLUP_COLUMNS}, {_SAVINGS_COLUMNS})
+SELECT {_ROLLUP_COLUMNS}, {_NO_SAVINGS} FROM (
     SELECT *, bucket AS position FROM pages_bench_hours
     UNION ALL
-    SELECT organization_id, 'day', date_trunc('day', bucket, 'UTC'), team_id, key_id, user_id, model_name, deployment_id,
+    SELECT organization_id, 'day', date_trunc('day', bucket, 'UTC'), team_id, key_id, user_id, model_name, deployment_id, endpoint,
         sum(requests), sum(errors), sum(prompt_tokens), sum(cached_tokens), sum(completion_tokens), sum(cost), sum(unpriced),
         sum(latency_ms_sum), date_trunc('day', bucket, 'UTC') + random() * interval '24 hours'
-    FROM pages_bench_hours GROUP BY 1, 3, 4, 5, 6, 7, 8
+    FROM pages_bench_hours GROUP BY 1, 3, 4, 5, 6, 7, 8, 9
 ) AS buckets
 ORDER BY position
 """
@@ -252,9 +256,11 @@ ORDER BY position
 # The coarse daily grains (billing.rollups): per model, and per key with its team and user, summed from the daily rows.
 _SUMS = "sum(requests), sum(errors), sum(prompt_tokens), sum(cached_tokens), sum(completion_tokens), sum(cost), sum(unpriced), sum(latency_ms_sum)"
 COARSE_SQL = [
-    f"""INSERT INTO billing_usagerollup ({_ROLLUP_COLUMNS}) SELECT organization_id, 'dm', bucket, 0, 0, 0, model_name, 0, {_SUMS}
-        FROM billing_usagerollup WHERE grain = 'day' GROUP BY organization_id, bucket, model_name""",
-    f"""INSERT INTO billing_usagerollup ({_ROLLUP_COLUMNS}) SELECT organization_id, 'dk', bucket, team_id, key_id, user_id, '', 0, {_SUMS}
+    f"""INSERT INTO billing_usagerollup ({_ROLLUP_COLUMNS}, {_SAVINGS_COLUMNS})
+        SELECT organization_id, 'dm', bucket, 0, 0, 0, model_name, 0, endpoint, {_SUMS}, {_NO_SAVINGS}
+        FROM billing_usagerollup WHERE grain = 'day' GROUP BY organization_id, bucket, model_name, endpoint""",
+    f"""INSERT INTO billing_usagerollup ({_ROLLUP_COLUMNS}, {_SAVINGS_COLUMNS})
+        SELECT organization_id, 'dk', bucket, team_id, key_id, user_id, '', 0, '', {_SUMS}, {_NO_SAVINGS}
         FROM billing_usagerollup WHERE grain = 'day' GROUP BY organization_id, bucket, team_id, key_id, user_id""",
 ]
 
@@ -534,8 +540,12 @@ def queries(page: str, analyze: bool) -> None:
         "usage-errors": (admin, "/usage/?range=90d&status=errors"), "usage-page20": (admin, "/usage/?page=20"),
         "member-overview": (member, "/"), "member-usage": (member, "/usage/"),
     }
-    user, path = paths[page]
     client = Client(HTTP_HOST="127.0.0.1")
+    if page == "usage-page2":  # reached as the measurement reaches it: page 1's "Next" link
+        client.force_login(admin)
+        link = _next_link(client.get("/usage/").content)
+        paths[page] = (admin, "/usage/" + link if link.startswith("?") else link)
+    user, path = paths[page]
     client.force_login(user)
     client.get(path)  # warm
     with CaptureQueriesContext(connection) as captured:

@@ -24,8 +24,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.translation import gettext as _, gettext_lazy as _lazy
 
 from billing import webhooks
-from billing.dashboard import Money
 from billing.models import Alert, AlertChannel, AlertDelivery
+from billing.money import Money
 from keys import egress
 from keys.encryption import decrypt
 
@@ -58,7 +58,7 @@ PERIODS = {"day": _lazy("Daily"), "week": _lazy("Weekly"), "month": _lazy("Month
 
 
 def _money(value, currency: str) -> str:
-    """By magnitude (billing.dashboard.Money): 2 decimals from 1 up, up to 6 below, so a small budget is not "0.00 of 0.00"."""
+    """By magnitude (billing.money.Money): 2 decimals from 1 up, up to 6 below, so a small budget is not "0.00 of 0.00"."""
     try:
         return str(Money(Decimal(str(value)), currency))
     except (InvalidOperation, ValueError, TypeError):

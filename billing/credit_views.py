@@ -19,7 +19,7 @@ from billing.credit_codes import codes_csv, codes_status_csv, redemption_code_re
 from billing.credit_forms import CodeGenerateForm, CreditAdjustForm, CreditPolicyForm, RedeemForm
 from billing.credit_grants import credit_policy_get, credit_policy_set
 from billing.credit_models import CreditAccount, RedemptionCode
-from billing.dashboard import Money
+from billing.money import Money
 
 HISTORY_SIZE = 100
 CODES_SHOWN = 50

@@ -9,13 +9,16 @@ import zoneinfo
 from datetime import datetime, time, timedelta
 
 from django import forms
+from django.forms.utils import flatatt
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Team, User
 from accounts.permissions import Perm
 from billing import estimator
-from billing.dashboard import STATUS_FILTERS
 from billing.models import AlertChannel, Budget
+from billing.selectors import STATUS_FILTERS
 from keys.forms import ReenterSecretsMixin, WriteOnlyInput
 from keys.models import Model, VirtualKey
 
@@ -37,6 +40,21 @@ def _model_names(organization) -> list[str]:
 # --- Usage explorer -------------------------------------------------------------------------------------
 
 
+class ListSelect(forms.Select):
+    """A <select> whose options are written in Python rather than through a template each: the explorer lists every
+    key of the organization, and at 200 keys the per-option templates took ~75 ms of a 110 ms page (measured)."""
+
+    def render(self, name, value, attrs=None, renderer=None):
+        final = {**self.build_attrs(self.attrs, attrs), "name": name}
+        chosen = set(self.format_value(value))
+        options = format_html_join(
+            "", '<option value="{}"{}>{}</option>',
+            ((option, mark_safe(" selected") if option in chosen else "", label)
+             for option, label in (("" if v is None else str(v), label) for v, label in self.choices)),
+        )
+        return format_html("<select{}>{}</select>", flatatt(final), options)
+
+
 class UsageFilterForm(forms.Form):
     """The explorer's filters (GET). Invalid values are reported and ignored, never a 500."""
 
@@ -49,14 +67,14 @@ class UsageFilterForm(forms.Form):
         ("4xx", _("Client errors (4xx)")), ("429", _("Rate or budget limited (429)")), ("5xx", _("Server errors (5xx)")),
     ]
 
-    range = forms.ChoiceField(label=_("Time range"), choices=RANGE_CHOICES, required=False, initial="7d")
+    range = forms.ChoiceField(label=_("Time range"), choices=RANGE_CHOICES, required=False, initial="7d", widget=ListSelect)
     since = forms.DateField(label=_("From"), required=False, widget=DateInput())
     until = forms.DateField(label=_("To (inclusive)"), required=False, widget=DateInput())
-    team = forms.ModelChoiceField(label=_("Team"), queryset=Team.objects.none(), required=False, empty_label=_("Any team"))
-    key = forms.ModelChoiceField(label=_("Key"), queryset=VirtualKey.objects.none(), required=False, empty_label=_("Any key"))
-    user = forms.ModelChoiceField(label=_("User"), queryset=User.objects.none(), required=False, empty_label=_("Anyone"))
+    team = forms.ModelChoiceField(label=_("Team"), queryset=Team.objects.none(), required=False, empty_label=_("Any team"), widget=ListSelect)
+    key = forms.ModelChoiceField(label=_("Key"), queryset=VirtualKey.objects.none(), required=False, empty_label=_("Any key"), widget=ListSelect)
+    user = forms.ModelChoiceField(label=_("User"), queryset=User.objects.none(), required=False, empty_label=_("Anyone"), widget=ListSelect)
     model = forms.CharField(label=_("Model"), required=False, max_length=120, widget=forms.TextInput(attrs={"list": "model-names"}))
-    status = forms.ChoiceField(label=_("Status"), choices=STATUS_CHOICES, required=False)
+    status = forms.ChoiceField(label=_("Status"), choices=STATUS_CHOICES, required=False, widget=ListSelect)
 
     def __init__(self, *args, org_context, now: datetime, **kwargs):
         kwargs.setdefault("auto_id", "filter_%s")
@@ -66,9 +84,10 @@ class UsageFilterForm(forms.Form):
         self.time_zone = zoneinfo.ZoneInfo(org.time_zone)
         self.model_names = _model_names(org)
         if org_context.can(Perm.VIEW_USAGE):
-            self.fields["team"].queryset = Team.objects.filter(organization=org)
-            self.fields["key"].queryset = VirtualKey.objects.filter(organization=org).order_by("name", "id")
-            self.fields["user"].queryset = User.objects.filter(memberships__organization=org).order_by("email")
+            # Only what the options show: the lists hold every team, key and member of the organization.
+            self.fields["team"].queryset = Team.objects.filter(organization=org).only("pk", "name")
+            self.fields["key"].queryset = VirtualKey.objects.filter(organization=org).order_by("name", "id").only("pk", "name", "prefix")
+            self.fields["user"].queryset = User.objects.filter(memberships__organization=org).order_by("email").only("pk", "name", "email")
         else:  # a member explores their own keys' usage only
             del self.fields["team"], self.fields["user"]
             self.fields["key"].queryset = VirtualKey.objects.filter(organization=org, user=org_context.user).order_by("name", "id")

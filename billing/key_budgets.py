@@ -13,8 +13,9 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.permissions import Perm
 from billing import selectors, services
-from billing.dashboard import Money, warning_threshold
 from billing.models import Budget
+from billing.money import Money
+from billing.selectors import warning_threshold
 
 PERIOD_LABELS = {
     Budget.Period.DAY: _("today"),

@@ -13,8 +13,8 @@ from accounts.api.views import paginated_response
 from accounts.errors import ApplicationError
 from accounts.permissions import Perm
 from billing import credit_selectors, credits
+from billing.api.lookups import key_in_org, team_in_org, user_in_org
 from billing.api.serializers import MoneyField
-from billing.api.views import _key, _team, _user
 from billing.credit_codes import codes_csv, codes_status_csv, redemption_code_redeem, redemption_codes_generate
 from billing.credit_grants import credit_policy_get, credit_policy_set
 from billing.credit_models import CreditAccount, CreditEntry, CreditPolicy, RedemptionCode
@@ -157,7 +157,7 @@ class CreditAccountListApi(OrgAPIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        holder = {"user": _user(self, v.get("user")), "team": _team(self, v.get("team")), "key": _key(self, v.get("key"))}
+        holder = {"user": user_in_org(self, v.get("user")), "team": team_in_org(self, v.get("team")), "key": key_in_org(self, v.get("key"))}
         if v["action"] == "deduct":
             account = credits.credit_account_get(organization=self.organization, create=False, **holder)
             if account is None:

@@ -11,8 +11,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.api.serializers import TeamRefSerializer, UserRefSerializer
-from billing.dashboard import shown_destination
 from billing.models import AlertChannel, AlertDelivery, Budget, UsageSource
+from billing.selectors import shown_destination
 
 
 @extend_schema_field({"type": "string", "format": "decimal", "example": "0.15"})
@@ -205,7 +205,7 @@ class AlertChannelSerializer(serializers.Serializer):
         ref_name = "AlertChannel"
 
     def get_target(self, channel) -> str:
-        # `shown_target`/`shown_hint` come from billing.dashboard.alert_channels_visible_to: empty without manage_budgets.
+        # `shown_target`/`shown_hint` come from billing.selectors.alert_channels_visible_to: empty without manage_budgets.
         return shown_destination(channel)
 
     def get_has_secret(self, channel) -> bool:

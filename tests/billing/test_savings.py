@@ -1,4 +1,4 @@
-"""The overview's savings (billing.savings): cache hits, sandbox runs and downgrades this month, per
+"""The overview's savings (billing.selectors.savings): cache hits, sandbox runs and downgrades this month, per
 organization and, for a member, per own key."""
 
 from datetime import timedelta
@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from billing import ledger
 from wire.periods import period_bounds
-from billing.savings import period_savings
+from billing.selectors import period_savings
 from tests.billing.factories import usage_record
 from tests.keys.factories import VirtualKeyFactory
 

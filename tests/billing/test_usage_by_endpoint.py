@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from billing import dashboard
+from billing import selectors
 from billing.ledger import usage_ingest
 from billing.models import UsageRollup
 from tests.billing.factories import usage_record
@@ -44,7 +44,7 @@ def test_every_grain_but_by_key_keeps_the_endpoint_and_agrees_with_the_ledger(or
 
 def test_the_overview_ranks_spend_by_endpoint(client, org, owner, traffic, settings):
     client.force_login(owner)
-    data = dashboard.overview(organization=org, now=timezone.now())
+    data = selectors.overview(organization=org, now=timezone.now())
     assert [(r.ident, str(r.cost), r.requests, r.share) for r in data.by_endpoint] == [
         ("chat", "$2.00", 2, 84), ("rerank", "$0.25", 1, 11), ("embeddings", "$0.125", 1, 5)]
     html = client.get(reverse("overview")).content.decode()
@@ -57,10 +57,10 @@ def test_the_usage_explorer_breaks_the_range_down_by_endpoint(client, org, owner
     client.force_login(owner)
     html = client.get(reverse("usage")).content.decode()
     assert 'id="usage-by-endpoint"' in html and 'data-ranked="Embeddings"' in html
-    summary = dashboard.usage_summary(organization=org, since=timezone.now() - timedelta(days=7), until=timezone.now(), filters={},
+    summary = selectors.usage_explorer_summary(organization=org, since=timezone.now() - timedelta(days=7), until=timezone.now(), filters={},
                                       key_ids=None, time_zone=UTC)
     assert [(r.ident, r.requests) for r in summary["by_endpoint"]] == [("chat", 2), ("rerank", 1), ("embeddings", 1)]
-    member_view = dashboard.usage_summary(organization=org, since=timezone.now() - timedelta(days=7), until=timezone.now(), filters={},
+    member_view = selectors.usage_explorer_summary(organization=org, since=timezone.now() - timedelta(days=7), until=timezone.now(), filters={},
                                           key_ids=[], time_zone=UTC)
     assert member_view["by_endpoint"] == []
 

@@ -19,8 +19,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Role
-from billing import dashboard, ledger, selectors
+from billing import ledger, selectors
 from billing.models import AlertChannel, AlertDelivery, Budget, UsageEvent, UsageRollup
+from billing.money import Money
 from tests.accounts.factories import TeamFactory
 from tests.billing.factories import (
     AlertChannelFactory,
@@ -319,11 +320,11 @@ def test_rollup_spend_matches_the_ledger_across_period_edges():
         ingest(org, at=moment, cost_display=str(n + 1))
     for period in Budget.Period.values:
         budget = BudgetFactory(organization=org, period=period, amount=Decimal("100"))
-        (status,) = dashboard.budget_statuses([budget], organization=org, now=now)
+        (status,) = selectors.budget_statuses([budget], organization=org, now=now)
         expected, start, _end = selectors.budget_spent(budget=budget, at=now)
         assert status.spent.amount == expected, period
         assert status.start == start
-    month = dashboard.overview(organization=org, now=now)
+    month = selectors.overview(organization=org, now=now)
     assert month.spent.amount == Decimal(2 + 3 + 4 + 5 + 6)
     assert month.forecast.amount > month.spent.amount
 
@@ -347,7 +348,7 @@ def test_overview_rankings_from_the_coarse_daily_grains_equal_the_ledger():
         for kind, value in (("model", model), ("key", key.pk), ("team", key.team_id)):
             spend[(kind, value)] = spend.get((kind, value), Decimal(0)) + cost
     ingest(org, key=keys[0], at=datetime(2026, 3, 1, 4, 59, tzinfo=UTC), cost_display="9")  # still February in New York
-    data = dashboard.overview(organization=org, now=now)
+    data = selectors.overview(organization=org, now=now)
     assert data.spent.amount == sum(Decimal(n + 1) / 100 for n in range(40))
     assert {r.ident: r.cost.amount for r in data.top_models} == {m: spend[("model", m)] for m in ("alpha", "beta", "gamma")}
     assert {r.ident: r.cost.amount for r in data.top_keys} == {k.pk: spend[("key", k.pk)] for k in keys}
@@ -358,8 +359,8 @@ def test_overview_rankings_from_the_coarse_daily_grains_equal_the_ledger():
 def test_forecast_is_the_pace_over_the_whole_period():
     start = datetime(2026, 4, 1, tzinfo=UTC)
     end = datetime(2026, 5, 1, tzinfo=UTC)
-    assert dashboard.forecast(Decimal("10"), start=start, end=end, now=start + timedelta(days=3)) == Decimal("100")
-    assert dashboard.forecast(Decimal("10"), start=start, end=end, now=start + timedelta(minutes=30)) is None
+    assert selectors.forecast(Decimal("10"), start=start, end=end, now=start + timedelta(days=3)) == Decimal("100")
+    assert selectors.forecast(Decimal("10"), start=start, end=end, now=start + timedelta(minutes=30)) is None
 
 
 @pytest.mark.parametrize("amount, text", [
@@ -367,13 +368,13 @@ def test_forecast_is_the_pace_over_the_whole_period():
     ("0.0015015", "$0.001502"), ("0.00000001", "< $0.000001"),
 ])
 def test_money_has_two_to_six_decimals(amount, text):
-    assert str(dashboard.Money(Decimal(amount), "USD")) == text
+    assert str(Money(Decimal(amount), "USD")) == text
 
 
 def test_money_in_other_currencies():
-    assert str(dashboard.Money(Decimal("7"), "CNY")) == "¥7.00"
-    assert str(dashboard.Money(Decimal("7"), "CHF")) == "7.00 CHF"
-    assert str(dashboard.Money(None, "USD")) == "unpriced"
+    assert str(Money(Decimal("7"), "CNY")) == "¥7.00"
+    assert str(Money(Decimal("7"), "CHF")) == "7.00 CHF"
+    assert str(Money(None, "USD")) == "unpriced"
 
 
 # --- Usage explorer, request detail and CSV ---------------------------------------------------------------
@@ -495,7 +496,7 @@ def test_csv_export_of_thousands_of_rows_streams_in_bounded_memory(client, org, 
     """4,000 rows arrive one per chunk, in Chinese that Excel reads (BOM), while memory stays at one batch."""
     import tracemalloc
 
-    from billing import views
+    from billing import usage_views as views
 
     monkeypatch.setattr(views, "EXPORT_CHUNK", 100)
     key = VirtualKeyFactory(organization=org, name="研发部的密钥")

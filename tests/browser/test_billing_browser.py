@@ -16,7 +16,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.models import Membership, Organization, Role, Team, User
-from billing import dashboard, ledger
+from billing import ledger, selectors
 from billing.models import Budget
 from tests.billing.factories import ExchangeRateFactory, PriceFactory, usage_record
 from tests.browser.checks import assert_labelled, chart_state
@@ -100,7 +100,7 @@ def test_overview_budget_alerts_usage_csv_estimator_playground_chinese(live_serv
     screenshot(page, "overview")
 
     # Budgets: set one at about 85% of this month's spend; its bar is amber.
-    spent = dashboard.overview(organization=org, now=timezone.now()).spent.amount
+    spent = selectors.overview(organization=org, now=timezone.now()).spent.amount
     amount = (spent / Decimal("0.85")).quantize(Decimal("0.01"))
     page.get_by_role("link", name="Budgets", exact=True).click()
     expect(page.locator("h1")).to_have_text("Budgets and alerts")

@@ -21,8 +21,8 @@ from django.utils import translation
 from playwright.sync_api import expect
 
 from accounts.models import Membership, Organization, Role, User
-from billing.dashboard import Money
 from billing.models import Budget, UsageEvent, UsageRollup
+from billing.money import Money
 from keys.models import Deployment, ProviderCredential, VirtualKey
 from tests.browser.checks import assert_labelled, chart_state
 from tests.gateway import drain_usage, wait_for

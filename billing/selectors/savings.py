@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from billing.dashboard import rollups
 from billing.exact_sums import ExactSum
 from billing.models import UsageRollup
-from billing.selectors import rollup_range_q
+from billing.selectors.ranges import rollup_range_q, rollups
 
 COLUMNS = ("cache_hits", "cache_saved", "sandbox_requests", "sandbox_saved", "downgrades", "downgrade_saved")
 
