@@ -193,7 +193,7 @@ class UsageRollup(models.Model):
     cost = models.DecimalField(max_digits=24, decimal_places=10, default=0)  # in the org's display currency
     unpriced = models.PositiveIntegerField(default=0)
     latency_ms_sum = models.BigIntegerField(default=0)
-    # The overview's savings (billing.savings): cache hits and what their original answers cost, sandbox
+    # The overview's savings (billing.selectors.savings): cache hits and what their original answers cost, sandbox
     # runs and what they would have cost, downgrades and the difference to the model asked for.
     cache_hits = models.PositiveIntegerField(default=0)
     cache_saved = models.DecimalField(max_digits=24, decimal_places=10, default=0)
