@@ -9,14 +9,13 @@ from django.contrib import messages
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.decorators import permission_required
 from accounts.errors import ApplicationError
 from accounts.forms import form_status, service_error
 from accounts.permissions import Perm
-from batches import lines as batch_lines
-from batches import services
+from batches import lines as batch_lines, services
 from batches.forms import BatchStartForm, BatchUploadForm
 from batches.models import Batch, BatchFile
 from batches.shapes import batch_object
@@ -35,6 +34,7 @@ def _visible_batches(request):
 
 
 @accepts_body(batch_lines.MAX_FILE_BYTES + 64 * 1024)
+@require_http_methods(["GET", "POST"])
 @permission_required(Perm.MANAGE_OWN_KEYS)
 def batch_list(request):
     org = request.org_context.organization

@@ -131,7 +131,7 @@ def test_every_dashboard_form_needs_a_token_from_our_origin(route, op):
     def request(**extra):
         obj = route.make(w, w.member_b) if route.make else None
         body = op.body(w, obj, w.org_b) if op.body else {}
-        url = reverse(route.name, kwargs={"pk": obj.pk} if route.in_path else None)
+        url = reverse(route.name, kwargs=route.url_kwargs(obj))
         before = helpers.fingerprint(w.org_b)
         client, token = _csrf_client(w.owner_b)
         data = {**body, **({"csrfmiddlewaretoken": token} if extra.pop("with_token") else {})}
@@ -157,7 +157,7 @@ def test_every_api_write_by_session_needs_a_token_from_our_origin(route, op):
     for refused in ({}, {"HTTP_ORIGIN": EVIL_ORIGIN, "token": True}):
         obj = route.make(w, w.member_b) if route.make else None
         body = op.body(w, obj, w.org_b) if op.body else {}
-        url = reverse(route.name, kwargs={"pk": obj.pk} if route.in_path else None)
+        url = reverse(route.name, kwargs=route.url_kwargs(obj))
         client, token = _csrf_client(w.owner_b)
         headers = {"HTTP_X_CSRFTOKEN": token} if refused.pop("token", False) else {}
         before = helpers.fingerprint(w.org_b)
@@ -398,7 +398,7 @@ def test_sql_fragments_in_every_filter_get_a_clear_answer():
     for route in ROUTES:
         if any(op.method == "GET" for op in route.ops):
             obj = route.make(w, w.member_b) if route.make else None
-            pages.append((route, reverse(route.name, kwargs={"pk": obj.pk} if route.in_path else None)))
+            pages.append((route, reverse(route.name, kwargs=route.url_kwargs(obj))))
     before = _table_counts()
     for route, url in pages:
         requests = [{name: fragment for name in PARAM_NAMES} for fragment in SQL_FRAGMENTS]
