@@ -119,9 +119,10 @@ def gateway(transactional_db, relay_server, upstream, settings):
             runtime.budgets.store.clear()
             # The same holds for everything else this process keeps by id: deployments' cooldowns (a new
             # deployment would start cooling), stored Idempotency-Key answers (key id), cached answers
-            # (organization id) and model snapshots (organization id).
+            # (organization id) and model snapshots (organization id); tests/relay/test_embedded_isolation.py.
             runtime.cooldowns._until.clear()
             runtime.cooldowns._failures.clear()
+            runtime.router._current.clear()  # weighted round-robin positions, by model id
             runtime.idempotency._local.clear()
             store = runtime.response_cache.store
             store._entries.clear()
