@@ -8,6 +8,7 @@ batch of the organization; another organization's batch is a 404.
 from django.contrib import messages
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -138,5 +139,5 @@ def batch_file(request, public_id: str, file_id: str):
         return HttpResponse(status=404)
     found = BatchFile.objects.get(public_id=file_id, organization=batch.organization)
     response = HttpResponse(bytes(found.content), content_type="application/jsonl")
-    response["Content-Disposition"] = f'attachment; filename="{found.filename}"'
+    response["Content-Disposition"] = content_disposition_header(True, found.filename)  # quotes and escapes an uploaded name
     return response
