@@ -8,8 +8,9 @@ batch of the organization; another organization's batch is a 404.
 from django.contrib import messages
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.decorators import permission_required
 from accounts.errors import ApplicationError
@@ -35,6 +36,7 @@ def _visible_batches(request):
 
 
 @accepts_body(batch_lines.MAX_FILE_BYTES + 64 * 1024)
+@require_http_methods(["GET", "POST"])
 @permission_required(Perm.MANAGE_OWN_KEYS)
 def batch_list(request):
     org = request.org_context.organization
@@ -144,5 +146,5 @@ def batch_file(request, public_id: str, file_id: str):
         return HttpResponse(status=404)
     found = get_object_or_404(BatchFile, public_id=file_id, organization=batch.organization, deleted_at=None)
     response = HttpResponse(bytes(found.content), content_type="application/jsonl")
-    response["Content-Disposition"] = f'attachment; filename="{found.filename}"'
+    response["Content-Disposition"] = content_disposition_header(True, found.filename)  # quotes and escapes an uploaded name
     return response

@@ -22,9 +22,7 @@ from billing.alerts import alert_fire
 from billing.credit_models import CreditAccount, CreditEntry, CreditPolicy
 from billing.credit_selectors import credit_balance, credit_balances, credit_spent_micros  # noqa: F401  (read through here too)
 from billing.models import UsageEvent
-from billing.services import RAISE_TO_LEDGER
 from keys.invalidation import config_changed
-from wire.redis_keys import credit_counter
 
 MAX_AMOUNT = Decimal("1e9")
 Kind = CreditEntry.Kind
@@ -241,13 +239,3 @@ def _low_balance_check(account_ids) -> int:
         )
         fired += 1 if alert else 0
     return fired
-
-
-def credit_counters_reconcile(client) -> int:
-    """Raise each credit account's admission counter to its spend in the ledger (a counter that fell
-    behind lost updates: a Redis failover, a partial restore). Returns how many were raised."""
-    script = client.register_script(RAISE_TO_LEDGER)
-    raised = 0
-    for account_id in CreditAccount.objects.values_list("pk", flat=True):
-        raised += script(keys=[credit_counter(account_id)], args=[credit_spent_micros(account_id=account_id)])
-    return raised

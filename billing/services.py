@@ -277,37 +277,6 @@ def budget_evaluate(*, budget_id: int, now: datetime | None = None) -> list:
     return fired
 
 
-# Raise a counter to the ledger's figure, never lower it: the counter also holds leases that
-# processes have taken and not yet spent, so lowering it could let them overspend.
-RAISE_TO_LEDGER = """
-local current = redis.call('GET', KEYS[1])
-if current and tonumber(current) < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
-  return 1
-end
-return 0
-"""
-
-
-def budget_counters_reconcile(client, *, now: datetime | None = None) -> int:
-    """Bring every current period's admission counter up to the spend in the ledger (rollups).
-
-    Counters normally run ahead of the ledger (they hold reservations); one that fell behind lost
-    updates (a Redis failover, a partial restore). Returns how many were raised.
-    """
-    from wire.periods import budget_counter
-    from wire.pricing import to_micros
-
-    now = now or timezone.now()
-    script = client.register_script(RAISE_TO_LEDGER)
-    raised = 0
-    for budget in Budget.objects.select_related("organization"):
-        spent, _, _ = budget_spent(budget=budget, at=now)
-        counter = budget_counter(budget.pk, budget.period, budget.organization.time_zone, now.timestamp())
-        raised += script(keys=[counter], args=[to_micros(spent)])
-    return raised
-
-
 def budgets_evaluate_all() -> int:
     count = 0
     for budget_id in Budget.objects.values_list("pk", flat=True):

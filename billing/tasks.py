@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from celery import shared_task
 from django.conf import settings
 
-from billing import credits, ledger, services, tasks_alerts  # noqa: F401  (tasks_alerts registers the alert delivery tasks)
+from billing import counters, credits, ledger, services, tasks_alerts  # noqa: F401  (tasks_alerts registers the alert delivery tasks)
 from wire import redis_keys
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def budget_counters_reconcile() -> int:
     if not settings.REDIS_URL:
         return 0
     with _redis() as client:
-        return services.budget_counters_reconcile(client) + credits.credit_counters_reconcile(client)
+        return counters.counters_reconcile(client)
 
 
 @shared_task(name="billing.credits_expire", ignore_result=True)

@@ -2,7 +2,8 @@
 
 Counters count micro-units of the org currency per (budget, period) and live in the lease store
 (Redis, or this process in the embedded default). A counter that is missing (first use in a
-period, or Redis lost it) is rebuilt from the ledger before the first lease. Bound: a hard budget
+period, or Redis lost it) is rebuilt before the first lease by billing's one counter repair
+(billing.counters, which the periodic reconciliation uses too). Bound: a hard budget
 is overspent by at most what admitted requests cost beyond their reservation (only possible when
 the upstream reports more tokens than max_tokens allowed for) — see README "Budgets".
 """
@@ -78,11 +79,11 @@ class BudgetGate:
             self._check_thresholds(counter, budget)
 
     async def _rebuild(self, counter: str, budget, now: float, ttl: int) -> None:
-        """First use in a period, or the store lost the counter: start it from the ledger, or from
-        the shared counter as this process last saw it when that is more (spend still on its way
-        to the ledger: buffered, spooled or in the stream - e.g. when Redis has just gone away)."""
-        spent = await run_db(control.budget_spent_micros, budget_id=budget.id, at=now)
-        await self.store.initialise(counter, max(spent, self.book.last_seen(counter)), ttl)
+        """First use in a period, or the store lost the counter: billing's repair starts it from the
+        ledger, or from the shared counter as this process last saw it when that is more (spend still
+        on its way to the ledger: buffered, spooled or in the stream - e.g. when Redis has just gone away)."""
+        value = await run_db(control.budget_counter_repair, budget_id=budget.id, at=now, seen=self.book.last_seen(counter))
+        await self.store.initialise(counter, value, ttl)
 
     def _check_thresholds(self, counter: str, budget) -> None:
         if self._on_threshold is None or not budget.limit_micros:

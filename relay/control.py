@@ -10,22 +10,23 @@ them only on a rare path (a lost counter, a crossed threshold, a rejected creden
 from accounts.crypto import keyed_hash  # a presented key's hash, as keys stores it
 from keys.invalidation import local_version_path  # where the embedded default signals configuration changes
 
-__all__ = ["keyed_hash", "local_version_path", "budget_spent_micros", "credit_spent_micros", "enqueue_budget_evaluation",
+__all__ = ["keyed_hash", "local_version_path", "budget_counter_repair", "credit_counter_repair", "enqueue_budget_evaluation",
            "enqueue_credential_rejected", "ledger_ingest", "response_save", "response_get", "response_delete"]
 
 
-def budget_spent_micros(*, budget_id: int, at: float) -> int:
-    """The ledger's spend of a budget in the period holding `at` (to rebuild a lost shared counter)."""
-    from billing.selectors import budget_spent_micros as spent
+def budget_counter_repair(*, budget_id: int, at: float, seen: float) -> float:
+    """What a lost budget counter of the period holding `at` is rebuilt at: billing's one repair, which
+    the periodic reconciliation makes too (billing.counters)."""
+    from billing.counters import budget_counter_repair as repair
 
-    return spent(budget_id=budget_id, at=at)
+    return repair(budget_id=budget_id, at=at, seen=seen)
 
 
-def credit_spent_micros(*, account_id: int) -> int:
-    """The credit ledger's spend of an account, drawn or not yet drawn (to rebuild a lost shared counter)."""
-    from billing.credit_selectors import credit_spent_micros as spent
+def credit_counter_repair(*, account_id: int, seen: float) -> float:
+    """What a lost credit counter is rebuilt at (billing.counters, as for budgets)."""
+    from billing.counters import credit_counter_repair as repair
 
-    return spent(account_id=account_id)
+    return repair(account_id=account_id, seen=seen)
 
 
 def enqueue_budget_evaluation(budget_id: int, **options) -> None:

@@ -4,7 +4,8 @@ A balance is a budget-like counter with no period: the counter counts micro-unit
 by the account's requests, its limit is what the account was funded with (the key snapshot's
 `credit.funded_micros`, reloaded on every top-up, grant, deduction or expiry). Leases, settlement and
 the overspend bound are the budgets' (relay.leases, relay.budgets; README "Credits"), so admission
-costs no round trip per request. A missing counter is rebuilt from the credit ledger.
+costs no round trip per request. A missing counter is rebuilt from the credit ledger by billing's
+one counter repair (billing.counters).
 """
 
 from relay import control
@@ -57,10 +58,10 @@ class CreditGate:
                 await self.book.adjust(counter, actual - reserved)
 
     async def _rebuild(self, counter: str, account_id: int) -> None:
-        """First use, or the store lost the counter: start it from the credit ledger (drawn usage plus
-        usage recorded and not drawn yet), or from the counter as last seen here when that is more."""
-        spent = await run_db(control.credit_spent_micros, account_id=account_id)
-        await self.store.initialise(counter, max(spent, self.book.last_seen(counter)), TTL)
+        """First use, or the store lost the counter: billing's repair starts it from the credit ledger
+        (drawn usage plus usage recorded and not drawn yet), or from the counter as last seen here when that is more."""
+        value = await run_db(control.credit_counter_repair, account_id=account_id, seen=self.book.last_seen(counter))
+        await self.store.initialise(counter, value, TTL)
 
 
 def _refusal(micros: int, left: float, currency: str) -> str:

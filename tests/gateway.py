@@ -117,6 +117,17 @@ def gateway(transactional_db, relay_server, upstream, settings):
             for gate in (runtime.limiter, runtime.budgets, runtime.credits):
                 gate.book.clear()
             runtime.budgets.store.clear()
+            # The same holds for everything else this process keeps by id: deployments' cooldowns (a new
+            # deployment would start cooling), stored Idempotency-Key answers (key id), cached answers
+            # (organization id) and model snapshots (organization id); tests/relay/test_embedded_isolation.py.
+            runtime.cooldowns._until.clear()
+            runtime.cooldowns._failures.clear()
+            runtime.router._current.clear()  # weighted round-robin positions, by model id
+            runtime.idempotency._local.clear()
+            store = runtime.response_cache.store
+            store._entries.clear()
+            store.size = 0
+            runtime.cache.clear()
     org = OrganizationFactory()
     owner = MembershipFactory(organization=org, role=Role.OWNER, user=UserFactory()).user
     ctx = OrgContext(organization=org, role=Role.OWNER, user=owner)

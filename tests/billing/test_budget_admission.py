@@ -5,33 +5,16 @@ from decimal import Decimal
 
 import openai
 import pytest
-from django.conf import settings
 from django.db.models import Sum
 
 from billing import services as billing_services
 from billing.models import UsageEvent, UsageRollup
-from tests.gateway import drain_usage, wait_for
-
-# Output at 1000 USD per 1M tokens: the mock's 10-word answer costs exactly 0.01.
-PER_REQUEST = Decimal("0.01")
-MESSAGES = [{"role": "user", "content": "Hi"}]
-
-
-@pytest.fixture
-def priced(gateway):
-    billing_services.price_create(
-        actor=gateway.ctx, provider="custom", upstream_model="echo", currency="USD", input_per_m="0", output_per_m="1000",
-    )
-    return gateway
+from tests.billing.spend import MESSAGES, PER_REQUEST, ledger_total, spend_recorded
+from tests.gateway import wait_for
 
 
 def budget(gateway, amount, **kwargs):
     return billing_services.budget_create(actor=gateway.ctx, scope="org", amount=amount, period="month", **kwargs)
-
-
-def ledger_total(org):
-    drain_usage()
-    return UsageEvent.objects.filter(organization=org).aggregate(total=Sum("cost_display"))["total"] or Decimal(0)
 
 
 def test_hard_budget_refuses_before_any_upstream_call(priced, upstream):
@@ -97,19 +80,13 @@ def test_concurrent_calls_respect_the_hard_budget_and_the_ledger_is_exact(priced
     assert rolled["c"] == total and rolled["r"] == 200
 
 
-@pytest.mark.skipif(not settings.REDIS_URL, reason="counters live in this process without Redis")
-def test_counters_lost_in_redis_are_rebuilt_from_the_ledger(priced):
-    import redis
-
+def test_counters_lost_in_redis_are_rebuilt_from_the_ledger(priced, counters):
     budget(priced, "0.05")
+    spend_recorded(priced)  # 0.03
     client = priced.client()
-    for _ in range(3):
-        client.chat.completions.create(model="gpt-test", messages=MESSAGES, max_tokens=10)
-    assert wait_for(lambda: ledger_total(priced.org) == Decimal("0.03"))
-    store = redis.Redis.from_url(settings.REDIS_URL)
-    lost = store.keys("tollgate:b:*")
+    lost = counters.keys("tollgate:b:*")
     assert lost
-    store.delete(*lost)
+    counters.delete(*lost)
     admitted = 0
     for _ in range(4):
         try:
@@ -120,18 +97,12 @@ def test_counters_lost_in_redis_are_rebuilt_from_the_ledger(priced):
     assert admitted == 2  # 0.03 rebuilt from the ledger + 2 x 0.01 = the 0.05 budget
 
 
-@pytest.mark.skipif(not settings.REDIS_URL, reason="counters live in this process without Redis")
-def test_a_counter_that_fell_behind_the_ledger_is_raised_by_the_reconciliation(priced):
-    import redis
-
-    from billing.services import budget_counters_reconcile
+def test_a_counter_that_fell_behind_the_ledger_is_raised_by_the_reconciliation(priced, counters):
+    from billing.counters import budget_counters_reconcile
 
     cap = budget(priced, "0.05")
-    client = priced.client()
-    for _ in range(3):
-        client.chat.completions.create(model="gpt-test", messages=MESSAGES, max_tokens=10)
-    assert wait_for(lambda: ledger_total(priced.org) == Decimal("0.03"))
-    store = redis.Redis.from_url(settings.REDIS_URL)
+    spend_recorded(priced)  # 0.03
+    store = counters
     (counter,) = store.keys(f"tollgate:b:{cap.pk}:*")
     for other in store.keys("tollgate:b:*"):  # earlier tests' budgets are gone from the database
         if other != counter:

@@ -8,24 +8,12 @@ import pytest
 from django.conf import settings
 from django.db.models import Sum
 
-from billing import credits
-from billing import services as billing_services
+from billing import credits, services as billing_services
 from billing.credit_models import CreditAccount, CreditEntry
 from billing.models import UsageEvent
-from wire.periods import credit_counter
+from tests.billing.spend import MESSAGES, PER_REQUEST, call, ledger_total, spend_recorded
 from tests.gateway import drain_usage, wait_for
-
-# Output at 1000 USD per 1M tokens: the mock's 10-word answer costs exactly 0.01, as does max_tokens=10.
-PER_REQUEST = Decimal("0.01")
-MESSAGES = [{"role": "user", "content": "Hi"}]
-
-
-@pytest.fixture
-def priced(gateway):
-    billing_services.price_create(
-        actor=gateway.ctx, provider="custom", upstream_model="echo", currency="USD", input_per_m="0", output_per_m="1000",
-    )
-    return gateway
+from wire.periods import credit_counter
 
 
 def fund(gateway, amount):
@@ -33,15 +21,6 @@ def fund(gateway, amount):
     account = credits.credit_account_get(organization=gateway.org, user=gateway.ctx.user)
     credits.credit_topup(actor=gateway.ctx, account=account, amount=amount, reason="test funds")
     return account
-
-
-def ledger_total(org):
-    drain_usage()
-    return UsageEvent.objects.filter(organization=org).aggregate(total=Sum("cost_display"))["total"] or Decimal(0)
-
-
-def call(client, **kwargs):
-    return client.chat.completions.create(model="gpt-test", messages=MESSAGES, max_tokens=10, **kwargs)
 
 
 def test_a_used_up_balance_refuses_with_402_insufficient_quota_before_the_upstream(priced, upstream):
@@ -151,17 +130,11 @@ def test_keys_without_a_balance_are_not_held_to_credit(priced):
     assert not UsageEvent.objects.filter(organization=priced.org).exclude(credit_account_id=None).exists()
 
 
-@pytest.mark.skipif(not settings.REDIS_URL, reason="counters live in this process without Redis")
-def test_credit_counters_lost_in_redis_are_rebuilt_from_the_ledger(priced):
-    import redis
-
+def test_credit_counters_lost_in_redis_are_rebuilt_from_the_ledger(priced, counters):
     account = fund(priced, "0.05")
+    spend_recorded(priced)  # 0.03
     client = priced.client()
-    for _ in range(3):
-        call(client)
-    assert wait_for(lambda: ledger_total(priced.org) == Decimal("0.03"))
-    store = redis.Redis.from_url(settings.REDIS_URL)
-    store.delete(credit_counter(account.pk))
+    counters.delete(credit_counter(account.pk))
     admitted = 0
     for _ in range(4):
         try:
@@ -172,18 +145,12 @@ def test_credit_counters_lost_in_redis_are_rebuilt_from_the_ledger(priced):
     assert admitted == 2  # 0.03 rebuilt from the ledger + 2 x 0.01 = the 0.05 balance
 
 
-@pytest.mark.skipif(not settings.REDIS_URL, reason="counters live in this process without Redis")
-def test_a_credit_counter_that_fell_behind_is_raised_by_the_reconciliation(priced):
-    import redis
-
+def test_a_credit_counter_that_fell_behind_is_raised_by_the_reconciliation(priced, counters):
     from billing.tasks import budget_counters_reconcile
 
     account = fund(priced, "0.05")
-    client = priced.client()
-    for _ in range(3):
-        call(client)
-    assert wait_for(lambda: ledger_total(priced.org) == Decimal("0.03"))
-    store = redis.Redis.from_url(settings.REDIS_URL)
+    spend_recorded(priced)  # 0.03
+    store = counters
     counter = credit_counter(account.pk)
     store.set(counter, 0, keepttl=True)  # lost updates
     budget_counters_reconcile()  # the periodic task: draws usage, then raises counters

@@ -24,18 +24,13 @@ from accounts.crypto import keyed_hash, new_secret
 from accounts.models import ApiToken, AuditLog, Invitation, Membership, Organization, Role, Team
 from accounts.permissions import Perm, has_perm
 from accounts.tenancy import OrgContext
+from batches.models import Batch, BatchFile
 from billing.models import AlertChannel, Budget, ExchangeRate, Price, UsageEvent
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey
 from keys.services import VIRTUAL_KEY_PREFIX
 from tests.accounts.factories import MembershipFactory, OrganizationFactory, TeamFactory, UserFactory
-from tests.billing.factories import (
-    AlertChannelFactory,
-    AlertDeliveryFactory,
-    AlertFactory,
-    BudgetFactory,
-    PriceFactory,
-    UsageEventFactory,
-)
+from tests.batches.factories import ONE_LINE, BatchFactory, BatchFileFactory
+from tests.billing.factories import AlertChannelFactory, AlertDeliveryFactory, AlertFactory, BudgetFactory, PriceFactory, UsageEventFactory
 from tests.keys.factories import DeploymentFactory, ModelFactory, ProviderCredentialFactory, VirtualKeyFactory
 
 HOSTILE_NAMES = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>']
@@ -118,6 +113,7 @@ def make_world() -> World:
     other_event = UsageEventFactory(
         organization=org_b, key_id=other_key.pk, user_id=other_b.pk, request_id=f"req-OTHER-{marker}", model_name=model_b.name,
     )
+    BatchFactory(key=other_key)  # the batches page lists it by its key's name: never to member_b
     other_team = TeamFactory(organization=org_b, name=f"otherteam-{marker}")
     Membership.objects.get(organization=org_b, user=other_b).teams.add(other_team)
     team_budget = BudgetFactory(organization=org_b, name=f"TEAMBUDGET-{marker}", scope=Budget.Scope.TEAM, team=other_team)
@@ -132,7 +128,7 @@ def make_world() -> World:
                  model_b, member_key, vkey_secret, other_key, other_event, team_budget, (bot_token, mailbox))
 
 
-COUNTED = [Membership, Team, Invitation, ApiToken, VirtualKey, ProviderCredential, Model, Deployment, Budget, AlertChannel,
+COUNTED = [Membership, Team, Invitation, ApiToken, VirtualKey, ProviderCredential, Model, Deployment, Budget, AlertChannel, Batch, BatchFile,
            Price, ExchangeRate, UsageEvent, AuditLog]
 
 
@@ -285,6 +281,32 @@ def _credit_account(w, owner=None):
     return credit_account_get(organization=w.org_b, user=owner or w.other_b)
 
 
+def _batch(w, owner=None):
+    """A batch in progress of a key of `owner` (another member by default): pause applies to it."""
+    return BatchFactory(key=_key(w, owner))
+
+
+def _batch_path(batch) -> dict:
+    return {"public_id": batch.public_id}
+
+
+def _own_key_in(w, org):
+    """A key the caller may run a batch as: member_b's own in organization B (every role that may sees it), an
+    admin's in organization A."""
+    return w.member_key if org == w.org_b else VirtualKeyFactory(organization=org, user=w.admin_a, name=unique("key-a"))
+
+
+def _batch_upload(w, org) -> dict:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return {"key": _own_key_in(w, org).pk, "kind": "jsonl", "file": SimpleUploadedFile("input.jsonl", ONE_LINE), "cap": "1"}
+
+
+def _batch_start(w, org) -> dict:
+    uploaded = BatchFileFactory(key=_own_key_in(w, org))
+    return {"key": uploaded.key_id, "file_id": uploaded.public_id, "endpoint": "/v1/chat/completions", "cap": "1"}
+
+
 def _code_in(org) -> str:
     """A fresh redemption code of `org`, for a request that redeems it."""
     from billing.credit_codes import redemption_codes_generate
@@ -352,6 +374,7 @@ class Route:
     hidden: Callable = is_404  # what "not found" looks like
     foreign: str | None = None  # "hidden": another org's caller gets `hidden` although there is no pk (org_switch)
     ok_status: frozenset = frozenset()  # when allowed; default 200/302 (pages), 200/201/204 (API)
+    path: Callable | None = None  # (obj) -> the URL's arguments, for a route that names its object otherwise than by `pk`
 
     @property
     def in_path(self) -> bool:
@@ -360,6 +383,11 @@ class Route:
     @property
     def foreign_hidden(self) -> bool:
         return self.make is not None or self.foreign == "hidden"
+
+    def url_kwargs(self, obj) -> dict | None:
+        if not self.in_path:
+            return None
+        return self.path(obj) if self.path else {"pk": obj.pk}
 
     def ok(self, status: int) -> bool:
         allowed = self.ok_status or ({200, 201, 204} if self.api else {200, 302})
@@ -475,6 +503,15 @@ ROUTES: list[Route] = [
        Op(P, Perm.VIEW_ORG, lambda w, o, org: {"documents": "2", "average_size": "100", "size_unit": "tokens",
                                                "expected_output_tokens": "10", "models": [_active_model_name(org)]})),
     _r("playground", Op(G, Perm.MANAGE_OWN_KEYS), own_list=True),
+    # --- Dashboard: batches, named by a batch's public id; a member reaches the batches of their own keys ---
+    _r("batches", Op(G, Perm.MANAGE_OWN_KEYS), Op(P, Perm.MANAGE_OWN_KEYS, lambda w, o, org: _batch_upload(w, org)), own_list=True),
+    _r("batch_start", Op(P, Perm.MANAGE_OWN_KEYS, lambda w, o, org: _batch_start(w, org))),
+    _r("batch_detail", Op(G, Perm.MANAGE_OWN_KEYS), make=_batch, own=Perm.MANAGE_KEYS, path=_batch_path),
+    _r("batch_progress", Op(G, Perm.MANAGE_OWN_KEYS), make=_batch, own=Perm.MANAGE_KEYS, path=_batch_path),
+    _r("batch_control", Op(P, Perm.MANAGE_OWN_KEYS), make=_batch, own=Perm.MANAGE_KEYS,
+       path=lambda batch: {"public_id": batch.public_id, "action": "pause"}),
+    _r("batch_file", Op(G, Perm.MANAGE_OWN_KEYS), make=_batch, own=Perm.MANAGE_KEYS,
+       path=lambda batch: {"public_id": batch.public_id, "file_id": batch.input_file.public_id}),
     # --- REST API: accounts ---
     _r("api-org", Op(G, Perm.VIEW_ORG), Op("PATCH", Perm.MANAGE_ORG, lambda w, o, org: {"name": unique("Renamed org")})),
     _r("api-member-list", Op(G, Perm.VIEW_ORG)),
@@ -583,9 +620,6 @@ SKIPPED_NAMES = {
     "sso_start": "starts a sign-in at the organization's identity provider (tests/sso)",
     **{f"{provider}_{step}": "allauth's sign-in endpoints: the state stashed in the session is the authorization (tests/sso)"
        for provider in ("openid_connect", "feishu", "dingtalk", "wecom") for step in ("login", "callback")},
-    **{name: "the batch pages, named by a batch's public id: another organization's batch answers 404 "
-              "(tests/browser/test_batches_browser.py); to be added to this table with a batch factory"
-       for name in ("batches", "batch_start", "batch_detail", "batch_progress", "batch_control", "batch_file")},
     "api-invitation-accept": "capability: the token in the body is the authorization, for the signed-in invitee; "
                              "anonymous and virtual-key calls are checked in test_authz_routes",
 }

@@ -134,7 +134,7 @@ def test_route_as_every_caller(route, op):
             obj = route.make(w, owner) if route.make else None
             caller_org = w.org_a if actor.org == "a" else w.org_b
             body = op.body(w, obj, caller_org) if op.body else None
-            url = reverse(route.name, kwargs={"pk": obj.pk} if route.in_path else None)
+            url = reverse(route.name, kwargs=route.url_kwargs(obj))
             query = route.query(w, obj) if route.query else None
             before_row, before_b = (helpers.row(obj) if obj is not None else None), helpers.fingerprint(w.org_b)
 

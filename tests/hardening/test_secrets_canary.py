@@ -30,6 +30,7 @@ from rest_framework.test import APIClient
 
 from billing import alerts, services as billing_services
 from accounts.models import ApiToken, Invitation, Membership, Team
+from batches.models import Batch
 from billing.credit_models import CreditAccount
 from billing.models import AlertChannel, AlertDelivery, Budget, ExchangeRate, Price, UsageEvent
 from config.env import DATA_DIR
@@ -357,7 +358,7 @@ def _visit_everything(dash, api, org, responses) -> None:
         helpers._channel: AlertChannel, helpers._webhook: AlertChannel, helpers._price: Price, helpers._api_token: ApiToken,
         helpers._exchange_rate: ExchangeRate,
         helpers._membership: Membership, helpers._invitation: Invitation, helpers._team: Team,
-        helpers._credit_account: CreditAccount,
+        helpers._credit_account: CreditAccount, helpers._batch: Batch,
     }
     for route in ROUTES:
         if not any(op.method == "GET" for op in route.ops) or route.by_query:
@@ -367,7 +368,7 @@ def _visit_everything(dash, api, org, responses) -> None:
             urls = [reverse(route.name)]
         else:
             model = objects[route.make]
-            urls = [reverse(route.name, args=[pk]) for pk in model.objects.filter(organization=org).values_list("pk", flat=True)]
+            urls = [reverse(route.name, kwargs=route.url_kwargs(obj)) for obj in model.objects.filter(organization=org)]
         for url in urls:
             response = client.get(url)
             # "Fetch models" asks the provider (here the leaky upstream): its refusal is a 502, still without a secret.

@@ -15,6 +15,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -32,6 +33,7 @@ from accounts.models import AuditLog, Membership, Role, Team
 from billing.models import Budget
 from keys.models import Model, VirtualKey
 from tests.accounts.factories import MembershipFactory, OrganizationFactory, TeamFactory, UserFactory
+from tests.batches.factories import BatchFactory
 from tests.billing.factories import AlertChannelFactory, BudgetFactory, ExchangeRateFactory, PriceFactory, UsageEventFactory
 from tests.hardening import helpers
 from tests.hardening.helpers import HOSTILE_NAMES, ROUTES, SQL_FRAGMENTS
@@ -131,7 +133,7 @@ def test_every_dashboard_form_needs_a_token_from_our_origin(route, op):
     def request(**extra):
         obj = route.make(w, w.member_b) if route.make else None
         body = op.body(w, obj, w.org_b) if op.body else {}
-        url = reverse(route.name, kwargs={"pk": obj.pk} if route.in_path else None)
+        url = reverse(route.name, kwargs=route.url_kwargs(obj))
         before = helpers.fingerprint(w.org_b)
         client, token = _csrf_client(w.owner_b)
         data = {**body, **({"csrfmiddlewaretoken": token} if extra.pop("with_token") else {})}
@@ -157,7 +159,7 @@ def test_every_api_write_by_session_needs_a_token_from_our_origin(route, op):
     for refused in ({}, {"HTTP_ORIGIN": EVIL_ORIGIN, "token": True}):
         obj = route.make(w, w.member_b) if route.make else None
         body = op.body(w, obj, w.org_b) if op.body else {}
-        url = reverse(route.name, kwargs={"pk": obj.pk} if route.in_path else None)
+        url = reverse(route.name, kwargs=route.url_kwargs(obj))
         client, token = _csrf_client(w.owner_b)
         headers = {"HTTP_X_CSRFTOKEN": token} if refused.pop("token", False) else {}
         before = helpers.fingerprint(w.org_b)
@@ -231,7 +233,7 @@ def _dashboard_pages(w, user) -> list[str]:
             urls.append(reverse(route.name))
         else:
             obj = route.make(w, user)
-            urls.append(reverse(route.name, args=[obj.pk]))
+            urls.append(reverse(route.name, kwargs=route.url_kwargs(obj)))
     return urls
 
 
@@ -301,7 +303,8 @@ def _hostile_world(payload: str):
     price = PriceFactory(organization=org, upstream_model=payload, source=payload)
     rate = ExchangeRateFactory(organization=org, currency="CNY")
     account_services.api_token_create(organization=org, name=payload, role=Role.VIEWER, actor=owner)
-    objects = {"key": key, "owner_key": owner_key, "credential": credential, "model": model, "deployment": deployment, "budget": budget,
+    batch = BatchFactory(key=owner_key, input_file__filename=payload, metadata={"note": payload})
+    objects = {"batch": batch, "key": key, "owner_key": owner_key, "credential": credential, "model": model, "deployment": deployment, "budget": budget,
                "channel": channel, "event": event, "team": team, "price": price, "rate": rate}
     return org, owner, member, objects
 
@@ -309,7 +312,7 @@ def _hostile_world(payload: str):
 OBJECT_PAGES = {  # route name -> the hostile world's object it shows
     "key_detail": "owner_key", "credential_edit": "credential", "model_edit": "model", "model_report": "model",
     "deployment_edit": "deployment", "usage_event": "event", "budget_edit": "budget", "channel_edit": "channel",
-    "price_edit": "price", "exchange_rate_edit": "rate",
+    "price_edit": "price", "exchange_rate_edit": "rate", "batch_detail": "batch", "batch_progress": "batch", "batch_file": "batch",
 }
 RAW = {HOSTILE_NAMES[0]: ["<script>alert(1)</script>"], HOSTILE_NAMES[1]: ["<img src=x", '"><img']}
 ESCAPED = {HOSTILE_NAMES[0]: "&lt;script&gt;alert(1)&lt;/script&gt;", HOSTILE_NAMES[1]: "&lt;img src=x onerror=alert(1)&gt;"}
@@ -328,7 +331,7 @@ def test_hostile_names_are_escaped_on_every_page(payload):
         if route.make is None:
             pages.append(reverse(route.name))
         elif route.name in OBJECT_PAGES:
-            pages.append(reverse(route.name, args=[objects[OBJECT_PAGES[route.name]].pk]))
+            pages.append(reverse(route.name, kwargs=route.url_kwargs(objects[OBJECT_PAGES[route.name]])))
         else:
             raise AssertionError(f"{route.name}: add the hostile world's object it shows to OBJECT_PAGES")
     problems, escaped_on = [], []
@@ -345,6 +348,12 @@ def test_hostile_names_are_escaped_on_every_page(payload):
                 problems += [f"{url}: unescaped {raw!r}" for raw in RAW[payload] if raw in html]
                 if ESCAPED[payload] in html:
                     escaped_on.append(url)
+    # A batch file downloads under the name it was uploaded with, quoted: the payload cannot end the header's value.
+    download = Client()
+    download.force_login(owner)
+    disposition = download.get(reverse("batch_file", kwargs=helpers.ROUTES_BY_NAME["batch_file"].url_kwargs(objects["batch"])))["Content-Disposition"]
+    quoted = re.fullmatch(r'attachment; filename="((?:[^"\\]|\\.)*)"', disposition)  # an RFC 9110 quoted-string
+    assert quoted and re.sub(r"\\(.)", r"\1", quoted[1]) == payload, disposition
     # The browsable API (HTML) escapes too.
     api = Client()
     api.force_login(owner)
@@ -398,7 +407,7 @@ def test_sql_fragments_in_every_filter_get_a_clear_answer():
     for route in ROUTES:
         if any(op.method == "GET" for op in route.ops):
             obj = route.make(w, w.member_b) if route.make else None
-            pages.append((route, reverse(route.name, kwargs={"pk": obj.pk} if route.in_path else None)))
+            pages.append((route, reverse(route.name, kwargs=route.url_kwargs(obj))))
     before = _table_counts()
     for route, url in pages:
         requests = [{name: fragment for name in PARAM_NAMES} for fragment in SQL_FRAGMENTS]

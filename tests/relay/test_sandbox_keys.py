@@ -107,3 +107,22 @@ def test_a_sandbox_answer_does_not_end_a_real_deployments_cooldown(gateway, upst
     _key, secret = sandbox_key(gateway)
     assert gateway.client(secret).chat.completions.create(model="flaky", messages=ASK).choices[0].message.content.startswith("This is")
     assert deployment.pk in cooldowns._until  # still cooling for everyone else
+
+
+def test_the_sandboxed_model_is_built_once_per_snapshot_and_follows_a_reload(gateway):
+    """relay.sandbox memoises the sandboxed copy on the model snapshot; a reloaded snapshot (a configuration
+    change) gets a copy of its own, with the change."""
+    from relay.sandbox import sandboxed
+    from relay.snapshots import model_snapshot
+
+    snapshot = model_snapshot(organization_id=gateway.org.pk, name="gpt-test")
+    first = sandboxed(snapshot)
+    assert sandboxed(snapshot) is first  # not rebuilt per request
+    assert [d.target.wire for d in first.deployments] == ["mock"] and snapshot.deployments[0].target.wire != "mock"
+
+    deployment = gateway.model.deployments.get()
+    key_services.deployment_update(actor=gateway.ctx, deployment=deployment, weight=7)
+    reloaded = model_snapshot(organization_id=gateway.org.pk, name="gpt-test")
+    again = sandboxed(reloaded)
+    assert again is not first and [d.weight for d in again.deployments] == [7]
+    assert first.deployments[0].weight != 7
