@@ -35,15 +35,15 @@ from batches import (
 )
 from batches.models import Batch, BatchLine
 from batches.native_http import NativeError, Poll, Result
+from batches.selectors import budget_left
 from billing.ledger import usage_ingest
-from billing.selectors import budget_spent_micros
 from keys.models import Deployment
 from relay.snapshots import credit_in_force, key_snapshot_by_hash, model_snapshot
 from wire import tokens
 from wire.adapters import get_adapter
 from wire.errors import MalformedUsage, RelayError
 from wire.presets import PRESETS
-from wire.pricing import MICROS, price_at
+from wire.pricing import price_at
 from wire.usage import MAX_USAGE_TOKENS, UsageRecord, usage_number
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def batch_native_plan(*, key, endpoint: str, parsed: list[batch_lines.Line], cap
             field="tollgate_cap", code="native_cap_exceeded")
     for budget in snapshot.budgets:
         # The relay holds each request against the key's hard budgets; a native batch's lines never pass it.
-        left = Decimal(max(budget.limit_micros - budget_spent_micros(budget_id=budget.id, at=now), 0)) / MICROS
+        left = budget_left(budget, now)
         if budget.hard and worst > left:
             raise ApplicationError(
                 _("A native batch's whole worst case, up to %(worst)s %(currency)s at the batch price, must fit the %(scope)s budget "

@@ -8,6 +8,8 @@ from django.db.models import QuerySet
 from batches.models import Batch, BatchFile
 from billing.exact_sums import ExactSum
 from billing.models import UsageEvent
+from billing.selectors import budget_spent_micros
+from wire.pricing import MICROS
 
 FILES = ("input_file", "output_file", "error_file")
 
@@ -27,3 +29,8 @@ def batch_would_have_cost(*, batch: Batch) -> Decimal | None:
     if not rows.exists():
         return None
     return rows.aggregate(total=ExactSum("would_have_cost"))["total"] or Decimal(0)
+
+
+def budget_left(budget, at: float) -> Decimal:
+    """What a budget in force (a relay.snapshots budget) leaves of its period holding `at`, never below 0."""
+    return Decimal(max(budget.limit_micros - budget_spent_micros(budget_id=budget.id, at=at), 0)) / MICROS

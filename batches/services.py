@@ -18,15 +18,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.errors import ApplicationError
-from batches import lines as batch_lines
-from batches import native
+from batches import lines as batch_lines, native
 from batches.models import Batch, BatchFile, BatchLine
+from batches.selectors import budget_left
 from billing.estimator import estimate_cost
-from billing.selectors import budget_spent_micros
 from keys.models import VirtualKey
 from relay.snapshots import budgets_in_force
 from wire import tokens
-from wire.pricing import MICROS
 
 CAP_FIELD = "tollgate_cap"
 # A line in flight when its worker died: the upstream may have answered (and charged), so it is never resent.
@@ -101,7 +99,7 @@ def key_budget_remaining(*, key: VirtualKey) -> Decimal | None:
     now = time.time()
     remaining = None
     for budget in budgets_in_force(key):
-        left = Decimal(max(budget.limit_micros - budget_spent_micros(budget_id=budget.id, at=now), 0)) / MICROS
+        left = budget_left(budget, now)
         remaining = left if remaining is None else min(remaining, left)
     return remaining
 

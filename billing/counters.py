@@ -11,14 +11,14 @@ repairer last saw of it when that is more (spend still on its way to the ledger)
 rest are reservations and leases processes hold; lowering the counter would let them be spent twice).
 """
 
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
 
 from django.utils import timezone
 
 from billing.credit_models import CreditAccount
 from billing.credit_selectors import credit_spent_micros
 from billing.models import Budget
-from billing.selectors import budget_spent
+from billing.selectors import budget_spent, budget_spent_micros
 from wire.periods import budget_counter, credit_counter
 from wire.pricing import to_micros
 
@@ -54,9 +54,7 @@ def counter_repaired(*, floor: int, seen: float = 0) -> float:
 def budget_counter_repair(*, budget_id: int, at: float, seen: float = 0) -> float:
     """What the relay rebuilds a missing budget counter at (`seen`: the counter at this process's last
     lease). A budget deleted meanwhile has spent nothing."""
-    budget = Budget.objects.select_related("organization").filter(pk=budget_id).first()
-    floor = 0 if budget is None else budget_counter_floor(budget=budget, at=datetime.fromtimestamp(at, tz=dt_timezone.utc))
-    return counter_repaired(floor=floor, seen=seen)
+    return counter_repaired(floor=budget_spent_micros(budget_id=budget_id, at=at), seen=seen)
 
 
 def credit_counter_repair(*, account_id: int, seen: float = 0) -> float:
