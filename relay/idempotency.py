@@ -11,6 +11,7 @@ error event, rather than running (and charging) the request again; a new key ask
 Answers that failed otherwise are not stored, so a retry can succeed.
 While the shared store (Redis) is unavailable, requests with the header get 503 with Retry-After:
 answering without the guarantee could charge a retry twice (README: fail-open table).
+The request flow reaches all of this through one call, `run_once` (relay.pipeline).
 """
 
 import asyncio

@@ -339,7 +339,7 @@ async def _forward(rt, x: Exchange) -> None:
                 continue
         if x.context_limit and (deployment.context_window or 0) <= x.context_limit:
             continue
-        response = await _try(rt, x, deployment, adapter)
+        response = await _try_deployment(rt, x, deployment, adapter)
         if response is not None:
             headers = _answer_headers(x, deployment, adapter)
             if x.stream:
@@ -359,7 +359,7 @@ def _adapters(x: Exchange):
     return get_adapter
 
 
-async def _try(rt, x: Exchange, deployment, adapter):
+async def _try_deployment(rt, x: Exchange, deployment, adapter):
     """One deployment, retried as the policy allows: its response, or None to move on to the next."""
     policy, record, target = x.model.policy, x.record, deployment.target
     for retry in range(policy.retries_per_deployment + 1):
