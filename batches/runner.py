@@ -259,7 +259,7 @@ class BatchRunner:
         self.next_at = max(now, self.next_at) + 60 / key.rpm_limit
 
     async def _worst_case(self, line: BatchLine) -> int:
-        """The relay's own reservation for this line (relay.pipeline._admit_and_forward)."""
+        """The relay's own reservation for this line (relay.pipeline._admit)."""
         rt = self.app.runtime
         model = await rt.cache.model(self.batch.organization_id, line.body.get("model", ""))
         if model is None:

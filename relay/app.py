@@ -8,6 +8,7 @@ import logging
 import secrets
 
 from relay import pipeline, probes
+from relay.exchange import ClientGone
 from relay.runtime import Runtime
 from wire.errors import RelayError, RequestTooLarge
 
@@ -40,7 +41,7 @@ class Connection:
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
-                raise pipeline.ClientGone()
+                raise ClientGone()
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:  # chunked uploads are cut off as soon as they pass the limit

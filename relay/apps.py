@@ -6,6 +6,7 @@ class RelayConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        # Imported once the app registry is ready, as Django asks of AppConfig.ready.
         from django.conf import settings
 
         from wire.adapters import mock

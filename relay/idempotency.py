@@ -11,6 +11,7 @@ error event, rather than running (and charging) the request again; a new key ask
 Answers that failed otherwise are not stored, so a retry can succeed.
 While the shared store (Redis) is unavailable, requests with the header get 503 with Retry-After:
 answering without the guarantee could charge a retry twice (README: fail-open table).
+The request flow reaches all of this through one call, `run_once` (relay.pipeline).
 """
 
 import asyncio
@@ -22,8 +23,12 @@ from dataclasses import dataclass
 import orjson
 from redis.exceptions import RedisError
 
+from relay import messages, responses
+from relay.exchange import ClientGone
 from wire import redis_keys
+from wire.adapters.openai import chunk_id
 from wire.errors import InvalidRequest, RelayError, Unavailable
+from wire.sse import encode_error
 
 log = logging.getLogger(__name__)
 STORE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
@@ -124,43 +129,46 @@ def fingerprint(body: dict) -> str:
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-async def claim(store: IdempotencyStore, key_id: int, header: str | None, body: dict) -> Claim | None:
-    """None without an Idempotency-Key; otherwise this request's claim (or the answer to replay)."""
+async def run_once(rt, exchange, serve) -> None:
+    """The pipeline's one call for Idempotency-Key: without the header, `serve(rt, exchange)`; with it,
+    claim the key, then replay the stored answer, or serve and store what was answered (or release the
+    claim). A claim refused (reused key, one in progress, the store down) raises before serving."""
+    conn = exchange.conn
+    header = conn.header(b"idempotency-key")
     if not header:
-        return None
+        await serve(rt, exchange)
+        return
+    claim = await _claim(rt.idempotency, exchange.key.id, header, exchange.body)
+    if claim.stored is not None:  # a retry: the stored answer, no upstream call, no charge
+        await _replay(conn, claim.stored)
+    else:
+        await _serve_and_store(rt, exchange, serve, claim)
+
+
+async def _claim(store: IdempotencyStore, key_id: int, header: str, body: dict) -> Claim:
     if len(header) > MAX_KEY_LENGTH:
         raise InvalidRequest(f"Idempotency-Key is longer than {MAX_KEY_LENGTH} characters.", param="Idempotency-Key", code="invalid_idempotency_key")
     name, digest = redis_keys.idempotency(key_id, header), fingerprint(body)
     return Claim(name, digest, await store.claim(name, digest))
 
 
-async def run_once(store: IdempotencyStore, conn, claim: Claim, forward) -> None:
-    """Replay the stored answer, or run `forward()` (the request) and store what it answered."""
-    if claim.stored is not None:  # a retry: the stored answer, no upstream call, no charge
-        stored = claim.stored
-        headers = [(k.encode(), v.encode()) for k, v in stored["headers"]] + [(b"idempotent-replayed", b"true")]
-        conn.request_id = stored["request_id"]  # the answer is the original request's
-        return await conn.respond(stored["status"], stored["body"].encode(), headers)
-    from relay import messages, responses
-    from relay.pipeline import ClientGone  # the pipeline imports this module
-    from wire.adapters.openai import chunk_id
-    from wire.sse import encode_error
+async def _replay(conn, stored: dict) -> None:
+    headers = [(k.encode(), v.encode()) for k, v in stored["headers"]] + [(b"idempotent-replayed", b"true")]
+    conn.request_id = stored["request_id"]  # the answer is the original request's
+    await conn.respond(stored["status"], stored["body"].encode(), headers)
 
+
+async def _serve_and_store(rt, exchange, serve, claim: Claim) -> None:
+    store, conn = rt.idempotency, exchange.conn
     conn.captured = []
     record = None
     try:
-        record = await forward()
+        record = await serve(rt, exchange)
     except (ClientGone, asyncio.CancelledError):
         if conn.started and len(conn.captured) > 2 and (b"content-type", b"text/event-stream") in conn.captured[1]:
             # The client left mid-stream: what was delivered was charged, so it is the answer a retry gets.
             status, headers, *chunks = conn.captured
-            first = next((c for c in chunks if c.startswith(b"data: {")), b"")
-            encode = messages.encode_error if conn.scope["path"] in messages.PATHS else encode_error  # the stream's own format
-            if conn.scope["path"] == responses.PATH:
-                encode = responses.replay_error(chunks)
-            chunks.append(encode(ReplayIncomplete(
-                "The original request's stream was interrupted by the client; this is what it delivered and "
-                "was charged for. Send a new Idempotency-Key for a new answer."), chunk_id(first[6:].strip()) or conn.request_id))
+            chunks.append(_interrupted(conn, chunks))
             await store.save(claim.name, conn.request_id, status, headers, b"".join(chunks), claim.fingerprint)
         else:
             await store.release(claim.name)
@@ -173,3 +181,14 @@ async def run_once(store: IdempotencyStore, conn, claim: Claim, forward) -> None
         await store.save(claim.name, conn.request_id, status, headers, b"".join(chunks), claim.fingerprint)
     else:
         await store.release(claim.name)
+
+
+def _interrupted(conn, chunks: list[bytes]) -> bytes:
+    """The error event ending a stored partial stream, in the stream's own format and with its id."""
+    first = next((c for c in chunks if c.startswith(b"data: {")), b"")
+    encode = messages.encode_error if conn.scope["path"] in messages.PATHS else encode_error
+    if conn.scope["path"] == responses.PATH:
+        encode = responses.replay_error(chunks)
+    return encode(ReplayIncomplete(
+        "The original request's stream was interrupted by the client; this is what it delivered and "
+        "was charged for. Send a new Idempotency-Key for a new answer."), chunk_id(first[6:].strip()) or conn.request_id)

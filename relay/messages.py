@@ -14,7 +14,7 @@ from relay.validation import check_no_destination
 from wire import tokens
 from wire.adapters import get_adapter
 from wire.adapters.anthropic import ERROR_STATUS, VERSION, map_anthropic_error, usage_from
-from wire.adapters.base import Target, UpstreamRequest, Usage
+from wire.adapters.base import LocalResponse, Target, UpstreamRequest, Usage
 from wire.adapters.translation import error_object, load_json
 from wire.errors import InvalidRequest, RelayError, UpstreamError
 from wire.inbound import messages as inbound
@@ -301,8 +301,6 @@ class CountEstimate:
         return UpstreamRequest("POST", "local://count_tokens", {}, orjson.dumps({"input_tokens": count}))
 
     async def local_call(self, request: UpstreamRequest, endpoint: str):
-        from wire.adapters.mock import LocalResponse
-
         async def body():
             yield request.body
 

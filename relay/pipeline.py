@@ -1,5 +1,10 @@
-"""The /v1 request flow, one flat pass: authenticate → parse → resolve → admit → forward → record.
+"""The /v1 request flow, one straight line of stages over one per-request `Exchange` (relay/exchange.py):
 
+    authenticate → parse → (idempotency.run_once) → resolve → admit → forward → settle
+
+Each stage is a small function of (rt, exchange) with one job. `_admit` reserves (limits, credit,
+budgets, a downgrade) and `_settle` gives back or charges what it reserved and records the request;
+they always pair. A request refused before admission still gets its ledger row (`_refuse`).
 Retries and fallbacks happen only before the first byte reaches the client; after that an error
 becomes an SSE error event. Usage is recorded in `finally`, so cancelled streams count too.
 Upstream answers are untrusted input: a stream is metered and cut past its output ceiling or its
@@ -15,6 +20,7 @@ from decimal import Decimal
 import orjson
 
 from relay import control, idempotency, messages, responses
+from relay.exchange import ClientGone, Exchange
 from relay.record import Record, completion_text, rerank_units, stream_text, worst_case_micros
 from relay.routing import backoff_delay
 from relay.sandbox import sandboxed
@@ -49,9 +55,12 @@ log = logging.getLogger(__name__)
 PARSE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError)
 
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings", "/v1/rerank": "rerank"}
+# Every relayed path (POST only) and the endpoint it records: OpenAI's, Anthropic's Messages, Responses.
+RELAYED = {**ENDPOINTS, **messages.PATHS, responses.PATH: responses.ENDPOINT}
 NO_OUTPUT = frozenset({"embeddings", "rerank"})  # endpoints that generate no tokens: nothing to reserve or meter
 JSON = [(b"content-type", b"application/json")]
 KEY_HEADERS = (b"authorization", b"api-key", b"x-api-key")
+UNSUPPORTED = "The model '{model}' does not support the {endpoint} endpoint."
 # The ASGI scope entry of an in-process caller (batches.runner): an InProcessCaller. An HTTP server builds
 # the scope from the request line and headers, so no client over the network can set it.
 IN_PROCESS = "tollgate.in_process"
@@ -67,34 +76,9 @@ class InProcessCaller:
         self.key_hash, self.batch_id, self.record = key_hash, batch_id, None
 
 
-class ClientGone(Exception):
-    """The client disconnected; nothing more can be written."""
-
-
 async def handle(rt, conn) -> None:
     try:
-        path, method = conn.scope["path"], conn.scope["method"]
-        endpoint = ENDPOINTS.get(path)
-        if endpoint is not None:
-            if method != "POST":
-                raise MethodNotAllowed(f"Use POST for {path}.")
-            await _relay(rt, conn, endpoint)
-        elif path in messages.PATHS:
-            if method != "POST":
-                raise MethodNotAllowed(f"Use POST for {path}.")
-            await _relay(rt, conn, messages.PATHS[path])
-        elif path == responses.PATH:
-            if method != "POST":
-                raise MethodNotAllowed(f"Use POST for {path}.")
-            await _relay(rt, conn, responses.ENDPOINT)
-        elif path.startswith(responses.STORED_PREFIX):  # a stored response: GET or DELETE
-            await responses.handle_stored(conn, await _authenticate(rt, conn), path[len(responses.STORED_PREFIX) :])
-        elif path == "/v1/models" or path.startswith("/v1/models/"):
-            if method != "GET":
-                raise MethodNotAllowed(f"Use GET for {path}.")
-            await _models(rt, conn, path[len("/v1/models/") :] if path != "/v1/models" else None)
-        else:
-            raise NotFound(f"Unknown endpoint {method} {path}.")
+        await _route(rt, conn)
     except RelayError as error:
         if not conn.started:
             if conn.scope["path"] in messages.PATHS:  # Anthropic's clients read Anthropic's error shape
@@ -108,6 +92,23 @@ async def handle(rt, conn) -> None:
         log.exception("relay failure on %s", conn.request_id)
         if not conn.started:
             await conn.respond_error(RelayError("The gateway failed to handle this request."))
+
+
+async def _route(rt, conn) -> None:
+    path, method = conn.scope["path"], conn.scope["method"]
+    endpoint = RELAYED.get(path)
+    if endpoint is not None:
+        if method != "POST":
+            raise MethodNotAllowed(f"Use POST for {path}.")
+        await _relay(rt, conn, endpoint)
+    elif path.startswith(responses.STORED_PREFIX):  # a stored response: GET or DELETE
+        await responses.handle_stored(conn, await _authenticate(rt, conn), path[len(responses.STORED_PREFIX) :])
+    elif path == "/v1/models" or path.startswith("/v1/models/"):
+        if method != "GET":
+            raise MethodNotAllowed(f"Use GET for {path}.")
+        await _models(rt, conn, path[len("/v1/models/") :] if path != "/v1/models" else None)
+    else:
+        raise NotFound(f"Unknown endpoint {method} {path}.")
 
 
 async def _authenticate(rt, conn):
@@ -148,9 +149,24 @@ async def _models(rt, conn, model_id: str | None) -> None:
     raise ModelNotFound(f"The model '{model_id}' does not exist.", param="model")
 
 
+# --- The flow: one Exchange, stage after stage ---
+
+
 async def _relay(rt, conn, endpoint: str) -> None:
-    key = await _authenticate(rt, conn)
-    body = claim = None
+    x = Exchange(conn, endpoint, await _authenticate(rt, conn))
+    try:
+        await _parse(rt, x)
+        # Idempotency-Key: claim, replay or run once, release (relay/idempotency.py); without the header, _serve.
+        await idempotency.run_once(rt, x, _serve)
+    except RelayError as error:
+        if x.record is None:  # refused before admission (nothing recorded it yet)
+            _refuse(rt, x, error)
+        raise
+
+
+async def _parse(rt, x: Exchange) -> None:
+    """The request's JSON body, checked (relay/bodies.py reads large ones off the event loop)."""
+    conn = x.conn
     try:
         raw = await conn.read_body(rt.max_body)
         content_type = conn.header(b"content-type")
@@ -158,192 +174,247 @@ async def _relay(rt, conn, endpoint: str) -> None:
             raise InvalidRequest("Content-Type must be application/json.")
         if not raw:
             raise InvalidRequest("The request body is empty; send a JSON object.")
-        body = await rt.bodies.read(raw, endpoint)  # large bodies off the event loop (relay/bodies.py)
-        if endpoint == responses.ENDPOINT:
-            body = await responses.prepare(key, body)  # previous_response_id: its turns, read only when given
-        claim = await idempotency.claim(rt.idempotency, key.id, conn.header(b"idempotency-key"), body)
+        x.body = await rt.bodies.read(raw, x.endpoint)
+        if x.endpoint == responses.ENDPOINT:
+            x.body = await responses.prepare(x.key, x.body)  # previous_response_id: its turns, read only when given
     except RelayError as error:
-        raise _refused(rt, conn, key, endpoint, body if body is not None else getattr(error, "body_seen", None), error)
-    if claim is None:
-        await _admit_and_forward(rt, conn, endpoint, key, body)
-    else:
-        await idempotency.run_once(rt.idempotency, conn, claim, lambda: _admit_and_forward(rt, conn, endpoint, key, body))
-
-
-async def _admit_and_forward(rt, conn, endpoint: str, key, body: dict) -> Record:
-    name = body["model"]
-    if key.allowed_models and name not in key.allowed_models:
-        raise _refused(rt, conn, key, endpoint, body, ModelNotAllowed(f"This key may not use the model '{name}'.", param="model"))
-    model = await rt.cache.model(key.organization_id, name)
-    if model is None or not model.deployments:
-        raise _refused(rt, conn, key, endpoint, body, ModelNotFound(f"The model '{name}' does not exist or has no deployment.", param="model"))
-    # --- Sandbox keys and the response cache (relay/sandbox.py, relay/response_cache.py) ---
-    if key.sandbox:
-        model = sandboxed(model)
-    lookup = rt.response_cache.plan(conn, key, model, endpoint, body)
-    if lookup is not None:
-        hit = await rt.response_cache.serve(conn, key, model, endpoint, body, lookup, rt.sink)
-        if hit is not None:
-            return hit
-    # ---
-
-    stream = bool(body.get("stream")) and endpoint not in NO_OUTPUT
-    prompt_estimate = tokens.bound_prompt(endpoint, body)
-    max_output = 0 if endpoint in NO_OUTPUT else int(body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens") or 0)
-    # Counting tokens is free: it takes a request from RPM, but no tokens and no budget.
-    free = endpoint == "count_tokens"
-    reserved_tokens = 0 if free else prompt_estimate + max_output
-    record = _new_record(conn, key, model, endpoint, stream, body)
-    record.cache = lookup
-    # The most output this request may be delivered and billed (README "Budgets and limits").
-    ceiling = output_ceiling(max_output or rt.output_reserve) if endpoint not in NO_OUTPUT else None
-    try:
-        limit_headers, tpm_counter = await rt.limiter.admit(key, reserved_tokens)
-        held, downgrade, reserved_micros, credit = (), "", 0, None
-        # Pricing the worst case is only needed when there is something to hold it against; a sandbox key draws none.
-        if (key.budgets or key.credit) and not free and not key.sandbox:
-            hard_budget = next((b for b in key.budgets if b.hard), None) or key.credit  # an unknown cost must not pass it
-            servers = [model, *await _fallback_models(rt, model, key)]  # a fallback may answer, at its price
-            output = 0 if endpoint in NO_OUTPUT else max_output or rt.output_reserve
-            units = rerank_units(body, tokens.count_bound) if endpoint == "rerank" else 0  # priced per search unit, maybe
-            reserved_micros = worst_case_micros(servers, prompt_estimate, output, record.created_at, hard_budget=hard_budget, search_units=units)
-            credit = await rt.credits.reserve(key, reserved_micros)  # both the balance and every budget must hold it
-            try:
-                held, downgrade = await rt.budgets.reserve(key, reserved_micros, record.created_at)
-            except RelayError:
-                await rt.credits.release(credit, reserved_micros)
-                raise
-        if downgrade and downgrade != model.name:
-            cheaper = await rt.cache.model(key.organization_id, downgrade)
-            if cheaper is not None and cheaper.deployments:
-                record.downgraded_model = model  # priced too, for the savings (relay.record)
-                record.downgraded_from, record.model, record.model_name, model = model.name, cheaper, cheaper.name, cheaper
-    except RelayError as error:
-        record.fail(error)
-        record.finish()
-        rt.sink.emit(record.as_usage())
+        if x.body is None:  # what the body reader saw of a body it refused, for the ledger row
+            x.body = getattr(error, "body_seen", None)
         raise
+
+
+async def _serve(rt, x: Exchange) -> Record | None:
+    """Answer the parsed request: from the response cache, or admitted, forwarded and settled."""
+    if not await _resolve(rt, x):
+        return x.record  # the response cache answered
+    await _admit(rt, x)
     # Streams watch for the client leaving; a whole answer is simply finished (and billed).
-    watch = DisconnectWatch(conn) if stream else None
+    watch = DisconnectWatch(x.conn) if x.stream else None
     try:
-        await _forward(rt, conn, endpoint, body, key, model, record, limit_headers, ceiling)
+        await _forward(rt, x)
     except RelayError as error:
-        record.fail(error)
+        x.record.fail(error)
         raise
     except asyncio.CancelledError:
-        record.status_code, record.error_type = 499, "client_disconnected"
+        x.record.status_code, x.record.error_type = 499, "client_disconnected"
         if watch is None or not watch.gone:
             raise  # the server is cancelling us (shutdown): record and pass it on
         asyncio.current_task().uncancel()
         raise ClientGone() from None
     except ClientGone:
-        record.status_code, record.error_type = 499, "client_disconnected"
+        x.record.status_code, x.record.error_type = 499, "client_disconnected"
         raise
     finally:
         if watch is not None:
             watch.stop()
-        if ceiling is not None and record.completion_tokens > ceiling:
-            record.completion_tokens = ceiling  # never billed past what the request allowed, margin included
+        await _settle(rt, x)
+    return x.record
+
+
+async def _resolve(rt, x: Exchange) -> bool:
+    """The model the key may use, as it answers this key (a sandbox key's: the demo); False when the
+    response cache answered instead (relay/sandbox.py, relay/response_cache.py)."""
+    key, body = x.key, x.body
+    name = body["model"]
+    if key.allowed_models and name not in key.allowed_models:
+        raise ModelNotAllowed(f"This key may not use the model '{name}'.", param="model")
+    model = await rt.cache.model(key.organization_id, name)
+    if model is None or not model.deployments:
+        raise ModelNotFound(f"The model '{name}' does not exist or has no deployment.", param="model")
+    x.model = sandboxed(model) if key.sandbox else model
+    x.lookup = rt.response_cache.plan(x.conn, key, x.model, x.endpoint, body)
+    if x.lookup is not None:
+        x.record = await rt.response_cache.serve(x.conn, key, x.model, x.endpoint, body, x.lookup, rt.sink)
+        if x.record is not None:
+            return False
+    x.stream = bool(body.get("stream")) and x.endpoint not in NO_OUTPUT
+    return True
+
+
+async def _admit(rt, x: Exchange) -> None:
+    """Reserve what the request may use: a request and its worst-case tokens from the key's limits,
+    its worst-case cost from the credit balance and every budget (a soft budget may downgrade the
+    model). `_settle` gives back or charges exactly this. A refusal is recorded and raised."""
+    key, body, endpoint = x.key, x.body, x.endpoint
+    no_output = endpoint in NO_OUTPUT
+    prompt_estimate = tokens.bound_prompt(endpoint, body)
+    max_output = 0 if no_output else int(body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens") or 0)
+    # Counting tokens is free: it takes a request from RPM, but no tokens and no budget.
+    free = endpoint == "count_tokens"
+    x.reserved_tokens = 0 if free else prompt_estimate + max_output
+    x.record = record = _new_record(x, x.model, x.stream)
+    record.cache = x.lookup
+    # The most output this request may be delivered and billed (README "Budgets and limits").
+    x.ceiling = None if no_output else output_ceiling(max_output or rt.output_reserve)
+    try:
+        x.limit_headers, x.tpm_counter = await rt.limiter.admit(key, x.reserved_tokens)
+        # Pricing the worst case is only needed when there is something to hold it against; a sandbox key draws none.
+        if (key.budgets or key.credit) and not free and not key.sandbox:
+            output = 0 if no_output else max_output or rt.output_reserve
+            downgrade = await _reserve_money(rt, x, prompt_estimate, output)
+            if downgrade and downgrade != x.model.name:
+                await _downgrade(rt, x, downgrade)
+    except RelayError as error:
+        record.fail(error)
         record.finish()
-        await rt.limiter.settle(tpm_counter, reserved_tokens, record.prompt_tokens + record.completion_tokens)
-        if held:
-            await rt.budgets.settle(held, reserved_micros, to_micros(record.cost_display or 0))
-        await rt.credits.settle(credit, reserved_micros, to_micros(record.cost_display or 0))
         rt.sink.emit(record.as_usage())
-        if lookup is not None:
-            rt.response_cache.keep(record)
-    return record
+        raise
 
 
-def _new_record(conn, key, model, endpoint: str, stream: bool, body) -> Record:
-    record = Record(conn.request_id, key, model, endpoint, stream, body)
-    caller = conn.scope.get(IN_PROCESS)
+async def _reserve_money(rt, x: Exchange, prompt_estimate: int, output: int) -> str:
+    """Hold the worst-case cost against the credit balance and every budget; the model a soft budget
+    downgrades to ("" for none)."""
+    key, model = x.key, x.model
+    hard_budget = next((b for b in key.budgets if b.hard), None) or key.credit  # an unknown cost must not pass it
+    servers = [model, *await _fallback_models(rt, model, key)]  # a fallback may answer, at its price
+    units = rerank_units(x.body, tokens.count_bound) if x.endpoint == "rerank" else 0  # priced per search unit, maybe
+    x.reserved_micros = worst_case_micros(servers, prompt_estimate, output, x.record.created_at, hard_budget=hard_budget, search_units=units)
+    x.credit = await rt.credits.reserve(key, x.reserved_micros)  # both the balance and every budget must hold it
+    try:
+        x.held, downgrade = await rt.budgets.reserve(key, x.reserved_micros, x.record.created_at)
+    except RelayError:
+        await rt.credits.release(x.credit, x.reserved_micros)
+        raise
+    return downgrade
+
+
+async def _downgrade(rt, x: Exchange, name: str) -> None:
+    cheaper = await rt.cache.model(x.key.organization_id, name)
+    if cheaper is not None and cheaper.deployments:
+        record = x.record
+        record.downgraded_model = x.model  # priced too, for the savings (relay.record)
+        record.downgraded_from, record.model, record.model_name, x.model = x.model.name, cheaper, cheaper.name, cheaper
+
+
+async def _settle(rt, x: Exchange) -> None:
+    """What `_admit` reserved, given back or charged at what was used; the request recorded (and its
+    answer kept by the response cache when it may be)."""
+    record = x.record
+    if x.ceiling is not None and record.completion_tokens > x.ceiling:
+        record.completion_tokens = x.ceiling  # never billed past what the request allowed, margin included
+    record.finish()
+    await rt.limiter.settle(x.tpm_counter, x.reserved_tokens, record.prompt_tokens + record.completion_tokens)
+    if x.held:
+        await rt.budgets.settle(x.held, x.reserved_micros, to_micros(record.cost_display or 0))
+    await rt.credits.settle(x.credit, x.reserved_micros, to_micros(record.cost_display or 0))
+    rt.sink.emit(record.as_usage())
+    if x.lookup is not None:
+        rt.response_cache.keep(record)
+
+
+def _new_record(x: Exchange, model, stream: bool) -> Record:
+    record = Record(x.conn.request_id, x.key, model, x.endpoint, stream, x.body)
+    caller = x.conn.scope.get(IN_PROCESS)
     if caller is not None:
         record.batch_id, caller.record = caller.batch_id, record
     return record
 
 
-def _refused(rt, conn, key, endpoint: str, body: dict | None, error: RelayError) -> RelayError:
+def _refuse(rt, x: Exchange, error: RelayError) -> None:
     """A known key's request refused before admission still gets its ledger row (no deployment, no
     cost), so the key's owner finds the 400s, 403s and 404s in the request log. Unknown keys get none:
     they belong to no organization, and their flood is throttled instead."""
-    record = _new_record(conn, key, None, endpoint, isinstance(body, dict) and body.get("stream") is True, body)
+    record = _new_record(x, None, isinstance(x.body, dict) and x.body.get("stream") is True)
     record.fail(error)
     record.finish()
     rt.sink.emit(record.as_usage())
-    return error
 
 
-async def _forward(rt, conn, endpoint, body, key, model, record, limit_headers, ceiling) -> None:
+async def _forward(rt, x: Exchange) -> None:
     """Try deployments in plan order until one answers; retries and fallbacks only before the first byte."""
-    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    adapter_for = messages.adapters(conn) if endpoint in messages.ENDPOINTS else get_adapter
-    if endpoint == responses.ENDPOINT:
-        adapter_for = responses.adapters(key, body)
-    policy = model.policy
-    deadline = time.monotonic() + policy.deadline_seconds
-    last_error: RelayError | None = None
-    context_limit = None  # the context window that proved too small, for a context fallback
+    adapter_for = _adapters(x)
+    model, policy = x.model, x.model.policy
+    x.deadline = time.monotonic() + policy.deadline_seconds
     primary_cost = None
-    async for deployment in _candidates(rt, model, key):
-        target = deployment.target
-        adapter = adapter_for(target.wire)
-        if endpoint not in adapter.endpoints:
-            unsupported = getattr(adapter, "unsupported", "The model '{model}' does not support the {endpoint} endpoint.")
-            last_error = last_error or InvalidRequest(unsupported.format(model=model.name, endpoint=endpoint), param="model")
+    async for deployment in _candidates(rt, model, x.key):
+        adapter = adapter_for(deployment.target.wire)
+        if x.endpoint not in adapter.endpoints:
+            unsupported = getattr(adapter, "unsupported", UNSUPPORTED)
+            x.last_error = x.last_error or InvalidRequest(unsupported.format(model=model.name, endpoint=x.endpoint), param="model")
             continue
         if policy.fallback_max_price_ratio is not None:  # priced only when a cap is configured
-            cost = _unit_cost(deployment, record.created_at)
+            cost = _unit_cost(deployment, x.record.created_at)
             primary_cost = cost if primary_cost is None else primary_cost
             if _too_dear(policy, primary_cost, cost):
                 continue
-        if context_limit and (deployment.context_window or 0) <= context_limit:
+        if x.context_limit and (deployment.context_window or 0) <= x.context_limit:
             continue
-        for retry in range(policy.retries_per_deployment + 1):
-            if record.attempts >= policy.max_attempts or time.monotonic() >= deadline:
-                raise last_error or UpstreamTimeout("The request's deadline passed before an upstream answered.")
-            record.attempt(record.attempts + 1, deployment)
-            started = time.perf_counter()
-            try:
-                response = await _call(rt, adapter, endpoint, body, target, record.stream, deadline, conn.request_id)
-            except UpstreamError as error:
-                record.trail(deployment, error.upstream_status or error.status, error.code, started)
-                last_error = error
-                if isinstance(error, UpstreamCredentialRejected):
-                    # The same credential will be refused again: no retry here, cool the deployment now,
-                    # tell the admins (once a day), and let another deployment answer.
-                    await rt.cooldowns.reject(target.deployment_id, policy)
-                    rt.notify_credential_rejected(target.deployment_id, error.upstream_status)
-                    break
-                await rt.cooldowns.failure(target.deployment_id, policy)
-                if error.code == "context_length_exceeded" and policy.context_fallback:
-                    context_limit = deployment.context_window or 0
-                    break
-                if not _retryable(policy, error):
-                    raise
-                if retry < policy.retries_per_deployment:
-                    pause = backoff_delay(retry, error.retry_after)
-                    if time.monotonic() + pause >= deadline:
-                        break
-                    await asyncio.sleep(pause)
-                continue
-            record.trail(deployment, response.status, "", started)
-            if not key.sandbox:  # the demo model answered a sandbox key: nothing learnt of the deployment's health
-                await rt.cooldowns.success(target.deployment_id)
-            headers = [
-                *limit_headers,
-                (b"x-tollgate-model", model.name.encode()),
-                (b"x-tollgate-deployment", str(target.deployment_id).encode()),
-                (b"x-tollgate-attempts", str(record.attempts).encode()),
-                *getattr(adapter, "response_headers", ()),  # e.g. a token count that is an estimate (relay.messages)
-                *(record.cache.headers if record.cache is not None else ()),
-            ]
-            if record.stream:
-                await _stream(conn, adapter, response, target, model, record, headers, include_usage, ceiling)
+        response = await _try_deployment(rt, x, deployment, adapter)
+        if response is not None:
+            headers = _answer_headers(x, deployment, adapter)
+            if x.stream:
+                await _stream(x, adapter, response, deployment.target, headers)
             else:
-                await _whole(conn, adapter, endpoint, response, target, model, record, headers, body)
+                await _whole(x, adapter, response, deployment.target, headers)
             return
-    raise last_error or ModelNotFound(f"The model '{model.name}' has no usable deployment.", param="model")
+    raise x.last_error or ModelNotFound(f"The model '{model.name}' has no usable deployment.", param="model")
+
+
+def _adapters(x: Exchange):
+    """wire -> adapter for this request: the endpoint's own translators for Messages and Responses."""
+    if x.endpoint in messages.ENDPOINTS:
+        return messages.adapters(x.conn)
+    if x.endpoint == responses.ENDPOINT:
+        return responses.adapters(x.key, x.body)
+    return get_adapter
+
+
+async def _try_deployment(rt, x: Exchange, deployment, adapter):
+    """One deployment, retried as the policy allows: its response, or None to move on to the next."""
+    policy, record, target = x.model.policy, x.record, deployment.target
+    for retry in range(policy.retries_per_deployment + 1):
+        if record.attempts >= policy.max_attempts or time.monotonic() >= x.deadline:
+            raise x.last_error or UpstreamTimeout("The request's deadline passed before an upstream answered.")
+        record.attempt(record.attempts + 1, deployment)
+        started = time.perf_counter()
+        try:
+            response = await _call(rt, x, adapter, target)
+        except UpstreamError as error:
+            record.trail(deployment, error.upstream_status or error.status, error.code, started)
+            x.last_error = error
+            if not await _after_failure(rt, x, deployment, error, retry):
+                return None
+            continue
+        record.trail(deployment, response.status, "", started)
+        if not x.key.sandbox:  # the demo model answered a sandbox key: nothing learnt of the deployment's health
+            await rt.cooldowns.success(target.deployment_id)
+        return response
+    return None
+
+
+async def _after_failure(rt, x: Exchange, deployment, error: UpstreamError, retry: int) -> bool:
+    """After a failed attempt: True to try the same deployment again (after a backoff), False to move on;
+    raises when no other deployment should be tried."""
+    policy, target = x.model.policy, deployment.target
+    if isinstance(error, UpstreamCredentialRejected):
+        # The same credential will be refused again: no retry here, cool the deployment now,
+        # tell the admins (once a day), and let another deployment answer.
+        await rt.cooldowns.reject(target.deployment_id, policy)
+        rt.notify_credential_rejected(target.deployment_id, error.upstream_status)
+        return False
+    await rt.cooldowns.failure(target.deployment_id, policy)
+    if error.code == "context_length_exceeded" and policy.context_fallback:
+        x.context_limit = deployment.context_window or 0
+        return False
+    if not _retryable(policy, error):
+        raise error
+    if retry < policy.retries_per_deployment:
+        pause = backoff_delay(retry, error.retry_after)
+        if time.monotonic() + pause >= x.deadline:
+            return False
+        await asyncio.sleep(pause)
+    return True
+
+
+def _answer_headers(x: Exchange, deployment, adapter) -> list:
+    return [
+        *x.limit_headers,
+        (b"x-tollgate-model", x.model.name.encode()),
+        (b"x-tollgate-deployment", str(deployment.target.deployment_id).encode()),
+        (b"x-tollgate-attempts", str(x.record.attempts).encode()),
+        *getattr(adapter, "response_headers", ()),  # e.g. a token count that is an estimate (relay.messages)
+        *(x.lookup.headers if x.lookup is not None else ()),
+    ]
 
 
 async def _candidates(rt, model, key):
@@ -375,12 +446,12 @@ async def _fallback_models(rt, model, key) -> list:
     return found
 
 
-async def _call(rt, adapter, endpoint, body, target, stream, deadline, request_id):
-    upstream_body = dict(body)
+async def _call(rt, x: Exchange, adapter, target):
+    upstream_body = dict(x.body)
     upstream_body["model"] = target.upstream_model
-    request = adapter.build_request(endpoint=endpoint, body=upstream_body, target=target, stream=stream)
-    request.headers["x-tollgate-request-id"] = request_id  # lets a provider's logs be matched to our ledger
-    response = await send(rt.session, adapter, request, target, endpoint, deadline=deadline)
+    request = adapter.build_request(endpoint=x.endpoint, body=upstream_body, target=target, stream=x.stream)
+    request.headers["x-tollgate-request-id"] = x.conn.request_id  # lets a provider's logs be matched to our ledger
+    response = await send(rt.session, adapter, request, target, x.endpoint, deadline=x.deadline)
     if response.status >= 400:
         # An upstream may quote the credential back ("Incorrect API key provided: …"): never to the caller.
         raw = redact_secrets(await read_body(response, 1024 * 1024), target_secrets(target))
@@ -409,7 +480,8 @@ def _too_dear(policy, primary: Decimal | None, candidate: Decimal | None) -> boo
     return candidate > primary * ratio
 
 
-async def _whole(conn, adapter, endpoint, response, target, model, record, headers, body) -> None:
+async def _whole(x: Exchange, adapter, response, target, headers: list) -> None:
+    model, record, endpoint = x.model, x.record, x.endpoint
     try:
         # The same deadline as a stream's once the answer has started: a body can trickle forever too.
         async with asyncio.timeout(model.policy.stream_deadline_seconds):
@@ -420,7 +492,7 @@ async def _whole(conn, adapter, endpoint, response, target, model, record, heade
     try:
         answer, usage = adapter.parse_response(endpoint=endpoint, body=raw, target=target, model=model.name)
         if endpoint == "rerank":
-            answer = attach_documents(answer, body, record.request_id)
+            answer = attach_documents(answer, x.body, record.request_id)
         if usage is not None:
             await record.usage(usage, "provider", lambda: _answer_text(raw))
         else:
@@ -435,7 +507,7 @@ async def _whole(conn, adapter, endpoint, response, target, model, record, heade
     record.status_code = 200
     if record.cache is not None:
         record.cache.payload = payload
-    await conn.respond(200, payload, [(b"content-type", b"application/json"), *headers, *getattr(adapter, "answer_headers", ())])
+    await x.conn.respond(200, payload, [(b"content-type", b"application/json"), *headers, *getattr(adapter, "answer_headers", ())])
 
 
 async def _estimate_answer(record, raw: bytes) -> None:
@@ -468,10 +540,12 @@ def _answer_texts(node, depth: int = 0):
             yield from _answer_texts(value, depth + 1)
 
 
-async def _stream(conn, adapter, response, target, model, record, headers, include_usage, ceiling) -> None:
+async def _stream(x: Exchange, adapter, response, target, headers: list) -> None:
+    conn, model, record = x.conn, x.model, x.record
+    include_usage = bool((x.body.get("stream_options") or {}).get("include_usage"))
     translator = adapter.stream_translator(target=target, model=model.name, request_id=conn.request_id, include_usage=include_usage)
     parser = SSEParser()
-    meter = getattr(translator, "meter", OutputMeter)(ceiling)
+    meter = getattr(translator, "meter", OutputMeter)(x.ceiling)
     delivered: list = []  # what reached the client, to estimate usage when the upstream gives none
     await conn.start(200, [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), *headers])
     record.status_code = 200

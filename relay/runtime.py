@@ -18,11 +18,11 @@ from relay.cache import SnapshotCache
 from relay.cooldown import Cooldowns
 from relay.credits import CreditGate
 from relay.idempotency import IdempotencyStore
-from relay.metrics import RelayMetrics
-from relay.observers import AccessLog, ObservedSink, flush_observers, run_observers, traces_endpoint
 from relay.leases import FailoverLeaseStore, LeaseBook, LocalLeaseStore, RedisLeaseStore
 from relay.limits import RateLimiter
+from relay.metrics import RelayMetrics
 from relay.notices import credential_rejected_notifier
+from relay.observers import AccessLog, ObservedSink, flush_observers, run_observers, traces_endpoint
 from relay.response_cache import LocalAnswerStore, RedisAnswerStore, ResponseCache
 from relay.routing import Router
 from relay.throttle import FailedKeyThrottle
@@ -36,7 +36,7 @@ class Runtime:
     def __init__(self):
         self.redis = None
         if settings.REDIS_URL:
-            import redis.asyncio
+            import redis.asyncio  # only with shared state: the embedded default never loads it
 
             self.redis = redis.asyncio.Redis.from_url(
                 settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1, health_check_interval=30

@@ -12,7 +12,7 @@ import aiohttp
 from django.conf import settings
 
 from relay.egress import CheckedResolver, EgressRefused, check_literal, refused_error
-from wire.adapters.base import Target, UpstreamRequest
+from wire.adapters.base import Target, UpstreamRequest, UpstreamResponse
 from wire.errors import UpstreamError, UpstreamTimeout
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
@@ -36,8 +36,10 @@ def _timeout(connect: float, read: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, connect=min(connect, read), sock_connect=connect, sock_read=read)
 
 
-async def send(session: aiohttp.ClientSession, adapter, request: UpstreamRequest, target: Target, endpoint: str, *, deadline: float | None = None):
-    """Start the upstream call; returns the response once its headers arrived."""
+async def send(session: aiohttp.ClientSession, adapter, request: UpstreamRequest, target: Target, endpoint: str, *,
+               deadline: float | None = None) -> UpstreamResponse:
+    """Start the upstream call; returns the response once its headers arrived. An adapter with `local`
+    answers in-process through its `local_call` hook (wire.adapters.base.LocalTransport), read alike."""
     if adapter.local:
         return await adapter.local_call(request, endpoint)
     read = target.read_timeout
@@ -60,16 +62,14 @@ async def send(session: aiohttp.ClientSession, adapter, request: UpstreamRequest
         raise UpstreamError("The upstream connection failed.", code="upstream_connect_error") from exc
 
 
-async def read_body(response, limit: int = MAX_RESPONSE_BYTES) -> bytes:
+async def read_body(response: UpstreamResponse, limit: int = MAX_RESPONSE_BYTES) -> bytes:
     try:
-        if hasattr(response, "content"):
-            body = bytearray()
-            async for chunk in response.content.iter_chunked(READ_CHUNK):
-                body += chunk
-                if len(body) > limit:
-                    raise UpstreamError("The upstream response is too large.", retryable=False)
-            return bytes(body)
-        return await response.read()
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(READ_CHUNK):
+            body += chunk
+            if len(body) > limit:
+                raise UpstreamError("The upstream response is too large.", retryable=False)
+        return bytes(body)
     except asyncio.TimeoutError as exc:
         raise UpstreamTimeout("The upstream stopped sending its answer.") from exc
     except aiohttp.ClientError as exc:
@@ -78,13 +78,12 @@ async def read_body(response, limit: int = MAX_RESPONSE_BYTES) -> bytes:
         response.release()
 
 
-async def iter_body(response, limit: int = MAX_RESPONSE_BYTES):
+async def iter_body(response: UpstreamResponse, limit: int = MAX_RESPONSE_BYTES):
     """Yield raw chunks as they arrive (never buffered), enforcing the size cap."""
     total = 0
     completed = False
     try:
-        source = response.content.iter_any() if hasattr(response, "content") else response.iter_chunks()
-        async for chunk in source:
+        async for chunk in response.content.iter_any():
             total += len(chunk)
             if total > limit:
                 raise UpstreamError("The upstream stream is too large.", retryable=False)

@@ -5,6 +5,7 @@ answer (whole body, or stream events) back into OpenAI format. Adapters never to
 connection: they return bytes/objects and `relay.app` writes the response.
 """
 
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -46,6 +47,66 @@ class UpstreamRequest:
     body: bytes | None
 
 
+class UpstreamBody(Protocol):
+    """The body of an upstream answer, read as it arrives (aiohttp's StreamReader offers these)."""
+
+    def iter_chunked(self, n: int) -> AsyncIterator[bytes]:
+        """Chunks of at most `n` bytes (a whole answer)."""
+
+    def iter_any(self) -> AsyncIterator[bytes]:
+        """Whatever each read received (a stream)."""
+
+
+class UpstreamResponse(Protocol):
+    """An upstream's answer as relay.upstream reads it, whatever the transport: aiohttp's ClientResponse
+    over HTTP, or an in-process answer (`LocalTransport.local_call`: a LocalResponse below)
+    offering the same members."""
+
+    status: int
+    headers: Mapping[str, str]
+    content: UpstreamBody
+
+    async def read(self) -> bytes:
+        """The whole body at once (the credential test; the relay reads `content`, with its size cap)."""
+
+    def release(self) -> None:
+        """The answer was read to its end (its connection goes back to the pool)."""
+
+    def close(self) -> None:
+        """The answer is abandoned (its connection is closed, which stops the generation upstream)."""
+
+
+class LocalResponse:
+    """An in-process answer (the demo provider's, a local count) with the members of an HTTP one
+    (UpstreamResponse above), so the relay reads both alike. It is its own `content`; `body_chunks` (an
+    async iterator) come as they were made, whatever the chunk size asked."""
+
+    __slots__ = ("status", "headers", "_chunks")
+
+    def __init__(self, status: int, body_chunks):
+        self.status = status
+        self.headers = {"content-type": "application/json"}
+        self._chunks = body_chunks
+
+    @property
+    def content(self) -> "LocalResponse":
+        return self
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self._chunks])
+
+    def iter_chunked(self, n: int):
+        return self._chunks
+
+    def iter_any(self):
+        return self._chunks
+
+    def close(self) -> None:
+        pass
+
+    release = close
+
+
 class StreamTranslator(Protocol):
     """Stateful, one per streamed response."""
 
@@ -60,7 +121,10 @@ class StreamTranslator(Protocol):
 
 class Adapter(Protocol):
     name: str
-    local: bool  # True: answers in-process through `local_call` (the demo provider), no HTTP
+    # The transport: False (every HTTP provider) sends `build_request`'s request over the relay's pooled
+    # session; True answers in-process instead, and the adapter is then also a `LocalTransport` (below).
+    # Adapters that wrap another (relay.messages, relay.responses) delegate both.
+    local: bool
     # Endpoints this wire format serves: chat, completions, embeddings.
     endpoints: frozenset[str]
 
@@ -76,3 +140,13 @@ class Adapter(Protocol):
 
     def map_error(self, *, status: int, body: bytes, headers: dict[str, str]) -> Exception:
         """A non-2xx upstream answer to a wire.errors.UpstreamError (never echoing secrets or internal addresses)."""
+
+
+class LocalTransport(Protocol):
+    """The optional transport hook of an adapter with `local = True` (the demo provider, relay.messages'
+    count_tokens estimate): answers in-process, in place of the HTTP call. No other adapter defines it."""
+
+    local: bool
+
+    async def local_call(self, request: UpstreamRequest, endpoint: str) -> UpstreamResponse:
+        """The answer to `request` (as `build_request` made it), with the members an HTTP answer has."""

@@ -15,8 +15,8 @@ import time
 import orjson
 
 from wire import tokens
-from wire.adapters.base import UpstreamRequest
 from wire.adapters import rerank
+from wire.adapters.base import LocalResponse, UpstreamRequest
 from wire.adapters.openai import OpenAIAdapter
 
 REPLY = "This is Tollgate's demo model answering locally. You said: "
@@ -59,27 +59,6 @@ async def _wait(seconds: float) -> None:
 def _embedding(text: str) -> list[float]:
     digest = hashlib.sha256(text.encode()).digest()
     return [round((byte - 128) / 128, 6) for byte in digest[:EMBEDDING_DIMENSIONS]]
-
-
-class LocalResponse:
-    """Quacks like the part of an aiohttp response the relay reads."""
-
-    def __init__(self, status: int, body_chunks):
-        self.status = status
-        self.headers = {"content-type": "application/json"}
-        self._chunks = body_chunks
-
-    async def read(self) -> bytes:
-        return b"".join([chunk async for chunk in self._chunks])
-
-    async def iter_chunks(self):
-        async for chunk in self._chunks:
-            yield chunk
-
-    def close(self) -> None:
-        pass
-
-    release = close
 
 
 def rerank_score(query: str, text: str) -> float:
