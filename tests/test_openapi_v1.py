@@ -62,7 +62,7 @@ def test_schema_documents_every_v1_route_with_its_key_auth_and_headers(client):
     assert {"model", "messages", "stream"} <= set(chat["properties"]) and chat["required"] == ["model", "messages"]
 
 
-def _probe(gateway, method: str, path: str, secret: str | None) -> httpx.Response:
+def _probe(gateway, method: str, path: str, secret: str | None) -> httpx.Response:  # noqa: F811
     url = gateway.base_url[: -len("/v1")] + re.sub(r"{\w+}", "nope_1", path)
     headers = {"authorization": f"Bearer {secret}"} if secret else {}
     if method.upper() in ("POST", "PUT", "PATCH"):
