@@ -229,6 +229,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The /v1 gateway is no DRF view: config/openapi_v1.py adds it after the enum hook (drf-spectacular's default).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "config.openapi_v1.add_v1_paths"],
 }
 
 # Celery: Redis when configured, otherwise a filesystem broker that needs no server.

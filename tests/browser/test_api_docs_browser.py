@@ -29,6 +29,13 @@ def test_api_docs_render_the_operations_offline(live_server, page, console_error
     operation = page.locator(".opblock-summary-path", has_text="/api/invitations/").first
     expect(operation).to_be_visible()
     page.locator(".opblock-tag", has_text="invitations").first.scroll_into_view_if_needed()
+    # The /v1 gateway (config/openapi_v1.py) is in the same schema, under its own tag.
+    gateway = page.locator(".opblock-tag", has_text="v1 gateway (OpenAI/Anthropic compatible)").first
+    gateway.scroll_into_view_if_needed()
+    chat = page.locator(".opblock-post .opblock-summary-path", has_text="/v1/chat/completions").first
+    expect(chat).to_be_visible()
+    chat.click()  # expanded: its Tollgate request header is listed
+    expect(page.locator(".opblock-post.is-open .parameters-col_name", has_text="Idempotency-Key").first).to_be_visible()
     screenshot(page, "api-docs")
     assert page.locator(".opblock").count() > 20
     assert elsewhere == [], "the docs page fetched from elsewhere"
