@@ -43,7 +43,6 @@ from django.utils import timezone  # noqa: E402
 from accounts import services as account_services  # noqa: E402
 from accounts.models import Membership, Organization, Role, Team, User  # noqa: E402
 from accounts.tenancy import OrgContext  # noqa: E402
-from billing.models import UsageEvent, UsageRollup  # noqa: E402
 from keys import services as key_services  # noqa: E402
 from keys.models import Deployment, Model, ProviderCredential, VirtualKey  # noqa: E402
 

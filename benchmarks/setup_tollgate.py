@@ -25,7 +25,7 @@ import django  # noqa: E402
 django.setup()
 
 from accounts import services as account_services  # noqa: E402
-from accounts.models import Membership, Organization, Role, User  # noqa: E402
+from accounts.models import Membership, Role, User  # noqa: E402
 from accounts.tenancy import OrgContext  # noqa: E402
 from keys import services as key_services  # noqa: E402
 from keys.models import Deployment, Model, ProviderCredential  # noqa: E402

@@ -1,7 +1,7 @@
 """Usage by endpoint: the rollups carry the endpoint (billing.rollups), the overview and the usage explorer
 break spend down by it, and the REST usage API groups and filters by it; the rollups stay exact."""
 
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import timedelta, timezone as dt_timezone
 from decimal import Decimal
 
 import pytest
