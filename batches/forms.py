@@ -24,7 +24,8 @@ class BatchUploadForm(forms.Form):
     max_tokens = forms.IntegerField(label=_("Max output tokens per request"), required=False, min_value=1, max_value=100_000, initial=256)
     cap = forms.DecimalField(label=_("Cost cap"), required=False, min_value=0, max_digits=20, decimal_places=6, help_text=_(
         "The batch never spends more. Empty: the key's remaining budget (no cap if it has none)."))
-    mode = forms.ChoiceField(label=_("Run"), initial="relay", widget=forms.RadioSelect, choices=[
+    # Not required: a form posted without it (a script, an older page) runs through the gateway, as before.
+    mode = forms.ChoiceField(label=_("Run"), initial="relay", required=False, widget=forms.RadioSelect, choices=[
         ("relay", _("Through the gateway, line by line (any model; pause and resume)")),
         ("native", _("With the provider's own batch API, at its batch price (OpenAI, Anthropic: 50% off; up to 24 hours, cannot be paused)")),
     ])
@@ -42,6 +43,7 @@ class BatchUploadForm(forms.Form):
             self.add_error("model", _("Choose the model the documents go to."))
         if data.get("cap") is not None and data["cap"] <= 0:
             self.add_error("cap", _("A cap must be more than zero."))
+        data["mode"] = data.get("mode") or "relay"
         return data
 
 
