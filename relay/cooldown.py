@@ -28,6 +28,11 @@ class Cooldowns:
         self._until: dict[int, float] = {}
         self._failures: dict[int, deque] = {}
 
+    def clear(self) -> None:
+        """Forget this process's cooldowns and failure counts (the shared ones in Redis stay)."""
+        self._until.clear()
+        self._failures.clear()
+
     def cooling(self, deployment_id: int, now: float | None = None) -> bool:
         until = self._until.get(deployment_id)
         return until is not None and until > (now or time.time())

@@ -63,6 +63,10 @@ class IdempotencyStore:
         self._redis = redis
         self._local: dict[str, tuple[float, bytes]] = {}
 
+    def clear(self) -> None:
+        """Forget the answers kept in this process (the shared ones in Redis stay)."""
+        self._local.clear()
+
     async def claim(self, name: str, fingerprint: str = "") -> dict | None:
         """None when claimed for this request; the stored answer (or a conflict) otherwise."""
         pending = PENDING + fingerprint.encode()

@@ -153,6 +153,10 @@ class LocalAnswerStore:
         self.size = 0
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
 
+    def clear(self) -> None:
+        self._entries.clear()
+        self.size = 0
+
     async def get(self, name: str) -> bytes | None:
         held = self._entries.get(name)
         if held is None:

@@ -27,6 +27,10 @@ class Router:
         self._current: dict[tuple[int, int], dict[int, int]] = {}
         self.cooldowns = cooldowns
 
+    def clear(self) -> None:
+        """Forget the weighted round-robin positions."""
+        self._current.clear()
+
     def plan(self, model: ModelSnapshot, *, sticky_id: int | None = None) -> tuple[list[DeploymentSnapshot], list[DeploymentSnapshot]]:
         """(ready, cooling): the primary choice first then the rest in fallback order, and the cooling
         deployments, which callers try only after every other option (fallback models included)."""

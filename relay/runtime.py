@@ -75,6 +75,21 @@ class Runtime:
         self._tasks: list[asyncio.Task] = []
         self.started = self.serving = False  # the readiness probe's view of this process
 
+    def forget_local_state(self) -> None:
+        """Without Redis, start over as a new process would: counters, leases, cooldowns, round-robin
+        positions, Idempotency-Key answers, cached answers and snapshots live in this process, named by
+        row ids (tests/gateway.py: SQLite hands a rolled-back test's ids out again)."""
+        if self.redis is not None:
+            return  # shared state lives in Redis
+        for gate in (self.limiter, self.budgets, self.credits):
+            gate.book.clear()
+        self.budgets.store.clear()
+        self.cooldowns.clear()
+        self.router.clear()
+        self.idempotency.clear()
+        self.response_cache.store.clear()
+        self.cache.clear()
+
     async def start(self) -> None:
         self.session = new_session()
         self._tasks = [asyncio.create_task(loop) for loop in (self.cache.watch(), self.sink.run(), self.cooldowns.watch(), run_observers(self.observers))]

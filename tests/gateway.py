@@ -111,23 +111,10 @@ def gateway(transactional_db, relay_server, upstream, settings):
     runtime = relay_server.relay.runtime
     if runtime is not None:
         runtime.key_throttle.reset()  # every test calls from 127.0.0.1
-        if runtime.redis is None:
-            # Embedded counters live in this process, named by row ids; SQLite hands out again the ids an earlier
-            # test's rolled-back rows took (PostgreSQL sequences never go back), so each test starts afresh.
-            for gate in (runtime.limiter, runtime.budgets, runtime.credits):
-                gate.book.clear()
-            runtime.budgets.store.clear()
-            # The same holds for everything else this process keeps by id: deployments' cooldowns (a new
-            # deployment would start cooling), stored Idempotency-Key answers (key id), cached answers
-            # (organization id) and model snapshots (organization id); tests/relay/test_embedded_isolation.py.
-            runtime.cooldowns._until.clear()
-            runtime.cooldowns._failures.clear()
-            runtime.router._current.clear()  # weighted round-robin positions, by model id
-            runtime.idempotency._local.clear()
-            store = runtime.response_cache.store
-            store._entries.clear()
-            store.size = 0
-            runtime.cache.clear()
+        # Embedded state lives in this process, named by row ids; SQLite hands out again the ids an earlier
+        # test's rolled-back rows took (PostgreSQL sequences never go back), so each test starts afresh
+        # (tests/relay/test_embedded_isolation.py).
+        runtime.forget_local_state()
     org = OrganizationFactory()
     owner = MembershipFactory(organization=org, role=Role.OWNER, user=UserFactory()).user
     ctx = OrgContext(organization=org, role=Role.OWNER, user=owner)
